@@ -1,0 +1,1 @@
+"""GitOps platform tooling."""

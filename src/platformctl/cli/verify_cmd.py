@@ -1,0 +1,98 @@
+"""``platform verify``: the policy gate over every rendered environment."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from platformctl.cli.common import OUTPUT_OPTION, options
+from platformctl.errors import ExitCode
+from platformctl.output import OutputFormat, render_table, to_json
+from platformctl.verify import VerifyReport, verify
+
+PHASES = {"render": "rendering", "schemas": "validating schemas", "checkov": "running checkov"}
+
+
+def _progress(phase: str, done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    sys.stderr.write(f"\r{PHASES.get(phase, phase)} {done}/{total}{end}")
+    sys.stderr.flush()
+
+
+def _payload(report: VerifyReport) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "targets": len(report.targets),
+        "cache_hits": report.cache_hits,
+        "checked_by_checkov": report.checked_by_checkov,
+        "findings": [finding.as_dict() for finding in report.failing],
+        "excepted": [
+            {
+                **item.finding.as_dict(),
+                "reason": item.exception.reason,
+                "expires": item.exception.expires.isoformat(),
+            }
+            for item in report.excepted
+        ],
+        "unused_exceptions": [
+            {"check": e.check, "target": e.target, "where": e.where}
+            for e in report.unused_exceptions
+        ],
+    }
+
+
+def _summary(report: VerifyReport) -> str:
+    verdict = "clean" if report.ok else f"{len(report.failing)} violation(s)"
+    return (
+        f"{len(report.targets)} targets verified ({report.cache_hits} from cache, "
+        f"{report.checked_by_checkov} checked by checkov): {verdict}"
+        + (f", {len(report.excepted)} excepted" if report.excepted else "")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify")
+    def verify_command(
+        ctx: typer.Context,
+        env: list[str] = typer.Option([], "--env", "-e", help="Only these environments."),
+        service: list[str] = typer.Option([], "--service", "-s", help="Only these services."),
+        output: OutputFormat = OUTPUT_OPTION,
+        no_cache: bool = typer.Option(False, "--no-cache", help="Re-check every target."),
+    ) -> None:
+        """Render every service in every environment and hold it to schemas and policy."""
+        repo = options(ctx).repo()
+        show_progress = output is OutputFormat.table and sys.stderr.isatty()
+        report = verify(
+            repo,
+            env,
+            service,
+            use_cache=not no_cache,
+            progress=_progress if show_progress else None,
+        )
+        if output is OutputFormat.json:
+            typer.echo(to_json(_payload(report)))
+        else:
+            headers = ["target", "check", "resource", "message"]
+            if report.failing:
+                rows = [[f.target, f.check, f.resource, f.message] for f in report.failing]
+                typer.echo(render_table(output, headers, rows))
+            if report.excepted:
+                typer.echo("\nexcepted:")
+                rows = [
+                    [
+                        e.finding.target,
+                        e.finding.check,
+                        e.finding.resource,
+                        f"{e.exception.reason} (until {e.exception.expires})",
+                    ]
+                    for e in report.excepted
+                ]
+                typer.echo(render_table(output, headers, rows))
+            for unused in report.unused_exceptions:
+                typer.echo(
+                    f"warning: {unused.where}: exception matches nothing; remove it", err=True
+                )
+            typer.echo(("\n" if report.failing or report.excepted else "") + _summary(report))
+        if not report.ok:
+            raise typer.Exit(int(ExitCode.REFUSED))

@@ -1,0 +1,61 @@
+"""One error type per exit code, so every command maps failures the same way.
+
+Commands never call ``sys.exit`` themselves: they raise one of these and the CLI prints the
+one-line message (a traceback only with ``--debug``) and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    REFUSED = 1
+    USAGE = 2
+    ENVIRONMENT = 3
+
+
+class PlatformError(Exception):
+    """Base of every error the tool reports to a user."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class InputError(PlatformError):
+    """Bad usage or bad input (a name, a file, a value): exit 2."""
+
+    exit_code = ExitCode.USAGE
+
+
+class RefusedError(PlatformError):
+    """A gate, policy or hold refused the operation: exit 1."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class EnvironmentProblem(PlatformError):
+    """The machine is not fit to run the command (git, network, a missing tool): exit 3."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> InputError:
+    """An 'unknown X' error that suggests the closest known name."""
+    choices = sorted(known)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if close:
+        hint = f"did you mean '{close[0]}'?"
+    else:
+        hint = "known: " + (", ".join(choices) if choices else "none")
+    return InputError(f"unknown {kind} '{name}'", hint=hint)

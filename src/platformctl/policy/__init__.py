@@ -1,0 +1,1 @@
+"""The policy gate: project rules, checkov, and the exceptions file."""

@@ -1,0 +1,55 @@
+"""The services x environments matrix of images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from platformctl.model import Image, Repo
+
+
+def same_artifact(left: Image, right: Image) -> bool:
+    """Whether two images are the same build: by digest when both have one, else by tag."""
+    if left.repository != right.repository:
+        return False
+    if left.digest and right.digest:
+        return left.digest == right.digest
+    return left.tag == right.tag
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    service: str
+    environment: str
+    image: Image
+    previous_environment: str | None
+    differs_from_previous: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "environment": self.environment,
+            "repository": self.image.repository,
+            "tag": self.image.tag,
+            "digest": self.image.digest,
+            "previous_environment": self.previous_environment,
+            "differs_from_previous": self.differs_from_previous,
+        }
+
+
+def status(repo: Repo, environments: list[str] | None = None) -> list[StatusRow]:
+    rows = []
+    for release in repo.select(environments or ()):
+        previous = repo.previous(release.environment.name)
+        before = repo.releases.get((release.service, previous.name)) if previous else None
+        rows.append(
+            StatusRow(
+                service=release.service,
+                environment=release.environment.name,
+                image=release.image,
+                previous_environment=previous.name if previous else None,
+                differs_from_previous=before is not None
+                and not same_artifact(before.image, release.image),
+            )
+        )
+    return rows
