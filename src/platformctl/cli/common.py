@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer import _click as click
+from typer.core import TyperGroup
 
+from platformctl.errors import PlatformError
 from platformctl.model import Repo, find_root, load_repo
 from platformctl.output import OutputFormat
 
+
+class PlatformGroup(TyperGroup):
+    """Prints a PlatformError as one line and exits with its code (a traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlatformError as error:
+            if isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug:
+                raise
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(int(error.exit_code)) from None
+
+
 app = typer.Typer(
+    cls=PlatformGroup,
     name="platform",
     help="Render, verify, promote and roll back the services of this GitOps repository.",
     no_args_is_help=True,
