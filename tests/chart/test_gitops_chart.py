@@ -1,0 +1,84 @@
+"""The Argo CD objects: one ApplicationSet and AppProject per environment, from the model."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+import helm_python
+import yaml
+
+from platformctl.model import load_repo
+from platformctl.render import Renderer
+from tests.conftest import PROJECT_ROOT
+
+
+def objects(environment: str) -> dict[str, Any]:
+    repo = load_repo(PROJECT_ROOT)
+    rendered = Renderer(repo).gitops(repo.environment(environment))
+    return {doc["kind"]: doc for doc in rendered.documents}
+
+
+def test_generator_reads_exactly_the_service_files_of_the_environment() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    for env in repo.environments:
+        files = objects(env.name)["ApplicationSet"]["spec"]["generators"][0]["git"]["files"]
+        included = [f["path"] for f in files if not f.get("exclude")]
+        excluded = [f["path"] for f in files if f.get("exclude")]
+        on_disk = [
+            str(path.relative_to(repo.root)) for path in sorted(env.path.glob("*.yaml"))
+        ]
+        generated = [
+            path
+            for path in on_disk
+            if any(fnmatch.fnmatch(path, glob) for glob in included)
+            and not any(fnmatch.fnmatch(path, glob) for glob in excluded)
+        ]
+        expected = sorted(str(r.values_file.relative_to(repo.root)) for r in repo.select([env.name]))
+        assert generated == expected
+
+
+def test_applications_layer_values_like_the_model() -> None:
+    spec = objects("staging")["ApplicationSet"]["spec"]["template"]["spec"]
+    assert spec["source"]["path"] == "charts/service"
+    assert spec["source"]["helm"]["valueFiles"] == [
+        "../../environments/base/{{ .path.filename }}",
+        "../../environments/staging/{{ .path.filename }}",
+    ]
+    assert spec["project"] == "staging"
+    assert spec["destination"]["namespace"] == "apps"
+
+
+def test_sync_policy_per_environment() -> None:
+    def automated(env: str) -> Any:
+        return objects(env)["ApplicationSet"]["spec"]["template"]["spec"]["syncPolicy"][
+            "automated"
+        ]
+
+    assert automated("dev") == {"prune": True, "selfHeal": True}
+    assert automated("staging") == {"prune": True, "selfHeal": True}
+    assert automated("production") == {"prune": False, "selfHeal": True}
+
+
+def test_project_restricts_source_destination_and_kinds() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    project = objects("production")["AppProject"]["spec"]
+    assert project["sourceRepos"] == [repo.repository_url]
+    assert project["destinations"] == [
+        {"server": "https://kubernetes.default.svc", "namespace": "apps"}
+    ]
+    assert project["clusterResourceWhitelist"] == []
+    allowed = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
+    chart = helm_python.Chart.load(PROJECT_ROOT / "charts/service")
+    everything = {
+        "image": {"repository": "r/x", "tag": "1"},
+        "autoscaling": {"enabled": True},
+        "podDisruptionBudget": {"enabled": True},
+        "ingress": {"enabled": True, "host": "h.example.com"},
+        "serviceMonitor": {"enabled": True},
+    }
+    for body in chart.render(everything, name="svc", namespace="apps").values():
+        for doc in yaml.safe_load_all(body):
+            if doc:
+                group = doc["apiVersion"].rpartition("/")[0]
+                assert (group, doc["kind"]) in allowed, doc["kind"]

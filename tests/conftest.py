@@ -1,0 +1,60 @@
+"""Fixtures: a throw-away git clone of this repository's environments and charts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner
+
+from platformctl.cli import app
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+def init_repo(path: Path) -> Path:
+    """A git repository holding a copy of environments/ and charts/ of this project."""
+    for folder in ("environments", "charts"):
+        shutil.copytree(PROJECT_ROOT / folder, path / folder)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "Test")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return init_repo(tmp_path / "repo")
+
+
+def edit_yaml(path: Path, change: Callable[[Any], None]) -> None:
+    """Round-trip edit of a YAML file (comments and order kept)."""
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    change(data)
+    with path.open("w") as handle:
+        yaml.dump(data, handle)
+
+
+@pytest.fixture
+def cli() -> Callable[..., Any]:
+    runner = CliRunner()
+
+    def invoke(repo: Path, *args: str) -> Any:
+        return runner.invoke(app, ["--repo", str(repo), *args])
+
+    return invoke

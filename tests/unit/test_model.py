@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from platformctl.errors import ExitCode, InputError
+from platformctl.model import Image, find_root, load_repo, merge_values
+from tests.conftest import PROJECT_ROOT, edit_yaml
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_this_repository_loads_as_three_stages_of_four_services() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    assert repo.environment_names == ("dev", "staging", "production")
+    assert repo.services == ("api-gateway", "auth-service", "product-service", "user-service")
+    assert len(repo.releases) == 12
+    for release in repo.select(["staging", "production"]):
+        assert release.image.digest, f"{release.key} must pin a digest"
+    assert repo.previous("staging") == repo.environment("dev")
+    assert repo.previous("dev") is None
+
+
+def test_release_values_layer_environment_over_base() -> None:
+    release = load_repo(PROJECT_ROOT).release("user-service", "production")
+    assert release.values["env"]["DB_NAME"] == "users"  # from base
+    assert release.values["env"]["ENVIRONMENT"] == "production"  # from the environment
+    assert release.values["image"]["digest"] == release.image.digest
+
+
+def test_merge_values_merges_maps_and_replaces_lists() -> None:
+    lower = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    upper = {"a": {"c": [3]}, "e": 2}
+    assert merge_values(lower, upper) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+
+
+def test_image_reference_prefers_digest() -> None:
+    assert Image("r/x", "1.0", DIGEST).reference == f"r/x@{DIGEST}"
+    assert Image("r/x", "1.0").reference == "r/x:1.0"
+    with pytest.raises(ValueError, match="tag or a digest"):
+        Image("r/x")
+    with pytest.raises(ValueError, match="sha256"):
+        Image("r/x", "1.0", "md5:abc")
+
+
+def test_find_root_walks_up_and_fails_clearly(repo: Path, tmp_path: Path) -> None:
+    assert find_root(repo / "environments" / "dev") == repo.resolve()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(InputError, match="--repo"):
+        find_root(outside)
+
+
+def test_unknown_names_suggest_the_closest(repo: Path) -> None:
+    model = load_repo(repo)
+    with pytest.raises(InputError, match="did you mean 'production'"):
+        model.environment("prod")
+    with pytest.raises(InputError, match="did you mean 'user-service'"):
+        model.service("user-servce")
+
+
+@pytest.mark.parametrize("name", ["../dev", "a/b", "x;rm -rf", "Upper", "-x", "a" * 54])
+def test_names_with_separators_or_metacharacters_are_refused(repo: Path, name: str) -> None:
+    model = load_repo(repo)
+    with pytest.raises(InputError, match="not a valid service name"):
+        model.service(name)
+
+
+def _load_error(repo: Path) -> str:
+    with pytest.raises(InputError) as caught:
+        load_repo(repo)
+    assert caught.value.exit_code == ExitCode.USAGE
+    return str(caught.value)
+
+
+def test_malformed_yaml_names_file_and_line(repo: Path) -> None:
+    path = repo / "environments/dev/user-service.yaml"
+    path.write_text(path.read_text() + "resources: [unclosed\n")
+    message = _load_error(repo)
+    assert "environments/dev/user-service.yaml:" in message
+    assert "malformed YAML" in message
+
+
+def test_unknown_key_names_file_line_key_and_suggestion(repo: Path) -> None:
+    path = repo / "environments/staging/auth-service.yaml"
+    path.write_text(path.read_text() + "replicaCout: 3\n")
+    line = len(path.read_text().splitlines())
+    message = _load_error(repo)
+    assert f"auth-service.yaml:{line}: replicaCout: unknown key" in message
+    assert "did you mean 'replicaCount'" in message
+
+
+def test_wrong_type_names_nested_key(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/production/user-service.yaml",
+        lambda data: data["autoscaling"].__setitem__("minReplicas", "three"),
+    )
+    message = _load_error(repo)
+    assert "production/user-service.yaml:" in message
+    assert "autoscaling.minReplicas" in message
+    assert "not of type 'integer'" in message
+
+
+def test_numeric_tag_must_be_quoted(repo: Path) -> None:
+    path = repo / "environments/dev/user-service.yaml"
+    path.write_text(path.read_text().replace("tag: 1.5.0", "tag: 1.5"))
+    assert "image.tag" in _load_error(repo)
+
+
+def test_bad_digest_is_refused_with_location(repo: Path) -> None:
+    path = repo / "environments/production/user-service.yaml"
+    text = path.read_text()
+    path.write_text(text.replace('digest: "sha256:', 'digest: "sha256:zz'))
+    message = _load_error(repo)
+    assert "production/user-service.yaml:3" in message
+
+
+def test_missing_image_is_refused(repo: Path) -> None:
+    edit_yaml(repo / "environments/dev/api-gateway.yaml", lambda data: data.pop("image"))
+    assert "image: missing" in _load_error(repo)
+
+
+def test_image_in_base_is_refused(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/base/api-gateway.yaml",
+        lambda data: data.__setitem__("image", {"tag": "1.0"}),
+    )
+    assert "set the image per environment" in _load_error(repo)
+
+
+def test_service_without_base_is_refused(repo: Path) -> None:
+    (repo / "environments/dev/cart-service.yaml").write_text("image: {repository: r, tag: a}\n")
+    assert "has no environments/base/cart-service.yaml" in _load_error(repo).replace(
+        str(repo) + "/", ""
+    )
+
+
+def test_folder_that_is_not_a_stage_is_refused(repo: Path) -> None:
+    (repo / "environments/qa").mkdir()
+    assert "not a stage" in _load_error(repo)
+
+
+def test_stage_without_environment_file_is_refused(repo: Path) -> None:
+    (repo / "environments/staging/environment.yaml").unlink()
+    assert "environment.yaml: missing for stage 'staging'" in _load_error(repo)
+
+
+def test_bad_environment_setting_is_refused(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/dev/environment.yaml",
+        lambda data: data["cluster"].__setitem__("kubernetesVersion", "latest"),
+    )
+    assert "cluster.kubernetesVersion" in _load_error(repo)
+
+
+def test_duplicate_and_reserved_stages_are_refused(repo: Path) -> None:
+    pipeline = repo / "environments/pipeline.yaml"
+    original = pipeline.read_text()
+    pipeline.write_text(original + "  - name: dev\n")
+    assert "listed twice" in _load_error(repo)
+    pipeline.write_text(original + "  - name: base\n")
+    assert "reserved name" in _load_error(repo)
+
+
+def test_yml_extension_is_refused(repo: Path) -> None:
+    source = repo / "environments/dev/user-service.yaml"
+    source.rename(source.with_suffix(".yml"))
+    assert "rename to user-service.yaml" in _load_error(repo)
+
+
+def test_missing_chart_schema_is_reported(repo: Path) -> None:
+    (repo / "charts/service/values.schema.json").unlink()
+    assert "values.schema.json: missing" in _load_error(repo)
+
+
+def test_service_missing_from_an_environment_is_not_deployed_there(repo: Path) -> None:
+    (repo / "environments/production/auth-service.yaml").unlink()
+    model = load_repo(repo)
+    assert len(model.releases) == 11
+    with pytest.raises(InputError, match="not deployed in 'production'"):
+        model.release("auth-service", "production")
