@@ -201,13 +201,13 @@ def verify(
     releases = repo.select(environments, services)
     exceptions = load_exceptions(repo.exceptions_file)
     renderer = Renderer(repo)
-    selected_envs = list(dict.fromkeys(release.environment.name for release in releases))
-    if not services:
-        selected_envs = [repo.environment(name).name for name in environments] or list(
-            repo.environment_names
-        )
-    gitops = [renderer.gitops(repo.environment(name)) for name in selected_envs]
-    rendered: list[Rendered] = list(gitops)
+    env_names = [repo.environment(name).name for name in environments] or list(
+        repo.environment_names
+    )
+    # The Argo CD objects are always rendered (their AppProject feeds PLAT006) but are a
+    # target of their own only when whole environments are verified.
+    gitops = [renderer.gitops(repo.environment(name)) for name in env_names]
+    rendered: list[Rendered] = [] if services else list(gitops)
     for index, release in enumerate(releases, 1):
         rendered.append(renderer.release(release))
         if progress:

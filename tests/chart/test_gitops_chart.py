@@ -25,16 +25,16 @@ def test_generator_reads_exactly_the_service_files_of_the_environment() -> None:
         files = objects(env.name)["ApplicationSet"]["spec"]["generators"][0]["git"]["files"]
         included = [f["path"] for f in files if not f.get("exclude")]
         excluded = [f["path"] for f in files if f.get("exclude")]
-        on_disk = [
-            str(path.relative_to(repo.root)) for path in sorted(env.path.glob("*.yaml"))
-        ]
+        on_disk = [str(path.relative_to(repo.root)) for path in sorted(env.path.glob("*.yaml"))]
         generated = [
             path
             for path in on_disk
             if any(fnmatch.fnmatch(path, glob) for glob in included)
             and not any(fnmatch.fnmatch(path, glob) for glob in excluded)
         ]
-        expected = sorted(str(r.values_file.relative_to(repo.root)) for r in repo.select([env.name]))
+        expected = sorted(
+            str(r.values_file.relative_to(repo.root)) for r in repo.select([env.name])
+        )
         assert generated == expected
 
 
@@ -51,9 +51,7 @@ def test_applications_layer_values_like_the_model() -> None:
 
 def test_sync_policy_per_environment() -> None:
     def automated(env: str) -> Any:
-        return objects(env)["ApplicationSet"]["spec"]["template"]["spec"]["syncPolicy"][
-            "automated"
-        ]
+        return objects(env)["ApplicationSet"]["spec"]["template"]["spec"]["syncPolicy"]["automated"]
 
     assert automated("dev") == {"prune": True, "selfHeal": True}
     assert automated("staging") == {"prune": True, "selfHeal": True}

@@ -18,12 +18,7 @@ IMAGE = {"repository": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/user-servic
 def render(values: dict[str, Any] | None = None, name: str = "user-service") -> list[Any]:
     merged = {"image": IMAGE, **(values or {})}
     manifests = CHART.render(merged, name=name, namespace="apps")
-    return [
-        doc
-        for body in manifests.values()
-        for doc in yaml.safe_load_all(body)
-        if doc
-    ]
+    return [doc for body in manifests.values() for doc in yaml.safe_load_all(body) if doc]
 
 
 def kinds(docs: list[Any]) -> list[str]:
@@ -42,7 +37,11 @@ def container(docs: list[Any]) -> Any:
 
 def test_defaults_render_the_minimal_set() -> None:
     assert kinds(render()) == [
-        "ConfigMap", "Deployment", "NetworkPolicy", "Service", "ServiceAccount"
+        "ConfigMap",
+        "Deployment",
+        "NetworkPolicy",
+        "Service",
+        "ServiceAccount",
     ]
 
 
@@ -149,7 +148,7 @@ def test_network_policy_denies_all_but_listed_peers() -> None:
 
 def test_ingress_is_optional_and_needs_a_host() -> None:
     assert "Ingress" not in kinds(render())
-    with pytest.raises(helm_python.HelmRenderError, match="ingress.host is required"):
+    with pytest.raises(helm_python.HelmRenderError, match=r"ingress\.host is required"):
         render({"ingress": {"enabled": True}})
     ingress = one(render({"ingress": {"enabled": True, "host": "api.example.com"}}), "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == "api.example.com"

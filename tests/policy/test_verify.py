@@ -1,0 +1,268 @@
+"""The verify gate: clean on this repository, failing on each seeded violation, cache sound."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platformctl.model import load_repo
+from platformctl.verify import image_shape, verify
+from tests.conftest import edit_yaml
+
+TODAY = dt.date(2026, 11, 22)
+
+
+def run(repo: Path, *, use_cache: bool = False, **kwargs: Any) -> Any:
+    return verify(load_repo(repo), use_cache=use_cache, today=TODAY, **kwargs)
+
+
+def checks(report: Any) -> set[tuple[str, str]]:
+    return {(f.target, f.check) for f in report.failing}
+
+
+def test_this_repository_is_clean(repo: Path) -> None:
+    report = run(repo)
+    assert report.ok, report.failing
+    # 12 releases and the Argo CD objects of 3 environments
+    assert len(report.targets) == 15
+    assert report.checked_by_checkov == 12
+
+
+def set_value(path: str, *keys_and_value: Any) -> Callable[[Path], None]:
+    *keys, last, value = keys_and_value
+
+    def seed(repo: Path) -> None:
+        def change(data: Any) -> None:
+            for key in keys:
+                data = data.setdefault(key, {})
+            data[last] = value
+
+        edit_yaml(repo / path, change)
+
+    return seed
+
+
+def drop_digest(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/production/user-service.yaml",
+        lambda data: data["image"].pop("digest"),
+    )
+
+
+def latest_tag(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/dev/auth-service.yaml",
+        lambda data: data["image"].__setitem__("tag", "latest"),
+    )
+
+
+def strip_probe(repo: Path) -> None:
+    template = repo / "charts/service/templates/deployment.yaml"
+    text = template.read_text()
+    start = text.index("          readinessProbe:")
+    end = text.index("          {{- if .Values.probes.startup.enabled }}")
+    template.write_text(text[:start] + text[end:])
+
+
+def writable_root(repo: Path) -> None:
+    template = repo / "charts/service/templates/deployment.yaml"
+    text = template.read_text()
+    template.write_text(
+        text.replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    )
+
+
+@pytest.mark.parametrize(
+    ("seed", "expected"),
+    [
+        (drop_digest, ("production/user-service", "PLAT001")),
+        (latest_tag, ("dev/auth-service", "PLAT002")),
+        (
+            set_value("environments/staging/user-service.yaml", "replicaCount", 1),
+            ("staging/user-service", "PLAT003"),
+        ),
+        (
+            set_value(
+                "environments/production/product-service.yaml",
+                "podDisruptionBudget",
+                "enabled",
+                False,
+            ),
+            ("production/product-service", "PLAT003"),
+        ),
+        (
+            set_value("environments/production/auth-service.yaml", "autoscaling", "minReplicas", 1),
+            ("production/auth-service", "PLAT003"),
+        ),
+        (strip_probe, ("dev/user-service", "PLAT004")),
+        (
+            set_value("environments/staging/api-gateway.yaml", "service", "type", "LoadBalancer"),
+            ("staging/api-gateway", "PLAT005"),
+        ),
+        (writable_root, ("production/api-gateway", "CKV_K8S_22")),
+    ],
+    ids=["digest", "latest", "replicas", "pdb", "hpa-min", "probes", "load-balancer", "checkov"],
+)
+def test_each_rule_fails_on_a_seeded_violation(
+    repo: Path, seed: Callable[[Path], None], expected: tuple[str, str]
+) -> None:
+    seed(repo)
+    report = run(repo)
+    assert not report.ok
+    assert expected in checks(report)
+
+
+def test_load_balancer_allowed_where_the_environment_says_so(repo: Path) -> None:
+    set_value("environments/staging/api-gateway.yaml", "service", "type", "LoadBalancer")(repo)
+    set_value("environments/staging/environment.yaml", "policy", "allowLoadBalancer", True)(repo)
+    assert ("staging/api-gateway", "PLAT005") not in checks(run(repo))
+
+
+def test_kind_not_allowed_by_the_app_project_fails(repo: Path) -> None:
+    values = repo / "charts/gitops/values.yaml"
+    values.write_text(
+        values.read_text().replace("  - {group: policy, kind: PodDisruptionBudget}\n", "")
+    )
+    assert ("production/user-service", "PLAT006") in checks(run(repo))
+
+
+def test_argocd_objects_are_checked_against_the_crd_schema(repo: Path) -> None:
+    template = repo / "charts/gitops/templates/applicationset.yaml"
+    template.write_text(template.read_text().replace("goTemplate: true", "goTemplates: true"))
+    report = run(repo)
+    assert ("dev/argocd", "SCHEMA") in checks(report)
+    message = next(f.message for f in report.failing if f.target == "dev/argocd")
+    assert "goTemplates" in message
+
+
+def test_core_kinds_are_checked_against_the_kubernetes_schema(repo: Path) -> None:
+    template = repo / "charts/service/templates/pdb.yaml"
+    template.write_text(template.read_text().replace("minAvailable:", "minAvailabel:"))
+    report = run(repo, environments=["production"])
+    assert ("production/user-service", "SCHEMA") in checks(report)
+
+
+def add_exception(repo: Path, expires: str, target: str = "production/user-service") -> None:
+    path = repo / "environments/policy-exceptions.yaml"
+    path.write_text(
+        path.read_text().replace("exceptions: []", "exceptions:\n")
+        + f"  - check: PLAT001\n    target: {target}\n"
+        "    reason: vendor image is rebuilt nightly, digest pinned by the vendor (OPS-12)\n"
+        f"    expires: {expires}\n"
+    )
+
+
+def test_exception_excepts_until_it_expires(repo: Path) -> None:
+    drop_digest(repo)
+    add_exception(repo, "2026-12-31")
+    report = run(repo)
+    assert report.ok
+    assert [e.finding.check for e in report.excepted] == ["PLAT001"]
+
+
+def test_expired_exception_fails(repo: Path) -> None:
+    drop_digest(repo)
+    add_exception(repo, "2026-11-01")
+    report = run(repo)
+    assert {("production/user-service", "PLAT001"), ("production/user-service", "PLAT900")} <= (
+        checks(report)
+    )
+
+
+def test_unused_exception_is_reported(repo: Path) -> None:
+    add_exception(repo, "2026-12-31", target="dev/*")
+    report = run(repo)
+    assert report.ok
+    assert [e.target for e in report.unused_exceptions] == ["dev/*"]
+
+
+def test_malformed_exception_is_an_input_error(repo: Path) -> None:
+    add_exception(repo, "next week")
+    from platformctl.errors import InputError
+
+    with pytest.raises(InputError, match=r"policy-exceptions.yaml:\d+: expires: not a date"):
+        run(repo)
+
+
+def test_image_shape_keeps_what_checkov_reads() -> None:
+    assert image_shape("r.io/a/b:1.2@sha256:00") == "r.io/a/b:<tag>@<digest>"
+    assert image_shape("r.io:5000/a:latest") == "r.io:5000/a:latest"
+    assert image_shape("r.io:5000/a") == "r.io:5000/a"
+    assert image_shape("r/a@sha256:00") == "r/a@<digest>"
+
+
+def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(repo: Path) -> None:
+    first = run(repo, use_cache=True)
+    assert first.cache_hits == 0
+    second = run(repo, use_cache=True)
+    assert second.cache_hits == len(second.targets)
+    assert second.checked_by_checkov == 0
+    # a promotion: another tag and digest only
+    edit_yaml(
+        repo / "environments/production/user-service.yaml",
+        lambda data: data["image"].update(tag="1.4.2", digest="sha256:" + "12" * 32),
+    )
+    third = run(repo, use_cache=True)
+    assert third.checked_by_checkov == 0
+    assert third.ok
+
+
+def test_cache_does_not_hide_image_rules(repo: Path) -> None:
+    run(repo, use_cache=True)
+    drop_digest(repo)
+    report = run(repo, use_cache=True)
+    assert ("production/user-service", "PLAT001") in checks(report)
+
+
+def test_cache_is_invalidated_by_a_value_change(repo: Path) -> None:
+    run(repo, use_cache=True)
+    set_value("environments/dev/user-service.yaml", "containerPort", 8080)(repo)
+    report = run(repo, use_cache=True)
+    assert [t.key for t in report.targets if not t.cached] == ["dev/user-service"]
+    assert report.checked_by_checkov == 1
+
+
+def test_cache_is_invalidated_by_a_template_change(repo: Path) -> None:
+    run(repo, use_cache=True)
+    writable_root(repo)
+    report = run(repo, use_cache=True)
+    assert report.checked_by_checkov == 12
+    assert ("dev/user-service", "CKV_K8S_22") in checks(report)
+
+
+def test_cache_is_invalidated_when_the_engines_change(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(repo, use_cache=True)
+    monkeypatch.setattr("platformctl.verify.checkov_version", lambda: "999.0.0")
+    assert run(repo, use_cache=True).cache_hits == 0
+
+
+def test_a_new_project_rule_applies_despite_a_warm_cache(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from platformctl.policy import rules
+
+    run(repo, use_cache=True)
+
+    def no_debug(rendered: Any, _: Any) -> Any:
+        for doc in rendered.documents:
+            if doc["kind"] == "ConfigMap" and doc["data"].get("LOG_LEVEL") == "debug":
+                yield rules.resource_id(doc), "debug logging"
+
+    monkeypatch.setattr(rules, "RULES", (*rules.RULES, rules.Rule("PLAT999", "t", no_debug)))
+    report = run(repo, use_cache=True)
+    assert report.checked_by_checkov == 0
+    assert ("dev/user-service", "PLAT999") in checks(report)
+
+
+def test_corrupt_cache_is_ignored(repo: Path) -> None:
+    run(repo, use_cache=True)
+    (repo / ".platform-cache/verify.json").write_text("{not json")
+    assert run(repo, use_cache=True).ok
+    assert json.loads((repo / ".platform-cache/verify.json").read_text())["entries"]
