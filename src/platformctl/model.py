@@ -111,6 +111,8 @@ class Environment:
     prune: bool
     self_heal: bool
     policy: Policy
+    # service -> why it may not be promoted into this environment (set by a rollback)
+    holds: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
     @property
     def settings_file(self) -> Path:
@@ -369,6 +371,7 @@ class _Loader:
                 require_pod_disruption_budget=policy.get("requirePodDisruptionBudget", False),
                 allow_load_balancer=policy.get("allowLoadBalancer", False),
             ),
+            holds=settings.get("holds") or {},
         )
 
     def release(

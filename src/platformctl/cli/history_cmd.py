@@ -1,0 +1,99 @@
+"""``platform history`` and ``platform diff``: reading the ledger and comparing stages."""
+
+from __future__ import annotations
+
+import difflib
+
+import typer
+
+from platformctl.cli.common import OUTPUT_OPTION, options
+from platformctl.git import Git
+from platformctl.ledger import history as read_history
+from platformctl.output import OutputFormat, render_table, to_json
+from platformctl.render import Renderer
+from platformctl.status import same_artifact
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def history(
+        ctx: typer.Context,
+        service: str = typer.Argument(...),
+        env: str = typer.Option(..., "--env", "-e"),
+        limit: int = typer.Option(20, "--limit", "-n", min=1),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """Releases of SERVICE in ENV, newest first, read from the values file's history."""
+        repo = options(ctx).repo()
+        entries = read_history(Git(repo.root), repo.release(service, env))[:limit]
+        if output is OutputFormat.json:
+            typer.echo(to_json([entry.as_dict() for entry in entries]))
+            return
+        rows = [
+            [
+                e.commit[:12],
+                e.time,
+                e.author,
+                e.action,
+                e.image.tag,
+                e.image.short_digest,
+                e.from_environment,
+                e.reason,
+            ]
+            for e in entries
+        ]
+        headers = ["commit", "time", "author", "action", "tag", "digest", "from", "reason"]
+        typer.echo(render_table(output, headers, rows))
+
+    @app.command()
+    def diff(
+        ctx: typer.Context,
+        services: list[str] | None = typer.Argument(None),
+        source: str = typer.Option(..., "--from"),
+        target: str = typer.Option(..., "--to"),
+        rendered: bool = typer.Option(False, "--rendered", help="Unified diff of manifests."),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """Image differences between two environments (and the manifests with --rendered)."""
+        repo = options(ctx).repo()
+        left, right = repo.environment(source), repo.environment(target)
+        names = [repo.service(s) for s in services or []] or list(repo.services)
+        pairs = [
+            (n, repo.releases.get((n, left.name)), repo.releases.get((n, right.name)))
+            for n in names
+        ]
+        if rendered:
+            renderer = Renderer(repo)
+            for name, a, b in pairs:
+                before = renderer.release(a).text if a else ""
+                after = renderer.release(b).text if b else ""
+                typer.echo(
+                    "".join(
+                        difflib.unified_diff(
+                            before.splitlines(keepends=True),
+                            after.splitlines(keepends=True),
+                            f"{left.name}/{name}",
+                            f"{right.name}/{name}",
+                        )
+                    ),
+                    nl=False,
+                )
+            return
+        rows = [
+            {
+                "service": n,
+                "from": a.image.reference if a else None,
+                "to": b.image.reference if b else None,
+                "differs": not (a and b and same_artifact(a.image, b.image)),
+            }
+            for n, a, b in pairs
+        ]
+        if output is OutputFormat.json:
+            typer.echo(to_json(rows))
+            return
+        table = [[r["service"], r["from"], r["to"], r["differs"]] for r in rows if r["differs"]]
+        typer.echo(
+            render_table(output, ["service", left.name, right.name, "differs"], table)
+            if table
+            else f"{left.name} and {right.name} run the same images"
+        )

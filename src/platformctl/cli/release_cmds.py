@@ -1,0 +1,114 @@
+"""``platform promote``, ``rollback``, ``hold`` and ``unhold``: commits, all or nothing."""
+
+from __future__ import annotations
+
+import typer
+
+from platformctl.cli.common import OUTPUT_OPTION, options
+from platformctl.output import OutputFormat, render_table, to_json
+from platformctl.release import Outcome, execute, plan_promotion, plan_rollback, set_hold
+
+SERVICES = typer.Argument(None, help="Services (or --all).", show_default=False)
+
+
+def _report(outcome: Outcome, output: OutputFormat, dry_run: bool) -> None:
+    plan = outcome.plan
+    if output is OutputFormat.json:
+        typer.echo(
+            to_json(
+                {
+                    **plan.as_dict(),
+                    "commit": outcome.commit,
+                    "pushed": outcome.pushed,
+                    "dry_run": dry_run,
+                    "diff": outcome.diff,
+                }
+            )
+        )
+        return
+    if not plan.changes:
+        typer.echo(
+            f"nothing to {plan.action}: {', '.join(plan.unchanged) or 'no services'} "
+            f"already as planned in {plan.environment.name}"
+        )
+        return
+    rows = [[c.service, c.before.tag, c.after.tag, c.after.short_digest] for c in plan.changes]
+    typer.echo(render_table(output, ["service", "from", "to", "digest"], rows))
+    if dry_run:
+        typer.echo(f"\ndry run, nothing written. {plan.subject()}\n")
+        typer.echo(outcome.diff, nl=False)
+        return
+    where = " and pushed" if outcome.pushed else ""
+    typer.echo(f"\ncommitted {outcome.commit and outcome.commit[:12]}{where}: {plan.subject()}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def promote(
+        ctx: typer.Context,
+        services: list[str] | None = SERVICES,
+        all_services: bool = typer.Option(False, "--all", help="Every service, as one unit."),
+        to: str = typer.Option(..., "--to", help="The environment to promote into."),
+        source: str | None = typer.Option(None, "--from", help="Default: the stage before."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
+        push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
+        force: bool = typer.Option(False, "--force", help="Skip or reverse a stage."),
+        reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """Copy the image of services from the stage before (or --from) into --to."""
+        repo = options(ctx).repo()
+        plan = plan_promotion(
+            repo,
+            services or [],
+            all_services=all_services,
+            to=to,
+            source=source,
+            force=force,
+            reason=reason,
+        )
+        _report(execute(repo, plan, dry_run=dry_run, push=push), output, dry_run)
+
+    @app.command()
+    def rollback(
+        ctx: typer.Context,
+        services: list[str] | None = SERVICES,
+        all_services: bool = typer.Option(False, "--all", help="Every service in --env."),
+        env: str = typer.Option(..., "--env", "-e", help="The environment to roll back."),
+        to: str | None = typer.Option(None, "--to", help="TAG, DIGEST or COMMIT from history."),
+        reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
+        push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """Restore the last good release and hold the service in that environment."""
+        repo = options(ctx).repo()
+        plan = plan_rollback(
+            repo, services or [], all_services=all_services, env=env, to=to, reason=reason
+        )
+        _report(execute(repo, plan, dry_run=dry_run, push=push), output, dry_run)
+
+    @app.command()
+    def hold(
+        ctx: typer.Context,
+        service: str = typer.Argument(...),
+        env: str = typer.Option(..., "--env", "-e"),
+        reason: str = typer.Option(..., "--reason", help="Why promotions must wait."),
+    ) -> None:
+        """Refuse promotions of SERVICE into ENV until unheld."""
+        commit = set_hold(options(ctx).repo(), service, env, reason=reason, lift=False)
+        typer.echo(f"held {service} in {env} ({commit and commit[:12]})")
+
+    @app.command()
+    def unhold(
+        ctx: typer.Context,
+        service: str = typer.Argument(...),
+        env: str = typer.Option(..., "--env", "-e"),
+    ) -> None:
+        """Allow promotions of SERVICE into ENV again."""
+        commit = set_hold(options(ctx).repo(), service, env, reason=None, lift=True)
+        typer.echo(
+            f"{service} was not held in {env}"
+            if commit is None
+            else f"unheld {service} in {env} ({commit[:12]})"
+        )

@@ -1,0 +1,86 @@
+"""Changing the image of a values file and nothing else.
+
+The edit is made on the text, at the lines ruamel locates for the ``image`` keys, so comments,
+key order, quoting and layout of every other line survive byte for byte. A one-line flow
+mapping (the layout this repository uses) stays one line: a promotion is a one-line diff.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from platformctl.errors import InputError
+from platformctl.model import Image
+from platformctl.yamlio import display_path
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FLOW_LINE = re.compile(r"^(?P<indent>\s*)image:\s*\{[^#]*\}(?P<rest>\s*(#.*)?)$")
+
+
+def scalar(value: str, *, quote: bool = False) -> str:
+    """A YAML scalar that reads back as this exact string (quoted when it would not)."""
+    if not quote:
+        try:
+            if yaml.load(f"k: {value}", Loader=_Loader) == {"k": value} and "," not in value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value)
+
+
+def flow_image(image: Image) -> str:
+    parts = [f"repository: {scalar(image.repository)}"]
+    if image.tag:
+        parts.append(f"tag: {scalar(image.tag)}")
+    if image.digest:
+        parts.append(f"digest: {scalar(image.digest, quote=True)}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _block_edit(lines: list[str], node: Any, start: int, image: Image) -> list[str]:
+    """Edit ``image:`` written as a block mapping, key by key."""
+    wanted = {"repository": image.repository, "tag": image.tag, "digest": image.digest}
+    indent = None
+    edits: dict[int, str | None] = {}
+    last_line = start
+    for key in ("repository", "tag", "digest"):
+        if key not in node:
+            continue
+        line = node.lc.key(key)[0]
+        last_line = max(last_line, line)
+        indent = re.match(r"\s*", lines[line])[0]  # type: ignore[index]
+        value = wanted[key]
+        edits[line] = (
+            None if value is None else f"{indent}{key}: {scalar(value, quote=key == 'digest')}\n"
+        )
+    result = [edits.get(i, line) for i, line in enumerate(lines)]
+    missing = [k for k in ("repository", "tag", "digest") if k not in node and wanted[k]]
+    insert = [
+        f"{indent or '  '}{k}: {scalar(str(wanted[k]), quote=k == 'digest')}\n" for k in missing
+    ]
+    result[last_line + 1 : last_line + 1] = insert
+    return [line for line in result if line is not None]
+
+
+def set_image(path: Path, image: Image) -> str:
+    """The text of ``path`` with its image replaced (the file itself is not written)."""
+    text = path.read_text(encoding="utf-8")
+    data: Any = YAML(typ="rt").load(text)
+    if not isinstance(data, CommentedMap) or not isinstance(data.get("image"), CommentedMap):
+        raise InputError(f"{display_path(path)}: no image mapping to change")
+    lines = text.splitlines(keepends=True)
+    start = data.lc.key("image")[0]
+    match = _FLOW_LINE.match(lines[start].rstrip("\n"))
+    if match:
+        ending = "\n" if lines[start].endswith("\n") else ""
+        lines[start] = f"{match['indent']}image: {flow_image(image)}{match['rest']}{ending}"
+    else:
+        lines = _block_edit(lines, data["image"], start, image)
+    return "".join(lines)

@@ -1,0 +1,141 @@
+"""Git as the release ledger: the history of a values file's image is the release history.
+
+Releases are read from the file's *contents* across commits (so squash merges and hand edits
+count), and enriched by the ``Platform-*`` trailers of commits this tool made. git walks the
+history in C (``git log -- path``) and one ``git cat-file --batch`` process reads every version;
+nothing walks commits in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platformctl.git import Git
+from platformctl.model import Image, Release
+from platformctl.yamlio import parse_yaml
+
+TRAILER = re.compile(r"^(Platform-[A-Za-z]+):[ \t]*(.*?)\s*$", re.MULTILINE)
+_RECORD, _FIELD = "\x1e", "\x1f"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One release: the commit where the service's image in an environment became ``image``."""
+
+    commit: str
+    time: str
+    author: str
+    action: str  # promote | rollback | manual
+    image: Image
+    from_environment: str | None
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "time": self.time,
+            "author": self.author,
+            "action": self.action,
+            "repository": self.image.repository,
+            "tag": self.image.tag,
+            "digest": self.image.digest,
+            "from_environment": self.from_environment,
+            "reason": self.reason,
+        }
+
+
+def trailers(message: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for key, value in TRAILER.findall(message):
+        found.setdefault(key, []).append(value)
+    return found
+
+
+def _first(marks: dict[str, list[str]], key: str) -> str | None:
+    values = marks.get(key)
+    return values[0] if values else None
+
+
+def image_of(text: str) -> Image | None:
+    try:
+        data = parse_yaml(text, path=Path("<history>"))
+        raw = data.get("image") if isinstance(data, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        return Image(raw.get("repository", ""), raw.get("tag") or None, raw.get("digest") or None)
+    except Exception:
+        return None
+
+
+def _read_versions(git: Git, commits: list[str], path: str) -> list[str | None]:
+    """Contents of ``path`` at each commit, through one ``git cat-file --batch``."""
+    output = git.run("cat-file", "--batch", input_text="".join(f"{c}:{path}\n" for c in commits))
+    contents: list[str | None] = []
+    position = 0
+    data = output.encode()
+    for _ in commits:
+        end = data.index(b"\n", position)
+        header = data[position:end].decode()
+        position = end + 1
+        if header.endswith("missing"):
+            contents.append(None)
+            continue
+        size = int(header.rsplit(" ", 1)[1])
+        contents.append(data[position : position + size].decode())
+        position += size + 1
+    return contents
+
+
+def history(git: Git, release: Release) -> list[Entry]:
+    """Releases of one service in one environment, newest first."""
+    path = str(release.values_file.relative_to(git.root))
+    log = git.run(
+        "log",
+        "--no-merges",
+        f"--format=%H{_FIELD}%aI{_FIELD}%an{_FIELD}%B{_RECORD}",
+        "--",
+        path,
+    )
+    records = [r.strip("\n") for r in log.split(_RECORD) if r.strip()]
+    if not records:
+        return []
+    fields = [record.split(_FIELD, 3) for record in records]
+    contents = _read_versions(git, [f[0] for f in fields], path)
+    entries: list[Entry] = []
+    previous: Image | None = None
+    for (commit, time, author, message), text in reversed(list(zip(fields, contents, strict=True))):
+        image = image_of(text) if text is not None else None
+        if image is None or image == previous:
+            previous = image or previous
+            continue
+        previous = image
+        marks = trailers(message)
+        ours = release.service in marks.get(
+            "Platform-Service", []
+        ) and release.environment.name in marks.get("Platform-Environment", [])
+        action = marks.get("Platform-Action", ["manual"])[0] if ours else "manual"
+        entries.append(
+            Entry(
+                commit=commit,
+                time=time,
+                author=author,
+                action=action,
+                image=image,
+                from_environment=_first(marks, "Platform-From") if ours else None,
+                reason=_first(marks, "Platform-Reason") if ours else None,
+            )
+        )
+    entries.reverse()
+    return entries
+
+
+def rolled_back_from(entries: list[Entry]) -> list[Image]:
+    """Images that a rollback replaced: bad releases a later rollback must not restore."""
+    return [
+        entries[index + 1].image
+        for index, entry in enumerate(entries[:-1])
+        if entry.action == "rollback"
+    ]

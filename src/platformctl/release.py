@@ -1,0 +1,400 @@
+"""Promotions, rollbacks and holds as all-or-nothing git commits.
+
+Every write is: lock the clone, refuse a dirty tree or a detached HEAD, edit, load and verify
+the affected releases of the target environment, commit (and push, retrying on a moved
+remote). Any failure, a crash or Ctrl-C included, resets the tree, index and branch to where
+they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from platformctl.errors import InputError, RefusedError
+from platformctl.git import Git, GitError
+from platformctl.imagefile import set_image
+from platformctl.ledger import history, image_of, rolled_back_from
+from platformctl.model import Environment, Image, Repo, load_repo
+from platformctl.status import same_artifact
+from platformctl.verify import verify
+
+PUSH_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    service: str
+    before: Image
+    after: Image
+    path: Path
+
+
+@dataclass
+class Plan:
+    """What a promotion or rollback will change, decided before anything is written."""
+
+    action: str  # promote | rollback
+    environment: Environment
+    changes: list[ImageChange]
+    source: str | None = None
+    reason: str | None = None
+    hold: bool = False
+    unchanged: list[str] = field(default_factory=list)
+
+    def subject(self) -> str:
+        services = ",".join(change.service for change in self.changes)
+        if self.action == "promote":
+            version = self.changes[0].after.tag if len(self.changes) == 1 else None
+            arrow = f"{self.source} → {self.environment.name}"
+            return f"promote({services}): {arrow}" + (f" {version}" if version else "")
+        target = self.changes[0].after.tag if len(self.changes) == 1 else None
+        return f"rollback({services}): {self.environment.name}" + (
+            f" to {target}" if target else ""
+        )
+
+    def message(self, actor: str) -> str:
+        lines = [self.subject(), ""]
+        if self.reason:
+            lines += [self.reason, ""]
+        lines.append(f"Platform-Action: {self.action}")
+        lines.append(f"Platform-Environment: {self.environment.name}")
+        for change in self.changes:
+            lines.append(f"Platform-Service: {change.service}")
+            lines.append(f"Platform-Image: {change.after.reference}")
+        if self.source:
+            lines.append(f"Platform-From: {self.source}")
+        if self.reason:
+            lines.append(f"Platform-Reason: {' '.join(self.reason.split())}")
+        lines.append(f"Platform-Actor: {actor}")
+        return "\n".join(lines) + "\n"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "environment": self.environment.name,
+            "from_environment": self.source,
+            "reason": self.reason,
+            "changes": [
+                {
+                    "service": c.service,
+                    "before": c.before.reference,
+                    "after": c.after.reference,
+                    "tag": c.after.tag,
+                    "digest": c.after.digest,
+                }
+                for c in self.changes
+            ],
+            "unchanged": self.unchanged,
+        }
+
+
+def _services(repo: Repo, services: Iterable[str], all_services: bool) -> list[str]:
+    names = list(dict.fromkeys(services))
+    if all_services and names:
+        raise InputError("give services or --all, not both")
+    if all_services:
+        return list(repo.services)
+    if not names:
+        raise InputError("name at least one service, or --all")
+    return [repo.service(name) for name in names]
+
+
+def plan_promotion(
+    repo: Repo,
+    services: Iterable[str],
+    *,
+    all_services: bool = False,
+    to: str,
+    source: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+) -> Plan:
+    target = repo.environment(to)
+    previous = repo.previous(target.name)
+    origin = repo.environment(source) if source else previous
+    if origin is None:
+        raise InputError(f"'{target.name}' is the first stage: there is nothing to promote from")
+    if origin.name == target.name:
+        raise InputError("--from and --to name the same environment")
+    if (previous is None or origin.name != previous.name) and not (force and reason):
+        raise RefusedError(
+            f"{origin.name} → {target.name} skips or reverses the pipeline",
+            hint="promote one stage at a time, or add --force --reason TEXT",
+        )
+    if force and not reason:
+        raise InputError("--force needs --reason TEXT (it is recorded in the commit)")
+    plan = Plan("promote", target, [], source=origin.name, reason=reason)
+    for service in _services(repo, services, all_services):
+        if (service, origin.name) not in repo.releases:
+            if all_services:
+                continue
+            repo.release(service, origin.name)  # raises: not deployed there
+        incoming = repo.releases[(service, origin.name)].image
+        current = repo.release(service, target.name)
+        hold = target.holds.get(service)
+        if hold:
+            raise RefusedError(
+                f"{service} is held in {target.name}: {hold.get('reason', 'after a rollback')}",
+                hint=f"lift it with: platform unhold {service} --env {target.name}",
+            )
+        if target.policy.require_digest and not incoming.digest:
+            raise RefusedError(
+                f"{service} in {origin.name} has no digest and {target.name} requires one",
+                hint=f"pin the digest in {origin.name} first",
+            )
+        if same_artifact(incoming, current.image) and incoming == current.image:
+            plan.unchanged.append(service)
+            continue
+        plan.changes.append(ImageChange(service, current.image, incoming, current.values_file))
+    return plan
+
+
+def plan_rollback(
+    repo: Repo,
+    services: Iterable[str],
+    *,
+    all_services: bool = False,
+    env: str,
+    to: str | None = None,
+    reason: str | None = None,
+) -> Plan:
+    environment = repo.environment(env)
+    git = Git(repo.root)
+    plan = Plan("rollback", environment, [], reason=reason, hold=True)
+    for service in _services(repo, services, all_services):
+        release = repo.release(service, environment.name)
+        entries = history(git, release)
+        current = release.image
+        if to:
+            wanted = to.lower()
+            match = next(
+                (
+                    e
+                    for e in entries
+                    if e.image.tag == to
+                    or (e.image.digest and e.image.digest in (wanted, f"sha256:{wanted}"))
+                    or (len(wanted) >= 7 and e.commit.startswith(wanted))
+                ),
+                None,
+            )
+            if match is None:
+                raise InputError(
+                    f"'{to}' is not a release of {service} in {environment.name}",
+                    hint=f"see: platform history {service} --env {environment.name}",
+                )
+            chosen = match.image
+        else:
+            bad = rolled_back_from(entries)
+            older = [
+                e.image
+                for e in entries
+                if not same_artifact(e.image, current)
+                and not any(same_artifact(e.image, b) for b in bad)
+            ]
+            if not older:
+                raise RefusedError(
+                    f"{service} in {environment.name} has no earlier good release to roll back to",
+                    hint="name one with --to TAG|DIGEST|COMMIT",
+                )
+            chosen = older[0]
+        if chosen == current:
+            plan.unchanged.append(service)
+            continue
+        plan.changes.append(ImageChange(service, current, chosen, release.values_file))
+    return plan
+
+
+def _hold_text(environment: Environment, holds: dict[str, dict[str, str] | None]) -> str:
+    """environment.yaml with holds added (dict) or lifted (None), comments kept."""
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    data = yaml.load(environment.settings_file.read_text())
+    current = data.get("holds") or {}
+    for service, hold in holds.items():
+        if hold is None:
+            current.pop(service, None)
+        else:
+            current[service] = hold
+    if current:
+        data["holds"] = current
+    else:
+        data.pop("holds", None)
+    out = StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    diff: str
+    commit: str | None = None
+    pushed: bool = False
+    attempts: int = 0
+
+
+def _new_texts(plan: Plan, actor: str) -> dict[Path, str]:
+    texts = {change.path: set_image(change.path, change.after) for change in plan.changes}
+    if plan.hold and plan.changes:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        holds: dict[str, dict[str, str] | None] = {
+            c.service: {
+                "reason": plan.reason or f"rolled back from {c.before.tag or c.before.digest}",
+                "since": now,
+                "by": actor,
+            }
+            for c in plan.changes
+        }
+        texts[plan.environment.settings_file] = _hold_text(plan.environment, holds)
+    return texts
+
+
+def unified_diff(root: Path, texts: dict[Path, str]) -> str:
+    chunks: list[str] = []
+    for path, text in texts.items():
+        name = str(path.relative_to(root))
+        chunks += difflib.unified_diff(
+            path.read_text().splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            f"a/{name}",
+            f"b/{name}",
+        )
+    return "".join(chunks)
+
+
+def _actor(git: Git) -> str:
+    name = git.run("config", "user.name", check=False).strip() or "unknown"
+    email = git.run("config", "user.email", check=False).strip()
+    return f"{name} <{email}>" if email else name
+
+
+def _verify_target(root: Path, plan: Plan) -> None:
+    repo = load_repo(root)
+    services = [c.service for c in plan.changes]
+    report = verify(repo, [plan.environment.name], services)
+    if not report.ok:
+        first = report.failing[0]
+        raise RefusedError(
+            f"policy refused the result: {len(report.failing)} violation(s), first: "
+            f"{first.target} {first.check} {first.resource}: {first.message}",
+            hint=f"see: platform verify --env {plan.environment.name}",
+        )
+
+
+def _check_expected(git: Git, ref: str, plan: Plan) -> None:
+    """After the remote moved: our planned 'before' must still be what the remote has."""
+    for change in plan.changes:
+        relative = str(change.path.relative_to(git.root))
+        text = git.show(ref, relative)
+        if text is None or f"{change.before.reference}" not in _reference_of(text):
+            raise RefusedError(
+                f"conflict: {change.service} in {plan.environment.name} was changed on the "
+                "remote since this promotion was planned",
+                hint="nothing was pushed; pull and run the command again",
+            )
+
+
+def _reference_of(text: str) -> str:
+    image = image_of(text)
+    return image.reference if image else ""
+
+
+def _push(git: Git, branch: str, plan: Plan) -> int:
+    remote, remote_branch = git.upstream(branch)
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        if git.ok("push", "--quiet", remote, f"HEAD:refs/heads/{remote_branch}"):
+            return attempt
+        git.run("fetch", "--quiet", remote, remote_branch)
+        _check_expected(git, "FETCH_HEAD", plan)
+        if not git.ok("rebase", "--quiet", "FETCH_HEAD"):
+            git.ok("rebase", "--abort")
+            raise RefusedError(
+                f"conflict while rebasing onto {remote}/{remote_branch}",
+                hint="nothing was pushed; pull and run the command again",
+            )
+        _verify_target(git.root, plan)
+        time.sleep(random.uniform(0.05, 0.2) * attempt)
+    raise GitError(
+        f"push to {remote}/{remote_branch} rejected {PUSH_ATTEMPTS} times",
+        hint="the remote is busy or refuses this branch; nothing was pushed",
+    )
+
+
+def execute(repo: Repo, plan: Plan, *, dry_run: bool = False, push: bool = False) -> Outcome:
+    """Apply a plan as one commit (all services or none); a dry run only computes the diff."""
+    git = Git(repo.root)
+    actor = _actor(git)
+    texts = _new_texts(plan, actor)
+    outcome = Outcome(plan, unified_diff(repo.root, texts))
+    if dry_run or not plan.changes:
+        return outcome
+    with git.lock():
+        branch = git.branch()
+        git.require_clean([])
+        original = git.head()
+        try:
+            for path, text in texts.items():
+                path.write_text(text)
+            _verify_target(repo.root, plan)
+            git.run("add", "--", *(str(p) for p in texts))
+            git.run("commit", "--quiet", "-F", "-", input_text=plan.message(actor))
+            if push:
+                outcome.attempts = _push(git, branch, plan)
+                outcome.pushed = True
+            outcome.commit = git.head()
+        except BaseException:
+            git.ok("rebase", "--abort")
+            git.run("reset", "--quiet", "--hard", original)
+            raise
+    return outcome
+
+
+def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bool) -> str | None:
+    """Hold or unhold a service in an environment, as its own commit; returns the commit."""
+    environment = repo.environment(env)
+    repo.release(service, environment.name)
+    if lift and service not in environment.holds:
+        return None
+    git = Git(repo.root)
+    actor = _actor(git)
+    hold = (
+        None
+        if lift
+        else {
+            "reason": reason or "held by hand",
+            "by": actor,
+            "since": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        }
+    )
+    text = _hold_text(environment, {service: hold})
+    verb = "unhold" if lift else "hold"
+    message = (
+        f"{verb}({service}): {environment.name}\n\n"
+        f"Platform-Action: {verb}\nPlatform-Service: {service}\n"
+        f"Platform-Environment: {environment.name}\n"
+        + (f"Platform-Reason: {reason}\n" if reason else "")
+        + f"Platform-Actor: {actor}\n"
+    )
+    with git.lock():
+        git.branch()
+        git.require_clean([])
+        original = git.head()
+        try:
+            environment.settings_file.write_text(text)
+            load_repo(repo.root)
+            git.run("add", "--", str(environment.settings_file))
+            git.run("commit", "--quiet", "-F", "-", input_text=message)
+        except BaseException:
+            git.run("reset", "--quiet", "--hard", original)
+            raise
+    return git.head()
