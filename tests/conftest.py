@@ -44,6 +44,7 @@ def repo(tmp_path: Path) -> Path:
 def edit_yaml(path: Path, change: Callable[[Any], None]) -> None:
     """Round-trip edit of a YAML file (comments and order kept)."""
     yaml = YAML()
+    yaml.width = 4096  # keep one-line image mappings on one line
     data = yaml.load(path.read_text())
     change(data)
     with path.open("w") as handle:

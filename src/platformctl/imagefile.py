@@ -57,8 +57,12 @@ def _block_edit(lines: list[str], node: Any, start: int, image: Image) -> list[s
         last_line = max(last_line, line)
         indent = re.match(r"\s*", lines[line])[0]  # type: ignore[index]
         value = wanted[key]
+        comment = re.search(r"\s+#[^'\"]*$", lines[line].rstrip("\n"))
+        suffix = comment[0] if comment else ""
         edits[line] = (
-            None if value is None else f"{indent}{key}: {scalar(value, quote=key == 'digest')}\n"
+            None
+            if value is None
+            else f"{indent}{key}: {scalar(value, quote=key == 'digest')}{suffix}\n"
         )
     result = [edits.get(i, line) for i, line in enumerate(lines)]
     missing = [k for k in ("repository", "tag", "digest") if k not in node and wanted[k]]

@@ -28,7 +28,8 @@ from platformctl.model import Environment, Image, Repo, load_repo
 from platformctl.status import same_artifact
 from platformctl.verify import verify
 
-PUSH_ATTEMPTS = 5
+# Enough for a handful of writers racing on one remote; each retry rebases and re-verifies.
+PUSH_ATTEMPTS = 12
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ def _push(git: Git, branch: str, plan: Plan) -> int:
                 hint="nothing was pushed; pull and run the command again",
             )
         _verify_target(git.root, plan)
-        time.sleep(random.uniform(0.05, 0.2) * attempt)
+        time.sleep(random.uniform(0.05, 0.25) * attempt)
     raise GitError(
         f"push to {remote}/{remote_branch} rejected {PUSH_ATTEMPTS} times",
         hint="the remote is busy or refuses this branch; nothing was pushed",
