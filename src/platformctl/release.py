@@ -12,7 +12,8 @@ import datetime as dt
 import difflib
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -339,25 +340,36 @@ def execute(repo: Repo, plan: Plan, *, dry_run: bool = False, push: bool = False
     outcome = Outcome(plan, unified_diff(repo.root, texts))
     if dry_run or not plan.changes:
         return outcome
+    with _transaction(git) as branch:
+        _commit(git, texts, plan.message(actor), lambda: _verify_target(repo.root, plan))
+        if push:
+            outcome.attempts = _push(git, branch, plan)
+            outcome.pushed = True
+        outcome.commit = git.head()
+    return outcome
+
+
+@contextmanager
+def _transaction(git: Git) -> Iterator[str]:
+    """Locked, on a clean branch; any exception resets tree, index and branch to the start."""
     with git.lock():
         branch = git.branch()
         git.require_clean([])
         original = git.head()
         try:
-            for path, text in texts.items():
-                path.write_text(text)
-            _verify_target(repo.root, plan)
-            git.run("add", "--", *(str(p) for p in texts))
-            git.run("commit", "--quiet", "-F", "-", input_text=plan.message(actor))
-            if push:
-                outcome.attempts = _push(git, branch, plan)
-                outcome.pushed = True
-            outcome.commit = git.head()
+            yield branch
         except BaseException:
             git.ok("rebase", "--abort")
             git.run("reset", "--quiet", "--hard", original)
             raise
-    return outcome
+
+
+def _commit(git: Git, texts: dict[Path, str], message: str, check: Callable[[], object]) -> None:
+    for path, text in texts.items():
+        path.write_text(text)
+    check()
+    git.run("add", "--", *(str(path) for path in texts))
+    git.run("commit", "--quiet", "-F", "-", input_text=message)
 
 
 def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bool) -> str | None:
@@ -386,16 +398,6 @@ def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bo
         + (f"Platform-Reason: {reason}\n" if reason else "")
         + f"Platform-Actor: {actor}\n"
     )
-    with git.lock():
-        git.branch()
-        git.require_clean([])
-        original = git.head()
-        try:
-            environment.settings_file.write_text(text)
-            load_repo(repo.root)
-            git.run("add", "--", str(environment.settings_file))
-            git.run("commit", "--quiet", "-F", "-", input_text=message)
-        except BaseException:
-            git.run("reset", "--quiet", "--hard", original)
-            raise
+    with _transaction(git):
+        _commit(git, {environment.settings_file: text}, message, lambda: load_repo(repo.root))
     return git.head()
