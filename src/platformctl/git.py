@@ -40,13 +40,19 @@ class Git:
             raise GitError(f"git {args[0]} failed: {reason or (lines[0] if lines else '?')}")
         return result.stdout
 
-    def ok(self, *args: str) -> bool:
-        return (
-            subprocess.run(
-                ["git", "-C", str(self.root), *args], capture_output=True, check=False
-            ).returncode
-            == 0
+    def attempt(self, *args: str) -> tuple[bool, str]:
+        """Run git where failure is an expected outcome: (succeeded, stderr)."""
+        result = subprocess.run(
+            ["git", "-C", str(self.root), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
         )
+        return result.returncode == 0, result.stderr
+
+    def ok(self, *args: str) -> bool:
+        return self.attempt(*args)[0]
 
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").strip()

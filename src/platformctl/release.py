@@ -31,6 +31,8 @@ from platformctl.verify import verify
 
 # Enough for a handful of writers racing on one remote; each retry rebases and re-verifies.
 PUSH_ATTEMPTS = 12
+# How git says that another writer got there first (as opposed to a hook or permissions).
+_RACE_MARKERS = ("fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref")
 
 
 @dataclass(frozen=True)
@@ -314,8 +316,18 @@ def _reference_of(text: str) -> str:
 def _push(git: Git, branch: str, plan: Plan) -> int:
     remote, remote_branch = git.upstream(branch)
     for attempt in range(1, PUSH_ATTEMPTS + 1):
-        if git.ok("push", "--quiet", remote, f"HEAD:refs/heads/{remote_branch}"):
+        pushed, complaint = git.attempt(
+            "push", "--quiet", remote, f"HEAD:refs/heads/{remote_branch}"
+        )
+        if pushed:
             return attempt
+        if not any(marker in complaint for marker in _RACE_MARKERS):
+            # not a race: a hook, permissions or the network said no; retrying will not help
+            reason = next((ln for ln in complaint.splitlines() if "rejected" in ln), complaint)
+            raise GitError(
+                f"push to {remote}/{remote_branch} refused: {reason.strip() or 'no reason given'}",
+                hint="nothing was pushed and the local commit was undone",
+            )
         git.run("fetch", "--quiet", remote, remote_branch)
         _check_expected(git, "FETCH_HEAD", plan)
         if not git.ok("rebase", "--quiet", "FETCH_HEAD"):

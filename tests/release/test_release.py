@@ -327,3 +327,26 @@ def test_eight_clones_push_at_once_and_nothing_is_lost(repo: Path, tmp_path: Pat
     assert all(code == 0 for code, _ in results), results
     subjects = git(bare, "log", "--format=%s", "-8").splitlines()
     assert sorted(s.split("(")[1].split(")")[0] for s in subjects) == sorted(services)
+
+
+def test_push_without_a_remote_exits_three_and_changes_nothing(repo: Path, cli: Cli) -> None:
+    before = snapshot(repo)
+    result = cli(repo, "promote", "user-service", "--to", "production", "--push")
+    assert result.exit_code == 3
+    assert "no git remote" in result.stderr
+    assert snapshot(repo) == before
+
+
+def test_push_the_remote_refuses_exits_three_and_changes_nothing(
+    remote: Path, tmp_path: Path
+) -> None:
+    hook = remote / "hooks/pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    work = clone(remote, tmp_path / "a", None)
+    before = snapshot(work)
+    result = subprocess.run([PLATFORM, "promote", "user-service", "--to", "production", "--push"],
+                            cwd=work, capture_output=True, text=True, check=False)
+    assert result.returncode == 3
+    assert result.stderr.startswith("error: push to origin/main")
+    assert snapshot(work) == before
