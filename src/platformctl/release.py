@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 
 from platformctl.errors import InputError, RefusedError
 from platformctl.git import Git, GitError
+from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import set_image
 from platformctl.ledger import history, image_of, rolled_back_from
 from platformctl.model import Environment, Image, Repo, load_repo
@@ -245,6 +246,7 @@ class Outcome:
     commit: str | None = None
     pushed: bool = False
     attempts: int = 0
+    pull_request: PullRequest | None = None
 
 
 def _new_texts(plan: Plan, actor: str) -> dict[Path, str]:
@@ -344,8 +346,24 @@ def _push(git: Git, branch: str, plan: Plan) -> int:
     )
 
 
-def execute(repo: Repo, plan: Plan, *, dry_run: bool = False, push: bool = False) -> Outcome:
-    """Apply a plan as one commit (all services or none); a dry run only computes the diff."""
+def pull_request_branch(plan: Plan) -> str:
+    services = "+".join(sorted(change.service for change in plan.changes))
+    return f"platform/{plan.action}/{plan.environment.name}/{services}"
+
+
+def execute(
+    repo: Repo,
+    plan: Plan,
+    *,
+    dry_run: bool = False,
+    push: bool = False,
+    pull_request: bool = False,
+) -> Outcome:
+    """Apply a plan as one commit (all services or none); a dry run only computes the diff.
+
+    With ``pull_request`` the commit goes to a branch of its own and a pull request; the local
+    branch is left as it was.
+    """
     git = Git(repo.root)
     actor = _actor(git)
     texts = _new_texts(plan, actor)
@@ -353,11 +371,29 @@ def execute(repo: Repo, plan: Plan, *, dry_run: bool = False, push: bool = False
     if dry_run or not plan.changes:
         return outcome
     with _transaction(git) as branch:
+        github = None
+        if pull_request:
+            remote, base = git.upstream(branch)
+            github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
+        original = git.head()
         _commit(git, texts, plan.message(actor), lambda: _verify_target(repo.root, plan))
-        if push:
+        outcome.commit = git.head()
+        if github is not None:
+            target = pull_request_branch(plan)
+            git.run("push", "--quiet", "--force", remote, f"HEAD:refs/heads/{target}")
+            outcome.pull_request = github.open_or_update(
+                branch=target,
+                base=base,
+                title=plan.subject(),
+                body=plan.message(actor),
+                supersedes_prefix=f"platform/{plan.action}/{plan.environment.name}/",
+                services={change.service for change in plan.changes},
+            )
+            git.run("reset", "--quiet", "--hard", original)
+        elif push:
             outcome.attempts = _push(git, branch, plan)
             outcome.pushed = True
-        outcome.commit = git.head()
+            outcome.commit = git.head()
     return outcome
 
 

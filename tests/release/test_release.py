@@ -345,8 +345,13 @@ def test_push_the_remote_refuses_exits_three_and_changes_nothing(
     hook.chmod(0o755)
     work = clone(remote, tmp_path / "a", None)
     before = snapshot(work)
-    result = subprocess.run([PLATFORM, "promote", "user-service", "--to", "production", "--push"],
-                            cwd=work, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [PLATFORM, "promote", "user-service", "--to", "production", "--push"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 3
     assert result.stderr.startswith("error: push to origin/main")
     assert snapshot(work) == before

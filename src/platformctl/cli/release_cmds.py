@@ -9,22 +9,25 @@ from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.release import Outcome, execute, plan_promotion, plan_rollback, set_hold
 
 SERVICES = typer.Argument(None, help="Services (or --all).", show_default=False)
+PULL_REQUEST_OPTION = typer.Option(
+    False, "--pull-request", help="Commit to a branch and open or update a GitHub pull request."
+)
 
 
 def _report(outcome: Outcome, output: OutputFormat, dry_run: bool) -> None:
     plan = outcome.plan
     if output is OutputFormat.json:
-        typer.echo(
-            to_json(
-                {
-                    **plan.as_dict(),
-                    "commit": outcome.commit,
-                    "pushed": outcome.pushed,
-                    "dry_run": dry_run,
-                    "diff": outcome.diff,
-                }
-            )
-        )
+        pull = outcome.pull_request
+        payload = {
+            **plan.as_dict(),
+            "commit": outcome.commit,
+            "pushed": outcome.pushed,
+            "pull_request": pull
+            and {"number": pull.number, "url": pull.url, "superseded": list(pull.superseded)},
+            "dry_run": dry_run,
+            "diff": outcome.diff,
+        }
+        typer.echo(to_json(payload))
         return
     if not plan.changes:
         typer.echo(
@@ -37,6 +40,13 @@ def _report(outcome: Outcome, output: OutputFormat, dry_run: bool) -> None:
     if dry_run:
         typer.echo(f"\ndry run, nothing written. {plan.subject()}\n")
         typer.echo(outcome.diff, nl=False)
+        return
+    if outcome.pull_request:
+        pull = outcome.pull_request
+        verb = "opened" if pull.created else "updated"
+        typer.echo(f"\n{verb} pull request #{pull.number}: {pull.url}")
+        for number in pull.superseded:
+            typer.echo(f"closed superseded pull request #{number}")
         return
     where = " and pushed" if outcome.pushed else ""
     typer.echo(f"\ncommitted {outcome.commit and outcome.commit[:12]}{where}: {plan.subject()}")
@@ -52,6 +62,7 @@ def register(app: typer.Typer) -> None:
         source: str | None = typer.Option(None, "--from", help="Default: the stage before."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
         push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
+        pull_request: bool = PULL_REQUEST_OPTION,
         force: bool = typer.Option(False, "--force", help="Skip or reverse a stage."),
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
         output: OutputFormat = OUTPUT_OPTION,
@@ -67,7 +78,8 @@ def register(app: typer.Typer) -> None:
             force=force,
             reason=reason,
         )
-        _report(execute(repo, plan, dry_run=dry_run, push=push), output, dry_run)
+        outcome = execute(repo, plan, dry_run=dry_run, push=push, pull_request=pull_request)
+        _report(outcome, output, dry_run)
 
     @app.command()
     def rollback(
@@ -79,6 +91,7 @@ def register(app: typer.Typer) -> None:
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
         push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
+        pull_request: bool = PULL_REQUEST_OPTION,
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Restore the last good release and hold the service in that environment."""
@@ -86,7 +99,8 @@ def register(app: typer.Typer) -> None:
         plan = plan_rollback(
             repo, services or [], all_services=all_services, env=env, to=to, reason=reason
         )
-        _report(execute(repo, plan, dry_run=dry_run, push=push), output, dry_run)
+        outcome = execute(repo, plan, dry_run=dry_run, push=push, pull_request=pull_request)
+        _report(outcome, output, dry_run)
 
     @app.command()
     def hold(

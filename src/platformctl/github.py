@@ -1,0 +1,113 @@
+"""A thin GitHub REST adapter: open or update a promotion pull request, close superseded ones.
+
+Configuration comes from the environment GitHub Actions already sets: ``GITHUB_TOKEN``,
+``GITHUB_REPOSITORY`` (else parsed from the remote URL) and ``GITHUB_API_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from platformctl.errors import EnvironmentProblem
+
+_REMOTE = re.compile(r"github\.com[:/](?P<slug>[^/]+/[^/]+?)(?:\.git)?/?$")
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    created: bool
+    superseded: tuple[int, ...] = ()
+
+
+def repository_slug(remote_url: str) -> str:
+    slug = os.environ.get("GITHUB_REPOSITORY")
+    if slug:
+        return slug
+    match = _REMOTE.search(remote_url.strip())
+    if match is None:
+        raise EnvironmentProblem(
+            f"cannot tell the GitHub repository from the remote '{remote_url.strip()}'",
+            hint="set GITHUB_REPOSITORY=owner/name",
+        )
+    return match["slug"]
+
+
+class GitHub:
+    def __init__(self, slug: str, token: str | None = None, api_url: str | None = None) -> None:
+        token = token or os.environ.get("GITHUB_TOKEN")
+        if not token:
+            raise EnvironmentProblem("--pull-request needs a GitHub token", hint="set GITHUB_TOKEN")
+        self.slug = slug
+        self.api_url = api_url or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
+        self.client = httpx.Client(
+            base_url=self.api_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            timeout=20.0,
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"/repos/{self.slug}{path}"
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except httpx.HTTPError as error:
+            raise EnvironmentProblem(
+                f"GitHub API at {self.api_url} unreachable: {error}",
+                hint="check the network, or push without --pull-request",
+            ) from error
+        if response.status_code >= 400:
+            message = response.json().get("message", "") if response.content else ""
+            raise EnvironmentProblem(
+                f"GitHub API {method} {url} answered {response.status_code}: {message}"
+            )
+        return response.json() if response.content else None
+
+    def open_or_update(
+        self,
+        *,
+        branch: str,
+        base: str,
+        title: str,
+        body: str,
+        supersedes_prefix: str,
+        services: set[str],
+    ) -> PullRequest:
+        """One PR per branch: update it in place if open, else create it; then close the
+        open PRs for the same environment and services that this one supersedes."""
+        owner = self.slug.split("/")[0]
+        existing = self._call(
+            "GET", "/pulls", params={"head": f"{owner}:{branch}", "state": "open"}
+        )
+        if existing:
+            number = int(existing[0]["number"])
+            pull = self._call("PATCH", f"/pulls/{number}", json={"title": title, "body": body})
+            created = False
+        else:
+            pull = self._call(
+                "POST", "/pulls", json={"title": title, "head": branch, "base": base, "body": body}
+            )
+            number, created = int(pull["number"]), True
+        superseded = []
+        for other in self._call("GET", "/pulls", params={"state": "open", "base": base}) or []:
+            ref = str(other["head"]["ref"])
+            if other["number"] == number or not ref.startswith(supersedes_prefix):
+                continue
+            if services & set(ref.removeprefix(supersedes_prefix).split("+")):
+                self._call(
+                    "POST",
+                    f"/issues/{other['number']}/comments",
+                    json={"body": f"Superseded by #{number}."},
+                )
+                self._call("PATCH", f"/pulls/{other['number']}", json={"state": "closed"})
+                superseded.append(int(other["number"]))
+        return PullRequest(number, str(pull["html_url"]), created, tuple(superseded))

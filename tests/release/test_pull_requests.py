@@ -1,0 +1,168 @@
+"""--pull-request against a local server speaking GitHub's documented REST shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.conftest import git
+
+Cli = Callable[..., Any]
+SLUG = "acme-corp/platform"
+
+
+class FakeGitHub:
+    """Just enough of the pulls and issue-comments API, with GitHub's response fields."""
+
+    def __init__(self) -> None:
+        self.pulls: dict[int, dict[str, Any]] = {}
+        self.comments: list[tuple[int, str]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.authorization: set[str] = set()
+
+    def pull(self, number: int, head: str, base: str, title: str) -> dict[str, Any]:
+        return {
+            "number": number,
+            "state": "open",
+            "title": title,
+            "html_url": f"https://github.com/{SLUG}/pull/{number}",
+            "head": {"ref": head, "label": f"acme-corp:{head}"},
+            "base": {"ref": base},
+        }
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
+        self.requests.append((method, path))
+        prefix = f"/repos/{SLUG}"
+        assert path.startswith(prefix), path
+        path = path[len(prefix) :]
+        if method == "GET" and path == "/pulls":
+            found = [p for p in self.pulls.values() if p["state"] == query["state"][0]]
+            if "head" in query:
+                found = [p for p in found if p["head"]["label"] == query["head"][0]]
+            if "base" in query:
+                found = [p for p in found if p["base"]["ref"] == query["base"][0]]
+            return 200, found
+        if method == "POST" and path == "/pulls":
+            number = len(self.pulls) + 1
+            self.pulls[number] = self.pull(number, body["head"], body["base"], body["title"])
+            return 201, self.pulls[number]
+        match = re.fullmatch(r"/pulls/(\d+)", path)
+        if method == "PATCH" and match:
+            self.pulls[int(match[1])].update(body)
+            return 200, self.pulls[int(match[1])]
+        match = re.fullmatch(r"/issues/(\d+)/comments", path)
+        if method == "POST" and match:
+            self.comments.append((int(match[1]), body["body"]))
+            return 201, {"id": len(self.comments), "body": body["body"]}
+        return 404, {"message": "Not Found"}
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    state = FakeGitHub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            state.authorization.add(self.headers.get("Authorization", ""))
+            status, payload = state.handle(self.command, url.path, parse_qs(url.query), body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = _serve
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    monkeypatch.setenv("GITHUB_REPOSITORY", SLUG)
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture
+def work(repo: Path, tmp_path: Path) -> Path:
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    clone = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
+    git(clone, "config", "user.email", "dev@example.com")
+    git(clone, "config", "user.name", "Dev")
+    return clone
+
+
+def test_pull_request_flow_opens_updates_and_supersedes(
+    work: Path, cli: Cli, github: FakeGitHub
+) -> None:
+    head = git(work, "rev-parse", "HEAD")
+    first = cli(work, "promote", "--all", "--to", "production", "--pull-request")
+    assert first.exit_code == 0, first.output
+    assert "opened pull request #1" in first.stdout
+    assert github.pulls[1]["head"]["ref"] == (
+        "platform/promote/production/product-service+user-service"
+    )
+    assert github.pulls[1]["base"]["ref"] == "main"
+    assert github.authorization == {"Bearer test-token"}
+    # the local branch is untouched; the change lives on the pushed branch
+    assert git(work, "rev-parse", "HEAD") == head
+    assert git(work, "status", "--porcelain") == ""
+    branch = "origin/platform/promote/production/product-service+user-service"
+    git(work, "fetch", "-q")
+    assert "Platform-Action: promote" in git(work, "log", "-1", "--format=%B", branch)
+
+    second = cli(
+        work, "promote", "user-service", "--to", "production", "--pull-request", "--output", "json"
+    )
+    assert second.exit_code == 0, second.output
+    payload = json.loads(second.stdout)
+    assert payload["pull_request"]["number"] == 2
+    assert payload["pull_request"]["superseded"] == [1]
+    assert github.pulls[1]["state"] == "closed"
+    assert github.comments == [(1, "Superseded by #2.")]
+
+    third = cli(work, "promote", "user-service", "--to", "production", "--pull-request")
+    assert third.exit_code == 0
+    assert "updated pull request #2" in third.stdout
+    assert len(github.pulls) == 2
+
+
+def test_pull_request_without_token_changes_nothing(
+    work: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv("GITHUB_REPOSITORY", SLUG)
+    before = git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")
+    result = cli(work, "promote", "user-service", "--to", "production", "--pull-request")
+    assert result.exit_code == 3
+    assert "GITHUB_TOKEN" in result.stderr
+    assert (git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")) == before
+
+
+def test_repository_comes_from_the_remote_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from platformctl.errors import EnvironmentProblem
+    from platformctl.github import repository_slug
+
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    assert repository_slug("git@github.com:acme-corp/platform.git") == "acme-corp/platform"
+    assert repository_slug("https://github.com/acme-corp/platform") == "acme-corp/platform"
+    with pytest.raises(EnvironmentProblem, match="GITHUB_REPOSITORY"):
+        repository_slug("/srv/git/platform.git")
