@@ -84,7 +84,7 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PATCH = _serve
+        do_GET = do_POST = do_PATCH = _serve  # noqa: N815 - http.server dispatches on these names
 
         def log_message(self, *_: Any) -> None:
             pass
