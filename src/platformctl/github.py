@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from platformctl.errors import EnvironmentProblem
 
@@ -44,9 +45,11 @@ class GitHub:
         token = token or os.environ.get("GITHUB_TOKEN")
         if not token:
             raise EnvironmentProblem("--pull-request needs a GitHub token", hint="set GITHUB_TOKEN")
+        import httpx  # ~0.2 s to import: only when a pull request is asked for
+
         self.slug = slug
         self.api_url = api_url or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
-        self.client = httpx.Client(
+        self.client: httpx.Client = httpx.Client(
             base_url=self.api_url.rstrip("/"),
             headers={
                 "Authorization": f"Bearer {token}",
@@ -57,6 +60,8 @@ class GitHub:
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         url = f"/repos/{self.slug}{path}"
         try:
             response = self.client.request(method, url, **kwargs)

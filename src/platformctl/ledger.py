@@ -9,12 +9,15 @@ nothing walks commits in Python.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from platformctl.git import Git
 from platformctl.model import Image, Release
+from platformctl.status import same_artifact
 from platformctl.yamlio import parse_yaml
 
 TRAILER = re.compile(r"^(Platform-[A-Za-z]+):[ \t]*(.*?)\s*$", re.MULTILINE)
@@ -89,8 +92,13 @@ def _read_versions(git: Git, commits: list[str], path: str) -> list[str | None]:
     return contents
 
 
-def history(git: Git, release: Release) -> list[Entry]:
-    """Releases of one service in one environment, newest first."""
+def iter_history(git: Git, release: Release, chunk: int = 64) -> Iterator[Entry]:
+    """Releases of one service in one environment, newest first, read lazily.
+
+    ``git log -- path`` lists the commits that touched the file (in C); their versions are
+    read a chunk at a time, so a rollback that finds its release among the newest commits
+    never parses the rest of a long history.
+    """
     path = str(release.values_file.relative_to(git.root))
     log = git.run(
         "log",
@@ -99,43 +107,61 @@ def history(git: Git, release: Release) -> list[Entry]:
         "--",
         path,
     )
-    records = [r.strip("\n") for r in log.split(_RECORD) if r.strip()]
-    if not records:
-        return []
-    fields = [record.split(_FIELD, 3) for record in records]
-    contents = _read_versions(git, [f[0] for f in fields], path)
-    entries: list[Entry] = []
-    previous: Image | None = None
-    for (commit, time, author, message), text in reversed(list(zip(fields, contents, strict=True))):
-        image = image_of(text) if text is not None else None
-        if image is None or image == previous:
-            previous = image or previous
+    records = [r.strip("\n").split(_FIELD, 3) for r in log.split(_RECORD) if r.strip()]
+    newer: tuple[list[str], Image] | None = None
+    for offset in range(0, len(records), chunk):
+        batch = records[offset : offset + chunk]
+        for fields, text in zip(
+            batch, _read_versions(git, [f[0] for f in batch], path), strict=True
+        ):
+            image = image_of(text) if text is not None else None
+            if image is None:
+                continue
+            if newer is not None and newer[1] != image:
+                yield _entry(newer[0], newer[1], release)
+            # the oldest commit of a run with one image is the one that released it
+            newer = (fields, image)
+    if newer is not None:
+        yield _entry(newer[0], newer[1], release)
+
+
+def _entry(fields: list[str], image: Image, release: Release) -> Entry:
+    commit, time, author, message = fields
+    marks = trailers(message)
+    ours = release.service in marks.get("Platform-Service", []) and (
+        release.environment.name in marks.get("Platform-Environment", [])
+    )
+    return Entry(
+        commit=commit,
+        time=time,
+        author=author,
+        action=marks.get("Platform-Action", ["manual"])[0] if ours else "manual",
+        image=image,
+        from_environment=_first(marks, "Platform-From") if ours else None,
+        reason=_first(marks, "Platform-Reason") if ours else None,
+    )
+
+
+def history(git: Git, release: Release, limit: int | None = None) -> list[Entry]:
+    """Releases of one service in one environment, newest first."""
+    return list(islice(iter_history(git, release), limit))
+
+
+def last_good(entries: Iterable[Entry], current: Image) -> Image | None:
+    """The newest release that is not the current one and was never rolled back from.
+
+    Walks newest first and stops at the answer: a rollback marks the release just before it
+    (the one it replaced) as bad, and rollbacks are always newer than what they replaced.
+    """
+    bad: list[Image] = []
+    replaced_by_rollback = False
+    for entry in entries:
+        if replaced_by_rollback:
+            bad.append(entry.image)
+        replaced_by_rollback = entry.action == "rollback"
+        if same_artifact(entry.image, current) or any(
+            same_artifact(entry.image, image) for image in bad
+        ):
             continue
-        previous = image
-        marks = trailers(message)
-        ours = release.service in marks.get(
-            "Platform-Service", []
-        ) and release.environment.name in marks.get("Platform-Environment", [])
-        action = marks.get("Platform-Action", ["manual"])[0] if ours else "manual"
-        entries.append(
-            Entry(
-                commit=commit,
-                time=time,
-                author=author,
-                action=action,
-                image=image,
-                from_environment=_first(marks, "Platform-From") if ours else None,
-                reason=_first(marks, "Platform-Reason") if ours else None,
-            )
-        )
-    entries.reverse()
-    return entries
-
-
-def rolled_back_from(entries: list[Entry]) -> list[Image]:
-    """Images that a rollback replaced: bad releases a later rollback must not restore."""
-    return [
-        entries[index + 1].image
-        for index, entry in enumerate(entries[:-1])
-        if entry.action == "rollback"
-    ]
+        return entry.image
+    return None

@@ -25,7 +25,7 @@ from platformctl.errors import InputError, RefusedError
 from platformctl.git import Git, GitError
 from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import set_image
-from platformctl.ledger import history, image_of, rolled_back_from
+from platformctl.ledger import image_of, iter_history, last_good
 from platformctl.model import Environment, Image, Repo, load_repo
 from platformctl.status import same_artifact
 from platformctl.verify import verify
@@ -178,14 +178,13 @@ def plan_rollback(
     plan = Plan("rollback", environment, [], reason=reason, hold=True)
     for service in _services(repo, services, all_services):
         release = repo.release(service, environment.name)
-        entries = history(git, release)
         current = release.image
         if to:
             wanted = to.lower()
             match = next(
                 (
                     e
-                    for e in entries
+                    for e in iter_history(git, release)
                     if e.image.tag == to
                     or (e.image.digest and e.image.digest in (wanted, f"sha256:{wanted}"))
                     or (len(wanted) >= 7 and e.commit.startswith(wanted))
@@ -199,19 +198,13 @@ def plan_rollback(
                 )
             chosen = match.image
         else:
-            bad = rolled_back_from(entries)
-            older = [
-                e.image
-                for e in entries
-                if not same_artifact(e.image, current)
-                and not any(same_artifact(e.image, b) for b in bad)
-            ]
-            if not older:
+            good = last_good(iter_history(git, release), current)
+            if good is None:
                 raise RefusedError(
                     f"{service} in {environment.name} has no earlier good release to roll back to",
                     hint="name one with --to TAG|DIGEST|COMMIT",
                 )
-            chosen = older[0]
+            chosen = good
         if chosen == current:
             plan.unchanged.append(service)
             continue

@@ -355,3 +355,30 @@ def test_push_the_remote_refuses_exits_three_and_changes_nothing(
     assert result.returncode == 3
     assert result.stderr.startswith("error: push to origin/main")
     assert snapshot(work) == before
+
+
+def test_story_dev_to_staging_to_production(repo: Path, cli: Cli) -> None:
+    # CI pinned the digest of the build it pushed to dev
+    digest = "sha256:" + "5e" * 32
+    edit_yaml(
+        repo / "environments/dev/user-service.yaml",
+        lambda data: data["image"].__setitem__("digest", digest),
+    )
+    git(repo, "commit", "-qam", "ci: user-service 1.5.0 built")
+    # --all is one unit: the other services have no digest in dev, so nothing moves
+    before = snapshot(repo)
+    assert cli(repo, "promote", "--all", "--to", "staging").exit_code == 1
+    assert snapshot(repo) == before
+    for target in ("staging", "production"):
+        result = cli(repo, "promote", "user-service", "--to", target)
+        assert result.exit_code == 0, result.output
+        assert digest in image_line(repo, target, "user-service")
+    status = json.loads(cli(repo, "status", "--output", "json").stdout)
+    rows = [r for r in status if r["service"] == "user-service"]
+    assert {r["digest"] for r in rows} == {digest}
+    assert not any(r["differs_from_previous"] for r in rows)
+    subjects = git(repo, "log", "--format=%s", "-2").splitlines()
+    assert subjects == [
+        "promote(user-service): staging → production 1.5.0",
+        "promote(user-service): dev → staging 1.5.0",
+    ]

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Releases of SERVICE in ENV, newest first, read from the values file's history."""
         repo = options(ctx).repo()
-        entries = read_history(Git(repo.root), repo.release(service, env))[:limit]
+        entries = read_history(Git(repo.root), repo.release(service, env), limit)
         if output is OutputFormat.json:
             typer.echo(to_json([entry.as_dict() for entry in entries]))
             return
