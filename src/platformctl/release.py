@@ -27,7 +27,6 @@ from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import set_image
 from platformctl.ledger import image_of, iter_history, last_good
 from platformctl.model import Environment, Image, Repo, load_repo
-from platformctl.status import same_artifact
 from platformctl.verify import verify
 
 # Enough for a handful of writers racing on one remote; each retry rebases and re-verifies.
@@ -157,7 +156,7 @@ def plan_promotion(
                 f"{service} in {origin.name} has no digest and {target.name} requires one",
                 hint=f"pin the digest in {origin.name} first",
             )
-        if same_artifact(incoming, current.image) and incoming == current.image:
+        if incoming == current.image:
             plan.unchanged.append(service)
             continue
         plan.changes.append(ImageChange(service, current.image, incoming, current.values_file))
@@ -293,19 +292,13 @@ def _verify_target(root: Path, plan: Plan) -> None:
 def _check_expected(git: Git, ref: str, plan: Plan) -> None:
     """After the remote moved: our planned 'before' must still be what the remote has."""
     for change in plan.changes:
-        relative = str(change.path.relative_to(git.root))
-        text = git.show(ref, relative)
-        if text is None or f"{change.before.reference}" not in _reference_of(text):
+        text = git.show(ref, str(change.path.relative_to(git.root)))
+        if text is None or image_of(text) != change.before:
             raise RefusedError(
                 f"conflict: {change.service} in {plan.environment.name} was changed on the "
                 "remote since this promotion was planned",
                 hint="nothing was pushed; pull and run the command again",
             )
-
-
-def _reference_of(text: str) -> str:
-    image = image_of(text)
-    return image.reference if image else ""
 
 
 def _push(git: Git, branch: str, plan: Plan) -> int:
