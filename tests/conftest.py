@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from platformctl.cli import app
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PLATFORM_BINARY = str(Path(sys.executable).with_name("platform"))
 
 
 def git(repo: Path, *args: str) -> str:
@@ -49,6 +52,24 @@ def edit_yaml(path: Path, change: Callable[[Any], None]) -> None:
     change(data)
     with path.open("w") as handle:
         yaml.dump(data, handle)
+
+
+def commit_edit(repo: Path, relative: str, change: Callable[[Any], None], message: str) -> None:
+    """A hand edit of one values file, committed (what a merged pull request leaves behind)."""
+    edit_yaml(repo / relative, change)
+    git(repo, "commit", "-qam", message)
+
+
+def run_platform(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``platform`` command as a separate process, as users and CI run it."""
+    return subprocess.run(
+        [PLATFORM_BINARY, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
 
 
 @pytest.fixture

@@ -66,9 +66,9 @@ class Git:
             )
         return name
 
-    def require_clean(self, paths: list[str]) -> None:
+    def require_clean(self) -> None:
         """Refuse to start on uncommitted changes, so a failure can restore exactly."""
-        status = self.run("status", "--porcelain", "--untracked-files=all", "--", *paths)
+        status = self.run("status", "--porcelain", "--untracked-files=all")
         if status.strip():
             first = status.splitlines()[0][3:]
             raise InputError(

@@ -52,8 +52,12 @@ class Plan:
     changes: list[ImageChange]
     source: str | None = None
     reason: str | None = None
-    hold: bool = False
     unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        """A rollback holds what it rolled back, so the bad release is not promoted again."""
+        return self.action == "rollback"
 
     def subject(self) -> str:
         services = ",".join(change.service for change in self.changes)
@@ -174,7 +178,7 @@ def plan_rollback(
 ) -> Plan:
     environment = repo.environment(env)
     git = Git(repo.root)
-    plan = Plan("rollback", environment, [], reason=reason, hold=True)
+    plan = Plan("rollback", environment, [], reason=reason)
     for service in _services(repo, services, all_services):
         release = repo.release(service, environment.name)
         current = release.image
@@ -243,7 +247,7 @@ class Outcome:
 
 def _new_texts(plan: Plan, actor: str) -> dict[Path, str]:
     texts = {change.path: set_image(change.path, change.after) for change in plan.changes}
-    if plan.hold and plan.changes:
+    if plan.holds and plan.changes:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         holds: dict[str, dict[str, str] | None] = {
             c.service: {
@@ -290,14 +294,15 @@ def _verify_target(root: Path, plan: Plan) -> None:
 
 
 def _check_expected(git: Git, ref: str, plan: Plan) -> None:
-    """After the remote moved: our planned 'before' must still be what the remote has."""
+    """The images a plan replaces must still be the ones at ``ref`` (HEAD after waiting for
+    the lock, the remote's branch after a rejected push): else someone else changed them."""
     for change in plan.changes:
         text = git.show(ref, str(change.path.relative_to(git.root)))
         if text is None or image_of(text) != change.before:
             raise RefusedError(
-                f"conflict: {change.service} in {plan.environment.name} was changed on the "
-                "remote since this promotion was planned",
-                hint="nothing was pushed; pull and run the command again",
+                f"conflict: {change.service} in {plan.environment.name} was changed since "
+                f"this {plan.action} was planned",
+                hint="nothing was written or pushed; pull and run the command again",
             )
 
 
@@ -352,11 +357,14 @@ def execute(
     """
     git = Git(repo.root)
     actor = _actor(git)
-    texts = _new_texts(plan, actor)
-    outcome = Outcome(plan, unified_diff(repo.root, texts))
     if dry_run or not plan.changes:
-        return outcome
+        return Outcome(plan, unified_diff(repo.root, _new_texts(plan, actor)))
     with _transaction(git) as branch:
+        # Another writer on this clone may have committed while we waited for the lock: the
+        # plan must still hold, and the texts are computed from the files as they are now.
+        _check_expected(git, "HEAD", plan)
+        texts = _new_texts(plan, actor)
+        outcome = Outcome(plan, unified_diff(repo.root, texts))
         github = None
         if pull_request:
             remote, base = git.upstream(branch)
@@ -388,7 +396,7 @@ def _transaction(git: Git) -> Iterator[str]:
     """Locked, on a clean branch; any exception resets tree, index and branch to the start."""
     with git.lock():
         branch = git.branch()
-        git.require_clean([])
+        git.require_clean()
         original = git.head()
         try:
             yield branch

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import edit_yaml, git
+from tests.conftest import edit_yaml, git, run_platform
 
 Cli = Callable[..., Any]
 
@@ -135,25 +132,9 @@ def test_debug_shows_the_traceback(repo: Path, cli: Cli) -> None:
 
 
 def test_installed_command_runs_in_the_repository(repo: Path) -> None:
-    binary = Path(sys.executable).with_name("platform")
-    env = {**os.environ, "NO_COLOR": "1"}
-    result = subprocess.run(
-        [str(binary), "status", "--output", "json"],
-        cwd=repo / "environments" / "dev",
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = run_platform(repo / "environments" / "dev", "status", "--output", "json")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 12
-    bad = subprocess.run(
-        [str(binary), "status", "--env", "qa"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    bad = run_platform(repo, "status", "--env", "qa")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: unknown environment 'qa'")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,12 @@ from typing import Any
 import pytest
 
 from platformctl import release as release_module
+from platformctl.git import Git
 from platformctl.model import load_repo
 from platformctl.verify import verify
-from tests.conftest import edit_yaml, git
+from tests.conftest import PLATFORM_BINARY, commit_edit, git, run_platform
 
 Cli = Callable[..., Any]
-PLATFORM = str(Path(sys.executable).with_name("platform"))
 
 
 def image_line(repo: Path, env: str, service: str) -> str:
@@ -64,11 +65,12 @@ def test_dry_run_writes_nothing_and_prints_the_change(repo: Path, cli: Cli) -> N
 
 
 def test_skipping_a_stage_needs_force_and_reason(repo: Path, cli: Cli) -> None:
-    edit_yaml(
-        repo / "environments/dev/auth-service.yaml",
+    commit_edit(
+        repo,
+        "environments/dev/auth-service.yaml",
         lambda data: data["image"].__setitem__("digest", "sha256:" + "ab" * 32),
+        "pin dev",
     )
-    git(repo, "commit", "-qam", "pin dev")
     before = snapshot(repo)
     refused = cli(repo, "promote", "auth-service", "--from", "dev", "--to", "production")
     assert refused.exit_code == 1
@@ -99,11 +101,12 @@ def test_source_without_digest_into_digest_environment_is_refused(repo: Path, cl
 
 
 def test_policy_failure_restores_everything(repo: Path, cli: Cli) -> None:
-    edit_yaml(
-        repo / "environments/production/user-service.yaml",
+    commit_edit(
+        repo,
+        "environments/production/user-service.yaml",
         lambda data: data["autoscaling"].__setitem__("minReplicas", 1),
+        "someone merged a single replica",
     )
-    git(repo, "commit", "-qam", "someone merged a single replica")
     before = snapshot(repo)
     result = cli(repo, "promote", "user-service", "--to", "production")
     assert result.exit_code == 1
@@ -139,11 +142,12 @@ def test_dirty_tree_and_detached_head_are_refused(repo: Path, cli: Cli) -> None:
 
 
 def set_production_tag(repo: Path, tag: str, digest_byte: str) -> None:
-    edit_yaml(
-        repo / "environments/production/user-service.yaml",
+    commit_edit(
+        repo,
+        "environments/production/user-service.yaml",
         lambda data: data["image"].update(tag=tag, digest="sha256:" + digest_byte * 32),
+        f"hand edit: user-service {tag}",
     )
-    git(repo, "commit", "-qam", f"hand edit: user-service {tag}")
 
 
 def test_rollback_story_with_hold_history_and_double_rollback(repo: Path, cli: Cli) -> None:
@@ -213,7 +217,11 @@ def test_diff_between_environments(repo: Path, cli: Cli) -> None:
     rendered = cli(
         repo, "diff", "--from", "staging", "--to", "production", "user-service", "--rendered"
     )
-    assert "-          image:" in rendered.stdout or "-        - name" in rendered.stdout
+    model = load_repo(repo)
+    staging = model.release("user-service", "staging").image.reference
+    production = model.release("user-service", "production").image.reference
+    assert f'-          image: "{staging}"' in rendered.stdout
+    assert f'+          image: "{production}"' in rendered.stdout
     assert "+++ production/user-service" in rendered.stdout
 
 
@@ -258,22 +266,10 @@ def remote(repo: Path, tmp_path: Path) -> Path:
 def test_two_clones_race_and_both_land(remote: Path, tmp_path: Path) -> None:
     first = clone(remote, tmp_path / "a", None)
     second = clone(remote, tmp_path / "b", None)
-    one = subprocess.run(
-        [PLATFORM, "promote", "user-service", "--to", "production", "--push"],
-        cwd=first,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    one = run_platform(first, "promote", "user-service", "--to", "production", "--push")
     assert one.returncode == 0, one.stderr
     # second is now behind: its push is rejected, it rebases, re-verifies and pushes
-    two = subprocess.run(
-        [PLATFORM, "promote", "product-service", "--to", "production", "--push"],
-        cwd=second,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    two = run_platform(second, "promote", "product-service", "--to", "production", "--push")
     assert two.returncode == 0, two.stderr
     log = git(remote, "log", "--format=%s", "-2")
     assert "product-service" in log.splitlines()[0]
@@ -284,22 +280,13 @@ def test_real_conflict_stops_and_loses_nothing(remote: Path, tmp_path: Path) -> 
     first = clone(remote, tmp_path / "a", None)
     second = clone(remote, tmp_path / "b", None)
     assert (
-        subprocess.run(
-            [PLATFORM, "promote", "user-service", "--to", "production", "--push"],
-            cwd=first,
-            check=False,
-            capture_output=True,
-        ).returncode
+        run_platform(first, "promote", "user-service", "--to", "production", "--push").returncode
         == 0
     )
     set_production_tag(second, "1.9.0", "cc")
     before = snapshot(second)
-    result = subprocess.run(
-        [PLATFORM, "rollback", "user-service", "--env", "production", "--to", "1.4.1", "--push"],
-        cwd=second,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_platform(
+        second, "rollback", "user-service", "--env", "production", "--to", "1.4.1", "--push"
     )
     assert result.returncode == 1
     assert "conflict" in result.stderr
@@ -315,7 +302,7 @@ def test_eight_clones_push_at_once_and_nothing_is_lost(repo: Path, tmp_path: Pat
     clones = [clone(bare, tmp_path / f"c{i}", repo / ".platform-cache") for i in range(8)]
     processes = [
         subprocess.Popen(
-            [PLATFORM, "promote", service, "--to", "production", "--push"],
+            [PLATFORM_BINARY, "promote", service, "--to", "production", "--push"],
             cwd=path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -345,13 +332,7 @@ def test_push_the_remote_refuses_exits_three_and_changes_nothing(
     hook.chmod(0o755)
     work = clone(remote, tmp_path / "a", None)
     before = snapshot(work)
-    result = subprocess.run(
-        [PLATFORM, "promote", "user-service", "--to", "production", "--push"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_platform(work, "promote", "user-service", "--to", "production", "--push")
     assert result.returncode == 3
     assert result.stderr.startswith("error: push to origin/main")
     assert snapshot(work) == before
@@ -360,11 +341,12 @@ def test_push_the_remote_refuses_exits_three_and_changes_nothing(
 def test_story_dev_to_staging_to_production(repo: Path, cli: Cli) -> None:
     # CI pinned the digest of the build it pushed to dev
     digest = "sha256:" + "5e" * 32
-    edit_yaml(
-        repo / "environments/dev/user-service.yaml",
+    commit_edit(
+        repo,
+        "environments/dev/user-service.yaml",
         lambda data: data["image"].__setitem__("digest", digest),
+        "ci: user-service 1.5.0 built",
     )
-    git(repo, "commit", "-qam", "ci: user-service 1.5.0 built")
     # --all is one unit: the other services have no digest in dev, so nothing moves
     before = snapshot(repo)
     assert cli(repo, "promote", "--all", "--to", "staging").exit_code == 1
@@ -382,3 +364,85 @@ def test_story_dev_to_staging_to_production(repo: Path, cli: Cli) -> None:
         "promote(user-service): staging → production 1.5.0",
         "promote(user-service): dev → staging 1.5.0",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["promote", "user-service", "--to", "dev"], 2, "'dev' is the first stage"),
+        (
+            ["promote", "user-service", "--from", "staging", "--to", "staging"],
+            2,
+            "same environment",
+        ),
+        (["promote", "user-service", "--to", "production", "--force"], 2, "--force needs --reason"),
+        (["promote", "user-service", "--all", "--to", "production"], 2, "not both"),
+        (["promote", "--to", "production"], 2, "at least one service"),
+        (["promote", "user-service", "--to", "prod"], 2, "did you mean 'production'"),
+        (["promote", "user/service", "--to", "production"], 2, "not a valid service name"),
+        (["rollback", "users", "--env", "production"], 2, "did you mean 'user-service'"),
+        (["hold", "user-service", "--env", "qa", "--reason", "x"], 2, "unknown environment"),
+    ],
+)
+def test_bad_release_input_exits_with_one_line_and_changes_nothing(
+    repo: Path, cli: Cli, args: list[str], code: int, message: str
+) -> None:
+    before = snapshot(repo)
+    result = cli(repo, *args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert snapshot(repo) == before
+
+
+# --- two writers on one clone: the second waits for the lock --------------------------------
+
+
+def _execute_while_another_writer_commits(
+    repo: Path, waiting: release_module.Plan, first: release_module.Plan
+) -> list[BaseException]:
+    """Start ``waiting`` while holding the clone's lock, commit ``first`` meanwhile, release."""
+    errors: list[BaseException] = []
+
+    def run_waiting() -> None:
+        try:
+            release_module.execute(load_repo(repo), waiting)
+        except BaseException as error:  # handed back to the test thread
+            errors.append(error)
+
+    with Git(repo).lock():
+        thread = threading.Thread(target=run_waiting)
+        thread.start()
+        time.sleep(1.0)  # the waiting writer has planned and now blocks on the lock
+        for path, text in release_module._new_texts(first, "first <f@example.com>").items():
+            path.write_text(text)
+        git(repo, "commit", "-qam", "first writer")
+    thread.join(timeout=60)
+    return errors
+
+
+def test_second_writer_on_a_clone_keeps_the_first_writers_hold(repo: Path) -> None:
+    for service in ("user-service", "auth-service"):
+        commit_edit(
+            repo,
+            f"environments/production/{service}.yaml",
+            lambda data: data["image"].update(tag="1.5.0", digest="sha256:" + "aa" * 32),
+            f"hand edit: {service} 1.5.0",
+        )
+    model = load_repo(repo)
+    first = release_module.plan_rollback(model, ["user-service"], env="production")
+    waiting = release_module.plan_rollback(model, ["auth-service"], env="production")
+    assert _execute_while_another_writer_commits(repo, waiting, first) == []
+    holds = load_repo(repo).environment("production").holds
+    assert set(holds) == {"user-service", "auth-service"}
+
+
+def test_second_writer_on_a_clone_stops_on_the_same_service(repo: Path) -> None:
+    model = load_repo(repo)
+    first = release_module.plan_promotion(model, ["user-service"], to="production")
+    waiting = release_module.plan_promotion(model, ["user-service"], to="production")
+    errors = _execute_while_another_writer_commits(repo, waiting, first)
+    assert len(errors) == 1
+    assert "changed since this promote was planned" in str(errors[0])
+    assert git(repo, "log", "-1", "--format=%s") == "first writer\n"
+    assert git(repo, "status", "--porcelain") == ""
