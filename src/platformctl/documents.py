@@ -48,15 +48,9 @@ def _describe(error: ValidationError) -> tuple[list[str | int], str]:
     return key_path, error.message
 
 
-def first_error(data: Any, validator: Draft202012Validator) -> ValidationError | None:
-    """The most relevant error (jsonschema's ``best_match``), or None when the data is valid."""
-    error: ValidationError | None = best_match(validator.iter_errors(data))
-    return error
-
-
 def check_document(data: Any, validator: Draft202012Validator, path: Path) -> None:
     """Raise an InputError naming ``file:line``, the key and the reason of the first error."""
-    error = first_error(data, validator)
+    error: ValidationError | None = best_match(validator.iter_errors(data))
     if error is None:
         return
     key_path, reason = _describe(error)

@@ -80,14 +80,6 @@ class Image:
     def short_digest(self) -> str | None:
         return self.digest[7:19] if self.digest else None
 
-    def as_values(self) -> dict[str, str]:
-        values = {"repository": self.repository}
-        if self.tag:
-            values["tag"] = self.tag
-        if self.digest:
-            values["digest"] = self.digest
-        return values
-
 
 @dataclass(frozen=True)
 class Policy:

@@ -46,7 +46,8 @@ def test_a_promotion_is_a_one_line_diff(path: Path, tag: str, digest: str | None
     assert {k: v for k, v in data.items() if k != "image"} == {
         k: v for k, v in original.items() if k != "image"
     }
-    assert data["image"] == image.as_values()
+    expected = {"repository": repository, "tag": tag} | ({"digest": digest} if digest else {})
+    assert data["image"] == expected
 
 
 def test_block_style_image_keeps_its_layout(tmp_path: Path) -> None:
