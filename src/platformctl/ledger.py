@@ -103,7 +103,7 @@ def iter_history(git: Git, release: Release, chunk: int = 64) -> Iterator[Entry]
     log = git.run(
         "log",
         "--no-merges",
-        f"--format=%H{_FIELD}%aI{_FIELD}%an{_FIELD}%B{_RECORD}",
+        f"--format=%H{_FIELD}%cI{_FIELD}%an{_FIELD}%B{_RECORD}",
         "--",
         path,
     )

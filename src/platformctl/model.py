@@ -11,6 +11,7 @@ nothing else parses ``environments/``. Layout it reads:
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ from jsonschema import Draft202012Validator
 
 from platformctl.documents import check_document, packaged_schema, without_required
 from platformctl.errors import InputError, unknown_name
+from platformctl.gates.config import Gates, parse_gates
 from platformctl.yamlio import display_path, located, read_mapping
 
 ENVIRONMENTS_DIR = "environments"
@@ -92,6 +94,14 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """An HTTP API of an environment; the token, if any, is read from ``token_env``."""
+
+    url: str
+    token_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     path: Path
@@ -103,6 +113,13 @@ class Environment:
     prune: bool
     self_heal: bool
     policy: Policy
+    # what a promotion into this environment requires (pipeline.yaml)
+    gates: Gates = field(default_factory=Gates, compare=False)
+    argocd: Endpoint | None = None
+    prometheus: Endpoint | None = None
+    # a Slack-compatible webhook: the URL itself, or the variable that holds a secret one
+    webhook_url: str | None = None
+    webhook_url_env: str | None = None
     # service -> why it may not be promoted into this environment (set by a rollback)
     holds: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
@@ -271,7 +288,13 @@ class _Loader:
                 raise InputError(f"{where}: stage '{name}' is listed twice")
 
         services = self.services()
-        environments = tuple(self.environment(name) for name in stage_names)
+        environments = tuple(
+            self.environment(
+                name, parse_gates(stage.get("gates"), pipeline_path, ["stages", index, "gates"])
+            )
+            for index, (name, stage) in enumerate(zip(stage_names, pipeline["stages"], strict=True))
+        )
+        self.check_gate_endpoints(environments, pipeline_path)
         self.refuse_stray_folders(stage_names)
         releases: dict[tuple[str, str], Release] = {}
         base_values = {name: self.values_file(self.base_file(name)) for name in services}
@@ -330,7 +353,21 @@ class _Loader:
                     hint="add the stage to the pipeline or remove the folder",
                 )
 
-    def environment(self, name: str) -> Environment:
+    def check_gate_endpoints(
+        self, environments: tuple[Environment, ...], pipeline_path: Path
+    ) -> None:
+        """The Argo CD and SLO gates ask the stage before: it must say where to ask."""
+        for index, (source, target) in enumerate(itertools.pairwise(environments), start=1):
+            for gate, endpoint in (("argocd", source.argocd), ("slo", source.prometheus)):
+                if gate in target.gates.declared and endpoint is None:
+                    kind = "argocd" if gate == "argocd" else "prometheus"
+                    raise InputError(
+                        f"{located(pipeline_path, ['stages', index, 'gates', gate])}: the {gate} "
+                        f"gate of {target.name} asks {source.name}, which has no endpoints.{kind}",
+                        hint=f"add endpoints.{kind}.url to {display_path(source.settings_file)}",
+                    )
+
+    def environment(self, name: str, gates: Gates) -> Environment:
         path = self.environments_dir / name
         settings_path = path / ENVIRONMENT_FILE
         if not settings_path.is_file():
@@ -347,6 +384,8 @@ class _Loader:
         cluster = settings["cluster"]
         argocd = settings.get("argocd", {})
         policy = settings.get("policy", {})
+        endpoints = settings.get("endpoints", {})
+        webhook = settings.get("notifications", {}).get("webhook", {})
         return Environment(
             name=name,
             path=path,
@@ -363,6 +402,11 @@ class _Loader:
                 require_pod_disruption_budget=policy.get("requirePodDisruptionBudget", False),
                 allow_load_balancer=policy.get("allowLoadBalancer", False),
             ),
+            gates=gates,
+            argocd=_endpoint(endpoints.get("argocd")),
+            prometheus=_endpoint(endpoints.get("prometheus")),
+            webhook_url=webhook.get("url"),
+            webhook_url_env=webhook.get("urlEnv"),
             holds=settings.get("holds") or {},
         )
 
@@ -399,6 +443,10 @@ class _Loader:
             base_values=base_values,
             environment_values=values,
         )
+
+
+def _endpoint(raw: Mapping[str, str] | None) -> Endpoint | None:
+    return Endpoint(raw["url"].rstrip("/"), raw.get("tokenEnv")) if raw else None
 
 
 def load_repo(root: Path) -> Repo:

@@ -22,6 +22,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from platformctl.errors import InputError, RefusedError
+from platformctl.gates.results import GateReport
 from platformctl.git import Git, GitError
 from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import set_image
@@ -53,6 +54,7 @@ class Plan:
     source: str | None = None
     reason: str | None = None
     unchanged: list[str] = field(default_factory=list)
+    report: GateReport | None = None
 
     @property
     def holds(self) -> bool:
@@ -83,6 +85,8 @@ class Plan:
             lines.append(f"Platform-From: {self.source}")
         if self.reason:
             lines.append(f"Platform-Reason: {' '.join(self.reason.split())}")
+        if self.report:
+            lines += self.report.trailers()
         lines.append(f"Platform-Actor: {actor}")
         return "\n".join(lines) + "\n"
 
@@ -103,6 +107,8 @@ class Plan:
                 for c in self.changes
             ],
             "unchanged": self.unchanged,
+            "gates": [result.as_dict() for result in self.report.results] if self.report else [],
+            "overrides": self.report.overrides if self.report else {},
         }
 
 
@@ -155,16 +161,25 @@ def plan_promotion(
                 f"{service} is held in {target.name}: {hold.get('reason', 'after a rollback')}",
                 hint=f"lift it with: platform unhold {service} --env {target.name}",
             )
-        if target.policy.require_digest and not incoming.digest:
-            raise RefusedError(
-                f"{service} in {origin.name} has no digest and {target.name} requires one",
-                hint=f"pin the digest in {origin.name} first",
-            )
         if incoming == current.image:
             plan.unchanged.append(service)
             continue
         plan.changes.append(ImageChange(service, current.image, incoming, current.values_file))
     return plan
+
+
+def check_digests(plan: Plan) -> None:
+    """After the gates (the registry gate fills digests in): production never runs a tag."""
+    if not plan.environment.policy.require_digest:
+        return
+    for change in plan.changes:
+        if not change.after.digest:
+            raise RefusedError(
+                f"{change.service} in {plan.source} has no digest and "
+                f"{plan.environment.name} requires one",
+                hint=f"add the registry gate to {plan.environment.name} in pipeline.yaml (it "
+                f"resolves the tag), or pin the digest in {plan.source}",
+            )
 
 
 def plan_rollback(
@@ -274,7 +289,7 @@ def unified_diff(root: Path, texts: dict[Path, str]) -> str:
     return "".join(chunks)
 
 
-def _actor(git: Git) -> str:
+def actor_of(git: Git) -> str:
     name = git.run("config", "user.name", check=False).strip() or "unknown"
     email = git.run("config", "user.email", check=False).strip()
     return f"{name} <{email}>" if email else name
@@ -356,7 +371,7 @@ def execute(
     branch is left as it was.
     """
     git = Git(repo.root)
-    actor = _actor(git)
+    actor = actor_of(git)
     if dry_run or not plan.changes:
         return Outcome(plan, unified_diff(repo.root, _new_texts(plan, actor)))
     with _transaction(git) as branch:
@@ -421,7 +436,7 @@ def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bo
     if lift and service not in environment.holds:
         return None
     git = Git(repo.root)
-    actor = _actor(git)
+    actor = actor_of(git)
     hold = (
         None
         if lift

@@ -5,16 +5,27 @@ from __future__ import annotations
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
+from platformctl.delivery import DEFAULT_WAIT_SECONDS, Delivery, DeliveryOptions
+from platformctl.delivery import promote as deliver_promotion
+from platformctl.delivery import rollback as deliver_rollback
+from platformctl.gates.runner import GateOptions
 from platformctl.output import OutputFormat, render_table, to_json
-from platformctl.release import Outcome, execute, plan_promotion, plan_rollback, set_hold
+from platformctl.release import plan_promotion, plan_rollback, set_hold
 
 SERVICES = typer.Argument(None, help="Services (or --all).", show_default=False)
 PULL_REQUEST_OPTION = typer.Option(
     False, "--pull-request", help="Commit to a branch and open or update a GitHub pull request."
 )
+WAIT_OPTION = typer.Option(
+    False, "--wait", help="After pushing, wait until Argo CD is Synced and Healthy at the commit."
+)
+WAIT_TIMEOUT_OPTION = typer.Option(
+    DEFAULT_WAIT_SECONDS, "--wait-timeout", help="Seconds --wait waits before exit 1.", min=0
+)
 
 
-def _report(outcome: Outcome, output: OutputFormat, dry_run: bool) -> None:
+def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
+    outcome = delivery.outcome
     plan = outcome.plan
     if output is OutputFormat.json:
         pull = outcome.pull_request
@@ -25,9 +36,33 @@ def _report(outcome: Outcome, output: OutputFormat, dry_run: bool) -> None:
             "pull_request": pull
             and {"number": pull.number, "url": pull.url, "superseded": list(pull.superseded)},
             "dry_run": dry_run,
+            "refused": delivery.refusal is not None,
+            "waited": [
+                {"application": w.state.name, "state": w.state.describe(), "seconds": w.seconds}
+                for w in delivery.waited
+            ],
+            "notification_problem": delivery.notification_problem,
             "diff": outcome.diff,
         }
         typer.echo(to_json(payload))
+        return
+    _report_text(delivery, output, dry_run)
+    if delivery.notification_problem:
+        typer.echo(f"warning: {delivery.notification_problem}", err=True)
+
+
+def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
+    outcome = delivery.outcome
+    plan = outcome.plan
+    report = plan.report
+    if report and report.results:
+        gate_rows = [[r.gate, r.service or "*", r.verdict, r.measured] for r in report.results]
+        typer.echo(f"gates of {plan.environment.name}:")
+        typer.echo(render_table(output, ["gate", "service", "result", "measured"], gate_rows))
+        for gate, reason in report.overrides.items():
+            typer.echo(f"overridden: {gate} ({reason})")
+        typer.echo("")
+    if delivery.refusal is not None and not dry_run:
         return
     if not plan.changes:
         typer.echo(
@@ -50,6 +85,17 @@ def _report(outcome: Outcome, output: OutputFormat, dry_run: bool) -> None:
         return
     where = " and pushed" if outcome.pushed else ""
     typer.echo(f"\ncommitted {outcome.commit and outcome.commit[:12]}{where}: {plan.subject()}")
+    for waited in delivery.waited:
+        typer.echo(
+            f"{waited.state.name}: {waited.state.describe()} after {waited.seconds:.1f} s "
+            f"({waited.polls} polls)"
+        )
+
+
+def _finish(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
+    _report(delivery, output, dry_run)
+    if delivery.refusal is not None:
+        raise delivery.refusal
 
 
 def register(app: typer.Typer) -> None:
@@ -64,10 +110,22 @@ def register(app: typer.Typer) -> None:
         push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
         pull_request: bool = PULL_REQUEST_OPTION,
         force: bool = typer.Option(False, "--force", help="Skip or reverse a stage."),
+        override: list[str] | None = typer.Option(
+            None,
+            "--override",
+            help="Do not ask this gate (repeat; needs --reason).",
+            show_default=False,
+        ),
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
+        offline: bool = typer.Option(
+            False, "--offline", help="With --dry-run: report network gates as skipped."
+        ),
+        wait: bool = WAIT_OPTION,
+        wait_timeout: float = WAIT_TIMEOUT_OPTION,
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
-        """Copy the image of services from the stage before (or --from) into --to."""
+        """Copy the image of services from the stage before (or --from) into --to, if the
+        gates of --to pass."""
         repo = options(ctx).repo()
         plan = plan_promotion(
             repo,
@@ -78,8 +136,19 @@ def register(app: typer.Typer) -> None:
             force=force,
             reason=reason,
         )
-        outcome = execute(repo, plan, dry_run=dry_run, push=push, pull_request=pull_request)
-        _report(outcome, output, dry_run)
+        delivery = deliver_promotion(
+            repo,
+            plan,
+            DeliveryOptions(
+                dry_run=dry_run,
+                push=push,
+                pull_request=pull_request,
+                wait=wait,
+                wait_timeout=wait_timeout,
+                gates=GateOptions(overrides=override or [], reason=reason, offline=offline),
+            ),
+        )
+        _finish(delivery, output, dry_run)
 
     @app.command()
     def rollback(
@@ -92,6 +161,8 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
         push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
         pull_request: bool = PULL_REQUEST_OPTION,
+        wait: bool = WAIT_OPTION,
+        wait_timeout: float = WAIT_TIMEOUT_OPTION,
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Restore the last good release and hold the service in that environment."""
@@ -99,8 +170,18 @@ def register(app: typer.Typer) -> None:
         plan = plan_rollback(
             repo, services or [], all_services=all_services, env=env, to=to, reason=reason
         )
-        outcome = execute(repo, plan, dry_run=dry_run, push=push, pull_request=pull_request)
-        _report(outcome, output, dry_run)
+        delivery = deliver_rollback(
+            repo,
+            plan,
+            DeliveryOptions(
+                dry_run=dry_run,
+                push=push,
+                pull_request=pull_request,
+                wait=wait,
+                wait_timeout=wait_timeout,
+            ),
+        )
+        _finish(delivery, output, dry_run)
 
     @app.command()
     def hold(

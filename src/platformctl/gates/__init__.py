@@ -1,0 +1,1 @@
+"""Promotion gates: what must hold before an image moves into a stage, and the evidence."""
