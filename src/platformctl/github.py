@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import httpx
+from typing import Any
 
 from platformctl.errors import EnvironmentProblem
+from platformctl.httpapi import JsonApi
 
 _REMOTE = re.compile(r"github\.com[:/](?P<slug>[^/]+/[^/]+?)(?:\.git)?/?$")
 
@@ -45,14 +43,12 @@ class GitHub:
         token = token or os.environ.get("GITHUB_TOKEN")
         if not token:
             raise EnvironmentProblem("--pull-request needs a GitHub token", hint="set GITHUB_TOKEN")
-        import httpx  # ~0.2 s to import: only when a pull request is asked for
-
         self.slug = slug
-        self.api_url = api_url or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
-        self.client: httpx.Client = httpx.Client(
-            base_url=self.api_url.rstrip("/"),
+        self.api = JsonApi(
+            "GitHub API",
+            api_url or os.environ.get("GITHUB_API_URL") or "https://api.github.com",
+            token=token,
             headers={
-                "Authorization": f"Bearer {token}",
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": "2022-11-28",
             },
@@ -60,22 +56,7 @@ class GitHub:
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
-
-        url = f"/repos/{self.slug}{path}"
-        try:
-            response = self.client.request(method, url, **kwargs)
-        except httpx.HTTPError as error:
-            raise EnvironmentProblem(
-                f"GitHub API at {self.api_url} unreachable: {error}",
-                hint="check the network, or push without --pull-request",
-            ) from error
-        if response.status_code >= 400:
-            message = response.json().get("message", "") if response.content else ""
-            raise EnvironmentProblem(
-                f"GitHub API {method} {url} answered {response.status_code}: {message}"
-            )
-        return response.json() if response.content else None
+        return self.api.call(method, f"/repos/{self.slug}{path}", **kwargs)
 
     def open_or_update(
         self,

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from tests.conftest import git
+from tests.support.http import Request, serve
 
 Cli = Callable[..., Any]
 SLUG = "acme-corp/platform"
@@ -70,33 +68,15 @@ class FakeGitHub:
 def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
     state = FakeGitHub()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            url = urlparse(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            state.authorization.add(self.headers.get("Authorization", ""))
-            status, payload = state.handle(self.command, url.path, parse_qs(url.query), body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def handle(request: Request) -> tuple[int, Any]:
+        state.authorization.add(request.headers.get("authorization", ""))
+        return state.handle(request.method, request.path, request.query, request.body)
 
-        do_GET = do_POST = do_PATCH = _serve  # noqa: N815 - http.server dispatches on these names
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
-    monkeypatch.setenv("GITHUB_REPOSITORY", SLUG)
-    yield state
-    server.shutdown()
+    with serve(handle) as url:
+        monkeypatch.setenv("GITHUB_API_URL", url)
+        monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+        monkeypatch.setenv("GITHUB_REPOSITORY", SLUG)
+        yield state
 
 
 @pytest.fixture
