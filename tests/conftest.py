@@ -27,10 +27,16 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-def init_repo(path: Path) -> Path:
-    """A git repository holding a copy of environments/ and charts/ of this project."""
+def init_repo(path: Path, *, gates: bool = False) -> Path:
+    """A git repository holding a copy of environments/ and charts/ of this project.
+
+    Without ``gates`` the stages declare none: tests of the release mechanics must not ask
+    the example endpoints in pipeline.yaml (tests/gates sets gates up against local ones).
+    """
     for folder in ("environments", "charts"):
         shutil.copytree(PROJECT_ROOT / folder, path / folder)
+    if not gates:
+        edit_yaml(path / "environments/pipeline.yaml", _without_gates, sequence_indent=4)
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "test@example.com")
     git(path, "config", "user.name", "Test")
@@ -44,10 +50,16 @@ def repo(tmp_path: Path) -> Path:
     return init_repo(tmp_path / "repo")
 
 
-def edit_yaml(path: Path, change: Callable[[Any], None]) -> None:
+def _without_gates(pipeline: Any) -> None:
+    for stage in pipeline["stages"]:
+        stage.pop("gates", None)
+
+
+def edit_yaml(path: Path, change: Callable[[Any], None], *, sequence_indent: int = 2) -> None:
     """Round-trip edit of a YAML file (comments and order kept)."""
     yaml = YAML()
     yaml.width = 4096  # keep one-line image mappings on one line
+    yaml.indent(mapping=2, sequence=sequence_indent, offset=sequence_indent - 2)
     data = yaml.load(path.read_text())
     change(data)
     with path.open("w") as handle:
