@@ -1,0 +1,180 @@
+"""The gates' world: a real registry and Prometheus (one each per test session), a recorded
+Argo CD and a webhook receiver per test, and a repository whose images live in that registry."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.conftest import edit_yaml, git, init_repo
+from tests.support.argocd import TOKEN, AppState, FakeArgoCD
+from tests.support.http import Request, serve
+from tests.support.prometheus import RunningPrometheus, Workload, start_prometheus
+from tests.support.registry import (
+    RunningRegistry,
+    public_key_pem,
+    push_image,
+    push_signature,
+    start_registry,
+)
+
+SAMPLE_REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+IMAGE_LINE = re.compile(r"^image: .*$", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """A registry behind a bearer-token service; its login is in DOCKER_CONFIG."""
+    folder = tmp_path_factory.mktemp("registry")
+    with start_registry(folder, "token") as running:
+        previous = os.environ.get("DOCKER_CONFIG")
+        os.environ["DOCKER_CONFIG"] = str(running.docker_config(folder / "docker"))
+        yield running
+        if previous is None:
+            os.environ.pop("DOCKER_CONFIG", None)
+        else:
+            os.environ["DOCKER_CONFIG"] = previous
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPrometheus]:
+    workload = Workload()
+    with start_prometheus(tmp_path_factory.mktemp("prometheus"), workload) as running:
+        yield running
+
+
+@pytest.fixture
+def argocd(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeArgoCD, str]]:
+    fake = FakeArgoCD()
+    with serve(fake.handle) as url:
+        monkeypatch.setenv("ARGOCD_TOKEN_STAGING", TOKEN)
+        monkeypatch.setenv("ARGOCD_TOKEN_PRODUCTION", TOKEN)
+        yield fake, url
+
+
+@dataclass
+class Webhook:
+    url: str
+    status: int = 200
+    received: list[Any] = field(default_factory=list)
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    hook = Webhook("")
+
+    def receive(request: Request) -> tuple[int, str]:
+        hook.received.append(request.body)
+        return hook.status, "ok"
+
+    with serve(receive) as url:
+        hook.url = f"{url}/services/T000/B000/secret"
+        monkeypatch.setenv("PLATFORM_WEBHOOK_PRODUCTION", hook.url)
+        yield hook
+
+
+@dataclass
+class Gated:
+    """A clone of this repository with its images in the test registry and local endpoints."""
+
+    root: Path
+    registry: RunningRegistry
+    key: ec.EllipticCurvePrivateKey
+
+    def push(self, service: str, tag: str) -> str:
+        return push_image(self.registry.client(), service, tag)
+
+    def sign(
+        self, service: str, digest: str, key: ec.EllipticCurvePrivateKey | None = None
+    ) -> None:
+        push_signature(self.registry.client(), service, digest, key or self.key)
+
+    def set_image(self, env: str, service: str, tag: str, digest: str | None = None) -> None:
+        path = self.root / f"environments/{env}/{service}.yaml"
+        fields = f"repository: {self.registry.host}/{service}, tag: {tag}"
+        if digest:
+            fields += f', digest: "{digest}"'
+        path.write_text(IMAGE_LINE.sub(f"image: {{{fields}}}", path.read_text(), count=1))
+
+    def commit(self, message: str, *, age: str = "now") -> str:
+        """Commit everything, dated ``age`` (a git date such as '3 days ago')."""
+        git(self.root, "add", "-A")
+        subprocess.run(
+            ["git", "-C", str(self.root), "commit", "-qm", message],
+            check=True,
+            env={**os.environ, "GIT_COMMITTER_DATE": age, "GIT_AUTHOR_DATE": age},
+        )
+        return git(self.root, "rev-parse", "HEAD").strip()
+
+    def gates(self, stage: str, gates: dict[str, Any]) -> None:
+        def change(pipeline: Any) -> None:
+            for item in pipeline["stages"]:
+                if item["name"] == stage:
+                    item["gates"] = gates
+
+        edit_yaml(self.root / "environments/pipeline.yaml", change, sequence_indent=4)
+
+    def endpoints(self, env: str, **endpoints: Any) -> None:
+        def change(settings: Any) -> None:
+            settings.update(endpoints)
+
+        edit_yaml(self.root / f"environments/{env}/environment.yaml", change)
+
+    def head(self) -> str:
+        return git(self.root, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def gated(tmp_path: Path, registry: RunningRegistry) -> Gated:
+    """Staging's user-service and product-service pushed, digests recorded, signed, and
+    committed three days ago; production declares no gates until a test sets them."""
+    root = init_repo(tmp_path / "repo")
+    for path in (root / "environments").glob("*/*.yaml"):
+        path.write_text(path.read_text().replace(SAMPLE_REGISTRY, registry.host))
+    repo = Gated(root, registry, ec.generate_private_key(ec.SECP256R1()))
+    for service, tag in (("user-service", "1.4.2"), ("product-service", "3.1.0")):
+        digest = repo.push(service, tag)
+        repo.sign(service, digest)
+        repo.set_image("staging", service, tag, digest)
+    repo.commit("staging runs user-service 1.4.2 and product-service 3.1.0", age="3 days ago")
+    return repo
+
+
+def production_gates(repo: Gated, **extra: Any) -> dict[str, Any]:
+    """Every gate, with settings the fixtures meet: the default production pipeline's shape."""
+    gates: dict[str, Any] = {
+        "freeze": {
+            "timezone": "Europe/Berlin",
+            "windows": [{"name": "last-year", "from": "2025-12-21", "until": "2026-01-04"}],
+        },
+        "soak": {"minimum": "24h"},
+        "registry": {},
+        "signature": {"publicKeys": [public_key_pem(repo.key)]},
+        "argocd": {},
+        "slo": {"window": "5s"},
+    }
+    gates.update(extra)
+    return gates
+
+
+def staging_endpoints(repo: Gated, argocd_url: str, prometheus_url: str) -> None:
+    repo.endpoints(
+        "staging",
+        endpoints={
+            "argocd": {"url": argocd_url, "tokenEnv": "ARGOCD_TOKEN_STAGING"},
+            "prometheus": {"url": prometheus_url},
+        },
+    )
+
+
+def settle(fake: FakeArgoCD, env: str, services: list[str], revision: str) -> None:
+    for service in services:
+        fake.apps[f"{service}-{env}"] = AppState(revision=revision)
