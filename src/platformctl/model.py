@@ -82,6 +82,11 @@ class Image:
     def short_digest(self) -> str | None:
         return self.digest[7:19] if self.digest else None
 
+    @property
+    def label(self) -> str:
+        """Short, for messages: ``1.4.2@c2e5fa178246``."""
+        return "@".join(part for part in (self.tag, self.short_digest) if part)
+
 
 @dataclass(frozen=True)
 class Policy:

@@ -3,6 +3,7 @@ Argo CD and a webhook receiver per test, and a repository whose images live in t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -104,13 +105,14 @@ class Gated:
             fields += f', digest: "{digest}"'
         path.write_text(IMAGE_LINE.sub(f"image: {{{fields}}}", path.read_text(), count=1))
 
-    def commit(self, message: str, *, age: str = "now") -> str:
-        """Commit everything, dated ``age`` (a git date such as '3 days ago')."""
+    def commit(self, message: str, *, age: dt.timedelta = dt.timedelta(0)) -> str:
+        """Commit everything, dated ``age`` ago."""
         git(self.root, "add", "-A")
+        when = f"@{int((dt.datetime.now(dt.UTC) - age).timestamp())} +0000"
         subprocess.run(
             ["git", "-C", str(self.root), "commit", "-qm", message],
             check=True,
-            env={**os.environ, "GIT_COMMITTER_DATE": age, "GIT_AUTHOR_DATE": age},
+            env={**os.environ, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_DATE": when},
         )
         return git(self.root, "rev-parse", "HEAD").strip()
 
@@ -144,7 +146,9 @@ def gated(tmp_path: Path, registry: RunningRegistry) -> Gated:
         digest = repo.push(service, tag)
         repo.sign(service, digest)
         repo.set_image("staging", service, tag, digest)
-    repo.commit("staging runs user-service 1.4.2 and product-service 3.1.0", age="3 days ago")
+    repo.commit(
+        "staging runs user-service 1.4.2 and product-service 3.1.0", age=dt.timedelta(days=3)
+    )
     return repo
 
 

@@ -26,7 +26,7 @@ def check_soak(git: Git, source: Release, minimum: dt.timedelta, now: dt.datetim
     arrived = arrival(git, source)
     env = source.environment.name
     if arrived is None:
-        measured = f"{source.image.tag or source.image.short_digest} is not committed in {env}"
+        measured = f"{source.image.label} is not committed in {env}"
         return GateResult("soak", source.service, Verdict.failed, measured)
     age = now - arrived
     verdict = Verdict.passed if age >= minimum else Verdict.failed

@@ -34,11 +34,10 @@ def check_argocd(argocd: ArgoCD, git: Git, source: Release) -> GateResult:
         )
     deployed = image_of(text)
     if deployed is None or not same_artifact(deployed, source.image):
-        shown = deployed.tag or deployed.short_digest if deployed else "no image"
+        shown = deployed.label if deployed else "no image"
         return result(
             Verdict.failed,
-            f"{name} synced {state.revision[:12]}, which deploys {shown}, "
-            f"not {source.image.tag or source.image.short_digest}",
+            f"{name} synced {state.revision[:12]}, which deploys {shown}, not {source.image.label}",
         )
     return result(Verdict.passed, f"{name} Synced/Healthy at {state.revision[:12]}")
 
