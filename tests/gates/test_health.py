@@ -16,7 +16,7 @@ from platformctl.httpapi import EndpointError, EndpointUnreachable
 from platformctl.model import Endpoint, load_repo
 from platformctl.prometheus import Prometheus
 from tests.gates.conftest import Gated
-from tests.support.argocd import TOKEN, AppState, FakeArgoCD
+from tests.support.argocd import AppState, FakeArgoCD
 from tests.support.components import free_port
 from tests.support.prometheus import RunningPrometheus
 
@@ -103,9 +103,9 @@ def test_no_data_bad_queries_and_a_dead_prometheus(
     [result] = check_slo(api, SloGate(WINDOW, (silent,)), release, dt.datetime.now(dt.UTC))
     assert result.verdict is Verdict.failed
     assert "no data over 5s" in result.measured
-    with pytest.raises(EndpointError, match="Prometheus .* answered 400"):
+    with pytest.raises(EndpointError, match=r"Prometheus .* answered 400"):
         api.value("sum(rate(http_requests_total[5s]")
-    with pytest.raises(EndpointError, match="returned .* series, not one"):
+    with pytest.raises(EndpointError, match=r"returned .* series, not one"):
         api.value("http_requests_total")
     dead = Prometheus(Endpoint(f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(
@@ -147,7 +147,7 @@ def test_argocd_gate_reads_sync_health_and_the_deployed_revision(
     unknown = check_argocd(client, git, release)
     assert "this clone does not have (git fetch)" in unknown.measured
 
-    with pytest.raises(EndpointError, match='404 .* "product-service-staging" not found'):
+    with pytest.raises(EndpointError, match=r'404 .* "product-service-staging" not found'):
         check_argocd(client, git, load_repo(gated.root).release("product-service", "staging"))
 
 
@@ -156,7 +156,7 @@ def test_argocd_needs_its_token(
 ) -> None:
     _, url = argocd
     monkeypatch.setenv("ARGOCD_TOKEN_STAGING", "not-the-token")
-    with pytest.raises(EndpointError, match="answered 401 .* token signature is invalid"):
+    with pytest.raises(EndpointError, match=r"answered 401 .* token signature is invalid"):
         ArgoCD(Endpoint(url, "ARGOCD_TOKEN_STAGING")).application("x")
     monkeypatch.delenv("ARGOCD_TOKEN_STAGING")
     from platformctl.errors import InputError
@@ -176,7 +176,8 @@ def test_wait_refreshes_then_polls_until_synced_at_the_commit(
     waited = wait_until_synced(
         client, "user-service-staging", git=Git(gated.root), commit=head, timeout=30, interval=0.01
     )
-    assert waited.state.settled and waited.state.revision == head
+    assert waited.state.settled
+    assert waited.state.revision == head
     assert waited.polls == 4
     assert fake.requests[0].query == {"refresh": ["normal"]}
     assert all(not r.query for r in fake.requests[1:])
@@ -184,7 +185,7 @@ def test_wait_refreshes_then_polls_until_synced_at_the_commit(
     fake.apps["user-service-staging"] = AppState(sync="OutOfSync", revision="0" * 40)
     fake.on_refresh = lambda _name: None  # Argo CD never picks the commit up
     with pytest.raises(
-        WaitTimedOut, match="not Synced and Healthy .* last seen: OutOfSync/Healthy"
+        WaitTimedOut, match=r"not Synced and Healthy .* last seen: OutOfSync/Healthy"
     ):
         wait_until_synced(
             client,

@@ -81,7 +81,7 @@ def test_missing_tags_and_digests_are_refused(registry: RunningRegistry) -> None
 def test_wrong_credentials_and_a_dead_registry_are_errors_naming_the_endpoint(
     registry: RunningRegistry,
 ) -> None:
-    with pytest.raises(EndpointError, match="token service at .* answered 401"):
+    with pytest.raises(EndpointError, match=r"token service at .* answered 401"):
         registry.client(password="wrong").resolve("orders", "2.0.0")
     dead = Registry(f"127.0.0.1:{free_port()}", credentials=lambda _h: None)
     with pytest.raises(
