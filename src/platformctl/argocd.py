@@ -56,7 +56,9 @@ class AppState:
 
     def describe(self) -> str:
         at = f" at {self.revision[:12]}" if self.revision else ""
-        operation = f", last operation {self.operation}" if self.operation else ""
+        operation = (
+            f", last operation {self.operation}" if self.operation and not self.settled else ""
+        )
         message = f": {self.message}" if self.message and not self.settled else ""
         return f"{self.sync}/{self.health}{at}{operation}{message}"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from platformctl.argocd import ArgoCD, Waited, application_name, wait_until_synced
 from platformctl.errors import InputError, PlatformError
+from platformctl.gates.results import GateReport
 from platformctl.gates.runner import GateOptions, evaluate
 from platformctl.git import Git
 from platformctl.model import Repo
@@ -87,6 +88,7 @@ def promote(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
 def rollback(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
     """No gates (a rollback must work when the registry or Prometheus does not); verify runs."""
     options.check()
+    plan.report = GateReport(plan.environment.name)  # the policy gate's row, after verify
     if options.dry_run:
         return Delivery(execute(repo, plan, dry_run=True))
     try:

@@ -22,7 +22,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from platformctl.errors import InputError, RefusedError
-from platformctl.gates.results import GateReport
+from platformctl.gates.results import GateReport, GateResult, Verdict
 from platformctl.git import Git, GitError
 from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import set_image
@@ -295,7 +295,8 @@ def actor_of(git: Git) -> str:
     return f"{name} <{email}>" if email else name
 
 
-def _verify_target(root: Path, plan: Plan) -> None:
+def _verify_target(root: Path, plan: Plan) -> int:
+    """The policy gate: verify the changed releases as they will be committed."""
     repo = load_repo(root)
     services = [c.service for c in plan.changes]
     report = verify(repo, [plan.environment.name], services)
@@ -306,6 +307,7 @@ def _verify_target(root: Path, plan: Plan) -> None:
             f"{first.target} {first.check} {first.resource}: {first.message}",
             hint=f"see: platform verify --env {plan.environment.name}",
         )
+    return len(services)
 
 
 def _check_expected(git: Git, ref: str, plan: Plan) -> None:
@@ -385,7 +387,7 @@ def execute(
             remote, base = git.upstream(branch)
             github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
         original = git.head()
-        _commit(git, texts, plan.message(actor), lambda: _verify_target(repo.root, plan))
+        _commit(git, texts, lambda: plan.message(actor), lambda: _policy_gate(repo.root, plan))
         outcome.commit = git.head()
         if github is not None:
             target = pull_request_branch(plan)
@@ -421,12 +423,22 @@ def _transaction(git: Git) -> Iterator[str]:
             raise
 
 
-def _commit(git: Git, texts: dict[Path, str], message: str, check: Callable[[], object]) -> None:
+def _policy_gate(root: Path, plan: Plan) -> None:
+    checked = _verify_target(root, plan)
+    if plan.report is not None:
+        measured = f"platform verify: {checked} release(s) of {plan.environment.name} clean"
+        plan.report.results.append(GateResult("policy", None, Verdict.passed, measured))
+
+
+def _commit(
+    git: Git, texts: dict[Path, str], message: Callable[[], str], check: Callable[[], object]
+) -> None:
+    """Write, check, then commit with the message as it is after the check."""
     for path, text in texts.items():
         path.write_text(text)
     check()
     git.run("add", "--", *(str(path) for path in texts))
-    git.run("commit", "--quiet", "-F", "-", input_text=message)
+    git.run("commit", "--quiet", "-F", "-", input_text=message())
 
 
 def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bool) -> str | None:
@@ -456,5 +468,7 @@ def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bo
         + f"Platform-Actor: {actor}\n"
     )
     with _transaction(git):
-        _commit(git, {environment.settings_file: text}, message, lambda: load_repo(repo.root))
+        _commit(
+            git, {environment.settings_file: text}, lambda: message, lambda: load_repo(repo.root)
+        )
     return git.head()

@@ -22,6 +22,9 @@ WAIT_OPTION = typer.Option(
 WAIT_TIMEOUT_OPTION = typer.Option(
     DEFAULT_WAIT_SECONDS, "--wait-timeout", help="Seconds --wait waits before exit 1.", min=0
 )
+WAIT_INTERVAL_OPTION = typer.Option(
+    2.0, "--wait-interval", help="Seconds between two looks at the Application.", min=0.01
+)
 
 
 def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
@@ -87,7 +90,7 @@ def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> Non
     typer.echo(f"\ncommitted {outcome.commit and outcome.commit[:12]}{where}: {plan.subject()}")
     for waited in delivery.waited:
         typer.echo(
-            f"{waited.state.name}: {waited.state.describe()} after {waited.seconds:.1f} s "
+            f"{waited.state.name}: {waited.state.describe()} after {waited.seconds:.2f} s "
             f"({waited.polls} polls)"
         )
 
@@ -122,6 +125,7 @@ def register(app: typer.Typer) -> None:
         ),
         wait: bool = WAIT_OPTION,
         wait_timeout: float = WAIT_TIMEOUT_OPTION,
+        wait_interval: float = WAIT_INTERVAL_OPTION,
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Copy the image of services from the stage before (or --from) into --to, if the
@@ -145,6 +149,7 @@ def register(app: typer.Typer) -> None:
                 pull_request=pull_request,
                 wait=wait,
                 wait_timeout=wait_timeout,
+                wait_interval=wait_interval,
                 gates=GateOptions(overrides=override or [], reason=reason, offline=offline),
             ),
         )
@@ -163,6 +168,7 @@ def register(app: typer.Typer) -> None:
         pull_request: bool = PULL_REQUEST_OPTION,
         wait: bool = WAIT_OPTION,
         wait_timeout: float = WAIT_TIMEOUT_OPTION,
+        wait_interval: float = WAIT_INTERVAL_OPTION,
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Restore the last good release and hold the service in that environment."""
@@ -179,6 +185,7 @@ def register(app: typer.Typer) -> None:
                 pull_request=pull_request,
                 wait=wait,
                 wait_timeout=wait_timeout,
+                wait_interval=wait_interval,
             ),
         )
         _finish(delivery, output, dry_run)
