@@ -180,10 +180,8 @@ def test_the_registry_gate_fills_in_the_digest_of_a_tag_from_dev(gated: Gated, c
     result = cli(gated.root, "promote", "user-service", "--to", "staging")
     assert result.exit_code == 0, result.output
     line = (gated.root / "environments/staging/user-service.yaml").read_text().splitlines()[2]
-    assert (
-        line
-        == f'image: {{repository: {gated.registry.host}/user-service, tag: 1.5.0, digest: "{digest}"}}'
-    )
+    repository = f"{gated.registry.host}/user-service"
+    assert line == f'image: {{repository: {repository}, tag: 1.5.0, digest: "{digest}"}}'
     assert "Platform-Gate: registry/user-service passed (1.5.0 → sha256:" in _message(gated.root)
 
 
@@ -228,7 +226,7 @@ def pushed(gated: Gated, tmp_path: Path, argocd: tuple[FakeArgoCD, str]) -> tupl
 def test_wait_follows_the_push_to_synced_and_healthy(
     pushed: tuple[Path, FakeArgoCD], cli: Cli
 ) -> None:
-    clone, fake = pushed
+    clone, _ = pushed
     result = cli(
         clone,
         "promote",

@@ -163,7 +163,9 @@ def parse_gates(raw: Mapping[str, Any] | None, path: Path, where: Sequence[str |
         return Gates()
 
     def fail(keys: Sequence[str | int], message: str) -> InputError:
-        return InputError(f"{located(path, [*where, *keys])}: {message}")
+        key_path = [*where, *keys]
+        dotted = ".".join(str(part) for part in key_path)
+        return InputError(f"{located(path, key_path)}: {dotted}: {message}")
 
     def duration(keys: Sequence[str | int], text: str) -> dt.timedelta:
         value = parse_duration(text)
