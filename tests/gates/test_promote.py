@@ -27,6 +27,7 @@ from tests.support.components import free_port
 from tests.support.prometheus import RunningPrometheus
 
 Cli = Callable[..., Any]
+PUSH_AND_WAIT = ("--push", "--wait", "--wait-interval", "0.01")
 
 
 @pytest.fixture
@@ -227,34 +228,14 @@ def test_wait_follows_the_push_to_synced_and_healthy(
     pushed: tuple[Path, FakeArgoCD], cli: Cli
 ) -> None:
     clone, _ = pushed
-    result = cli(
-        clone,
-        "promote",
-        "user-service",
-        "--to",
-        "production",
-        "--push",
-        "--wait",
-        "--wait-interval",
-        "0.01",
-    )
+    result = cli(clone, "promote", "user-service", "--to", "production", *PUSH_AND_WAIT)
     assert result.exit_code == 0, result.output
     commit = git(clone, "rev-parse", "HEAD").strip()
     assert f"user-service-production: Synced/Healthy at {commit[:12]} after" in result.stdout
     assert "(3 polls)" in result.stdout
 
     rolled = cli(
-        clone,
-        "rollback",
-        "user-service",
-        "--env",
-        "production",
-        "--push",
-        "--wait",
-        "--wait-interval",
-        "0.01",
-        "--output",
-        "json",
+        clone, "rollback", "user-service", "-e", "production", *PUSH_AND_WAIT, "-o", "json"
     )
     assert rolled.exit_code == 0, rolled.output
     payload = json.loads(rolled.stdout)
@@ -269,19 +250,8 @@ def test_wait_times_out_with_the_last_state_and_keeps_the_push(
     fake.on_refresh = lambda _name: None
     fake.apps["user-service-production"].health = "Degraded"
     started = time.monotonic()
-    result = cli(
-        clone,
-        "promote",
-        "user-service",
-        "--to",
-        "production",
-        "--push",
-        "--wait",
-        "--wait-timeout",
-        "0.3",
-        "--wait-interval",
-        "0.05",
-    )
+    promote = ("promote", "user-service", "--to", "production")
+    result = cli(clone, *promote, *PUSH_AND_WAIT, "--wait-timeout", "0.3")
     assert result.exit_code == 1, result.output
     assert "last seen: Synced/Degraded" in result.stderr
     assert time.monotonic() - started < 30

@@ -220,29 +220,41 @@ def push_manifest(client: Registry, name: str, reference: str, manifest: dict[st
     return "sha256:" + hashlib.sha256(content).hexdigest()
 
 
-def _descriptor(media_type: str, content: bytes, digest: str, **extra: Any) -> dict[str, Any]:
-    return {"mediaType": media_type, "size": len(content), "digest": digest, **extra}
+def _descriptor(media_type: str, content: bytes, digest: str) -> dict[str, Any]:
+    return {"mediaType": media_type, "size": len(content), "digest": digest}
 
 
-def push_image(client: Registry, name: str, tag: str) -> str:
-    """A small, unique single-layer image under ``tag``; returns its manifest digest."""
-    layer = os.urandom(512)
-    config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
-    ).encode()
+def push_single_layer(
+    client: Registry,
+    name: str,
+    reference: str,
+    config: bytes,
+    layer: tuple[str, bytes],
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """An OCI image manifest with one layer (media type, content) under ``reference``."""
+    media_type, content = layer
+    layer_descriptor = _descriptor(media_type, content, push_blob(client, name, content))
+    if annotations:
+        layer_descriptor["annotations"] = annotations
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": _descriptor(
             "application/vnd.oci.image.config.v1+json", config, push_blob(client, name, config)
         ),
-        "layers": [
-            _descriptor(
-                "application/vnd.oci.image.layer.v1.tar+gzip", layer, push_blob(client, name, layer)
-            )
-        ],
+        "layers": [layer_descriptor],
     }
-    return push_manifest(client, name, tag, manifest)
+    return push_manifest(client, name, reference, manifest)
+
+
+def push_image(client: Registry, name: str, tag: str) -> str:
+    """A small, unique single-layer image under ``tag``; returns its manifest digest."""
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    ).encode()
+    layer = ("application/vnd.oci.image.layer.v1.tar+gzip", os.urandom(512))
+    return push_single_layer(client, name, tag, config, layer)
 
 
 def simple_signing_payload(repository: str, digest: str) -> bytes:
@@ -274,25 +286,9 @@ def push_signature(
     """
     stored = payload or simple_signing_payload(f"{client.reference.host}/{name}", digest)
     signature = key.sign(signed_payload or stored, ec.ECDSA(hashes.SHA256()))
-    config = b"{}"
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": _descriptor(
-            "application/vnd.oci.image.config.v1+json", config, push_blob(client, name, config)
-        ),
-        "layers": [
-            _descriptor(
-                COSIGN_PAYLOAD,
-                stored,
-                push_blob(client, name, stored),
-                annotations={
-                    "dev.cosignproject.cosign/signature": base64.b64encode(signature).decode()
-                },
-            )
-        ],
-    }
-    push_manifest(client, name, "sha256-" + digest.removeprefix("sha256:") + ".sig", manifest)
+    tag = "sha256-" + digest.removeprefix("sha256:") + ".sig"
+    annotation = {"dev.cosignproject.cosign/signature": base64.b64encode(signature).decode()}
+    push_single_layer(client, name, tag, b"{}", (COSIGN_PAYLOAD, stored), annotation)
 
 
 def public_key_pem(key: ec.EllipticCurvePrivateKey) -> str:

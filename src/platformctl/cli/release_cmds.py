@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
@@ -95,6 +97,19 @@ def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> Non
         )
 
 
+def _delivery(
+    dry_run: bool, push: bool, pull_request: bool, wait: bool, timeout: float, interval: float
+) -> DeliveryOptions:
+    return DeliveryOptions(
+        dry_run=dry_run,
+        push=push,
+        pull_request=pull_request,
+        wait=wait,
+        wait_timeout=timeout,
+        wait_interval=interval,
+    )
+
+
 def _finish(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
     _report(delivery, output, dry_run)
     if delivery.refusal is not None:
@@ -140,19 +155,9 @@ def register(app: typer.Typer) -> None:
             force=force,
             reason=reason,
         )
-        delivery = deliver_promotion(
-            repo,
-            plan,
-            DeliveryOptions(
-                dry_run=dry_run,
-                push=push,
-                pull_request=pull_request,
-                wait=wait,
-                wait_timeout=wait_timeout,
-                wait_interval=wait_interval,
-                gates=GateOptions(overrides=override or [], reason=reason, offline=offline),
-            ),
-        )
+        delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
+        gates = GateOptions(overrides=override or [], reason=reason, offline=offline)
+        delivery = deliver_promotion(repo, plan, replace(delivery_options, gates=gates))
         _finish(delivery, output, dry_run)
 
     @app.command()
@@ -176,18 +181,8 @@ def register(app: typer.Typer) -> None:
         plan = plan_rollback(
             repo, services or [], all_services=all_services, env=env, to=to, reason=reason
         )
-        delivery = deliver_rollback(
-            repo,
-            plan,
-            DeliveryOptions(
-                dry_run=dry_run,
-                push=push,
-                pull_request=pull_request,
-                wait=wait,
-                wait_timeout=wait_timeout,
-                wait_interval=wait_interval,
-            ),
-        )
+        delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
+        delivery = deliver_rollback(repo, plan, delivery_options)
         _finish(delivery, output, dry_run)
 
     @app.command()
