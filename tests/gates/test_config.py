@@ -212,3 +212,10 @@ def test_without_gates_the_release_tests_see_a_bare_pipeline(tmp_path: Path) -> 
     assert all(not env.gates.names for env in bare.environments)
     gated = load_repo(init_repo(tmp_path / "gated", gates=True))
     assert gated.environment("production").gates.names
+
+
+def test_a_missing_component_fails_with_its_install_command() -> None:
+    from tests.support.components import require
+
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y no-such-package"):
+        require("no-such-binary-here", "no-such-package")
