@@ -142,7 +142,7 @@ def _notify(
     waited: list[Waited] | None = None,
 ) -> str | None:
     if error is not None:
-        detail = f"refused: {error}"
+        detail = f"failed: {error}"
     else:
         assert outcome is not None
         where = "pushed" if outcome.pushed else "committed"

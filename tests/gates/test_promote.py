@@ -293,3 +293,19 @@ def test_this_repository_lists_the_gates_of_production(cli: Cli) -> None:
         assert (network_gate, "skipped") in gates
     assert {"freeze", "soak"} <= {gate for gate, _ in gates}
     assert payload["refused"] == (result.exit_code == 1)
+
+
+def test_a_failed_rollback_is_notified_and_changes_nothing(
+    gated: Gated, cli: Cli, webhook: Webhook
+) -> None:
+    gated.endpoints(
+        "production", notifications={"webhook": {"urlEnv": "PLATFORM_WEBHOOK_PRODUCTION"}}
+    )
+    head = gated.commit("production notifies")
+    result = cli(gated.root, "rollback", "user-service", "--env", "production", "--push")
+    assert result.exit_code == 3, result.output
+    assert "no git remote to push to" in result.stderr
+    _untouched(gated.root, head)
+    [event] = webhook.received
+    assert event["text"].startswith("❌ rollback(user-service): production")
+    assert "no git remote to push to" in event["blocks"][0]["text"]["text"]
