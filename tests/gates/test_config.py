@@ -86,7 +86,7 @@ def test_this_repository_declares_its_gates() -> None:
         (
             {
                 "signature": {
-                    "publicKeys": ["-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n"]
+                    "publicKeys": ["-----BEGIN PUBLIC KEY-----\n@@@@\n-----END PUBLIC KEY-----\n"]
                 }
             },
             "not a PEM public key",

@@ -7,6 +7,8 @@ broken gate half-way.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from platformctl.errors import InputError
 from platformctl.yamlio import located
 
+_PEM_BEGIN, _PEM_END = "-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----"
+# SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0x04 || X || Y) }
+_P256_SPKI_HEADER = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + b"\x04"
 GATE_ORDER = ("freeze", "soak", "registry", "signature", "argocd", "slo")
 NETWORK_GATES = frozenset({"registry", "signature", "argocd", "slo"})
 _DURATION_PART = re.compile(r"([0-9]+)([dhms])")
@@ -211,14 +216,19 @@ def parse_gates(raw: Mapping[str, Any] | None, path: Path, where: Sequence[str |
 
 
 def _public_key_problem(pem: str) -> str | None:
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    """Whether ``pem`` is an ECDSA P-256 public key, checked on its DER bytes.
 
+    Every P-256 SubjectPublicKeyInfo is the same 26-byte header and an uncompressed point, so
+    the repo loads without importing cryptography (~50 ms); the gate parses the key fully.
+    """
+    lines = [line.strip() for line in pem.strip().splitlines()]
+    if len(lines) < 3 or lines[0] != _PEM_BEGIN or lines[-1] != _PEM_END:
+        return "not a PEM public key (-----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----)"
     try:
-        key = load_pem_public_key(pem.encode())
-    except ValueError as error:
-        return f"not a PEM public key ({error})"
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        der = base64.b64decode("".join(lines[1:-1]), validate=True)
+    except binascii.Error:
+        return "not a PEM public key (the base64 body does not decode)"
+    if len(der) != len(_P256_SPKI_HEADER) + 64 or not der.startswith(_P256_SPKI_HEADER):
         return "cosign keys are ECDSA P-256 (cosign generate-key-pair)"
     return None
 

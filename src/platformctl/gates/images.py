@@ -86,7 +86,10 @@ def check_signature(
     manifest = registry.manifest(reference.name, tag)
     if manifest is None:
         return result(Verdict.failed, f"not signed: no {tag} in {image.repository}")
-    keys = [_load_key(pem) for pem in public_keys]
+    try:
+        keys = [_load_key(pem) for pem in public_keys]
+    except ValueError as error:
+        return result(Verdict.failed, f"a public key of the stage does not load: {error}")
     problems: list[str] = []
     for layer in manifest.json().get("layers", []):
         encoded = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
