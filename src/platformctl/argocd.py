@@ -8,7 +8,6 @@ the variable the environment names (``ARGOCD_AUTH_TOKEN`` by default, as the arg
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -103,22 +102,20 @@ def wait_until_synced(
     commit: str,
     timeout: float,
     interval: float = 2.0,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Waited:
     """Refresh, then poll until Synced and Healthy at ``commit`` or later; else time out."""
-    started = clock()
+    started = time.monotonic()
     state = argocd.application(name, refresh=True)
     polls = 1
     while True:
         if state.settled and state.revision and contains(git, state.revision, commit):
-            return Waited(state, clock() - started, polls)
-        if clock() - started >= timeout:
+            return Waited(state, time.monotonic() - started, polls)
+        if time.monotonic() - started >= timeout:
             raise WaitTimedOut(
                 f"{name} was not Synced and Healthy at {commit[:12]} after {timeout:.0f} s; "
                 f"last seen: {state.describe()}",
                 hint="the commit is pushed; look at the Application in Argo CD",
             )
-        sleep(interval)
+        time.sleep(interval)
         state = argocd.application(name)
         polls += 1

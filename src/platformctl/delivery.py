@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from platformctl.argocd import ArgoCD, Waited, application_name, wait_until_synced
-from platformctl.errors import InputError, PlatformError
+from platformctl.errors import EnvironmentProblem, InputError, PlatformError, RefusedError
 from platformctl.gates.results import GateReport
 from platformctl.gates.runner import GateOptions, evaluate
 from platformctl.git import Git
@@ -55,10 +55,6 @@ class Delivery:
     waited: list[Waited] = field(default_factory=list)
     notification_problem: str | None = None
 
-    @property
-    def plan(self) -> Plan:
-        return self.outcome.plan
-
 
 def promote(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
     """Evaluate the target's gates, then commit (unless refused or a dry run)."""
@@ -79,7 +75,7 @@ def promote(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
                 delivery.notification_problem = _notify(repo, plan, refusal)
             return delivery
         return _commit_and_follow(repo, plan, options)
-    except PlatformError as error:
+    except (RefusedError, EnvironmentProblem) as error:  # a typo (exit 2) is not news
         if not options.dry_run and plan.changes:
             _notify(repo, plan, error)
         raise
@@ -93,45 +89,50 @@ def rollback(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
         return Delivery(execute(repo, plan, dry_run=True))
     try:
         return _commit_and_follow(repo, plan, options)
-    except PlatformError as error:
+    except (RefusedError, EnvironmentProblem) as error:
         if plan.changes:
             _notify(repo, plan, error)
         raise
 
 
 def _commit_and_follow(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
+    # --wait's endpoint and token are checked before anything is written or pushed
+    argocd = _argocd_of_target(plan) if options.wait and plan.changes else None
     outcome = execute(repo, plan, push=options.push, pull_request=options.pull_request)
     delivery = Delivery(outcome)
     if not plan.changes:
         return delivery
-    if options.wait and outcome.commit:
-        delivery.waited = _wait(repo, plan, outcome.commit, options)
+    if argocd is not None and outcome.commit:
+        delivery.waited = _wait(argocd, repo, plan, outcome.commit, options)
     delivery.notification_problem = _notify(repo, plan, None, outcome, delivery.waited)
     return delivery
 
 
-def _wait(repo: Repo, plan: Plan, commit: str, options: DeliveryOptions) -> list[Waited]:
+def _argocd_of_target(plan: Plan) -> ArgoCD:
     target = plan.environment
     if target.argocd is None:
         raise InputError(
             f"--wait needs endpoints.argocd in {target.name}/environment.yaml",
-            hint="the commit is pushed; add the endpoint to wait next time",
+            hint="add the endpoint, or drop --wait",
         )
-    argocd = ArgoCD(target.argocd)
+    return ArgoCD(target.argocd)
+
+
+def _wait(
+    argocd: ArgoCD, repo: Repo, plan: Plan, commit: str, options: DeliveryOptions
+) -> list[Waited]:
     deadline = time.monotonic() + options.wait_timeout
-    waited = []
-    for change in plan.changes:
-        waited.append(
-            wait_until_synced(
-                argocd,
-                application_name(change.service, target.name),
-                git=Git(repo.root),
-                commit=commit,
-                timeout=max(0.0, deadline - time.monotonic()),
-                interval=options.wait_interval,
-            )
+    return [
+        wait_until_synced(
+            argocd,
+            application_name(change.service, plan.environment.name),
+            git=Git(repo.root),
+            commit=commit,
+            timeout=max(0.0, deadline - time.monotonic()),
+            interval=options.wait_interval,
         )
-    return waited
+        for change in plan.changes
+    ]
 
 
 def _notify(

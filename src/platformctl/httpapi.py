@@ -25,10 +25,6 @@ class EndpointUnreachable(EnvironmentProblem):
 class EndpointError(EnvironmentProblem):
     """An endpoint answered with an HTTP error."""
 
-    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
-
 
 def token_from(variable: str | None, *, purpose: str) -> str | None:
     """A bearer token named by an environment variable (never stored in git)."""
@@ -69,8 +65,7 @@ class JsonApi:
         if response.status_code >= 400:
             raise EndpointError(
                 f"{self.name} at {self.base_url} answered {response.status_code} to "
-                f"{method} {path}: {_message(response)}",
-                status=response.status_code,
+                f"{method} {path}: {_message(response)}"
             )
         if not response.content:
             return None
@@ -78,8 +73,7 @@ class JsonApi:
             return response.json()
         except ValueError:
             raise EndpointError(
-                f"{self.name} at {self.base_url} answered {method} {path} with non-JSON",
-                status=response.status_code,
+                f"{self.name} at {self.base_url} answered {method} {path} with non-JSON"
             ) from None
 
     def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -15,6 +15,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from platformctl.gates.results import GateResult, parse_trailer
 from platformctl.git import Git
 from platformctl.model import Image, Release
 from platformctl.status import same_artifact
@@ -35,6 +36,8 @@ class Entry:
     image: Image
     from_environment: str | None
     reason: str | None
+    # the gate evidence the tool recorded with this release (empty for hand edits)
+    gates: tuple[GateResult, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class Entry:
             "digest": self.image.digest,
             "from_environment": self.from_environment,
             "reason": self.reason,
+            "gates": [gate.as_dict() for gate in self.gates],
         }
 
 
@@ -139,6 +143,11 @@ def _entry(fields: list[str], image: Image, release: Release) -> Entry:
         image=image,
         from_environment=_first(marks, "Platform-From") if ours else None,
         reason=_first(marks, "Platform-Reason") if ours else None,
+        gates=tuple(
+            gate
+            for text in (marks.get("Platform-Gate", []) if ours else [])
+            if (gate := parse_trailer(text)) is not None and gate.service in (None, release.service)
+        ),
     )
 
 

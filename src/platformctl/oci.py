@@ -65,7 +65,6 @@ class Reference:
 @dataclass(frozen=True)
 class Manifest:
     digest: str
-    media_type: str
     content: bytes
 
     def json(self) -> Any:
@@ -200,8 +199,7 @@ class Registry:
             raise EnvironmentProblem(
                 f"{self.base_url}: manifest {reference} of {name} does not match its digest"
             )
-        media_type = response.headers.get("content-type", "").split(";")[0]
-        return Manifest(digest, media_type, response.content)
+        return Manifest(digest, response.content)
 
     def blob(self, name: str, digest: str) -> bytes:
         response = self.request("GET", name, f"blobs/{digest}")
@@ -250,7 +248,6 @@ class Registry:
         if answer.status_code >= 400:
             raise EndpointError(
                 f"token service at {params['realm']} answered {answer.status_code} for {scope}",
-                status=answer.status_code,
                 hint="check the registry credentials (docker config, or ECR)",
             )
         body = answer.json()
@@ -263,7 +260,6 @@ class Registry:
         return EndpointError(
             f"registry at {self.base_url} {why} ({response.request.method} "
             f"{response.request.url.path}: {response.status_code})",
-            status=response.status_code,
             hint="check the registry credentials (docker config, or ECR)",
         )
 
@@ -271,7 +267,6 @@ class Registry:
         if response.status_code >= 400:
             raise EndpointError(
                 f"registry at {self.base_url} answered {response.status_code} for {what}",
-                status=response.status_code,
             )
 
 

@@ -31,10 +31,9 @@ class Prometheus:
             if len(result) > 1:
                 raise EndpointError(
                     f"Prometheus query returned {len(result)} series, not one: {query}",
-                    status=200,
                     hint="aggregate it (sum, max, histogram_quantile) in pipeline.yaml",
                 )
             number = float(result[0]["value"][1])
         else:
-            raise EndpointError(f"Prometheus answered a {kind} to an instant query", status=200)
+            raise EndpointError(f"Prometheus answered a {kind} to an instant query")
         return None if math.isnan(number) else number

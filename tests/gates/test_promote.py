@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, git
+from tests.conftest import PROJECT_ROOT, edit_yaml, git
 from tests.gates.conftest import (
     Gated,
     Webhook,
@@ -87,6 +87,10 @@ def test_promotion_into_production_applies_every_gate_and_records_the_evidence(
         "policy",
     ]
     assert all(" passed (" in g for g in gates)
+    history = cli(ready.root, "history", "user-service", "--env", "production", "-o", "json")
+    recorded = {(g["gate"], g["verdict"]) for g in json.loads(history.stdout)[0]["gates"]}
+    assert ("soak", "passed") in recorded
+    assert ("policy", "passed") in recorded
     [event] = webhook.received
     assert event["text"].startswith("✅ promote(user-service): staging → production 1.4.2")
     assert "gates: ✓ freeze, ✓ soak/user-service" in json.dumps(event, ensure_ascii=False)
@@ -186,7 +190,10 @@ def test_the_registry_gate_fills_in_the_digest_of_a_tag_from_dev(gated: Gated, c
     assert "Platform-Gate: registry/user-service passed (1.5.0 → sha256:" in _message(gated.root)
 
 
-def test_bad_gate_options_are_usage_errors_that_change_nothing(gated: Gated, cli: Cli) -> None:
+def test_bad_gate_options_are_usage_errors_that_change_nothing(
+    gated: Gated, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ARGOCD_TOKEN_PRODUCTION", raising=False)
     gated.gates("production", {"soak": {"minimum": "1h"}})
     head = gated.commit("soak only")
     cases = [
@@ -196,6 +203,8 @@ def test_bad_gate_options_are_usage_errors_that_change_nothing(gated: Gated, cli
         (["--wait"], "--wait needs --push"),
         (["--offline"], "--offline only goes with --dry-run"),
         (["--wait", "--pull-request"], "--wait cannot follow a pull request"),
+        (["--wait", "--dry-run"], "--wait and --dry-run together"),
+        (["--push", "--wait"], "needs a token in $ARGOCD_TOKEN_PRODUCTION"),
     ]
     for extra, message in cases:
         result = cli(gated.root, "promote", "user-service", "--to", "production", *extra)
@@ -309,3 +318,18 @@ def test_a_failed_rollback_is_notified_and_changes_nothing(
     [event] = webhook.received
     assert event["text"].startswith("❌ rollback(user-service): production")
     assert "no git remote to push to" in event["blocks"][0]["text"]["text"]
+
+
+def test_wait_without_an_argocd_endpoint_is_refused_before_anything_is_pushed(
+    gated: Gated, cli: Cli, webhook: Webhook
+) -> None:
+    def no_endpoints(settings: Any) -> None:
+        settings.pop("endpoints")
+
+    edit_yaml(gated.root / "environments/production/environment.yaml", no_endpoints)
+    head = gated.commit("production has no Argo CD endpoint")
+    result = cli(gated.root, "promote", "user-service", "--to", "production", "--push", "--wait")
+    assert result.exit_code == 2, result.output
+    assert "--wait needs endpoints.argocd in production/environment.yaml" in result.stderr
+    _untouched(gated.root, head)
+    assert webhook.received == []  # a usage error is not news

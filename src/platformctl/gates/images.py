@@ -13,13 +13,13 @@ import binascii
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from platformctl.gates.results import GateResult, Verdict
 from platformctl.model import Image
-from platformctl.oci import Credentials, Reference, Registry, default_credentials
+from platformctl.oci import Reference, Registry
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
@@ -28,17 +28,14 @@ SIMPLE_SIGNING_TYPE = "cosign container image signature"
 class Registries:
     """One client per registry host, shared by the gate threads (tokens are cached)."""
 
-    def __init__(
-        self, credentials: Callable[[str], Credentials | None] = default_credentials
-    ) -> None:
-        self._credentials = credentials
+    def __init__(self) -> None:
         self._clients: dict[str, Registry] = {}
         self._lock = threading.Lock()
 
     def client(self, host: str) -> Registry:
         with self._lock:
             if host not in self._clients:
-                self._clients[host] = Registry(host, credentials=self._credentials)
+                self._clients[host] = Registry(host)
             return self._clients[host]
 
 

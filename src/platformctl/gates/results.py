@@ -67,10 +67,6 @@ class GateReport:
     def failed(self) -> list[GateResult]:
         return [r for r in self.results if r.verdict is Verdict.failed]
 
-    @property
-    def gates(self) -> list[str]:
-        return list(dict.fromkeys(r.gate for r in self.results))
-
     def error(self) -> PlatformError | None:
         """Why the promotion is refused (None if it is not).
 

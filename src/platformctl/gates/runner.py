@@ -36,7 +36,6 @@ class GateOptions:
     # --dry-run --offline: network gates are reported as skipped, not asked
     offline: bool = False
     now: dt.datetime | None = None
-    registries: Registries | None = None
 
 
 def check_overrides(target: Environment, overrides: Collection[str], reason: str | None) -> None:
@@ -97,7 +96,7 @@ def evaluate(
     if gates.freeze is not None:
         report.results.append(skipped("freeze", None) or check_freeze(gates.freeze, now))
     git = Git(repo.root)
-    registries = options.registries or Registries()
+    registries = Registries()
     # clients are made on first use, inside a gate, so a missing token fails that gate only
     argocd = cache(lambda: ArgoCD(_endpoint(source.argocd, "argocd", source)))
     prometheus = cache(lambda: Prometheus(_endpoint(source.prometheus, "prometheus", source)))
