@@ -1,0 +1,368 @@
+"""Typed, validated settings of one stack (``Pulumi.<stack>.yaml``), checked before any
+resource is declared.
+
+The Kubernetes version and the repository URL are not stack settings: they come from the repo
+model (``environments/<env>/environment.yaml`` and ``environments/pipeline.yaml``), which the
+gitops chart and ``platform verify`` read too, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator
+
+from platformctl.documents import check_document, packaged_schema
+from platformctl.errors import InputError
+from platformctl.infra.rules import SUPPORTED_KUBERNETES_VERSIONS
+from platformctl.model import Environment, Repo
+from platformctl.yamlio import located, read_mapping
+
+NAMESPACE = "platform"
+INSTANCE_TYPE = re.compile(
+    r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal(-[0-9]+xl)?)$"
+)
+DB_INSTANCE_CLASS = re.compile(
+    r"^db\.[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(micro|small|medium|large|xlarge|[1-9][0-9]*xlarge)$"
+)
+ECR_HOST = re.compile(r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    cidr: ipaddress.IPv4Network
+    availability_zones: int
+    nat_gateways: Literal["single", "perZone"]
+    flow_log_retention_days: int
+
+
+@dataclass(frozen=True)
+class NodeGroupSettings:
+    name: str
+    instance_types: tuple[str, ...]
+    min_size: int
+    desired_size: int
+    max_size: int
+    disk_size_gib: int
+    capacity_type: Literal["ON_DEMAND", "SPOT"]
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    name: str
+    kubernetes_version: str
+    public_access_cidrs: tuple[str, ...]
+    log_retention_days: int
+    admin_role_arns: tuple[str, ...]
+    addons: Mapping[str, str]
+    node_groups: tuple[NodeGroupSettings, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    engine_version: str
+    instance_class: str
+    allocated_storage_gib: int
+    max_allocated_storage_gib: int
+    multi_az: bool
+    deletion_protection: bool
+    backup_retention_days: int
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The ECR repositories the images of every stage live in (one set, shared by all stages)."""
+
+    account_id: str
+    region: str
+    repositories: Mapping[str, str]
+    owned: bool
+    pull_account_ids: tuple[str, ...]
+    keep_images: int
+
+
+@dataclass(frozen=True)
+class ArgoCDSettings:
+    chart_version: str
+    high_availability: bool
+    hostname: str
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything the program needs about one stack, from its file and from the repo model."""
+
+    stack: str
+    environment: str
+    region: str
+    domain: str
+    repository_url: str
+    revision: str
+    services: tuple[str, ...]
+    network: NetworkSettings
+    cluster: ClusterSettings
+    database: DatabaseSettings
+    registry: RegistrySettings
+    argocd: ArgoCDSettings
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(packaged_schema("stack"))
+
+
+def stack_file(root: Path, stack: str) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(root: Path, stack: str) -> dict[str, Any]:
+    """The ``config:`` map of ``Pulumi.<stack>.yaml`` (how the engine hands it to the program)."""
+    path = stack_file(root, stack)
+    if not path.is_file():
+        raise InputError(
+            f"{path.name}: no such stack file",
+            hint=f"create it with 'pulumi stack init {stack}' and copy Pulumi.dev.yaml's keys",
+        )
+    config = read_mapping(path).get("config", {})
+    if not isinstance(config, dict):
+        raise InputError(f"{located(path, ['config'])}: config: must be a mapping")
+    return config
+
+
+class _Checker:
+    """Raises ``file:line: key: reason`` for the semantic checks the schema cannot express."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, key_path: Sequence[str | int], reason: str) -> InputError:
+        where = located(self.source, ["config", *key_path])
+        return InputError(f"{where}: {'.'.join(str(k) for k in key_path)}: {reason}")
+
+    def cidr(self, value: str, key_path: Sequence[str | int]) -> ipaddress.IPv4Network:
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError as error:
+            raise self.fail(key_path, f"'{value}' is not an IPv4 CIDR block ({error})") from None
+        return network
+
+
+def _section(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(f"{NAMESPACE}:{key}", {})
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _network(config: Mapping[str, Any], check: _Checker) -> NetworkSettings:
+    raw = _section(config, "network")
+    key = f"{NAMESPACE}:network"
+    cidr = check.cidr(raw["cidr"], [key, "cidr"])
+    if not cidr.is_private:
+        raise check.fail([key, "cidr"], f"{cidr} is not a private range (use 10.x, 172.16-31.x)")
+    if not 16 <= cidr.prefixlen <= 20:
+        raise check.fail(
+            [key, "cidr"], f"/{cidr.prefixlen} does not fit the subnets; use a /16 to /20"
+        )
+    return NetworkSettings(
+        cidr=cidr,
+        availability_zones=raw["availabilityZones"],
+        nat_gateways=raw["natGateways"],
+        flow_log_retention_days=raw.get("flowLogRetentionDays", 365),
+    )
+
+
+def _node_groups(
+    raw: Sequence[Mapping[str, Any]], check: _Checker
+) -> tuple[NodeGroupSettings, ...]:
+    groups: list[NodeGroupSettings] = []
+    key = f"{NAMESPACE}:cluster"
+    for index, group in enumerate(raw):
+        for position, instance_type in enumerate(group["instanceTypes"]):
+            if not INSTANCE_TYPE.match(instance_type):
+                raise check.fail(
+                    [key, "nodeGroups", index, "instanceTypes", position],
+                    f"unknown size '{instance_type}': use an EC2 type such as m7i.large",
+                )
+        if not group["minSize"] <= group["desiredSize"] <= group["maxSize"]:
+            raise check.fail(
+                [key, "nodeGroups", index],
+                "sizes must satisfy minSize <= desiredSize <= maxSize",
+            )
+        groups.append(
+            NodeGroupSettings(
+                name=group["name"],
+                instance_types=tuple(group["instanceTypes"]),
+                min_size=group["minSize"],
+                desired_size=group["desiredSize"],
+                max_size=group["maxSize"],
+                disk_size_gib=group.get("diskSizeGiB", 50),
+                capacity_type=group.get("capacityType", "ON_DEMAND"),
+            )
+        )
+    names = [group.name for group in groups]
+    if len(set(names)) != len(names):
+        raise check.fail([key, "nodeGroups"], "node group names must be unique")
+    return tuple(groups)
+
+
+def _cluster(
+    config: Mapping[str, Any], environment: Environment, check: _Checker
+) -> ClusterSettings:
+    raw = _section(config, "cluster")
+    key = f"{NAMESPACE}:cluster"
+    for index, value in enumerate(raw.get("publicAccessCidrs", [])):
+        network = check.cidr(value, [key, "publicAccessCidrs", index])
+        if network.prefixlen == 0:
+            raise check.fail(
+                [key, "publicAccessCidrs", index],
+                "the API endpoint must not be open to the internet; list your office or VPN CIDRs",
+            )
+    version = environment.kubernetes_version
+    if version not in SUPPORTED_KUBERNETES_VERSIONS:
+        raise InputError(
+            f"{environment.settings_file.name} of {environment.name}: Kubernetes {version} is not "
+            f"a supported EKS version",
+            hint="use one of " + ", ".join(SUPPORTED_KUBERNETES_VERSIONS),
+        )
+    return ClusterSettings(
+        name=environment.cluster_name,
+        kubernetes_version=version,
+        public_access_cidrs=tuple(raw.get("publicAccessCidrs", [])),
+        log_retention_days=raw.get("logRetentionDays", 365),
+        admin_role_arns=tuple(raw.get("adminRoleArns", [])),
+        addons=dict(raw["addons"]),
+        node_groups=_node_groups(raw["nodeGroups"], check),
+    )
+
+
+def _database(config: Mapping[str, Any], check: _Checker) -> DatabaseSettings:
+    raw = _section(config, "database")
+    key = f"{NAMESPACE}:database"
+    if not DB_INSTANCE_CLASS.match(raw["instanceClass"]):
+        raise check.fail(
+            [key, "instanceClass"],
+            f"unknown size '{raw['instanceClass']}': use an RDS class such as db.t4g.medium",
+        )
+    allocated = raw["allocatedStorageGiB"]
+    maximum = raw.get("maxAllocatedStorageGiB", allocated)
+    if maximum < allocated:
+        raise check.fail([key, "maxAllocatedStorageGiB"], "must be at least allocatedStorageGiB")
+    return DatabaseSettings(
+        engine_version=raw["engineVersion"],
+        instance_class=raw["instanceClass"],
+        allocated_storage_gib=allocated,
+        max_allocated_storage_gib=maximum,
+        multi_az=raw.get("multiAz", False),
+        deletion_protection=raw.get("deletionProtection", True),
+        backup_retention_days=raw.get("backupRetentionDays", 7),
+    )
+
+
+def _registry(config: Mapping[str, Any], repo: Repo, region: str, stack: str) -> RegistrySettings:
+    """The repositories named by the images in the values files: one registry for all stages.
+
+    The first stage's stack owns them (it is deployed first, and CI pushes there before any
+    promotion); the others only read them.
+    """
+    raw = _section(config, "registry")
+    repositories: dict[str, str] = {}
+    hosts: set[str] = set()
+    for (service, _environment), release in sorted(repo.releases.items()):
+        host, _, path = release.image.repository.partition("/")
+        if not ECR_HOST.match(host):
+            raise InputError(
+                f"{release.values_file.name} of {release.environment.name}: image repository "
+                f"'{release.image.repository}' is not in ECR",
+                hint="images must live in <account>.dkr.ecr.<region>.amazonaws.com",
+            )
+        hosts.add(host)
+        known = repositories.setdefault(service, path)
+        if known != path:
+            raise InputError(
+                f"{service}: its image lives in both '{known}' and '{path}'",
+                hint="promotion moves one image between stages: use one repository per service",
+            )
+    if len(hosts) > 1:
+        raise InputError(
+            "images live in several registries: " + ", ".join(sorted(hosts)),
+            hint="use one ECR registry for every stage",
+        )
+    match = ECR_HOST.match(hosts.pop()) if hosts else None
+    account_id, registry_region = (match["account"], match["region"]) if match else ("", region)
+    owned = stack == repo.environments[0].name
+    if owned and registry_region != region:
+        raise InputError(
+            f"Pulumi.{stack}.yaml: aws:region is {region} but the images live in {registry_region}",
+            hint="deploy the first stage to the registry's region, or move the images",
+        )
+    return RegistrySettings(
+        account_id=account_id,
+        region=registry_region,
+        repositories=repositories,
+        owned=owned,
+        pull_account_ids=tuple(raw.get("pullAccountIds", [])),
+        keep_images=raw.get("keepImages", 200),
+    )
+
+
+def _argocd(config: Mapping[str, Any], environment: Environment, domain: str) -> ArgoCDSettings:
+    raw = _section(config, "argocd")
+    hostname = f"argocd.{domain}"
+    if environment.argocd is not None:
+        declared = urlsplit(environment.argocd.url).hostname
+        if declared != hostname:
+            raise InputError(
+                f"Pulumi.{environment.name}.yaml: platform:domain puts Argo CD at {hostname} but "
+                f"{environment.settings_file.name} of {environment.name} calls {declared}",
+                hint="make endpoints.argocd.url and platform:domain agree",
+            )
+    return ArgoCDSettings(
+        chart_version=raw["chartVersion"],
+        high_availability=raw.get("highAvailability", False),
+        hostname=hostname,
+    )
+
+
+def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Path) -> StackSettings:
+    """Check a stack's config (as the engine passes it) against the schema and the repo model.
+
+    ``source`` is the stack file, for ``file:line`` in errors. Raises InputError.
+    """
+    environment = repo.environment(stack)
+    check_document({"config": dict(config)}, _validator(), source)
+    check = _Checker(source)
+    region: str = config["aws:region"]
+    domain: str = config[f"{NAMESPACE}:domain"]
+    return StackSettings(
+        stack=stack,
+        environment=environment.name,
+        region=region,
+        domain=domain,
+        repository_url=repo.repository_url,
+        revision=repo.revision,
+        services=repo.services,
+        network=_network(config, check),
+        cluster=_cluster(config, environment, check),
+        database=_database(config, check),
+        registry=_registry(config, repo, region, stack),
+        argocd=_argocd(config, environment, domain),
+    )
+
+
+def decode_engine_config(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The engine hands structured values to the program as JSON text; strings stay as they are."""
+    decoded: dict[str, Any] = {}
+    for key, value in raw.items():
+        decoded[key] = value
+        if isinstance(value, str) and value[:1] in ("{", "["):
+            with contextlib.suppress(json.JSONDecodeError):
+                decoded[key] = json.loads(value)
+    return decoded
