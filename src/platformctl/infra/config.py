@@ -95,6 +95,7 @@ class ArgoCDSettings:
     chart_version: str
     high_availability: bool
     hostname: str
+    namespace: str
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class StackSettings:
     environment: str
     region: str
     domain: str
+    deletion_protection: bool
     repository_url: str
     revision: str
     services: tuple[str, ...]
@@ -261,7 +263,7 @@ def _database(config: Mapping[str, Any], check: _Checker) -> DatabaseSettings:
         allocated_storage_gib=allocated,
         max_allocated_storage_gib=maximum,
         multi_az=raw.get("multiAz", False),
-        deletion_protection=raw.get("deletionProtection", True),
+        deletion_protection=config[f"{NAMESPACE}:deletionProtection"],
         backup_retention_days=raw.get("backupRetentionDays", 7),
     )
 
@@ -328,6 +330,7 @@ def _argocd(config: Mapping[str, Any], environment: Environment, domain: str) ->
         chart_version=raw["chartVersion"],
         high_availability=raw.get("highAvailability", False),
         hostname=hostname,
+        namespace=environment.argocd_namespace,
     )
 
 
@@ -346,6 +349,7 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
         environment=environment.name,
         region=region,
         domain=domain,
+        deletion_protection=config[f"{NAMESPACE}:deletionProtection"],
         repository_url=repo.repository_url,
         revision=repo.revision,
         services=repo.services,
@@ -366,3 +370,29 @@ def decode_engine_config(raw: Mapping[str, str]) -> dict[str, Any]:
             with contextlib.suppress(json.JSONDecodeError):
                 decoded[key] = json.loads(value)
     return decoded
+
+
+def engine_settings(root: Path, stack: str) -> StackSettings:
+    """The settings of the stack being deployed, read through the engine's config.
+
+    A bad value stops the program before any resource is declared, with the one-line message
+    (``pulumi.RunError`` prints no traceback).
+    """
+    import pulumi
+
+    from platformctl.errors import PlatformError
+    from platformctl.model import load_repo
+
+    schema_keys = packaged_schema("stack")["properties"]["config"]["properties"]
+    raw: dict[str, str] = {}
+    for key in schema_keys:
+        namespace, _, name = key.partition(":")
+        value = pulumi.Config(namespace).get(name)
+        if value is not None:
+            raw[key] = value
+    try:
+        return load_settings(
+            stack, decode_engine_config(raw), load_repo(root), stack_file(root, stack)
+        )
+    except PlatformError as error:
+        raise pulumi.RunError(str(error)) from None

@@ -1,0 +1,120 @@
+"""`pulumi up -s <stack>`: the stack's settings and the repo model, wired into the components.
+
+Everything that decides anything lives in ``platformctl.infra``; this file only connects
+outputs to inputs, so the tests run it unchanged under Pulumi's mocks.
+"""
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from platformctl.infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
+from platformctl.infra.cluster import Cluster, ClusterArgs, kubeconfig
+from platformctl.infra.config import engine_settings
+from platformctl.infra.database import Database, DatabaseArgs
+from platformctl.infra.encryption import Encryption, EncryptionArgs
+from platformctl.infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from platformctl.infra.network import Network, NetworkArgs
+from platformctl.infra.registry import Registry, RegistryArgs
+from platformctl.model import find_root, load_repo
+from platformctl.render import Renderer
+
+root = find_root(Path(__file__).resolve().parent)
+settings = engine_settings(root, pulumi.get_stack())
+repo = load_repo(root)
+environment = repo.environment(settings.environment)
+account_id = aws.get_caller_identity().account_id
+name = settings.cluster.name
+
+encryption = Encryption(
+    "encryption",
+    EncryptionArgs(
+        name=name,
+        environment=settings.environment,
+        account_id=account_id,
+        region=settings.region,
+        deletion_window_days=30 if settings.deletion_protection else 7,
+    ),
+)
+network = Network(
+    "network",
+    NetworkArgs(
+        name=name,
+        environment=settings.environment,
+        region=settings.region,
+        cidr=settings.network.cidr,
+        availability_zones=settings.network.availability_zones,
+        nat_gateways=settings.network.nat_gateways,
+        flow_log_retention_days=settings.network.flow_log_retention_days,
+        kms_key_arn=encryption.key.arn,
+    ),
+)
+cluster = Cluster(
+    "cluster",
+    ClusterArgs(
+        settings=settings.cluster,
+        environment=settings.environment,
+        region=settings.region,
+        subnet_ids=network.private_subnet_ids,
+        kms_key_arn=encryption.key.arn,
+        deletion_protection=settings.deletion_protection,
+    ),
+)
+database = Database(
+    "database",
+    DatabaseArgs(
+        name=name,
+        environment=settings.environment,
+        settings=settings.database,
+        vpc_id=network.vpc.id,
+        subnet_ids=network.private_subnet_ids,
+        client_security_group_id=cluster.cluster.vpc_config.cluster_security_group_id,
+        kms_key_arn=encryption.key.arn,
+        log_retention_days=settings.cluster.log_retention_days,
+    ),
+)
+identity = WorkloadIdentity(
+    "identity",
+    WorkloadIdentityArgs(
+        cluster_name=name,
+        environment=settings.environment,
+        region=settings.region,
+        account_id=account_id,
+        namespace=environment.namespace,
+        services=settings.services,
+        provider=cluster.oidc,
+        kms_key_arn=encryption.key.arn,
+        deletion_protection=settings.deletion_protection,
+        database_resource_id=database.instance.resource_id,
+    ),
+)
+if settings.registry.owned:
+    registry = Registry(
+        "registry", RegistryArgs(settings=settings.registry, environment=settings.environment)
+    )
+    pulumi.export("repositoryUrls", registry.repository_urls)
+
+GitOpsBootstrap(
+    "gitops",
+    GitOpsBootstrapArgs(
+        cluster_name=name,
+        environment=settings.environment,
+        argocd=settings.argocd,
+        kubeconfig=kubeconfig(cluster.cluster, settings.region),
+        gitops_documents=Renderer(repo).gitops(environment).documents,
+        cluster_annotations=bridge_annotations(
+            settings, account_id, network.vpc.id, identity.role_arns
+        ),
+    ),
+    opts=pulumi.ResourceOptions(depends_on=[cluster]),
+)
+
+pulumi.export("clusterName", cluster.cluster.name)
+pulumi.export("clusterEndpoint", cluster.cluster.endpoint)
+pulumi.export("kubeconfig", kubeconfig(cluster.cluster, settings.region))
+pulumi.export("oidcIssuer", cluster.oidc.issuer_url)
+pulumi.export("vpcId", network.vpc.id)
+pulumi.export("databaseAddress", database.instance.address)
+pulumi.export("serviceRoleArns", identity.role_arns)
+pulumi.export("argocdUrl", f"https://{settings.argocd.hostname}")

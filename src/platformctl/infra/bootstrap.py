@@ -1,0 +1,165 @@
+"""The GitOps Bridge: Pulumi installs Argo CD and hands it this environment's root objects and
+the cluster's metadata; from then on Argo CD owns every workload.
+
+Ownership is split so nothing is owned by both: Pulumi owns the Argo CD release, the cluster
+secret, the AppProject and the ApplicationSet (rendered from ``charts/gitops`` by the same code
+as ``platform render``); Argo CD owns the Applications the ApplicationSet generates and
+everything they deploy. Argo CD does not manage itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from platformctl.infra.config import ArgoCDSettings, StackSettings
+
+ARGO_HELM_REPOSITORY = "https://argoproj.github.io/argo-helm"
+IN_CLUSTER = "https://kubernetes.default.svc"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi"}
+
+
+@dataclass(frozen=True)
+class GitOpsBootstrapArgs:
+    cluster_name: str
+    environment: str
+    argocd: ArgoCDSettings
+    kubeconfig: pulumi.Input[str]
+    # The AppProject and ApplicationSet of the environment, as ``charts/gitops`` renders them.
+    gitops_documents: Sequence[Mapping[str, Any]]
+    # GitOps Bridge metadata: annotations ApplicationSets read with a cluster generator.
+    cluster_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]]
+
+
+def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
+    """Chart values: no local exec or Dex by default, HA replicas and Redis HA when asked."""
+    replicas = 2 if settings.high_availability else 1
+    return {
+        "global": {"domain": settings.hostname},
+        # Uninstalling the chart must not delete the CRDs, and with them every Application.
+        "crds": {"keep": True},
+        "configs": {
+            "cm": {"exec.enabled": False, "timeout.reconciliation": "180s"},
+            "params": {"server.insecure": False},
+        },
+        "dex": {"enabled": False},
+        "redis-ha": {"enabled": settings.high_availability},
+        "server": {"replicas": replicas},
+        "repoServer": {"replicas": replicas},
+        "applicationSet": {"replicas": replicas},
+    }
+
+
+def _metadata(document: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = dict(document.get("metadata", {}))
+    metadata["labels"] = {**metadata.get("labels", {}), **MANAGED_BY}
+    return metadata
+
+
+class GitOpsBootstrap(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self, name: str, args: GitOpsBootstrapArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:infra:GitOpsBootstrap", name, None, opts)
+        kinds = sorted(str(document.get("kind")) for document in args.gitops_documents)
+        if kinds != ["AppProject", "ApplicationSet"]:
+            raise ValueError(
+                f"charts/gitops must render an AppProject and an ApplicationSet, not {kinds}"
+            )
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=args.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        within = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": args.argocd.namespace,
+                "labels": {
+                    **MANAGED_BY,
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+            opts=within,
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-argocd",
+            name="argocd",
+            chart="argo-cd",
+            version=args.argocd.chart_version,
+            repository_opts={"repo": ARGO_HELM_REPOSITORY},
+            namespace=namespace.metadata.name,
+            values=argocd_values(args.argocd),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=900,
+            opts=pulumi.ResourceOptions.merge(
+                within, pulumi.ResourceOptions(depends_on=[namespace])
+            ),
+        )
+        # Everything below needs the CRDs and the controllers the chart installs.
+        after_argocd = pulumi.ResourceOptions.merge(
+            within, pulumi.ResourceOptions(depends_on=[self.release])
+        )
+        k8s.core.v1.Secret(
+            f"{name}-cluster",
+            metadata={
+                "name": args.cluster_name,
+                "namespace": args.argocd.namespace,
+                "labels": {
+                    **MANAGED_BY,
+                    "argocd.argoproj.io/secret-type": "cluster",
+                    "environment": args.environment,
+                },
+                "annotations": args.cluster_annotations,
+            },
+            string_data={
+                "name": args.cluster_name,
+                "server": IN_CLUSTER,
+                "config": json.dumps({"tlsClientConfig": {"insecure": False}}),
+            },
+            opts=after_argocd,
+        )
+        for document in sorted(args.gitops_documents, key=lambda d: str(d.get("kind"))):
+            k8s.apiextensions.CustomResource(
+                f"{name}-{str(document['kind']).lower()}",
+                api_version=document["apiVersion"],
+                kind=document["kind"],
+                metadata=_metadata(document),
+                spec=document["spec"],
+                opts=after_argocd,
+            )
+        self.register_outputs({"argocdHostname": args.argocd.hostname})
+
+
+def bridge_annotations(
+    settings: StackSettings,
+    account_id: str,
+    vpc_id: pulumi.Input[str],
+    role_arns: Mapping[str, pulumi.Input[str]],
+) -> pulumi.Output[dict[str, str]]:
+    """The cluster secret's annotations, named as the GitOps Bridge names them, plus one
+    ``<service>_iam_role_arn`` per service for the ApplicationSets of the workloads."""
+    fixed = {
+        "aws_account_id": account_id,
+        "aws_region": settings.region,
+        "aws_cluster_name": settings.cluster.name,
+        "environment": settings.environment,
+        "workload_repo_url": settings.repository_url,
+        "workload_repo_revision": settings.revision,
+    }
+    roles = {f"{service.replace('-', '_')}_iam_role_arn": arn for service, arn in role_arns.items()}
+    return pulumi.Output.all(vpc_id, roles).apply(
+        lambda values: {**fixed, "aws_vpc_id": values[0], **values[1]}
+    )

@@ -1,0 +1,45 @@
+"""What every component shares: tags, child options and IAM policy documents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+MANAGED_BY = "pulumi"
+PROJECT = "platform"
+
+
+def tags(environment: str, name: str | None = None, **extra: str) -> dict[str, str]:
+    """The tags every taggable resource carries (the ``required-tags`` rule checks them)."""
+    base = {"environment": environment, "managed-by": MANAGED_BY, "project": PROJECT}
+    if name:
+        base["Name"] = name
+    return {**base, **extra}
+
+
+def child(parent: pulumi.Resource, **options: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **options)
+
+
+def policy_document(statements: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, sort_keys=True)
+
+
+def assume_role_policy(service: str) -> str:
+    """Trust policy that lets an AWS service (``eks.amazonaws.com``) assume a role."""
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+            }
+        ]
+    )
+
+
+def managed_policy(name: str) -> str:
+    return f"arn:aws:iam::aws:policy/{name}"

@@ -1,0 +1,98 @@
+"""One customer-managed KMS key per stack, rotated yearly, for secrets, disks, logs and RDS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from platformctl.infra.common import child, policy_document, tags
+
+
+@dataclass(frozen=True)
+class EncryptionArgs:
+    name: str
+    environment: str
+    account_id: str
+    region: str
+    # Days a deleted key can still be recovered (7..30): production keeps the longest.
+    deletion_window_days: int
+
+
+class Encryption(pulumi.ComponentResource):
+    key: aws.kms.Key
+
+    def __init__(
+        self, name: str, args: EncryptionArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:infra:Encryption", name, None, opts)
+        if not 7 <= args.deletion_window_days <= 30:
+            raise ValueError("deletion_window_days must be between 7 and 30")
+        account = f"arn:aws:iam::{args.account_id}"
+        statements = [
+            # The account administers the key through IAM, as AWS's default key policy does.
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            # CloudWatch Logs encrypts this stack's log groups (and only those).
+            {
+                "Sid": "CloudWatchLogsEncrypts",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{args.region}.amazonaws.com"},
+                "Action": [
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:aws:logs:{args.region}:{args.account_id}:log-group:*"
+                        )
+                    }
+                },
+            },
+            # Auto Scaling launches the nodes, so it must open their encrypted root volumes.
+            {
+                "Sid": "AutoScalingUsesForNodeVolumes",
+                "Effect": "Allow",
+                "Principal": {
+                    "AWS": f"{account}:role/aws-service-role/autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForAutoScaling"
+                },
+                "Action": [
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:DescribeKey",
+                    "kms:CreateGrant",
+                ],
+                "Resource": "*",
+            },
+        ]
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description=f"{args.name}: EKS secrets, node volumes, logs, RDS and Secrets Manager",
+            enable_key_rotation=True,
+            rotation_period_in_days=365,
+            deletion_window_in_days=args.deletion_window_days,
+            policy=policy_document(statements),
+            tags=tags(args.environment, args.name),
+            opts=child(self),
+        )
+        aws.kms.Alias(
+            f"{name}-alias",
+            name=f"alias/{args.name}",
+            target_key_id=self.key.key_id,
+            opts=child(self),
+        )
+        self.register_outputs({"keyArn": self.key.arn})
