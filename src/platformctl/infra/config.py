@@ -362,11 +362,12 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
 
 
 def decode_engine_config(raw: Mapping[str, str]) -> dict[str, Any]:
-    """The engine hands structured values to the program as JSON text; strings stay as they are."""
+    """The engine hands objects, lists and booleans to the program as JSON text; strings stay
+    as they are (a version such as "17.4" is not turned into a number)."""
     decoded: dict[str, Any] = {}
     for key, value in raw.items():
         decoded[key] = value
-        if isinstance(value, str) and value[:1] in ("{", "["):
+        if isinstance(value, str) and (value[:1] in ("{", "[") or value in ("true", "false")):
             with contextlib.suppress(json.JSONDecodeError):
                 decoded[key] = json.loads(value)
     return decoded
