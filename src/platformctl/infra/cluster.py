@@ -92,20 +92,23 @@ class Cluster(pulumi.ComponentResource):
             name=settings.name,
             version=settings.kubernetes_version,
             role_arn=role.arn,
-            vpc_config={
-                "subnet_ids": args.subnet_ids,
-                "endpoint_private_access": True,
-                "endpoint_public_access": public,
-                **({"public_access_cidrs": list(settings.public_access_cidrs)} if public else {}),
-            },
-            encryption_config={"provider": {"key_arn": args.kms_key_arn}, "resources": ["secrets"]},
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=args.subnet_ids,
+                endpoint_private_access=True,
+                endpoint_public_access=public,
+                public_access_cidrs=list(settings.public_access_cidrs) if public else None,
+            ),
+            encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+                provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=args.kms_key_arn),
+                resources=["secrets"],
+            ),
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
-            access_config={
-                "authentication_mode": "API",
-                "bootstrap_cluster_creator_admin_permissions": False,
-            },
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                bootstrap_cluster_creator_admin_permissions=False,
+            ),
             # Standard support only: extended support costs six times as much per hour.
-            upgrade_policy={"support_type": "STANDARD"},
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             deletion_protection=args.deletion_protection,
             tags=tags(env, settings.name),
             opts=child(self, depends_on=[attachment, logs]),

@@ -131,9 +131,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-{service}",
                 role=role.id,
-                policy=pulumi.Output.all(
-                    secret.arn, args.kms_key_arn, args.database_resource_id
-                ).apply(lambda values, service=service: self._policy(args, service, *values)),
+                policy=self._policy(args, service, secret.arn),
                 opts=child(self),
             )
             self.role_arns[service] = role.arn
@@ -142,35 +140,44 @@ class WorkloadIdentity(pulumi.ComponentResource):
 
     @staticmethod
     def _policy(
-        args: WorkloadIdentityArgs, service: str, secret_arn: str, key_arn: str, db_resource_id: str
-    ) -> str:
-        return policy_document(
-            [
-                {
-                    "Sid": "ReadOwnSecret",
-                    "Effect": "Allow",
-                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    "Resource": secret_arn,
-                },
-                {
-                    "Sid": "DecryptThroughSecretsManager",
-                    "Effect": "Allow",
-                    "Action": "kms:Decrypt",
-                    "Resource": key_arn,
-                    "Condition": {
-                        "StringEquals": {
-                            "kms:ViaService": f"secretsmanager.{args.region}.amazonaws.com"
-                        }
+        args: WorkloadIdentityArgs, service: str, secret_arn: pulumi.Output[str]
+    ) -> pulumi.Output[str]:
+        def document(values: list[str]) -> str:
+            secret, key, db_resource_id = values
+            return policy_document(
+                [
+                    {
+                        "Sid": "ReadOwnSecret",
+                        "Effect": "Allow",
+                        "Action": [
+                            "secretsmanager:GetSecretValue",
+                            "secretsmanager:DescribeSecret",
+                        ],
+                        "Resource": secret,
                     },
-                },
-                {
-                    "Sid": "ConnectAsOwnDatabaseUser",
-                    "Effect": "Allow",
-                    "Action": "rds-db:connect",
-                    "Resource": (
-                        f"arn:aws:rds-db:{args.region}:{args.account_id}:dbuser:"
-                        f"{db_resource_id}/{database_user(service)}"
-                    ),
-                },
-            ]
+                    {
+                        "Sid": "DecryptThroughSecretsManager",
+                        "Effect": "Allow",
+                        "Action": "kms:Decrypt",
+                        "Resource": key,
+                        "Condition": {
+                            "StringEquals": {
+                                "kms:ViaService": f"secretsmanager.{args.region}.amazonaws.com"
+                            }
+                        },
+                    },
+                    {
+                        "Sid": "ConnectAsOwnDatabaseUser",
+                        "Effect": "Allow",
+                        "Action": "rds-db:connect",
+                        "Resource": (
+                            f"arn:aws:rds-db:{args.region}:{args.account_id}:dbuser:"
+                            f"{db_resource_id}/{database_user(service)}"
+                        ),
+                    },
+                ]
+            )
+
+        return pulumi.Output.all(secret_arn, args.kms_key_arn, args.database_resource_id).apply(
+            document
         )
