@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import runpy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,10 @@ def engine_form(config: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
-def run_program(stack: str, config: Mapping[str, Any] | None = None) -> Program:
-    mocks = AwsMocks()
+def run_program(
+    stack: str, config: Mapping[str, Any] | None = None, mocks: AwsMocks | None = None
+) -> Program:
+    mocks = mocks or AwsMocks()
     pulumi.runtime.set_mocks(mocks, project="platform", stack=stack, preview=False)
     pulumi.runtime.set_all_config(engine_form(stack_config(stack) if config is None else config))
     program = Program(stack, mocks.registered)
@@ -149,5 +151,3 @@ def programs() -> Iterator[dict[str, Program]]:
 def program(request: pytest.FixtureRequest, programs: dict[str, Program]) -> Program:
     return programs[request.param]
 
-
-Edit = Callable[[dict[str, Any]], None]

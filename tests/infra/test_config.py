@@ -1,0 +1,104 @@
+"""Bad stack settings stop the program before any resource exists, with ``file:line: key``."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+
+from platformctl.errors import InputError
+from platformctl.infra.config import load_settings, read_stack_file, stack_file
+from platformctl.model import Repo, load_repo
+from tests.infra.conftest import ROOT, AwsMocks, run_program, stack_config
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _set(section: str, path: list[str | int], value: Any) -> Edit:
+    def edit(config: dict[str, Any]) -> None:
+        node = config[section]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+def _drop(key: str) -> Edit:
+    def edit(config: dict[str, Any]) -> None:
+        del config[key]
+
+    return edit
+
+
+BAD = {
+    "not a CIDR": (_set("platform:network", ["cidr"], "10.0.0.0/33"), r"Pulumi\.dev\.yaml:\d+: platform:network\.cidr: '10\.0\.0\.0/33' is not an IPv4 CIDR block"),
+    "public range": (_set("platform:network", ["cidr"], "8.8.0.0/16"), "is not a private range"),
+    "too small": (_set("platform:network", ["cidr"], "10.0.0.0/24"), "use a /16 to /20"),
+    "unknown node size": (_set("platform:cluster", ["nodeGroups", 0, "instanceTypes", 0], "m7i.huge"), r"nodeGroups\.0\.instanceTypes\.0: unknown size 'm7i\.huge'"),
+    "unknown database size": (_set("platform:database", ["instanceClass"], "db.t4g.enormous"), "unknown size 'db.t4g.enormous'"),
+    "missing key": (_drop("platform:database"), "'platform:database' is a required property"),
+    "sizes out of order": (_set("platform:cluster", ["nodeGroups", 0, "minSize"], 9), "minSize <= desiredSize <= maxSize"),
+    "endpoint open to all": (_set("platform:cluster", ["publicAccessCidrs"], ["0.0.0.0/0"]), "must not be open to the internet"),
+    "misspelt key": (lambda c: c["platform:network"].update(cidrs=c["platform:network"].pop("cidr")), "unknown key 'cidrs'; did you mean 'cidr'"),
+    "unpinned add-on": (_set("platform:cluster", ["addons", "coredns"], "latest"), r"addons\.coredns"),
+    "retention CloudWatch refuses": (_set("platform:network", ["flowLogRetentionDays"], 42), r"flowLogRetentionDays: 42 is not one of"),
+    "no admin": (_set("platform:cluster", ["adminRoleArns"], []), r"adminRoleArns: \[\] should be non-empty"),
+    "registry in another region": (lambda c: c.update({"aws:region": "us-east-1"}), "aws:region is us-east-1 but the images live in eu-west-1"),
+}
+
+
+def _settings(config: dict[str, Any], stack: str = "dev", repo: Repo | None = None) -> None:
+    load_settings(stack, config, repo or load_repo(ROOT), stack_file(ROOT, stack))
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_settings_are_refused_with_file_line_and_key(case: str) -> None:
+    edit, message = BAD[case]
+    config = copy.deepcopy(stack_config("dev"))
+    edit(config)
+    with pytest.raises(InputError, match=message):
+        _settings(config)
+
+
+def test_a_domain_that_disagrees_with_argocds_url_is_refused() -> None:
+    config = stack_config("staging")
+    config["platform:domain"] = "stage.platform.acme-corp.example"
+    with pytest.raises(InputError, match="make endpoints.argocd.url and platform:domain agree"):
+        _settings(config, "staging")
+
+
+def test_an_unsupported_kubernetes_version_is_refused() -> None:
+    repo = load_repo(ROOT)
+    old = dataclasses.replace(repo.environment("dev"), kubernetes_version="1.27")
+    repo = dataclasses.replace(repo, environments=(old, *repo.environments[1:]))
+    with pytest.raises(InputError, match="Kubernetes 1.27 is not a supported EKS version"):
+        _settings(stack_config("dev"), repo=repo)
+
+
+def test_a_stack_without_an_environment_is_refused_with_the_closest_name() -> None:
+    with pytest.raises(InputError, match="did you mean 'staging'"):
+        _settings(stack_config("staging"), "stagin")
+
+
+def test_a_missing_stack_file_says_how_to_create_it() -> None:
+    with pytest.raises(InputError, match="pulumi stack init qa"):
+        read_stack_file(ROOT, "qa")
+
+
+def test_every_stack_file_is_valid() -> None:
+    for stack in ("dev", "staging", "production"):
+        _settings(read_stack_file(ROOT, stack), stack)
+
+
+def test_the_program_stops_before_declaring_anything() -> None:
+    config = stack_config("production")
+    config["platform:network"]["cidr"] = "10.0.0.0/8"
+    mocks = AwsMocks()
+    with pytest.raises(pulumi.RunError, match=r"Pulumi\.production\.yaml:\d+: platform:network\.cidr: /8"):
+        run_program("production", config, mocks)
+    assert mocks.registered == []
