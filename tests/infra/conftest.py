@@ -48,22 +48,25 @@ class AwsMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.registered.append(
-            Registered(args.typ, args.name, inputs, bool(args.custom), "")
-        )
+        self.registered.append(Registered(args.typ, args.name, inputs, bool(args.custom), ""))
         physical = str(inputs.get("name") or inputs.get("identifier") or args.name)
         state: dict[str, Any] = {**inputs, "arn": self._arn(args.typ, physical)}
         if args.typ == "aws:eks/cluster:Cluster":
             state["identities"] = [{"oidcs": [{"issuer": ISSUER}]}]
             state["endpoint"] = "https://0123456789ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
             state["certificateAuthority"] = {"data": "LS0tLS1CRUdJTi1DRVJUSUZJQ0FURS0tLS0t"}
-            state["vpcConfig"] = {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": "sg-0cluster"}
+            state["vpcConfig"] = {
+                **inputs.get("vpcConfig", {}),
+                "clusterSecurityGroupId": "sg-0cluster",
+            }
         elif args.typ == "aws:kms/key:Key":
             state["keyId"] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
         elif args.typ == "aws:rds/instance:Instance":
             state["address"] = f"{physical}.abcdefghijkl.{REGION}.rds.amazonaws.com"
             state["resourceId"] = "db-ABCDEFGHIJKLMNOPQRSTUVWXY"
-            state["masterUserSecrets"] = [{"secretArn": self._arn("aws:secretsmanager/secret:Secret", f"rds!{physical}")}]
+            state["masterUserSecrets"] = [
+                {"secretArn": self._arn("aws:secretsmanager/secret:Secret", f"rds!{physical}")}
+            ]
         elif args.typ == "aws:ecr/repository:Repository":
             state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}"
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -72,14 +75,19 @@ class AwsMocks(pulumi.runtime.Mocks):
 
     @staticmethod
     def _arn(type_token: str, physical: str) -> str:
-        service = type_token.split(":")[1].split("/")[0]
+        service = type_token.split(":")[1].split("/", maxsplit=1)[0]
         if service == "iam":
             return f"arn:aws:iam::{ACCOUNT}:role/{physical}"
         return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{physical}"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:role/platform-deployer", "userId": "AROAEXAMPLE", "id": ACCOUNT}
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:role/platform-deployer",
+                "userId": "AROAEXAMPLE",
+                "id": ACCOUNT,
+            }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"], "id": REGION}
         raise AssertionError(f"the program invoked {args.token}, which these mocks do not answer")
@@ -144,10 +152,9 @@ def run_program(
 
 @pytest.fixture(scope="session")
 def programs() -> Iterator[dict[str, Program]]:
-    yield {stack: run_program(stack) for stack in STACKS}
+    return {stack: run_program(stack) for stack in STACKS}
 
 
 @pytest.fixture(params=STACKS)
 def program(request: pytest.FixtureRequest, programs: dict[str, Program]) -> Program:
     return programs[request.param]
-

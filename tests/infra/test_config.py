@@ -36,19 +36,49 @@ def _drop(key: str) -> Edit:
 
 
 BAD = {
-    "not a CIDR": (_set("platform:network", ["cidr"], "10.0.0.0/33"), r"Pulumi\.dev\.yaml:\d+: platform:network\.cidr: '10\.0\.0\.0/33' is not an IPv4 CIDR block"),
+    "not a CIDR": (
+        _set("platform:network", ["cidr"], "10.0.0.0/33"),
+        r"Pulumi\.dev\.yaml:\d+: platform:network\.cidr: '10\.0\.0\.0/33' is not an IPv4 CIDR",
+    ),
     "public range": (_set("platform:network", ["cidr"], "8.8.0.0/16"), "is not a private range"),
     "too small": (_set("platform:network", ["cidr"], "10.0.0.0/24"), "use a /16 to /20"),
-    "unknown node size": (_set("platform:cluster", ["nodeGroups", 0, "instanceTypes", 0], "m7i.huge"), r"nodeGroups\.0\.instanceTypes\.0: unknown size 'm7i\.huge'"),
-    "unknown database size": (_set("platform:database", ["instanceClass"], "db.t4g.enormous"), "unknown size 'db.t4g.enormous'"),
+    "unknown node size": (
+        _set("platform:cluster", ["nodeGroups", 0, "instanceTypes", 0], "m7i.huge"),
+        r"nodeGroups\.0\.instanceTypes\.0: unknown size 'm7i\.huge'",
+    ),
+    "unknown database size": (
+        _set("platform:database", ["instanceClass"], "db.t4g.enormous"),
+        "unknown size 'db.t4g.enormous'",
+    ),
     "missing key": (_drop("platform:database"), "'platform:database' is a required property"),
-    "sizes out of order": (_set("platform:cluster", ["nodeGroups", 0, "minSize"], 9), "minSize <= desiredSize <= maxSize"),
-    "endpoint open to all": (_set("platform:cluster", ["publicAccessCidrs"], ["0.0.0.0/0"]), "must not be open to the internet"),
-    "misspelt key": (lambda c: c["platform:network"].update(cidrs=c["platform:network"].pop("cidr")), "unknown key 'cidrs'; did you mean 'cidr'"),
-    "unpinned add-on": (_set("platform:cluster", ["addons", "coredns"], "latest"), r"addons\.coredns"),
-    "retention CloudWatch refuses": (_set("platform:network", ["flowLogRetentionDays"], 42), r"flowLogRetentionDays: 42 is not one of"),
-    "no admin": (_set("platform:cluster", ["adminRoleArns"], []), r"adminRoleArns: \[\] should be non-empty"),
-    "registry in another region": (lambda c: c.update({"aws:region": "us-east-1"}), "aws:region is us-east-1 but the images live in eu-west-1"),
+    "sizes out of order": (
+        _set("platform:cluster", ["nodeGroups", 0, "minSize"], 9),
+        "minSize <= desiredSize <= maxSize",
+    ),
+    "endpoint open to all": (
+        _set("platform:cluster", ["publicAccessCidrs"], ["0.0.0.0/0"]),
+        "must not be open to the internet",
+    ),
+    "misspelt key": (
+        lambda c: c["platform:network"].update(cidrs=c["platform:network"].pop("cidr")),
+        "unknown key 'cidrs'; did you mean 'cidr'",
+    ),
+    "unpinned add-on": (
+        _set("platform:cluster", ["addons", "coredns"], "latest"),
+        r"addons\.coredns",
+    ),
+    "retention CloudWatch refuses": (
+        _set("platform:network", ["flowLogRetentionDays"], 42),
+        r"flowLogRetentionDays: 42 is not one of",
+    ),
+    "no admin": (
+        _set("platform:cluster", ["adminRoleArns"], []),
+        r"adminRoleArns: \[\] should be non-empty",
+    ),
+    "registry in another region": (
+        lambda c: c.update({"aws:region": "us-east-1"}),
+        "aws:region is us-east-1 but the images live in eu-west-1",
+    ),
 }
 
 
@@ -68,7 +98,7 @@ def test_bad_settings_are_refused_with_file_line_and_key(case: str) -> None:
 def test_a_domain_that_disagrees_with_argocds_url_is_refused() -> None:
     config = stack_config("staging")
     config["platform:domain"] = "stage.platform.acme-corp.example"
-    with pytest.raises(InputError, match="make endpoints.argocd.url and platform:domain agree"):
+    with pytest.raises(InputError, match=r"make endpoints\.argocd\.url and platform:domain agree"):
         _settings(config, "staging")
 
 
@@ -76,7 +106,7 @@ def test_an_unsupported_kubernetes_version_is_refused() -> None:
     repo = load_repo(ROOT)
     old = dataclasses.replace(repo.environment("dev"), kubernetes_version="1.27")
     repo = dataclasses.replace(repo, environments=(old, *repo.environments[1:]))
-    with pytest.raises(InputError, match="Kubernetes 1.27 is not a supported EKS version"):
+    with pytest.raises(InputError, match=r"Kubernetes 1\.27 is not a supported EKS version"):
         _settings(stack_config("dev"), repo=repo)
 
 
@@ -99,6 +129,8 @@ def test_the_program_stops_before_declaring_anything() -> None:
     config = stack_config("production")
     config["platform:network"]["cidr"] = "10.0.0.0/8"
     mocks = AwsMocks()
-    with pytest.raises(pulumi.RunError, match=r"Pulumi\.production\.yaml:\d+: platform:network\.cidr: /8"):
+    with pytest.raises(
+        pulumi.RunError, match=r"Pulumi\.production\.yaml:\d+: platform:network\.cidr: /8"
+    ):
         run_program("production", config, mocks)
     assert mocks.registered == []

@@ -36,7 +36,10 @@ def test_every_stack_declares_the_platform(program: Program) -> None:
     for type_token, count in REQUIRED.items():
         assert len(program.of_type(type_token)) == count, type_token
     assert len(program.of_type("aws:ec2/subnet:Subnet")) == 6
-    endpoints = {r.inputs["serviceName"].rsplit(".", 2)[-2:][-1] for r in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    endpoints = {
+        r.inputs["serviceName"].rsplit(".", 2)[-2:][-1]
+        for r in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
     assert {"api", "dkr", "sts", "logs", "s3"} <= endpoints
 
 
@@ -57,37 +60,62 @@ def test_the_cluster_is_private_encrypted_and_logged(program: Program) -> None:
     key = program.one("aws:kms/key:Key")
     assert cluster["vpcConfig"]["endpointPrivateAccess"] is True
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
-    assert cluster["encryptionConfig"]["provider"]["keyArn"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:{key.name}"
+    assert (
+        cluster["encryptionConfig"]["provider"]["keyArn"]
+        == f"arn:aws:kms:{REGION}:{ACCOUNT}:{key.name}"
+    )
     assert set(cluster["enabledClusterLogTypes"]) == set(CONTROL_PLANE_LOG_TYPES)
-    assert cluster["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
+    assert cluster["accessConfig"] == {
+        "authenticationMode": "API",
+        "bootstrapClusterCreatorAdminPermissions": False,
+    }
     assert cluster["version"] == load_repo(ROOT).environment(program.stack).kubernetes_version
     assert key.inputs["enableKeyRotation"] is True
     # The control-plane log group exists before the cluster, with retention and the key.
-    group = next(r for r in program.of_type("aws:cloudwatch/logGroup:LogGroup") if r.inputs["name"].startswith("/aws/eks/"))
-    assert group.inputs["retentionInDays"] > 0 and group.inputs["kmsKeyId"]
+    group = next(
+        r
+        for r in program.of_type("aws:cloudwatch/logGroup:LogGroup")
+        if r.inputs["name"].startswith("/aws/eks/")
+    )
+    assert group.inputs["retentionInDays"] > 0
+    assert group.inputs["kmsKeyId"]
     oidc = program.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
-    assert oidc["url"] == ISSUER and oidc["clientIdLists"] == ["sts.amazonaws.com"]
+    assert oidc["url"] == ISSUER
+    assert oidc["clientIdLists"] == ["sts.amazonaws.com"]
 
 
 def test_nodes_are_private_imdsv2_encrypted_and_without_ssh(program: Program) -> None:
-    private = {r.name + "-id" for r in program.of_type("aws:ec2/subnet:Subnet") if r.inputs["tags"]["tier"] == "private"}
+    private = {
+        r.name + "-id"
+        for r in program.of_type("aws:ec2/subnet:Subnet")
+        if r.inputs["tags"]["tier"] == "private"
+    }
     template = program.one(LAUNCH_TEMPLATE).inputs
     assert template["metadataOptions"]["httpTokens"] == "required"
     assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
     volume = template["blockDeviceMappings"][0]["ebs"]
-    assert (volume["encrypted"], volume["volumeType"]) == ("true", "gp3") and volume["kmsKeyId"]
+    assert (volume["encrypted"], volume["volumeType"]) == ("true", "gp3")
+    assert volume["kmsKeyId"]
     assert "keyName" not in template
     for group in program.of_type(NODE_GROUP):
         assert "remoteAccess" not in group.inputs
         assert set(group.inputs["subnetIds"]) == private
-        assert group.inputs["launchTemplate"]["id"] == f"{program.of_type(LAUNCH_TEMPLATE)[0].name}-id"
+        assert (
+            group.inputs["launchTemplate"]["id"] == f"{program.of_type(LAUNCH_TEMPLATE)[0].name}-id"
+        )
     for subnet in program.of_type("aws:ec2/subnet:Subnet"):
         assert subnet.inputs["mapPublicIpOnLaunch"] is False
 
 
 def test_core_addons_are_pinned_and_use_their_own_roles(program: Program) -> None:
     addons = {r.inputs["addonName"]: r.inputs for r in program.of_type("aws:eks/addon:Addon")}
-    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"}
+    assert set(addons) == {
+        "vpc-cni",
+        "coredns",
+        "kube-proxy",
+        "eks-pod-identity-agent",
+        "aws-ebs-csi-driver",
+    }
     assert all(a["addonVersion"].startswith("v") for a in addons.values())
     assert addons["vpc-cni"]["serviceAccountRoleArn"].endswith("-vpc-cni")
     node_policies = {
@@ -99,14 +127,23 @@ def test_core_addons_are_pinned_and_use_their_own_roles(program: Program) -> Non
     assert "AmazonEC2ContainerRegistryPullOnly" in node_policies
 
 
-def test_the_database_is_private_encrypted_and_keeps_its_password_in_secrets_manager(program: Program) -> None:
+def test_the_database_is_private_encrypted_and_keeps_its_password_in_secrets_manager(
+    program: Program,
+) -> None:
     db = program.one(RDS_INSTANCE).inputs
-    assert db["storageEncrypted"] is True and db["kmsKeyId"]
+    assert db["storageEncrypted"] is True
+    assert db["kmsKeyId"]
     assert db["publiclyAccessible"] is False
-    assert db["manageMasterUserPassword"] is True and "password" not in db
+    assert db["manageMasterUserPassword"] is True
+    assert "password" not in db
     assert db["iamDatabaseAuthenticationEnabled"] is True
-    ingress = [r.inputs for r in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if r.inputs.get("fromPort") == 5432]
-    assert ingress == [ingress[0]] and ingress[0]["referencedSecurityGroupId"] == "sg-0cluster"
+    ingress = [
+        r.inputs
+        for r in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs.get("fromPort") == 5432
+    ]
+    assert ingress == [ingress[0]]
+    assert ingress[0]["referencedSecurityGroupId"] == "sg-0cluster"
     assert "cidrIpv4" not in ingress[0]
 
 
@@ -118,11 +155,18 @@ def test_production_is_stricter_than_dev(programs: dict[str, Program]) -> None:
     assert production.one(EKS_CLUSTER).inputs["vpcConfig"]["endpointPublicAccess"] is False
     assert production.one(EKS_CLUSTER).inputs["deletionProtection"] is True
     prod_db, dev_db = production.one(RDS_INSTANCE).inputs, dev.one(RDS_INSTANCE).inputs
-    assert (prod_db["multiAz"], prod_db["deletionProtection"], prod_db["skipFinalSnapshot"]) == (True, True, False)
+    assert (prod_db["multiAz"], prod_db["deletionProtection"], prod_db["skipFinalSnapshot"]) == (
+        True,
+        True,
+        False,
+    )
     assert (dev_db["multiAz"], dev_db["deletionProtection"]) == (False, False)
     assert prod_db["backupRetentionPeriod"] > dev_db["backupRetentionPeriod"]
     assert production.one("aws:kms/key:Key").inputs["deletionWindowInDays"] == 30
-    retention = lambda p: min(r.inputs["retentionInDays"] for r in p.of_type("aws:cloudwatch/logGroup:LogGroup"))  # noqa: E731
+    def retention(p):
+        return min(
+            r.inputs["retentionInDays"] for r in p.of_type("aws:cloudwatch/logGroup:LogGroup")
+        )
     assert retention(production) >= 365 > retention(dev)
     release = lambda p: p.one("kubernetes:helm.sh/v3:Release").inputs["values"]  # noqa: E731
     assert release(production)["redis-ha"]["enabled"] is True
@@ -139,9 +183,16 @@ def test_the_first_stage_owns_one_ecr_repository_per_service(programs: dict[str,
         assert repository["imageTagMutability"] == "IMMUTABLE"
         assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
         assert repository["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
-    assert dev.exports["repositoryUrls"]["user-service"] == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/user-service"
+    assert (
+        dev.exports["repositoryUrls"]["user-service"]
+        == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/user-service"
+    )
     # Later stages pull from the same repositories and create none.
-    assert programs["staging"].of_type(ECR_REPOSITORY) == programs["production"].of_type(ECR_REPOSITORY) == []
+    assert (
+        programs["staging"].of_type(ECR_REPOSITORY)
+        == programs["production"].of_type(ECR_REPOSITORY)
+        == []
+    )
 
 
 def test_each_service_role_is_the_one_its_values_file_names(program: Program) -> None:
@@ -152,8 +203,14 @@ def test_each_service_role_is_the_one_its_values_file_names(program: Program) ->
         assert values["serviceAccount"]["roleArn"] == program.exports["roleArns"][service]
 
 
-def test_service_roles_trust_only_their_service_account_and_read_only_their_secret(program: Program) -> None:
-    roles = {r.inputs["name"]: r.inputs for r in program.of_type("aws:iam/role:Role") if "name" in r.inputs}
+def test_service_roles_trust_only_their_service_account_and_read_only_their_secret(
+    program: Program,
+) -> None:
+    roles = {
+        r.inputs["name"]: r.inputs
+        for r in program.of_type("aws:iam/role:Role")
+        if "name" in r.inputs
+    }
     role = roles[f"platform-{program.stack}-user-service"]
     trust = json.loads(role["assumeRolePolicy"])["Statement"][0]
     issuer = ISSUER.removeprefix("https://")
@@ -161,19 +218,31 @@ def test_service_roles_trust_only_their_service_account_and_read_only_their_secr
         f"{issuer}:sub": "system:serviceaccount:apps:user-service",
         f"{issuer}:aud": "sts.amazonaws.com",
     }
-    policy = next(r.inputs["policy"] for r in program.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "identity-user-service")
+    policy = next(
+        r.inputs["policy"]
+        for r in program.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.name == "identity-user-service"
+    )
     statements = {s["Sid"]: s for s in json.loads(policy)["Statement"]}
-    assert statements["ReadOwnSecret"]["Resource"].endswith(f"platform-{program.stack}/user-service")
+    assert statements["ReadOwnSecret"]["Resource"].endswith(
+        f"platform-{program.stack}/user-service"
+    )
     assert statements["ConnectAsOwnDatabaseUser"]["Resource"].endswith("/user_service")
     assert all("*" not in json.dumps(s["Resource"]) for s in statements.values())
 
 
-def test_argocd_is_bootstrapped_from_a_pinned_chart_and_watches_this_repository(program: Program) -> None:
+def test_argocd_is_bootstrapped_from_a_pinned_chart_and_watches_this_repository(
+    program: Program,
+) -> None:
     repo = load_repo(ROOT)
     release = program.one("kubernetes:helm.sh/v3:Release").inputs
-    assert release["chart"] == "argo-cd" and release["version"].count(".") == 2
+    assert release["chart"] == "argo-cd"
+    assert release["version"].count(".") == 2
     assert release["repositoryOpts"]["repo"] == "https://argoproj.github.io/argo-helm"
-    assert release["values"]["global"]["domain"] == f"argocd.{program.stack}.platform.acme-corp.example"
+    assert (
+        release["values"]["global"]["domain"]
+        == f"argocd.{program.stack}.platform.acme-corp.example"
+    )
     appset = program.one("kubernetes:argoproj.io/v1alpha1:ApplicationSet").inputs
     assert appset["spec"]["generators"][0]["git"]["repoURL"] == repo.repository_url
     assert appset["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
@@ -199,5 +268,6 @@ def test_the_cluster_secret_carries_the_gitops_bridge_metadata(program: Program)
 def test_the_kubeconfig_gets_tokens_from_aws_and_holds_no_credentials(program: Program) -> None:
     config = json.loads(program.exports["kubeconfig"])
     user = config["users"][0]["user"]
-    assert user["exec"]["command"] == "aws" and "token" not in user
+    assert user["exec"]["command"] == "aws"
+    assert "token" not in user
     assert config["clusters"][0]["cluster"]["server"].startswith("https://")

@@ -1,0 +1,304 @@
+"""Each rule, made to fail and to pass; the same rules served as the CrossGuard pack."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
+
+from platformctl.infra.crossguard import policies
+from platformctl.infra.rules import (
+    DEFAULT_SECURITY_GROUP,
+    ECR_POLICY,
+    ECR_REPOSITORY,
+    EKS_CLUSTER,
+    FLOW_LOG,
+    KMS_KEY,
+    LAUNCH_TEMPLATE,
+    LOG_GROUP,
+    NODE_GROUP,
+    RDS_INSTANCE,
+    RULES,
+    SUBNET,
+    Resource,
+    Rule,
+    evaluate,
+    taggable,
+)
+from tests.infra.conftest import ROOT, Program
+
+PRODUCTION = {"tags": {"environment": "production", "managed-by": "pulumi"}}
+DEV = {"tags": {"environment": "dev", "managed-by": "pulumi"}}
+GOOD_VOLUME = {"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "volumeType": "gp3"}}
+
+
+def _policy(principal: Any, condition: dict[str, Any] | None = None) -> str:
+    statement: dict[str, Any] = {
+        "Sid": "Pull",
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": "ecr:BatchGetImage",
+    }
+    if condition:
+        statement["Condition"] = condition
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+# rule name -> (resource type, inputs that pass, inputs that fail, part of the message)
+CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
+    "eks-control-plane-logging": (
+        EKS_CLUSTER,
+        {
+            "enabledClusterLogTypes": [
+                "api",
+                "audit",
+                "authenticator",
+                "controllerManager",
+                "scheduler",
+            ]
+        },
+        {"enabledClusterLogTypes": ["api", "audit"]},
+        "authenticator, controllerManager, scheduler",
+    ),
+    "eks-public-endpoint-cidrs": (
+        EKS_CLUSTER,
+        {"vpcConfig": {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}},
+        {"vpcConfig": {"subnetIds": ["a"]}},
+        "open to 0.0.0.0/0",
+    ),
+    "eks-public-endpoint-disabled": (
+        EKS_CLUSTER,
+        {**DEV, "vpcConfig": {"endpointPublicAccess": True}},
+        {**PRODUCTION, "vpcConfig": {"endpointPublicAccess": True}},
+        "must be private",
+    ),
+    "eks-private-endpoint": (
+        EKS_CLUSTER,
+        {"vpcConfig": {"endpointPrivateAccess": True}},
+        {"vpcConfig": {"endpointPrivateAccess": False}},
+        "private API endpoint is off",
+    ),
+    "eks-secrets-encryption": (
+        EKS_CLUSTER,
+        {
+            "encryptionConfig": {
+                "resources": ["secrets"],
+                "provider": {"keyArn": "arn:aws:kms:eu-west-1:1:key/k"},
+            }
+        },
+        {"encryptionConfig": {"resources": ["secrets"], "provider": {}}},
+        "not envelope-encrypted",
+    ),
+    "eks-supported-version": (
+        EKS_CLUSTER,
+        {"version": "1.33"},
+        {"version": "1.27"},
+        "1.27 is not a supported",
+    ),
+    "eks-access-entries": (
+        EKS_CLUSTER,
+        {"accessConfig": {"authenticationMode": "API"}},
+        {
+            "accessConfig": {
+                "authenticationMode": "API_AND_CONFIG_MAP",
+                "bootstrapClusterCreatorAdminPermissions": True,
+            }
+        },
+        "access entries only",
+    ),
+    "eks-node-group-no-ssh": (
+        NODE_GROUP,
+        {"launchTemplate": {"id": "lt-1"}},
+        {"remoteAccess": {"ec2SshKey": "ops"}},
+        "SSH is open to 0.0.0.0/0",
+    ),
+    "eks-node-group-launch-template": (
+        NODE_GROUP,
+        {"launchTemplate": {"id": "lt-1", "version": "1"}},
+        {"amiType": "AL2023_x86_64_STANDARD"},
+        "launch template",
+    ),
+    "imdsv1-disabled": (
+        LAUNCH_TEMPLATE,
+        {"metadataOptions": {"httpTokens": "required"}},
+        {"metadataOptions": {"httpTokens": "optional"}},
+        "IMDSv1 is enabled",
+    ),
+    "imds-hop-limit": (
+        LAUNCH_TEMPLATE,
+        {"metadataOptions": {"httpPutResponseHopLimit": 1}},
+        {"metadataOptions": {"httpPutResponseHopLimit": 2}},
+        "hop limit 2",
+    ),
+    "encrypted-gp3-root-volume": (
+        LAUNCH_TEMPLATE,
+        {"blockDeviceMappings": [GOOD_VOLUME]},
+        {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeType": "gp3"}}]},
+        "/dev/xvda is not encrypted",
+    ),
+    "ecr-immutable-tags": (
+        ECR_REPOSITORY,
+        {"imageTagMutability": "IMMUTABLE"},
+        {"imageTagMutability": "MUTABLE"},
+        "tags are mutable",
+    ),
+    "ecr-scan-on-push": (
+        ECR_REPOSITORY,
+        {"imageScanningConfiguration": {"scanOnPush": True}},
+        {"imageScanningConfiguration": {"scanOnPush": False}},
+        "not scanned",
+    ),
+    "ecr-kms-encryption": (
+        ECR_REPOSITORY,
+        {"encryptionConfigurations": [{"encryptionType": "KMS"}]},
+        {"encryptionConfigurations": [{"encryptionType": "AES256"}]},
+        "not encrypted with KMS",
+    ),
+    "ecr-policy-not-public": (
+        ECR_POLICY,
+        {"policy": _policy({"AWS": ["arn:aws:iam::210987654321:root"]})},
+        {"policy": _policy({"AWS": "*"})},
+        "lets anyone",
+    ),
+    "kms-key-rotation": (
+        KMS_KEY,
+        {"enableKeyRotation": True},
+        {"enableKeyRotation": False},
+        "rotation is off",
+    ),
+    "rds-secure": (
+        RDS_INSTANCE,
+        {"storageEncrypted": True, "manageMasterUserPassword": True},
+        {"storageEncrypted": True, "password": "hunter2"},
+        "Secrets Manager",
+    ),
+    "rds-production": (
+        RDS_INSTANCE,
+        {**PRODUCTION, "multiAz": True, "deletionProtection": True, "backupRetentionPeriod": 14},
+        {**PRODUCTION, "multiAz": False, "deletionProtection": True, "backupRetentionPeriod": 14},
+        "must be Multi-AZ",
+    ),
+    "log-group-retention-kms": (
+        LOG_GROUP,
+        {"retentionInDays": 30, "kmsKeyId": "arn:k"},
+        {"kmsKeyId": "arn:k"},
+        "kept forever",
+    ),
+    "subnet-no-public-ip": (
+        SUBNET,
+        {"mapPublicIpOnLaunch": False},
+        {"mapPublicIpOnLaunch": True},
+        "public IP",
+    ),
+    "default-security-group-closed": (
+        DEFAULT_SECURITY_GROUP,
+        {"vpcId": "vpc-1"},
+        {"ingress": [{"protocol": "-1", "cidrBlocks": ["0.0.0.0/0"]}]},
+        "allow nothing",
+    ),
+    "flow-logs-all-traffic": (
+        FLOW_LOG,
+        {"trafficType": "ALL"},
+        {"trafficType": "REJECT"},
+        "ALL traffic",
+    ),
+    "required-tags": (
+        "aws:ec2/vpc:Vpc",
+        DEV,
+        {"tags": {"environment": "dev"}},
+        "missing tags: managed-by",
+    ),
+}
+
+
+def _rule(name: str) -> Rule:
+    return next(rule for rule in RULES if rule.name == name)
+
+
+def test_every_rule_has_a_case_and_the_checkov_ports_are_all_there() -> None:
+    assert set(CASES) == {rule.name for rule in RULES}
+    ported = {rule.checkov for rule in RULES}
+    for check in (37, 38, 39, 58, 100, 339, 79, 341, 51, 163, 136, 32):
+        assert f"CKV_AWS_{check}" in ported
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_rule_fails_on_the_bad_inputs_and_passes_on_the_good(name: str) -> None:
+    type_token, good, bad, message = CASES[name]
+    rule = _rule(name)
+    assert rule.violations(Resource(type_token, "good", good)) == []
+    violations = rule.violations(Resource(type_token, "bad", bad))
+    assert violations
+    assert message in " ".join(violations)
+
+
+def test_rules_ignore_other_resource_types() -> None:
+    assert _rule("ecr-immutable-tags").violations(Resource(EKS_CLUSTER, "c", {})) == []
+
+
+def test_a_public_policy_with_a_condition_is_not_public() -> None:
+    resource = Resource(
+        ECR_POLICY, "p", {"policy": _policy("*", {"StringEquals": {"aws:PrincipalOrgID": "o-1"}})}
+    )
+    assert _rule("ecr-policy-not-public").violations(resource) == []
+
+
+def test_taggability_is_read_off_the_provider_sdk() -> None:
+    assert taggable("aws:ec2/vpc:Vpc")
+    assert taggable("aws:eks/cluster:Cluster")
+    assert not taggable("aws:ec2/route:Route")
+    assert not taggable("aws:iam/rolePolicy:RolePolicy")
+    assert not taggable("kubernetes:core/v1:Secret")
+
+
+@pytest.mark.parametrize(
+    ("type_token", "key"),
+    [
+        (EKS_CLUSTER, "encryptionConfig"),
+        (EKS_CLUSTER, "enabledClusterLogTypes"),
+        (LAUNCH_TEMPLATE, "metadataOptions"),
+        (ECR_REPOSITORY, "imageScanningConfiguration"),
+        (RDS_INSTANCE, "storageEncrypted"),
+        (KMS_KEY, "enableKeyRotation"),
+    ],
+)
+def test_removing_a_secure_default_from_a_stack_is_caught(
+    programs: dict[str, Program], type_token: str, key: str
+) -> None:
+    resource = programs["dev"].of_type(type_token)[0]
+    weakened = Resource(
+        type_token, resource.name, {k: v for k, v in resource.inputs.items() if k != key}
+    )
+    assert evaluate([resource.resource()]) == []
+    assert evaluate([weakened]) != []
+
+
+def _report(policy: ResourceValidationPolicy, type_token: str, props: dict[str, Any]) -> list[str]:
+    reported: list[str] = []
+    args = ResourceValidationArgs(
+        type_token, props, f"urn:pulumi:dev::platform::{type_token}::x", "x", None, None
+    )
+    policy.validate(args, lambda message, urn=None: reported.append(message))
+    return reported
+
+
+def test_the_crossguard_pack_reports_what_the_rules_report() -> None:
+    served = {policy.name: policy for policy in policies()}
+    assert set(served) == {rule.name for rule in RULES}
+    for name, (type_token, good, bad, message) in CASES.items():
+        assert _report(served[name], type_token, good) == []
+        assert any(message in reported for reported in _report(served[name], type_token, bad))
+    assert "CKV_AWS_58" in served["eks-secrets-encryption"].description
+
+
+def test_the_pack_runs_in_the_projects_environment() -> None:
+    pack = yaml.safe_load((ROOT / "infra" / "policy" / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["name"] == "python"
+    venv = (ROOT / "infra" / "policy" / pack["runtime"]["options"]["virtualenv"]).resolve()
+    assert venv == (ROOT / ".venv").resolve()
+    entry = (ROOT / "infra" / "policy" / "__main__.py").read_text()
+    assert "policies()" in entry
+    assert "PolicyPack(" in entry
