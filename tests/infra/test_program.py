@@ -163,10 +163,12 @@ def test_production_is_stricter_than_dev(programs: dict[str, Program]) -> None:
     assert (dev_db["multiAz"], dev_db["deletionProtection"]) == (False, False)
     assert prod_db["backupRetentionPeriod"] > dev_db["backupRetentionPeriod"]
     assert production.one("aws:kms/key:Key").inputs["deletionWindowInDays"] == 30
+
     def retention(p):
         return min(
             r.inputs["retentionInDays"] for r in p.of_type("aws:cloudwatch/logGroup:LogGroup")
         )
+
     assert retention(production) >= 365 > retention(dev)
     release = lambda p: p.one("kubernetes:helm.sh/v3:Release").inputs["values"]  # noqa: E731
     assert release(production)["redis-ha"]["enabled"] is True
