@@ -91,7 +91,10 @@ identity = WorkloadIdentity(
 )
 if settings.registry.owned:
     registry = Registry(
-        "registry", RegistryArgs(settings=settings.registry, environment=settings.environment)
+        "registry",
+        RegistryArgs(
+            settings=settings.registry, environment=settings.environment, account_id=account_id
+        ),
     )
     pulumi.export("repositoryUrls", registry.repository_urls)
 

@@ -43,8 +43,9 @@ class Registered:
 
 
 class AwsMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, account: str = ACCOUNT) -> None:
         self.registered: list[Registered] = []
+        self.account = account
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -83,10 +84,10 @@ class AwsMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
-                "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:role/platform-deployer",
+                "accountId": self.account,
+                "arn": f"arn:aws:iam::{self.account}:role/platform-deployer",
                 "userId": "AROAEXAMPLE",
-                "id": ACCOUNT,
+                "id": self.account,
             }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"], "id": REGION}

@@ -134,3 +134,8 @@ def test_the_program_stops_before_declaring_anything() -> None:
     ):
         run_program("production", config, mocks)
     assert mocks.registered == []
+
+
+def test_the_registry_stack_refuses_credentials_of_another_account() -> None:
+    with pytest.raises(ValueError, match="assume a role in 123456789012"):
+        run_program("dev", mocks=AwsMocks(account="210987654321"))

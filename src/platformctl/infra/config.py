@@ -83,7 +83,6 @@ class RegistrySettings:
     """The ECR repositories the images of every stage live in (one set, shared by all stages)."""
 
     account_id: str
-    region: str
     repositories: Mapping[str, str]
     owned: bool
     pull_account_ids: tuple[str, ...]
@@ -307,7 +306,6 @@ def _registry(config: Mapping[str, Any], repo: Repo, region: str, stack: str) ->
         )
     return RegistrySettings(
         account_id=account_id,
-        region=registry_region,
         repositories=repositories,
         owned=owned,
         pull_account_ids=tuple(raw.get("pullAccountIds", [])),

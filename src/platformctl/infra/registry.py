@@ -24,6 +24,8 @@ PULL_ACTIONS = [
 class RegistryArgs:
     settings: RegistrySettings
     environment: str
+    # The account being deployed to: it must be the one the images live in.
+    account_id: str
 
 
 def lifecycle_policy(keep_images: int) -> str:
@@ -71,6 +73,11 @@ class Registry(pulumi.ComponentResource):
         settings = args.settings
         if not settings.owned:
             raise ValueError("only the first stage's stack owns the registry")
+        if settings.account_id != args.account_id:
+            raise ValueError(
+                f"the images live in account {settings.account_id} but these credentials deploy "
+                f"to {args.account_id}: assume a role in {settings.account_id}"
+            )
         self.repository_urls = {}
         for service, path in sorted(settings.repositories.items()):
             repository = aws.ecr.Repository(
