@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import assume_role_policy, child, managed_policy, tags
+from platformctl.infra.common import assume_role_policy, child, log_group, managed_policy, tags
 from platformctl.infra.config import ClusterSettings, NodeGroupSettings
 from platformctl.infra.identity import OidcProvider, irsa_role
 from platformctl.infra.rules import CONTROL_PLANE_LOG_TYPES
@@ -77,14 +77,13 @@ class Cluster(pulumi.ComponentResource):
             policy_arn=managed_policy("AmazonEKSClusterPolicy"),
             opts=child(self),
         )
-        # Created first, so EKS does not create it without retention or encryption.
-        logs = aws.cloudwatch.LogGroup(
+        logs = log_group(
             f"{name}-control-plane-logs",
-            name=f"/aws/eks/{settings.name}/cluster",
-            retention_in_days=settings.log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=tags(env, f"{settings.name}-control-plane"),
-            opts=child(self),
+            f"/aws/eks/{settings.name}/cluster",
+            settings.log_retention_days,
+            args.kms_key_arn,
+            env,
+            self,
         )
         public = bool(settings.public_access_cidrs)
         self.cluster = aws.eks.Cluster(

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 MANAGED_BY = "pulumi"
 PROJECT = "platform"
@@ -43,3 +44,23 @@ def assume_role_policy(service: str) -> str:
 
 def managed_policy(name: str) -> str:
     return f"arn:aws:iam::aws:policy/{name}"
+
+
+def log_group(
+    resource_name: str,
+    log_name: str,
+    retention_days: int,
+    kms_key_arn: pulumi.Input[str],
+    environment: str,
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.LogGroup:
+    """A log group created before the service that writes to it: left to the service, it
+    would be created without retention or encryption."""
+    return aws.cloudwatch.LogGroup(
+        resource_name,
+        name=log_name,
+        retention_in_days=retention_days,
+        kms_key_id=kms_key_arn,
+        tags=tags(environment, log_name),
+        opts=child(parent),
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import child, tags
+from platformctl.infra.common import child, log_group, tags
 from platformctl.infra.config import DatabaseSettings
 
 
@@ -78,15 +78,14 @@ class Database(pulumi.ComponentResource):
             tags=tags(env, args.name),
             opts=child(self),
         )
-        # Created first, so RDS does not create them without retention or encryption.
         log_groups = [
-            aws.cloudwatch.LogGroup(
+            log_group(
                 f"{name}-logs-{export}",
-                name=f"/aws/rds/instance/{args.name}/{export}",
-                retention_in_days=args.log_retention_days,
-                kms_key_id=args.kms_key_arn,
-                tags=tags(env, args.name),
-                opts=child(self),
+                f"/aws/rds/instance/{args.name}/{export}",
+                args.log_retention_days,
+                args.kms_key_arn,
+                env,
+                self,
             )
             for export in LOG_EXPORTS
         ]

@@ -11,7 +11,13 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import assume_role_policy, child, policy_document, tags
+from platformctl.infra.common import (
+    assume_role_policy,
+    child,
+    log_group,
+    policy_document,
+    tags,
+)
 
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs")
 
@@ -181,13 +187,13 @@ class Network(pulumi.ComponentResource):
 
     def _flow_logs(self, name: str, args: NetworkArgs) -> None:
         env = args.environment
-        group = aws.cloudwatch.LogGroup(
+        group = log_group(
             f"{name}-flow-logs",
-            name=f"/aws/vpc/{args.name}/flow-logs",
-            retention_in_days=args.flow_log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=tags(env, f"{args.name}-flow-logs"),
-            opts=child(self),
+            f"/aws/vpc/{args.name}/flow-logs",
+            args.flow_log_retention_days,
+            args.kms_key_arn,
+            env,
+            self,
         )
         role = aws.iam.Role(
             f"{name}-flow-logs",
