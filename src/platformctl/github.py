@@ -97,3 +97,32 @@ class GitHub:
                 self._call("PATCH", f"/pulls/{other['number']}", json={"state": "closed"})
                 superseded.append(int(other["number"]))
         return PullRequest(number, str(pull["html_url"]), created, tuple(superseded))
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Keep one comment per ``marker`` on a pull request: edit it if there, else add it.
+
+        A re-run of the pipeline updates its report instead of adding another.
+        """
+        tag = f"<!-- platform:{marker} -->"
+        text = f"{tag}\n{body}"
+        for comment in self._call("GET", f"/issues/{number}/comments", params={"per_page": 100}):
+            if tag in str(comment.get("body", "")):
+                updated = self._call(
+                    "PATCH", f"/issues/comments/{comment['id']}", json={"body": text}
+                )
+                return str(updated["html_url"])
+        created = self._call("POST", f"/issues/{number}/comments", json={"body": text})
+        return str(created["html_url"])
+
+    def upsert_issue(self, title: str, label: str, body: str) -> tuple[int, bool]:
+        """One open issue per ``label`` (drift): update its text, or open it. (number, created)."""
+        found = self._call("GET", "/issues", params={"labels": label, "state": "open"})
+        issues = [issue for issue in found or [] if "pull_request" not in issue]
+        if issues:
+            number = int(issues[0]["number"])
+            self._call("PATCH", f"/issues/{number}", json={"title": title, "body": body})
+            return number, False
+        created = self._call(
+            "POST", "/issues", json={"title": title, "body": body, "labels": [label]}
+        )
+        return int(created["number"]), True

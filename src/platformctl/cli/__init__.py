@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from platformctl.cli import history_cmd, release_cmds, render_cmd, status_cmd, verify_cmd
+from platformctl.cli import (
+    ci_cmds,
+    history_cmd,
+    release_cmds,
+    render_cmd,
+    status_cmd,
+    verify_cmd,
+)
 from platformctl.cli.common import app
 
 __all__ = ["app", "main"]
 
-for module in (render_cmd, status_cmd, verify_cmd, release_cmds, history_cmd):
+for module in (render_cmd, status_cmd, verify_cmd, release_cmds, history_cmd, ci_cmds):
     module.register(app)
 
 
