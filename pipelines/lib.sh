@@ -9,7 +9,10 @@ STACKS=(dev staging production)
 OUT="${PIPELINE_OUT:-$ROOT/.pipeline}"
 mkdir -p "$OUT"
 
-platform() { "$UV" run --frozen --quiet platform "$@"; }
+# PLATFORM_CLI: an installed `platform` to use instead of the project's environment.
+platform() {
+  if [ -n "${PLATFORM_CLI:-}" ]; then "$PLATFORM_CLI" "$@"; else "$UV" run --frozen --quiet platform "$@"; fi
+}
 
 # Append stdin to the job summary (GitHub Actions), or print it.
 summary() {
