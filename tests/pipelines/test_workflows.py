@@ -34,14 +34,26 @@ def test_the_five_pipelines_exist() -> None:
 
 def test_actionlint_passes() -> None:
     result = subprocess.run(
-        [BIN / "actionlint", "-no-color", "-oneline", *WORKFLOWS], capture_output=True, text=True, check=False
+        [BIN / "actionlint", "-no-color", "-oneline", *WORKFLOWS],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_checkovs_github_actions_checks_pass() -> None:
     result = subprocess.run(
-        [BIN / "checkov", "--skip-download", "--framework", "github_actions", "-d", ROOT / ".github" / "workflows", "-o", "json"],
+        [
+            BIN / "checkov",
+            "--skip-download",
+            "--framework",
+            "github_actions",
+            "-d",
+            ROOT / ".github" / "workflows",
+            "-o",
+            "json",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -74,11 +86,18 @@ def test_least_privilege_pinned_actions_and_no_spliced_expressions(path: Path) -
 def test_deployments_run_in_order_one_at_a_time_behind_environments() -> None:
     main = _load(ROOT / ".github/workflows/main.yml")
     jobs = main["jobs"]
-    assert [jobs[s]["with"]["stack"] for s in ("dev", "staging", "production")] == ["dev", "staging", "production"]
+    assert [jobs[s]["with"]["stack"] for s in ("dev", "staging", "production")] == [
+        "dev",
+        "staging",
+        "production",
+    ]
     assert (jobs["staging"]["needs"], jobs["production"]["needs"]) == ("dev", "staging")
     stack = _load(ROOT / ".github/workflows/pulumi-stack.yml")["jobs"]["up"]
     assert stack["environment"] == "${{ inputs.stack }}"
-    assert stack["concurrency"] == {"group": "pulumi-${{ inputs.stack }}", "cancel-in-progress": False}
+    assert stack["concurrency"] == {
+        "group": "pulumi-${{ inputs.stack }}",
+        "cancel-in-progress": False,
+    }
 
 
 def test_releases_run_in_the_targets_environment() -> None:
@@ -96,15 +115,26 @@ def test_gitlab_includes_the_pipeline_and_has_the_same_stages() -> None:
     gitlab = _load(ROOT / "pipelines/gitlab-ci.yml")
     assert gitlab["stages"] == ["checks", "preview", "deploy", "release", "drift"]
     scripts = json.dumps(gitlab)
-    for script in ("pipelines/pull-request", "pipelines/infra up", "pipelines/release", "pipelines/drift"):
+    for script in (
+        "pipelines/pull-request",
+        "pipelines/infra up",
+        "pipelines/release",
+        "pipelines/drift",
+    ):
         assert script in scripts
 
 
 def test_pre_commit_runs_the_same_tools() -> None:
-    hooks = {hook["id"] for repo in _load(ROOT / ".pre-commit-config.yaml")["repos"] for hook in repo["hooks"]}
+    hooks = {
+        hook["id"]
+        for repo in _load(ROOT / ".pre-commit-config.yaml")["repos"]
+        for hook in repo["hooks"]
+    }
     assert hooks == {"ruff", "ruff-format", "mypy", "yamllint", "platform-verify"}
 
 
 def test_yamllint_passes() -> None:
-    result = subprocess.run([BIN / "yamllint", "--strict", "."], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [BIN / "yamllint", "--strict", "."], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout
