@@ -1,0 +1,259 @@
+"""Every script in pipelines/ run locally, in a fresh copy of this repository.
+
+The copy holds exactly the files git would commit (tracked and new), so the scripts run as
+they would in a fresh CI checkout. Pulumi cannot run here: a stand-in `pulumi` on PATH records
+what the scripts ask of it. GitHub is a local server speaking the documented shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import _without_gates, edit_yaml, git
+from tests.support.http import Request, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+PLATFORM = Path(sys.executable).parent / "platform"
+FAKE_PULUMI = """#!/usr/bin/env bash
+echo "$*" >> "$PULUMI_LOG"
+case " $* " in *" --stack ${PULUMI_DRIFTS:-none} "*) echo "~ 1 to update"; exit 1 ;; esac
+"""
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's committable files in a new git repository, gates stripped."""
+    target = tmp_path_factory.mktemp("pipelines") / "repo"
+    files = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    # Release scripts run offline: the gates would ask the example endpoints.
+    edit_yaml(target / "environments/pipeline.yaml", _without_gates, sequence_indent=4)
+    for args in (
+        ("init", "-q", "-b", "main"),
+        ("config", "user.email", "ci@example.com"),
+        ("config", "user.name", "CI"),
+        ("add", "-A"),
+        ("commit", "-q", "-m", "initial"),
+    ):
+        git(target, *args)
+    return target
+
+
+@pytest.fixture
+def run(clone: Path, tmp_path: Path) -> Iterator[Any]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "pulumi.log"
+
+    def runner(*args: str, pulumi: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+        if pulumi:
+            (bin_dir / "pulumi").write_text(FAKE_PULUMI)
+            (bin_dir / "pulumi").chmod(0o755)
+        else:
+            (bin_dir / "pulumi").unlink(missing_ok=True)
+        variables = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("GITHUB_", "PR_")) and k != "VIRTUAL_ENV"
+            },
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PULUMI_LOG": str(log),
+            "PIPELINE_OUT": str(tmp_path / "out"),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+            **env,
+        }
+        return subprocess.run(
+            [str(clone / "pipelines" / args[0]), *args[1:]],
+            cwd=clone,
+            env=variables,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+
+    runner.summary = lambda: (
+        (tmp_path / "summary.md").read_text() if (tmp_path / "summary.md").exists() else ""
+    )  # type: ignore[attr-defined]
+    runner.pulumi = lambda: log.read_text().splitlines() if log.exists() else []  # type: ignore[attr-defined]
+    runner.out = tmp_path / "out"  # type: ignore[attr-defined]
+    return runner
+
+
+class FakeGitHub:
+    """Issues and issue comments, with GitHub's fields."""
+
+    def __init__(self) -> None:
+        self.issues: list[dict[str, Any]] = []
+        self.comments: list[dict[str, Any]] = []
+
+    def handle(self, request: Request) -> tuple[int, Any]:
+        path = request.path.removeprefix("/repos/acme-corp/platform")
+        if request.method == "GET" and path == "/issues":
+            return 200, [i for i in self.issues if request.query["labels"][0] in i["labels"]]
+        if request.method == "POST" and path == "/issues":
+            issue = {**request.body, "number": len(self.issues) + 1}
+            self.issues.append(issue)
+            return 201, issue
+        if request.method == "PATCH" and path.startswith("/issues/") and "comments" not in path:
+            issue = self.issues[int(path.rsplit("/", 1)[1]) - 1]
+            issue.update(request.body)
+            return 200, issue
+        if path.endswith("/comments") and request.method == "GET":
+            return 200, self.comments
+        if path.endswith("/comments") and request.method == "POST":
+            comment = {
+                "id": len(self.comments) + 1,
+                "body": request.body["body"],
+                "html_url": "https://github.com/c",
+            }
+            self.comments.append(comment)
+            return 201, comment
+        if request.method == "PATCH" and "/issues/comments/" in path:
+            comment = self.comments[int(path.rsplit("/", 1)[1]) - 1]
+            comment["body"] = request.body["body"]
+            return 200, comment
+        return 404, {"message": "Not Found"}
+
+
+@pytest.fixture
+def github() -> Iterator[tuple[FakeGitHub, dict[str, str]]]:
+    fake = FakeGitHub()
+    with serve(fake.handle) as url:
+        yield (
+            fake,
+            {
+                "GITHUB_API_URL": url,
+                "GITHUB_TOKEN": "t0ken",
+                "GITHUB_REPOSITORY": "acme-corp/platform",
+            },
+        )
+
+
+def test_the_pull_request_script_end_to_end(
+    run: Any, github: tuple[FakeGitHub, dict[str, str]]
+) -> None:
+    fake, env = github
+    result = run(
+        "pull-request",
+        PYTEST_ARGS="tests/unit -q -p no:cacheprovider --cov-fail-under=0",
+        BASE_REF="main",
+        PR_NUMBER="42",
+        **env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for step in ("lint", "types", "tests", "verify", "workflows", "preview"):
+        assert f"==> {step}" in result.stderr
+    summary = run.summary()
+    assert "## platform verify" in summary
+    assert "no change under infra/" in summary
+    assert (run.out / "coverage.xml").is_file()
+    # The verify report became one PR comment; a second run edits it instead of adding one.
+    assert len(fake.comments) == 1
+    assert "<!-- platform:verify -->" in fake.comments[0]["body"]
+    again = run("pull-request", "verify", PR_NUMBER="42", **env)
+    assert again.returncode == 0, again.stderr
+    assert len(fake.comments) == 1
+
+
+def test_the_pull_request_script_refuses_an_unknown_step(run: Any) -> None:
+    result = run("pull-request", "lint", "deploy")
+    assert result.returncode == 2
+    assert "unknown step 'deploy'" in result.stderr
+
+
+def test_infra_asks_pulumi_with_the_policy_pack(run: Any) -> None:
+    assert run("infra", "preview", "dev").returncode == 0
+    assert run("infra", "up", "staging").returncode == 0
+    assert run("infra", "drift", "production").returncode == 0
+    assert run.pulumi() == [
+        "preview --stack dev --policy-pack infra/policy --non-interactive --diff",
+        "up --stack staging --policy-pack infra/policy --non-interactive --diff --yes",
+        "preview --stack production --policy-pack infra/policy --non-interactive --diff"
+        " --refresh --expect-no-changes",
+    ]
+
+
+def test_infra_refuses_bad_input_and_a_missing_pulumi(run: Any) -> None:
+    unknown = run("infra", "preview", "qa")
+    assert (unknown.returncode, "unknown stack 'qa'" in unknown.stderr) == (2, True)
+    missing = run("infra", "preview", "dev", pulumi=False)
+    assert missing.returncode == 3
+    assert "pulumi is not installed" in missing.stderr
+    assert run.pulumi() == []
+
+
+def test_drift_reports_the_drifting_stack_and_opens_one_issue(
+    run: Any, github: tuple[FakeGitHub, dict[str, str]]
+) -> None:
+    fake, env = github
+    result = run("drift", PULUMI_DRIFTS="staging", PLATFORM_CLI=str(PLATFORM), **env)
+    assert result.returncode == 1, result.stderr
+    summary = run.summary()
+    assert "`dev`: no drift" in summary
+    assert "`staging`: **drift**" in summary
+    assert "| service |" in summary
+    assert [issue["title"] for issue in fake.issues] == ["Infrastructure drift: staging"]
+    # The next morning's run updates the same issue.
+    assert run("drift", PULUMI_DRIFTS="staging", PLATFORM_CLI=str(PLATFORM), **env).returncode == 1
+    assert len(fake.issues) == 1
+
+
+def test_no_drift_exits_zero_and_opens_nothing(
+    run: Any, github: tuple[FakeGitHub, dict[str, str]]
+) -> None:
+    fake, env = github
+    assert run("drift", "dev", PLATFORM_CLI=str(PLATFORM), **env).returncode == 0
+    assert fake.issues == []
+
+
+def test_release_promote_dry_run_prints_the_plan(run: Any, clone: Path) -> None:
+    head = git(clone, "rev-parse", "HEAD")
+    result = run(
+        "release",
+        "promote",
+        SERVICES="user-service,auth-service",
+        ENVIRONMENT="production",
+        REASON="weekly release",
+        DRY_RUN="true",
+        PLATFORM_CLI=str(PLATFORM),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "user-service" in run.summary()
+    assert "dry run" in run.summary()
+    assert git(clone, "rev-parse", "HEAD") == head
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SERVICES": "user-service", "ENVIRONMENT": "staging"}, "REASON"),
+        ({"SERVICES": "user-service", "REASON": "x"}, "ENVIRONMENT"),
+        ({"ENVIRONMENT": "staging", "REASON": "x"}, "set SERVICES"),
+        (
+            {"SERVICES": "usr-service", "ENVIRONMENT": "staging", "REASON": "x", "DRY_RUN": "true"},
+            "did you mean 'user-service'",
+        ),
+    ],
+)
+def test_release_refuses_incomplete_input(
+    run: Any, clone: Path, env: dict[str, str], message: str
+) -> None:
+    status = git(clone, "status", "--porcelain")
+    result = run("release", "promote", PLATFORM_CLI=str(PLATFORM), **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert git(clone, "status", "--porcelain") == status
