@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from platformctl.argocd import AppState, ArgoCD, application_name
 from platformctl.model import Image, Repo
 
 
@@ -53,3 +54,21 @@ def status(repo: Repo, environments: list[str] | None = None) -> list[StatusRow]
             )
         )
     return rows
+
+
+def live_states(repo: Repo, rows: list[StatusRow]) -> dict[tuple[str, str], AppState]:
+    """What each environment's Argo CD reports for the rows' Applications.
+
+    Environments without an Argo CD endpoint are left out. An endpoint that cannot be reached
+    raises EnvironmentProblem, naming it: a drift check must not pass because it saw nothing.
+    """
+    clients: dict[str, ArgoCD] = {}
+    states: dict[tuple[str, str], AppState] = {}
+    for row in rows:
+        endpoint = repo.environment(row.environment).argocd
+        if endpoint is None:
+            continue
+        client = clients.setdefault(row.environment, ArgoCD(endpoint))
+        name = application_name(row.service, row.environment)
+        states[(row.service, row.environment)] = client.application(name)
+    return states

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import _without_gates, edit_yaml, git
+from tests.support.argocd import TOKEN as ARGOCD_TOKEN
+from tests.support.argocd import AppState as ArgoApp
+from tests.support.argocd import FakeArgoCD
 from tests.support.http import Request, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +32,19 @@ case " $* " in *" --stack ${PULUMI_DRIFTS:-none} "*) echo "~ 1 to update"; exit 
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This repository's committable files in a new git repository, gates stripped."""
+def argocd() -> Iterator[tuple[FakeArgoCD, str]]:
+    fake = FakeArgoCD()
+    for env in ("dev", "staging", "production"):
+        for service in ("api-gateway", "auth-service", "product-service", "user-service"):
+            fake.apps[f"{service}-{env}"] = ArgoApp()
+    with serve(fake.handle) as url:
+        yield fake, url
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory, argocd: tuple[FakeArgoCD, str]) -> Path:
+    """This repository's committable files in a new git repository: gates stripped, and every
+    environment's Argo CD endpoint on the local stand-in."""
     target = tmp_path_factory.mktemp("pipelines") / "repo"
     files = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
     for name in filter(None, files):
@@ -40,6 +54,11 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(source, target / name)
     # Release scripts run offline: the gates would ask the example endpoints.
     edit_yaml(target / "environments/pipeline.yaml", _without_gates, sequence_indent=4)
+    for env in ("dev", "staging", "production"):
+        edit_yaml(
+            target / f"environments/{env}/environment.yaml",
+            lambda data: data["endpoints"]["argocd"].update(url=argocd[1]),
+        )
     for args in (
         ("init", "-q", "-b", "main"),
         ("config", "user.email", "ci@example.com"),
@@ -73,6 +92,7 @@ def run(clone: Path, tmp_path: Path) -> Iterator[Any]:
             "PULUMI_LOG": str(log),
             "PIPELINE_OUT": str(tmp_path / "out"),
             "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+            **{f"ARGOCD_TOKEN_{env}": ARGOCD_TOKEN for env in ("DEV", "STAGING", "PRODUCTION")},
             **env,
         }
         return subprocess.run(
@@ -205,7 +225,7 @@ def test_drift_reports_the_drifting_stack_and_opens_one_issue(
     summary = run.summary()
     assert "`dev`: no drift" in summary
     assert "`staging`: **drift**" in summary
-    assert "| service |" in summary
+    assert "[Synced/Healthy]" in summary
     assert [issue["title"] for issue in fake.issues] == ["Infrastructure drift: staging"]
     # The next morning's run updates the same issue.
     assert run("drift", PULUMI_DRIFTS="staging", PLATFORM_CLI=str(PLATFORM), **env).returncode == 1
@@ -257,3 +277,18 @@ def test_release_refuses_incomplete_input(
     assert result.returncode != 0
     assert message in result.stderr
     assert git(clone, "status", "--porcelain") == status
+
+
+def test_an_application_out_of_sync_is_drift_too(
+    run: Any, github: tuple[FakeGitHub, dict[str, str]], argocd: tuple[FakeArgoCD, str]
+) -> None:
+    fake, env = github
+    apps, _ = argocd
+    apps.apps["user-service-production"] = ArgoApp(sync="OutOfSync")
+    try:
+        result = run("drift", "dev", PLATFORM_CLI=str(PLATFORM), **env)
+    finally:
+        apps.apps["user-service-production"] = ArgoApp()
+    assert result.returncode == 1
+    assert "user-service-production" in run.summary()
+    assert [issue["title"] for issue in fake.issues] == ["Infrastructure drift: argocd"]

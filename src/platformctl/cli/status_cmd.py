@@ -1,11 +1,15 @@
-"""``platform status``: which image runs where."""
+"""``platform status``: which image runs where (and, with ``--live``, what Argo CD says)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from platformctl.argocd import AppState
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.output import OutputFormat, render_table, to_json
+from platformctl.status import StatusRow, live_states
 from platformctl.status import status as build_status
 
 
@@ -14,27 +18,60 @@ def register(app: typer.Typer) -> None:
     def status(
         ctx: typer.Context,
         env: list[str] = typer.Option([], "--env", "-e", help="Only these environments."),
+        live: bool = typer.Option(
+            False,
+            "--live",
+            help="Also ask each environment's Argo CD; exit 1 if an Application is not Synced.",
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Show the services x environments matrix; '*' marks a change from the stage before."""
         repo = options(ctx).repo()
         rows = build_status(repo, env)
+        states = live_states(repo, rows) if live else {}
+        drifted = sorted(state.name for state in states.values() if state.sync != "Synced")
         if output is OutputFormat.json:
-            typer.echo(to_json([row.as_dict() for row in rows]))
-            return
-        environments = list(dict.fromkeys(row.environment for row in rows))
-        cells = {(row.service, row.environment): row for row in rows}
-        table = []
-        for service in repo.services:
-            line: list[str | None] = [service]
-            for environment in environments:
-                row = cells.get((service, environment))
-                if row is None:
-                    line.append(None)
-                    continue
-                text = row.image.tag or "(digest)"
-                if row.image.short_digest:
-                    text += f" @{row.image.short_digest}"
-                line.append(text + (" *" if row.differs_from_previous else ""))
-            table.append(line)
-        typer.echo(render_table(output, ["service", *environments], table))
+            typer.echo(
+                to_json(
+                    [
+                        {**row.as_dict(), **_live(states.get((row.service, row.environment)))}
+                        for row in rows
+                    ]
+                    if live
+                    else [row.as_dict() for row in rows]
+                )
+            )
+        else:
+            typer.echo(render_table(output, *_matrix(repo.services, rows, states)))
+        if drifted:
+            typer.echo(f"drift: not Synced in Argo CD: {', '.join(drifted)}", err=True)
+            raise typer.Exit(1)
+
+
+def _live(state: AppState | None) -> dict[str, Any]:
+    if state is None:
+        return {"live": None}
+    return {"live": {"sync": state.sync, "health": state.health, "revision": state.revision}}
+
+
+def _matrix(
+    services: tuple[str, ...], rows: list[StatusRow], states: dict[tuple[str, str], AppState]
+) -> tuple[list[str], list[list[str | None]]]:
+    environments = list(dict.fromkeys(row.environment for row in rows))
+    cells = {(row.service, row.environment): row for row in rows}
+    table = []
+    for service in services:
+        line: list[str | None] = [service]
+        for environment in environments:
+            row = cells.get((service, environment))
+            if row is None:
+                line.append(None)
+                continue
+            text = row.image.tag or "(digest)"
+            if row.image.short_digest:
+                text += f" @{row.image.short_digest}"
+            text += " *" if row.differs_from_previous else ""
+            state = states.get((service, environment))
+            line.append(f"{text} [{state.sync}/{state.health}]" if state else text)
+        table.append(line)
+    return ["service", *environments], table
