@@ -20,9 +20,8 @@ from platformctl.infra.registry import Registry, RegistryArgs
 from platformctl.model import find_root, load_repo
 from platformctl.render import Renderer
 
-root = find_root(Path(__file__).resolve().parent)
-settings = engine_settings(root, pulumi.get_stack())
-repo = load_repo(root)
+repo = load_repo(find_root(Path(__file__).resolve().parent))
+settings = engine_settings(repo, pulumi.get_stack())
 environment = repo.environment(settings.environment)
 account_id = aws.get_caller_identity().account_id
 name = settings.cluster.name
@@ -74,6 +73,7 @@ database = Database(
         log_retention_days=settings.cluster.log_retention_days,
     ),
 )
+cluster_kubeconfig = kubeconfig(cluster.cluster, settings.region)
 identity = WorkloadIdentity(
     "identity",
     WorkloadIdentityArgs(
@@ -104,7 +104,7 @@ GitOpsBootstrap(
         cluster_name=name,
         environment=settings.environment,
         argocd=settings.argocd,
-        kubeconfig=kubeconfig(cluster.cluster, settings.region),
+        kubeconfig=cluster_kubeconfig,
         gitops_documents=Renderer(repo).gitops(environment).documents,
         cluster_annotations=bridge_annotations(
             settings, account_id, network.vpc.id, identity.role_arns
@@ -115,7 +115,7 @@ GitOpsBootstrap(
 
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("clusterEndpoint", cluster.cluster.endpoint)
-pulumi.export("kubeconfig", kubeconfig(cluster.cluster, settings.region))
+pulumi.export("kubeconfig", cluster_kubeconfig)
 pulumi.export("oidcIssuer", cluster.oidc.issuer_url)
 pulumi.export("vpcId", network.vpc.id)
 pulumi.export("databaseAddress", database.instance.address)

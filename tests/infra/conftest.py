@@ -35,8 +35,6 @@ class Registered:
     type: str
     name: str
     inputs: Mapping[str, Any]
-    custom: bool
-    urn_parent: str
 
     def resource(self) -> Resource:
         return Resource(self.type, self.name, self.inputs)
@@ -49,7 +47,7 @@ class AwsMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.registered.append(Registered(args.typ, args.name, inputs, bool(args.custom), ""))
+        self.registered.append(Registered(args.typ, args.name, inputs))
         physical = str(inputs.get("name") or inputs.get("identifier") or args.name)
         state: dict[str, Any] = {**inputs, "arn": self._arn(args.typ, physical)}
         if args.typ == "aws:eks/cluster:Cluster":
@@ -140,7 +138,7 @@ def run_program(
             "roleArns": namespace["identity"].role_arns,
             "clusterName": namespace["cluster"].cluster.name,
             "oidcIssuer": namespace["cluster"].oidc.issuer_url,
-            "kubeconfig": namespace["kubeconfig"](namespace["cluster"].cluster, REGION),
+            "kubeconfig": namespace["cluster_kubeconfig"],
         }
         if "registry" in namespace:
             exported["repositoryUrls"] = namespace["registry"].repository_urls

@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from platformctl.errors import InputError
-from platformctl.infra.config import load_settings, read_stack_file, stack_file
+from platformctl.infra.config import load_settings, stack_file
 from platformctl.model import Repo, load_repo
 from tests.infra.conftest import ROOT, AwsMocks, run_program, stack_config
 
@@ -115,14 +115,9 @@ def test_a_stack_without_an_environment_is_refused_with_the_closest_name() -> No
         _settings(stack_config("staging"), "stagin")
 
 
-def test_a_missing_stack_file_says_how_to_create_it() -> None:
-    with pytest.raises(InputError, match="pulumi stack init qa"):
-        read_stack_file(ROOT, "qa")
-
-
 def test_every_stack_file_is_valid() -> None:
     for stack in ("dev", "staging", "production"):
-        _settings(read_stack_file(ROOT, stack), stack)
+        _settings(stack_config(stack), stack)
 
 
 def test_the_program_stops_before_declaring_anything() -> None:

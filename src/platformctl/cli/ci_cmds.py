@@ -6,12 +6,13 @@ only place it, once, where reviewers look; a re-run edits instead of adding.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from platformctl.errors import InputError
-from platformctl.github import GitHub, repository_slug
+from platformctl.github import GitHub
 
 ci = typer.Typer(
     help="Report pipeline results to GitHub (used by pipelines/).", no_args_is_help=True
@@ -26,8 +27,14 @@ def _text(path: Path) -> str:
 
 
 def _github() -> GitHub:
-    # In Actions GITHUB_REPOSITORY names the repository; elsewhere it must be set.
-    return GitHub(repository_slug(""))
+    # Actions sets GITHUB_REPOSITORY; these commands only run in pipelines, never from a clone.
+    slug = os.environ.get("GITHUB_REPOSITORY", "")
+    if slug.count("/") != 1:
+        raise InputError(
+            "platform ci needs the repository in GITHUB_REPOSITORY",
+            hint="set GITHUB_REPOSITORY=owner/name",
+        )
+    return GitHub(slug)
 
 
 @ci.command()

@@ -25,7 +25,7 @@ from platformctl.documents import check_document, packaged_schema
 from platformctl.errors import InputError
 from platformctl.infra.rules import SUPPORTED_KUBERNETES_VERSIONS
 from platformctl.model import Environment, Repo
-from platformctl.yamlio import located, read_mapping
+from platformctl.yamlio import located
 
 NAMESPACE = "platform"
 INSTANCE_TYPE = re.compile(
@@ -101,10 +101,8 @@ class ArgoCDSettings:
 class StackSettings:
     """Everything the program needs about one stack, from its file and from the repo model."""
 
-    stack: str
     environment: str
     region: str
-    domain: str
     deletion_protection: bool
     repository_url: str
     revision: str
@@ -123,20 +121,6 @@ def _validator() -> Draft202012Validator:
 
 def stack_file(root: Path, stack: str) -> Path:
     return root / f"Pulumi.{stack}.yaml"
-
-
-def read_stack_file(root: Path, stack: str) -> dict[str, Any]:
-    """The ``config:`` map of ``Pulumi.<stack>.yaml`` (how the engine hands it to the program)."""
-    path = stack_file(root, stack)
-    if not path.is_file():
-        raise InputError(
-            f"{path.name}: no such stack file",
-            hint=f"create it with 'pulumi stack init {stack}' and copy Pulumi.dev.yaml's keys",
-        )
-    config = read_mapping(path).get("config", {})
-    if not isinstance(config, dict):
-        raise InputError(f"{located(path, ['config'])}: config: must be a mapping")
-    return config
 
 
 class _Checker:
@@ -343,10 +327,8 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
     region: str = config["aws:region"]
     domain: str = config[f"{NAMESPACE}:domain"]
     return StackSettings(
-        stack=stack,
         environment=environment.name,
         region=region,
-        domain=domain,
         deletion_protection=config[f"{NAMESPACE}:deletionProtection"],
         repository_url=repo.repository_url,
         revision=repo.revision,
@@ -371,7 +353,7 @@ def decode_engine_config(raw: Mapping[str, str]) -> dict[str, Any]:
     return decoded
 
 
-def engine_settings(root: Path, stack: str) -> StackSettings:
+def engine_settings(repo: Repo, stack: str) -> StackSettings:
     """The settings of the stack being deployed, read through the engine's config.
 
     A bad value stops the program before any resource is declared, with the one-line message
@@ -380,7 +362,6 @@ def engine_settings(root: Path, stack: str) -> StackSettings:
     import pulumi
 
     from platformctl.errors import PlatformError
-    from platformctl.model import load_repo
 
     schema_keys = packaged_schema("stack")["properties"]["config"]["properties"]
     raw: dict[str, str] = {}
@@ -390,8 +371,6 @@ def engine_settings(root: Path, stack: str) -> StackSettings:
         if value is not None:
             raw[key] = value
     try:
-        return load_settings(
-            stack, decode_engine_config(raw), load_repo(root), stack_file(root, stack)
-        )
+        return load_settings(stack, decode_engine_config(raw), repo, stack_file(repo.root, stack))
     except PlatformError as error:
         raise pulumi.RunError(str(error)) from None

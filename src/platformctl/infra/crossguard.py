@@ -19,8 +19,6 @@ PACK_NAME = "platform-aws"
 
 def _validation(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if not rule.applies_to(args.resource_type):
-            return
         for message in rule.violations(Resource(args.resource_type, args.name, args.props)):
             report_violation(message, None)
 

@@ -231,7 +231,7 @@ def _ecr_policy_not_public(resource: Resource) -> Iterator[str]:
             and _principal_is_public(statement.get("Principal"))
             and not statement.get("Condition")
         ):
-            yield f"statement {statement.get('Sid', '?')} lets anyone ({'*'}) use the repository"
+            yield f"statement {statement.get('Sid', '?')} lets anyone (*) use the repository"
 
 
 def _kms_rotation(resource: Resource) -> Iterator[str]:
@@ -239,7 +239,7 @@ def _kms_rotation(resource: Resource) -> Iterator[str]:
         yield "key rotation is off"
 
 
-def _rds_encrypted(resource: Resource) -> Iterator[str]:
+def _rds_secure(resource: Resource) -> Iterator[str]:
     if not _truthy(resource.props.get("storageEncrypted")):
         yield "storage is not encrypted"
     if resource.props.get("publiclyAccessible"):
@@ -433,7 +433,7 @@ RULES: tuple[Rule, ...] = (
         "rds-secure",
         "RDS is encrypted, private, and its password lives in Secrets Manager",
         [RDS_INSTANCE],
-        _rds_encrypted,
+        _rds_secure,
         "CKV_AWS_16",
     ),
     _rule(
