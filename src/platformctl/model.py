@@ -111,6 +111,7 @@ class Environment:
     name: str
     path: Path
     cluster_name: str
+    region: str
     cluster_server: str
     kubernetes_version: str
     namespace: str
@@ -395,6 +396,7 @@ class _Loader:
             name=name,
             path=path,
             cluster_name=cluster["name"],
+            region=cluster["region"],
             cluster_server=cluster.get("server", "https://kubernetes.default.svc"),
             kubernetes_version=cluster["kubernetesVersion"],
             namespace=settings["namespace"],

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from platformctl.errors import InputError
-from platformctl.model import Environment, Release, Repo
+from platformctl.model import Environment, Release, Repo, merge_values
 from platformctl.yamlio import display_path
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -56,10 +56,26 @@ def parse_documents(manifests: dict[str, str], where: str) -> tuple[dict[str, An
     return tuple(documents)
 
 
+def platform_values(environment: Environment) -> dict[str, Any]:
+    """What the service chart learns of its environment (``platform:``), from the model.
+
+    Argo CD passes the same through the services' ApplicationSet (``helm.valuesObject``), so
+    ``platform render`` and the cluster render the same manifests.
+    """
+    return {
+        "platform": {
+            "environment": environment.name,
+            "cluster": environment.cluster_name,
+            "region": environment.region,
+        }
+    }
+
+
 def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
     """Values of the Argo CD chart for one environment, all from the model."""
     return {
         "environment": environment.name,
+        "serviceValues": platform_values(environment),
         "repoURL": repo.repository_url,
         "revision": repo.revision,
         "argocdNamespace": environment.argocd_namespace,
@@ -112,7 +128,7 @@ class Renderer:
         where = f"{display_path(release.values_file)} (over {display_path(release.base_file)})"
         manifests = self._render(
             self.repo.service_chart,
-            release.values,
+            merge_values(release.values, platform_values(release.environment)),
             release.service,
             release.environment.namespace,
             where,

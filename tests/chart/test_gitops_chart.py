@@ -5,11 +5,10 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-import helm_python
-import yaml
-
 from platformctl.model import load_repo
 from platformctl.render import Renderer
+from tests.chart.test_service_chart import EVERYTHING
+from tests.chart.test_service_chart import render as render_service
 from tests.conftest import PROJECT_ROOT
 
 
@@ -67,16 +66,14 @@ def test_project_restricts_source_destination_and_kinds() -> None:
     ]
     assert project["clusterResourceWhitelist"] == []
     allowed = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
-    chart = helm_python.Chart.load(PROJECT_ROOT / "charts/service")
-    everything = {
-        "image": {"repository": "r/x", "tag": "1"},
-        "autoscaling": {"enabled": True},
-        "podDisruptionBudget": {"enabled": True},
-        "ingress": {"enabled": True, "host": "h.example.com"},
-        "serviceMonitor": {"enabled": True},
+    rendered = [
+        doc
+        for strategy in ("rolling", "canary", "blueGreen")
+        for doc in render_service({**EVERYTHING, "delivery": {"strategy": strategy}})
+    ]
+    assert {"Deployment", "Rollout", "ExternalSecret", "PrometheusRule"} <= {
+        doc["kind"] for doc in rendered
     }
-    for body in chart.render(everything, name="svc", namespace="apps").values():
-        for doc in yaml.safe_load_all(body):
-            if doc:
-                group = doc["apiVersion"].rpartition("/")[0]
-                assert (group, doc["kind"]) in allowed, doc["kind"]
+    for doc in rendered:
+        group = doc["apiVersion"].rpartition("/")[0]
+        assert (group, doc["kind"]) in allowed, doc["kind"]

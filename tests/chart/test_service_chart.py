@@ -15,8 +15,22 @@ DIGEST = "sha256:" + "0f" * 32
 IMAGE = {"repository": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/user-service", "tag": "1.2.3"}
 
 
+PLATFORM = {"environment": "dev", "cluster": "platform-dev", "region": "eu-west-1"}
+# Every toggle on.
+EVERYTHING: dict[str, Any] = {
+    "autoscaling": {"enabled": True},
+    "podDisruptionBudget": {"enabled": True},
+    "ingress": {"enabled": True, "host": "h.example.com"},
+    "serviceMonitor": {"enabled": True},
+    "alerts": {"enabled": True},
+    "dashboard": {"enabled": True},
+    "secrets": {"enabled": True},
+    "serviceAccount": {"roleArn": "arn:aws:iam::123456789012:role/platform-dev-svc"},
+}
+
+
 def render(values: dict[str, Any] | None = None, name: str = "user-service") -> list[Any]:
-    merged = {"image": IMAGE, **(values or {})}
+    merged = {"image": IMAGE, "platform": PLATFORM, **(values or {})}
     manifests = CHART.render(merged, name=name, namespace="apps")
     return [doc for body in manifests.values() for doc in yaml.safe_load_all(body) if doc]
 
@@ -196,14 +210,11 @@ def test_schema_rejects_unknown_keys_and_wrong_types(values: dict[str, Any], rea
         render(values)
 
 
-def test_one_resource_kind_per_template() -> None:
-    everything = {
-        "autoscaling": {"enabled": True},
-        "podDisruptionBudget": {"enabled": True},
-        "ingress": {"enabled": True, "host": "h.example.com"},
-        "serviceMonitor": {"enabled": True},
-    }
-    manifests = CHART.render({"image": IMAGE, **everything}, name="svc", namespace="apps")
+@pytest.mark.parametrize("strategy", ["rolling", "canary", "blueGreen"])
+def test_one_resource_kind_per_template(strategy: str) -> None:
+    values = {"image": IMAGE, "platform": PLATFORM, **EVERYTHING}
+    values["delivery"] = {"strategy": strategy}
+    manifests = CHART.render(values, name="svc", namespace="apps")
     for template, body in manifests.items():
         template_kinds = {doc["kind"] for doc in yaml.safe_load_all(body) if doc}
         assert len(template_kinds) <= 1, template

@@ -62,15 +62,15 @@ def latest_tag(repo: Path) -> None:
 
 
 def strip_probe(repo: Path) -> None:
-    template = repo / "charts/service/templates/deployment.yaml"
+    template = repo / "charts/service/templates/_pod.tpl"
     text = template.read_text()
-    start = text.index("          readinessProbe:")
-    end = text.index("          {{- if .Values.probes.startup.enabled }}")
+    start = text.index("      readinessProbe:")
+    end = text.index("      {{- if .Values.probes.startup.enabled }}")
     template.write_text(text[:start] + text[end:])
 
 
 def writable_root(repo: Path) -> None:
-    template = repo / "charts/service/templates/deployment.yaml"
+    template = repo / "charts/service/templates/_pod.tpl"
     text = template.read_text()
     template.write_text(
         text.replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")

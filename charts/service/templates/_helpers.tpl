@@ -1,17 +1,9 @@
-{{/* Chart name, truncated to the 63 characters a label value allows. */}}
-{{- define "service.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
-{{/* Object names: the release name (one release per service), truncated to 63. */}}
+{{/*
+Object names: the release name, which is the service's name (one release per service). The
+infra program's IRSA trust, the secret's name and the SLO gate's queries all rely on it.
+*/}}
 {{- define "service.fullname" -}}
-{{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
-{{- else if contains (include "service.name" .) .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-%s" .Release.Name (include "service.name" .) | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "service.chart" -}}
@@ -75,4 +67,53 @@ periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ . }}
 {{- end }}
 failureThreshold: {{ .probe.failureThreshold }}
+{{- end -}}
+
+{{/* The labels Prometheus puts on this service's series (ServiceMonitor: namespace, service). */}}
+{{- define "service.promSelector" -}}
+namespace="{{ .Release.Namespace }}", service="{{ include "service.fullname" . }}"
+{{- end -}}
+
+{{/* What the HPA scales: the Deployment, or the Rollout that replaces it. */}}
+{{- define "service.workloadRef" -}}
+{{- if eq .Values.delivery.strategy "rolling" -}}
+apiVersion: apps/v1
+kind: Deployment
+{{- else -}}
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+{{- end }}
+name: {{ include "service.fullname" . }}
+{{- end -}}
+
+{{/*
+OpenTelemetry SDK settings (the standard OTEL_* variables): where to send spans and the
+resource attributes that tie them to this release, pod and environment.
+*/}}
+{{- define "service.otelEnv" -}}
+- name: OTEL_SERVICE_NAME
+  value: {{ include "service.fullname" . | quote }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ with .Values.tracing.collector }}{{ printf "http://%s.%s.svc:%v" .service .namespace .port | quote }}{{ end }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.tracing.samplingRatio | toString | quote }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+# From the pod's label, so a promotion changes only the image fields of the manifests.
+- name: SERVICE_VERSION
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['app.kubernetes.io/version']
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "service.namespace=%s,service.version=$(SERVICE_VERSION),deployment.environment.name=%s,k8s.cluster.name=%s,k8s.namespace.name=%s,k8s.pod.name=$(K8S_POD_NAME),k8s.node.name=$(K8S_NODE_NAME)" .Release.Namespace (required "platform.environment is set by the ApplicationSet (and by platform render)" .Values.platform.environment) .Values.platform.cluster .Release.Namespace | quote }}
 {{- end -}}

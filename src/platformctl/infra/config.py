@@ -25,7 +25,7 @@ from platformctl.documents import check_document, packaged_schema
 from platformctl.errors import InputError
 from platformctl.infra.rules import SUPPORTED_KUBERNETES_VERSIONS
 from platformctl.model import Environment, Repo
-from platformctl.yamlio import located
+from platformctl.yamlio import display_path, located
 
 NAMESPACE = "platform"
 INSTANCE_TYPE = re.compile(
@@ -325,6 +325,12 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
     check_document({"config": dict(config)}, _validator(), source)
     check = _Checker(source)
     region: str = config["aws:region"]
+    if region != environment.region:
+        raise InputError(
+            f"{located(source, ['config', 'aws:region'])}: aws:region: {region}, but "
+            f"{display_path(environment.settings_file)} puts the cluster in {environment.region}",
+            hint="make aws:region and cluster.region agree",
+        )
     domain: str = config[f"{NAMESPACE}:domain"]
     return StackSettings(
         environment=environment.name,

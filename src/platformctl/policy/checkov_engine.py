@@ -41,13 +41,34 @@ def checkov_version() -> str:
     return version("checkov")
 
 
+def _checkable(document: dict[str, Any]) -> dict[str, Any]:
+    """checkov's pod checks know Deployments but not Argo Rollouts; a Rollout's pod template is
+    a Deployment's, so it is checked as one (and reported as the Rollout)."""
+    if document.get("kind") != "Rollout":
+        return document
+    spec = document.get("spec") or {}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": document.get("metadata") or {},
+        "spec": {key: spec[key] for key in ("replicas", "selector", "template") if key in spec},
+    }
+
+
 def _isolated(documents: Sequence[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     isolated = []
     for document in documents:
-        metadata = dict(document.get("metadata") or {})
+        checkable = _checkable(document)
+        metadata = dict(checkable.get("metadata") or {})
         metadata["namespace"] = namespace
-        isolated.append({**document, "metadata": metadata})
+        isolated.append({**checkable, "metadata": metadata})
     return isolated
+
+
+def _rollouts(documents: Sequence[dict[str, Any]]) -> frozenset[str]:
+    return frozenset(
+        str((d.get("metadata") or {}).get("name")) for d in documents if d.get("kind") == "Rollout"
+    )
 
 
 def run_checkov(targets: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, list[CheckovFailure]]:
@@ -63,10 +84,12 @@ def run_checkov(targets: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, li
 
         with tempfile.TemporaryDirectory(prefix="platform-checkov-") as folder:
             files: dict[str, str] = {}
+            rollouts: dict[str, frozenset[str]] = {}
             for index, (key, documents) in enumerate(targets.items()):
                 path = Path(folder, f"t{index}.yaml")
                 path.write_text(yaml.dump_all(_isolated(documents, f"t{index}"), Dumper=_Dumper))
                 files[str(path)] = key
+                rollouts[key] = _rollouts(documents)
             report: Any = Runner().run(
                 root_folder=None,
                 files=list(files),
@@ -81,6 +104,8 @@ def run_checkov(targets: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, li
             if target is None:
                 continue
             kind, _namespace, name = str(failed.resource).split(".", 2)
+            if kind == "Deployment" and name in rollouts[target]:
+                kind = "Rollout"
             results[target].append(
                 CheckovFailure(failed.check_id, str(failed.check_name), f"{kind}/{name}")
             )
