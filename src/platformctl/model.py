@@ -33,8 +33,13 @@ ENVIRONMENT_FILE = "environment.yaml"
 BASE_DIR = "base"
 SERVICE_CHART = "charts/service"
 GITOPS_CHART = "charts/gitops"
+ADDONS_CHART = "charts/addons"
+# environments/addons/<env>.yaml: what differs from charts/addons/values.yaml in each environment
+ADDONS_DIR = "addons"
 EXCEPTIONS_FILE = "policy-exceptions.yaml"
-RESERVED_NAMES = frozenset({BASE_DIR, "environment", "pipeline", "policy-exceptions"})
+RESERVED_NAMES = frozenset(
+    {BASE_DIR, ADDONS_DIR, "argocd", "environment", "pipeline", "policy-exceptions"}
+)
 
 # A Helm release name: DNS label, at most 53 characters.
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -176,6 +181,13 @@ class Repo:
     @property
     def gitops_chart(self) -> Path:
         return self.root / GITOPS_CHART
+
+    @property
+    def addons_chart(self) -> Path:
+        return self.root / ADDONS_CHART
+
+    def addons_file(self, environment: str) -> Path:
+        return self.environments_dir / ADDONS_DIR / f"{environment}.yaml"
 
     @property
     def exceptions_file(self) -> Path:
@@ -352,7 +364,7 @@ class _Loader:
 
     def refuse_stray_folders(self, stage_names: list[str]) -> None:
         for path in sorted(self.environments_dir.iterdir()):
-            if path.is_dir() and path.name not in (*stage_names, BASE_DIR):
+            if path.is_dir() and path.name not in (*stage_names, BASE_DIR, ADDONS_DIR):
                 raise InputError(
                     f"{display_path(path)}: folder is not a stage of "
                     f"{ENVIRONMENTS_DIR}/{PIPELINE_FILE}",

@@ -12,12 +12,26 @@ from typing import Any
 
 import yaml
 
+from platformctl.bridge import (
+    UnknownAnnotation,
+    addon_cluster_values,
+    fill,
+    placeholder_annotations,
+)
 from platformctl.errors import InputError
-from platformctl.model import Environment, Release, Repo, merge_values
-from platformctl.yamlio import display_path
+from platformctl.model import (
+    ADDONS_DIR,
+    ENVIRONMENTS_DIR,
+    Environment,
+    Release,
+    Repo,
+    merge_values,
+)
+from platformctl.yamlio import display_path, read_mapping
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 GITOPS_TARGET = "argocd"
+ADDONS_TARGET = "addons"
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,14 @@ def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
     return {
         "environment": environment.name,
         "serviceValues": platform_values(environment),
+        "addons": {
+            # relative to charts/addons, as Argo CD resolves value files
+            "valuesFile": f"../../{ENVIRONMENTS_DIR}/{ADDONS_DIR}/{environment.name}.yaml",
+            "values": {
+                **addon_cluster_values(),
+                "workloads": {"namespace": environment.namespace},
+            },
+        },
         "repoURL": repo.repository_url,
         "revision": repo.revision,
         "argocdNamespace": environment.argocd_namespace,
@@ -153,6 +175,35 @@ class Renderer:
         return Rendered(
             environment=environment,
             name=GITOPS_TARGET,
+            manifests=manifests,
+            documents=parse_documents(manifests, where),
+        )
+
+    def addons(
+        self, environment: Environment, annotations: dict[str, str] | None = None
+    ) -> Rendered:
+        """The add-ons Application's render, as Argo CD makes it: ``charts/addons`` with the
+        environment's add-ons file and the cluster facts its ApplicationSet fills in from the
+        cluster secret (``annotations``; placeholders from the model when not given)."""
+        path = self.repo.addons_file(environment.name)
+        where = display_path(path)
+        facts = gitops_values(self.repo, environment)["addons"]["values"]
+        try:
+            filled = fill(facts, annotations or placeholder_annotations(self.repo, environment))
+        except UnknownAnnotation as error:
+            raise InputError(f"{where}: the cluster secret has no annotation {error}") from None
+        assert isinstance(filled, dict)
+        values = read_mapping(path) if path.is_file() else {}
+        manifests = self._render(
+            self.repo.addons_chart,
+            merge_values(values, filled),
+            ADDONS_TARGET,
+            environment.argocd_namespace,
+            where,
+        )
+        return Rendered(
+            environment=environment,
+            name=ADDONS_TARGET,
             manifests=manifests,
             documents=parse_documents(manifests, where),
         )

@@ -34,15 +34,27 @@ from platformctl.policy.exceptions import (
     load_exceptions,
 )
 from platformctl.policy.findings import Finding
-from platformctl.policy.rules import RuleContext, allowed_kinds, run_rules
-from platformctl.render import Rendered, Renderer
+from platformctl.policy.rules import (
+    RuleContext,
+    allowed_kinds,
+    gate_objectives,
+    run_rules,
+    source_repos,
+)
+from platformctl.render import GITOPS_TARGET, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
 
 CACHE_DIR = ".platform-cache"
 CACHE_FILE = "verify.json"
 Progress = Callable[[str, int, int], None]
 _IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[^:/@]+))?(?:@(?P<digest>.+))?$")
-_ENGINE_SOURCES = ("schemas.py", "verify.py", "policy/checkov_engine.py", "render.py")
+_ENGINE_SOURCES = (
+    "schemas.py",
+    "verify.py",
+    "policy/checkov_engine.py",
+    "render.py",
+    "bridge.py",
+)
 
 
 def image_shape(image: str) -> str:
@@ -207,12 +219,19 @@ def verify(
     # The Argo CD objects are always rendered (their AppProject feeds PLAT006) but are a
     # target of their own only when whole environments are verified.
     gitops = [renderer.gitops(repo.environment(name)) for name in env_names]
-    rendered: list[Rendered] = [] if services else list(gitops)
+    rendered: list[Rendered] = []
+    if not services:
+        for name, argocd in zip(env_names, gitops, strict=True):
+            rendered += [argocd, renderer.addons(repo.environment(name))]
     for index, release in enumerate(releases, 1):
         rendered.append(renderer.release(release))
         if progress:
             progress("render", index, len(releases))
-    context = RuleContext(allowed_kinds={g.environment.name: allowed_kinds(g) for g in gitops})
+    context = RuleContext(
+        allowed_kinds={g.environment.name: allowed_kinds(g) for g in gitops},
+        source_repos={g.environment.name: source_repos(g) for g in gitops},
+        objectives=gate_objectives(repo),
+    )
 
     fingerprint = engine_fingerprint()
     cache = VerdictCache(repo.root / CACHE_DIR if use_cache else None, fingerprint)
@@ -227,7 +246,7 @@ def verify(
         verdicts[target.key] = {"schema": _schema_findings(target, validator), "checkov": []}
         if progress:
             progress("schemas", index, len(misses))
-    checkov_targets = {t.key: t.documents for t in misses if t.release is not None}
+    checkov_targets = {t.key: t.documents for t in misses if t.name != GITOPS_TARGET}
     if checkov_targets and progress:
         progress("checkov", 0, len(checkov_targets))
     for key, failures in run_checkov(checkov_targets).items():
