@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from platformctl.infra.addons import AddonIdentity, AddonIdentityArgs
 from platformctl.infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
 from platformctl.infra.cluster import Cluster, ClusterArgs, kubeconfig
 from platformctl.infra.config import engine_settings
@@ -89,6 +90,20 @@ identity = WorkloadIdentity(
         database_resource_id=database.instance.resource_id,
     ),
 )
+addon_identity = AddonIdentity(
+    "addons",
+    AddonIdentityArgs(
+        cluster_name=name,
+        environment=settings.environment,
+        region=settings.region,
+        account_id=account_id,
+        domain=settings.domain,
+        provider=cluster.oidc,
+        kms_key_arn=encryption.key.arn,
+        log_retention_days=settings.cluster.log_retention_days,
+        deletion_protection=settings.deletion_protection,
+    ),
+)
 if settings.registry.owned:
     registry = Registry(
         "registry",
@@ -107,7 +122,11 @@ GitOpsBootstrap(
         kubeconfig=cluster_kubeconfig,
         gitops_documents=Renderer(repo).gitops(environment).documents,
         cluster_annotations=bridge_annotations(
-            settings, account_id, network.vpc.id, identity.role_arns
+            settings,
+            account_id,
+            network.vpc.id,
+            addon_identity.hosted_zone_id,
+            {**identity.role_arns, **addon_identity.role_arns},
         ),
     ),
     opts=pulumi.ResourceOptions(depends_on=[cluster]),
@@ -120,4 +139,6 @@ pulumi.export("oidcIssuer", cluster.oidc.issuer_url)
 pulumi.export("vpcId", network.vpc.id)
 pulumi.export("databaseAddress", database.instance.address)
 pulumi.export("serviceRoleArns", identity.role_arns)
+pulumi.export("addonRoleArns", addon_identity.role_arns)
+pulumi.export("certificateArn", addon_identity.certificate_arn)
 pulumi.export("argocdUrl", f"https://{settings.argocd.hostname}")

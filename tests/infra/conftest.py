@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "infra" / "__main__.py"
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
+HOSTED_ZONE = "Z0123456789ABCDEFGHIJ"
+VPC_ID = "vpc-0a1b2c3d4e5f60718"
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
 STACKS = ("dev", "staging", "production")
@@ -58,6 +60,17 @@ class AwsMocks(pulumi.runtime.Mocks):
                 **inputs.get("vpcConfig", {}),
                 "clusterSecurityGroupId": "sg-0cluster",
             }
+        elif args.typ == "aws:acm/certificate:Certificate":
+            state["domainValidationOptions"] = [
+                {
+                    "domainName": inputs["domainName"],
+                    "resourceRecordName": f"_x1.{inputs['domainName'].removeprefix('*.')}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": "_x2.acm-validations.aws.",
+                }
+            ]
+        elif args.typ == "aws:route53/record:Record":
+            state["fqdn"] = str(inputs["name"]).rstrip(".")
         elif args.typ == "aws:kms/key:Key":
             state["keyId"] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
         elif args.typ == "aws:rds/instance:Instance":
@@ -70,6 +83,8 @@ class AwsMocks(pulumi.runtime.Mocks):
             state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}"
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        if args.typ == "aws:ec2/vpc:Vpc":
+            return VPC_ID, state
         return f"{args.name}-id", state
 
     @staticmethod
@@ -86,6 +101,14 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "arn": f"arn:aws:iam::{self.account}:role/platform-deployer",
                 "userId": "AROAEXAMPLE",
                 "id": self.account,
+            }
+        if args.token == "aws:route53/getZone:getZone":
+            name = str(args.args["name"])
+            return {
+                "name": name,
+                "zoneId": HOSTED_ZONE,
+                "arn": f"arn:aws:route53:::hostedzone/{HOSTED_ZONE}",
+                "id": HOSTED_ZONE,
             }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"], "id": REGION}
@@ -136,6 +159,8 @@ def run_program(
         namespace = runpy.run_path(str(PROGRAM), run_name="__main__")
         exported = {
             "roleArns": namespace["identity"].role_arns,
+            "addonRoleArns": namespace["addon_identity"].role_arns,
+            "certificateArn": namespace["addon_identity"].certificate_arn,
             "clusterName": namespace["cluster"].cluster.name,
             "oidcIssuer": namespace["cluster"].oidc.issuer_url,
             "kubeconfig": namespace["cluster_kubeconfig"],

@@ -75,9 +75,10 @@ BAD = {
         _set("platform:cluster", ["adminRoleArns"], []),
         r"adminRoleArns: \[\] should be non-empty",
     ),
-    "registry in another region": (
+    "region not the environment's": (
         lambda c: c.update({"aws:region": "us-east-1"}),
-        "aws:region is us-east-1 but the images live in eu-west-1",
+        r"Pulumi.dev.yaml:\d+: aws:region: us-east-1, but environments/dev/environment.yaml puts "
+        "the cluster in eu-west-1",
     ),
 }
 
@@ -102,12 +103,24 @@ def test_a_domain_that_disagrees_with_argocds_url_is_refused() -> None:
         _settings(config, "staging")
 
 
-def test_an_unsupported_kubernetes_version_is_refused() -> None:
+def _with_dev(**changes: Any) -> Repo:
     repo = load_repo(ROOT)
-    old = dataclasses.replace(repo.environment("dev"), kubernetes_version="1.27")
-    repo = dataclasses.replace(repo, environments=(old, *repo.environments[1:]))
+    dev = dataclasses.replace(repo.environment("dev"), **changes)
+    return dataclasses.replace(repo, environments=(dev, *repo.environments[1:]))
+
+
+def test_an_unsupported_kubernetes_version_is_refused() -> None:
     with pytest.raises(InputError, match=r"Kubernetes 1\.27 is not a supported EKS version"):
-        _settings(stack_config("dev"), repo=repo)
+        _settings(stack_config("dev"), repo=_with_dev(kubernetes_version="1.27"))
+
+
+def test_the_registry_must_be_in_the_first_stages_region() -> None:
+    config = stack_config("dev")
+    config["aws:region"] = "us-east-1"
+    with pytest.raises(
+        InputError, match="aws:region is us-east-1 but the images live in eu-west-1"
+    ):
+        _settings(config, repo=_with_dev(region="us-east-1"))
 
 
 def test_a_stack_without_an_environment_is_refused_with_the_closest_name() -> None:

@@ -17,7 +17,7 @@ from platformctl.infra.rules import (
     taggable,
 )
 from platformctl.model import load_repo
-from tests.infra.conftest import ACCOUNT, ISSUER, REGION, ROOT, Program
+from tests.infra.conftest import ACCOUNT, ISSUER, REGION, ROOT, VPC_ID, Program
 
 REQUIRED = {
     "aws:ec2/vpc:Vpc": 1,
@@ -27,8 +27,10 @@ REQUIRED = {
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": 1,
     RDS_INSTANCE: 1,
     "kubernetes:helm.sh/v3:Release": 1,
-    "kubernetes:argoproj.io/v1alpha1:AppProject": 1,
-    "kubernetes:argoproj.io/v1alpha1:ApplicationSet": 1,
+    # services and add-ons
+    "kubernetes:argoproj.io/v1alpha1:AppProject": 2,
+    "kubernetes:argoproj.io/v1alpha1:ApplicationSet": 2,
+    "aws:acm/certificateValidation:CertificateValidation": 1,
 }
 
 
@@ -246,11 +248,21 @@ def test_argocd_is_bootstrapped_from_a_pinned_chart_and_watches_this_repository(
         release["values"]["global"]["domain"]
         == f"argocd.{program.stack}.platform.acme-corp.example"
     )
-    appset = program.one("kubernetes:argoproj.io/v1alpha1:ApplicationSet").inputs
-    assert appset["spec"]["generators"][0]["git"]["repoURL"] == repo.repository_url
-    assert appset["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
-    project = program.one("kubernetes:argoproj.io/v1alpha1:AppProject").inputs
-    assert project["metadata"]["name"] == program.stack
+    appsets = {
+        r.inputs["metadata"]["name"]: r.inputs
+        for r in program.of_type("kubernetes:argoproj.io/v1alpha1:ApplicationSet")
+    }
+    services = appsets[f"{program.stack}-services"]
+    assert services["spec"]["generators"][0]["git"]["repoURL"] == repo.repository_url
+    assert services["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
+    addons = appsets[f"{program.stack}-addons"]
+    selector = addons["spec"]["generators"][0]["clusters"]["selector"]["matchLabels"]
+    assert selector == {"argocd.argoproj.io/secret-type": "cluster", "environment": program.stack}
+    projects = {
+        r.inputs["metadata"]["name"]
+        for r in program.of_type("kubernetes:argoproj.io/v1alpha1:AppProject")
+    }
+    assert projects == {program.stack, f"{program.stack}-platform"}
 
 
 def test_the_cluster_secret_carries_the_gitops_bridge_metadata(program: Program) -> None:
@@ -260,7 +272,7 @@ def test_the_cluster_secret_carries_the_gitops_bridge_metadata(program: Program)
     assert labels["environment"] == program.stack
     assert annotations["aws_account_id"] == ACCOUNT
     assert annotations["aws_cluster_name"] == f"platform-{program.stack}"
-    assert annotations["aws_vpc_id"] == "network-vpc-id"
+    assert annotations["aws_vpc_id"] == VPC_ID
     assert annotations["user_service_iam_role_arn"] == program.exports["roleArns"]["user-service"]
     # The provider marks the secret's data as a Pulumi secret: encrypted in the state.
     data = secret["stringData"]

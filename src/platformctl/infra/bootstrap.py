@@ -17,11 +17,23 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from platformctl.bridge import role_annotation
 from platformctl.infra.config import ArgoCDSettings, StackSettings
 
 ARGO_HELM_REPOSITORY = "https://argoproj.github.io/argo-helm"
 IN_CLUSTER = "https://kubernetes.default.svc"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi"}
+APPLICATION_HEALTH = """hs = {}
+hs.status = "Progressing"
+hs.message = ""
+if obj.status ~= nil and obj.status.health ~= nil then
+  hs.status = obj.status.health.status
+  if obj.status.health.message ~= nil then
+    hs.message = obj.status.health.message
+  end
+end
+return hs
+"""
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,13 @@ def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
         # Uninstalling the chart must not delete the CRDs, and with them every Application.
         "crds": {"keep": True},
         "configs": {
-            "cm": {"exec.enabled": False, "timeout.reconciliation": "180s"},
+            "cm": {
+                "exec.enabled": False,
+                "timeout.reconciliation": "180s",
+                # An Application is healthy when its resources are: the add-ons' sync waves
+                # then wait for each wave's add-ons (Argo CD no longer assesses this itself).
+                "resource.customizations.health.argoproj.io_Application": APPLICATION_HEALTH,
+            },
             "params": {"server.insecure": False},
         },
         "dex": {"enabled": False},
@@ -53,6 +71,10 @@ def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
         "repoServer": {"replicas": replicas},
         "applicationSet": {"replicas": replicas},
     }
+
+
+def _resource_name(document: Mapping[str, Any]) -> str:
+    return f"{str(document['kind']).lower()}-{document['metadata']['name']}"
 
 
 def _metadata(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,10 +90,10 @@ class GitOpsBootstrap(pulumi.ComponentResource):
         self, name: str, args: GitOpsBootstrapArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("platform:infra:GitOpsBootstrap", name, None, opts)
-        kinds = sorted(str(document.get("kind")) for document in args.gitops_documents)
-        if kinds != ["AppProject", "ApplicationSet"]:
+        kinds = {str(document.get("kind")) for document in args.gitops_documents}
+        if kinds != {"AppProject", "ApplicationSet"}:
             raise ValueError(
-                f"charts/gitops must render an AppProject and an ApplicationSet, not {kinds}"
+                f"charts/gitops must render AppProjects and ApplicationSets, not {sorted(kinds)}"
             )
         provider = k8s.Provider(
             f"{name}-k8s",
@@ -131,9 +153,9 @@ class GitOpsBootstrap(pulumi.ComponentResource):
             },
             opts=after_argocd,
         )
-        for document in sorted(args.gitops_documents, key=lambda d: str(d.get("kind"))):
+        for document in sorted(args.gitops_documents, key=_resource_name):
             k8s.apiextensions.CustomResource(
-                f"{name}-{str(document['kind']).lower()}",
+                f"{name}-{_resource_name(document)}",
                 api_version=document["apiVersion"],
                 kind=document["kind"],
                 metadata=_metadata(document),
@@ -147,10 +169,11 @@ def bridge_annotations(
     settings: StackSettings,
     account_id: str,
     vpc_id: pulumi.Input[str],
+    hosted_zone_id: pulumi.Input[str],
     role_arns: Mapping[str, pulumi.Input[str]],
 ) -> pulumi.Output[dict[str, str]]:
-    """The cluster secret's annotations, named as the GitOps Bridge names them, plus one
-    ``<service>_iam_role_arn`` per service for the ApplicationSets of the workloads."""
+    """The cluster secret's annotations (``platformctl.bridge`` names them): the GitOps Bridge's
+    own, the DNS zone, and one ``<owner>_iam_role_arn`` per service and add-on role."""
     fixed = {
         "aws_account_id": account_id,
         "aws_region": settings.region,
@@ -158,8 +181,14 @@ def bridge_annotations(
         "environment": settings.environment,
         "workload_repo_url": settings.repository_url,
         "workload_repo_revision": settings.revision,
+        "platform_domain": settings.domain,
     }
-    roles = {f"{service.replace('-', '_')}_iam_role_arn": arn for service, arn in role_arns.items()}
-    return pulumi.Output.all(vpc_id, roles).apply(
-        lambda values: {**fixed, "aws_vpc_id": values[0], **values[1]}
+    roles = {role_annotation(owner): arn for owner, arn in role_arns.items()}
+    return pulumi.Output.all(vpc_id, hosted_zone_id, roles).apply(
+        lambda values: {
+            **fixed,
+            "aws_vpc_id": values[0],
+            "platform_hosted_zone_id": values[1],
+            **values[2],
+        }
     )

@@ -103,6 +103,8 @@ class StackSettings:
 
     environment: str
     region: str
+    # The DNS zone of the environment: argocd.<domain>, grafana.<domain>, the services' hosts.
+    domain: str
     deletion_protection: bool
     repository_url: str
     revision: str
@@ -335,6 +337,7 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
     return StackSettings(
         environment=environment.name,
         region=region,
+        domain=domain,
         deletion_protection=config[f"{NAMESPACE}:deletionProtection"],
         repository_url=repo.repository_url,
         revision=repo.revision,
