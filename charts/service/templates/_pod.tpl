@@ -58,10 +58,6 @@ spec:
       envFrom:
         - configMapRef:
             name: {{ include "service.fullname" . }}
-        {{- if .Values.secrets.enabled }}
-        - secretRef:
-            name: {{ include "service.fullname" . }}
-        {{- end }}
       {{- if .Values.tracing.enabled }}
       env:
         {{- include "service.otelEnv" . | nindent 8 }}
@@ -90,10 +86,23 @@ spec:
         # Python needs a writable temp dir; the root filesystem stays read-only.
         - name: tmp
           mountPath: /tmp
+        {{- if .Values.secrets.enabled }}
+        # One file per key of the service's secret (files, not environment variables: they do
+        # not leak into child processes or crash dumps, and they update in place).
+        - name: secrets
+          mountPath: {{ .Values.secrets.mountPath }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- if .Values.secrets.enabled }}
+    - name: secrets
+      secret:
+        secretName: {{ include "service.fullname" . }}
+        defaultMode: 0400
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

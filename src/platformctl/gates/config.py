@@ -60,8 +60,9 @@ DEFAULT_OBJECTIVES = (
     ),
     Objective(
         "error-ratio",
-        f'sum(rate(http_requests_total{{{_SELECTOR}, status=~"5.."}}[${{window}}])) / '
-        f"sum(rate(http_requests_total{{{_SELECTOR}}}[${{window}}]))",
+        # A service that never answered 5xx has no such series: that is 0 %, not "no data".
+        f'(sum(rate(http_requests_total{{{_SELECTOR}, status=~"5.."}}[${{window}}])) or vector(0))'
+        f" / sum(rate(http_requests_total{{{_SELECTOR}}}[${{window}}]))",
         0.01,
         below=True,
         unit="ratio",
