@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from platformctl.errors import InputError
 from platformctl.model import load_repo
 from platformctl.verify import image_shape, verify
 from tests.conftest import edit_yaml
@@ -28,9 +29,10 @@ def checks(report: Any) -> set[tuple[str, str]]:
 def test_this_repository_is_clean(repo: Path) -> None:
     report = run(repo)
     assert report.ok, report.failing
-    # 12 releases and the Argo CD objects of 3 environments
-    assert len(report.targets) == 15
-    assert report.checked_by_checkov == 12
+    # 12 releases, and the Argo CD objects and the add-ons of 3 environments
+    assert len(report.targets) == 18
+    # the releases and the add-ons (the Argo CD objects have no pods)
+    assert report.checked_by_checkov == 15
 
 
 def set_value(path: str, *keys_and_value: Any) -> Callable[[Path], None]:
@@ -77,6 +79,15 @@ def writable_root(repo: Path) -> None:
     )
 
 
+def unrestrict_workloads(repo: Path) -> None:
+    template = repo / "charts/addons/templates/namespace.yaml"
+    template.write_text(template.read_text().replace(": restricted\n", ": baseline\n", 1))
+
+
+def drop_default_deny(repo: Path) -> None:
+    (repo / "charts/addons/templates/networkpolicy.yaml").unlink()
+
+
 @pytest.mark.parametrize(
     ("seed", "expected"),
     [
@@ -105,16 +116,105 @@ def writable_root(repo: Path) -> None:
             ("staging/api-gateway", "PLAT005"),
         ),
         (writable_root, ("production/api-gateway", "CKV_K8S_22")),
+        (
+            set_value(
+                "environments/addons/staging.yaml",
+                "addons",
+                "metrics-server",
+                "chart",
+                "version",
+                "3.x",
+            ),
+            ("staging/addons", "PLAT007"),
+        ),
+        (
+            set_value(
+                "environments/production/user-service.yaml",
+                "delivery",
+                "analysis",
+                "objectives",
+                "latencyP95Seconds",
+                0.5,
+            ),
+            ("production/user-service", "PLAT008"),
+        ),
+        (
+            set_value(
+                "environments/addons/dev.yaml",
+                "addons",
+                "metrics-server",
+                "chart",
+                "repository",
+                "https://charts.example.com/mirror",
+            ),
+            ("dev/addons", "PLAT009"),
+        ),
+        (
+            set_value("environments/addons/dev.yaml", "addons", "fluent-bit", "wave", 0),
+            ("dev/addons", "PLAT010"),
+        ),
+        (
+            set_value(
+                "environments/addons/production.yaml",
+                "addons",
+                "kube-prometheus-stack",
+                "enabled",
+                False,
+            ),
+            ("production/addons", "PLAT010"),
+        ),
+        (unrestrict_workloads, ("staging/addons", "PLAT011")),
+        (drop_default_deny, ("dev/addons", "PLAT011")),
+        (
+            set_value(
+                "environments/production/auth-service.yaml",
+                "delivery",
+                "canary",
+                "weights",
+                ["ten"],
+            ),
+            None,
+        ),
     ],
-    ids=["digest", "latest", "replicas", "pdb", "hpa-min", "probes", "load-balancer", "checkov"],
+    ids=[
+        "digest",
+        "latest",
+        "replicas",
+        "pdb",
+        "hpa-min",
+        "probes",
+        "load-balancer",
+        "checkov",
+        "unpinned-chart",
+        "looser-analysis",
+        "repository",
+        "wave",
+        "installer-disabled",
+        "pod-security",
+        "default-deny",
+        "bad-values",
+    ],
 )
 def test_each_rule_fails_on_a_seeded_violation(
-    repo: Path, seed: Callable[[Path], None], expected: tuple[str, str]
+    repo: Path, seed: Callable[[Path], None], expected: tuple[str, str] | None
 ) -> None:
     seed(repo)
+    if expected is None:
+        with pytest.raises(InputError, match=r"auth-service\.yaml:\d+: delivery\.canary\.weights\.0"):
+            run(repo)
+        return
     report = run(repo)
     assert not report.ok
     assert expected in checks(report)
+
+
+def test_a_rollout_is_checked_against_its_crd_schema(repo: Path) -> None:
+    template = repo / "charts/service/templates/rollout.yaml"
+    template.write_text(template.read_text().replace("startingStep: 1", "startStep: 1"))
+    report = run(repo)
+    assert ("production/user-service", "SCHEMA") in checks(report)
+    message = next(f.message for f in report.failing if f.target == "production/user-service")
+    assert "startStep" in message
 
 
 def test_load_balancer_allowed_where_the_environment_says_so(repo: Path) -> None:
