@@ -200,7 +200,9 @@ def test_each_rule_fails_on_a_seeded_violation(
 ) -> None:
     seed(repo)
     if expected is None:
-        with pytest.raises(InputError, match=r"auth-service\.yaml:\d+: delivery\.canary\.weights\.0"):
+        with pytest.raises(
+            InputError, match=r"auth-service\.yaml:\d+: delivery\.canary\.weights\.0"
+        ):
             run(repo)
         return
     report = run(repo)
