@@ -262,7 +262,7 @@ def test_burn_rate_and_latency_alerts_fire_on_bad_metrics_only(tmp_path: Path) -
                         "ErrorBudgetBurnCritical",
                         "critical",
                         "user-service burns its error budget 14.4x too fast",
-                        "Error ratio above 14.4× the objective over both 1h and 5m.",
+                        "Error ratio above 14.4x the objective over both 1h and 5m.",
                     ),
                     fired(
                         "ErrorRatioAboveObjective",

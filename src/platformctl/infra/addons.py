@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -272,6 +273,14 @@ POLICIES: Mapping[str, Callable[[Mapping[str, str]], Statements]] = {
 }
 
 
+def _policy(
+    statements: Callable[[Mapping[str, str]], Statements], region: str, found: Mapping[str, str]
+) -> str:
+    return policy_document(
+        statements({**found, "secretsmanager": f"secretsmanager.{region}.amazonaws.com"})
+    )
+
+
 class AddonIdentity(pulumi.ComponentResource):
     role_arns: dict[str, pulumi.Output[str]]
     hosted_zone_id: pulumi.Output[str]
@@ -323,16 +332,7 @@ class AddonIdentity(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-{owner}",
                 role=role.id,
-                policy=resources.apply(
-                    lambda found, owner=owner: policy_document(
-                        POLICIES[owner](
-                            {
-                                **found,
-                                "secretsmanager": f"secretsmanager.{args.region}.amazonaws.com",
-                            }
-                        )
-                    )
-                ),
+                policy=resources.apply(partial(_policy, POLICIES[owner], args.region)),
                 opts=child(self),
             )
             self.role_arns[owner] = role.arn

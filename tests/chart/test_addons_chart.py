@@ -1,0 +1,153 @@
+"""The add-ons of an environment: one Application per enabled add-on, the namespaces and the
+workload namespace's guard rails, the cluster facts read from the cluster secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platformctl.bridge import UnknownAnnotation, annotation_names, fill, placeholder_annotations
+from platformctl.errors import InputError
+from platformctl.model import load_repo
+from platformctl.render import Renderer
+from tests.conftest import PROJECT_ROOT, edit_yaml
+
+
+def rendered(root: Path, environment: str = "dev") -> dict[str, Any]:
+    repo = load_repo(root)
+    documents = Renderer(repo).addons(repo.environment(environment)).documents
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in documents}
+
+
+def test_every_addon_is_a_pinned_application_in_the_platform_project() -> None:
+    documents = rendered(PROJECT_ROOT, "staging")
+    applications = [d for key, d in documents.items() if key.startswith("Application/")]
+    assert len(applications) == 9
+    for application in applications:
+        spec = application["spec"]
+        assert spec["project"] == "staging-platform"
+        assert spec["source"]["targetRevision"][0].isdigit() or spec["source"][
+            "targetRevision"
+        ].startswith("v")
+        assert "ServerSideApply=true" in spec["syncPolicy"]["syncOptions"]
+        assert application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] in {"0", "1"}
+
+
+def test_crd_installers_come_in_the_first_wave() -> None:
+    documents = rendered(PROJECT_ROOT)
+    for name in ("cert-manager", "external-secrets", "kube-prometheus-stack"):
+        annotations = documents[f"Application/{name}"]["metadata"]["annotations"]
+        assert annotations["argocd.argoproj.io/sync-wave"] == "0"
+        assert annotations["platform.acme.io/installs-crds"]
+
+
+def test_namespaces_carry_the_pod_security_level_they_need() -> None:
+    documents = rendered(PROJECT_ROOT)
+    labels = {
+        key.removeprefix("Namespace/"): d["metadata"]["labels"]
+        for key, d in documents.items()
+        if key.startswith("Namespace/")
+    }
+    assert labels["apps"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["apps"]["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["monitoring"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert labels["logging"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert labels["observability"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert "kube-system" not in labels
+
+
+def test_the_workload_namespace_is_default_deny_with_quota_and_limits() -> None:
+    documents = rendered(PROJECT_ROOT, "production")
+    deny = documents["NetworkPolicy/default-deny"]
+    assert deny["metadata"]["namespace"] == "apps"
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    quota = documents["ResourceQuota/workloads"]["spec"]["hard"]
+    assert quota["services.loadbalancers"] == "0"
+    assert quota["requests.cpu"] == "32"  # production's file
+    limits = documents["LimitRange/workloads"]["spec"]["limits"][0]
+    assert limits["type"] == "Container"
+    assert limits["defaultRequest"] == {"cpu": "100m", "memory": "128Mi"}
+
+
+def test_environment_files_hold_only_differences() -> None:
+    def values(environment: str, addon: str) -> Any:
+        documents = rendered(PROJECT_ROOT, environment)
+        return documents[f"Application/{addon}"]["spec"]["source"]["helm"]["valuesObject"]
+
+    assert values("dev", "external-dns")["policy"] == "sync"
+    assert values("production", "external-dns")["policy"] == "upsert-only"
+    prometheus = values("production", "kube-prometheus-stack")["prometheus"]["prometheusSpec"]
+    assert prometheus["retention"] == "30d"
+    # the chart's defaults survive next to the environment's difference
+    assert prometheus["ruleSelectorNilUsesHelmValues"] is False
+
+
+def test_cluster_facts_fill_the_addon_values() -> None:
+    documents = rendered(PROJECT_ROOT)
+    dns = documents["Application/external-dns"]["spec"]["source"]["helm"]["valuesObject"]
+    assert dns["domainFilters"] == ["dev.platform.acme-corp.example"]
+    assert dns["txtOwnerId"] == "platform-dev"
+    grafana = documents["Application/kube-prometheus-stack"]["spec"]["source"]["helm"][
+        "valuesObject"
+    ]["grafana"]
+    assert grafana["ingress"]["hosts"] == ["grafana.dev.platform.acme-corp.example"]
+    assert (
+        grafana["admin"]["existingSecret"]
+        == documents["ExternalSecret/grafana-admin"]["spec"]["target"]["name"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("addon", "namespace"),
+    [("fluent-bit", "logging"), ("opentelemetry-collector", "observability")],
+)
+def test_disabling_an_addon_removes_its_application_and_namespace(
+    repo: Path, addon: str, namespace: str
+) -> None:
+    edit_yaml(
+        repo / "environments/addons/dev.yaml",
+        lambda data: data["addons"].setdefault(addon, {}).update(enabled=False),
+    )
+    documents = rendered(repo)
+    assert f"Application/{addon}" not in documents
+    assert f"Namespace/{namespace}" not in documents
+    assert "Application/cert-manager" in documents
+
+
+def test_disabling_the_monitoring_stack_drops_grafanas_secret(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/addons/dev.yaml",
+        lambda data: data["addons"]["kube-prometheus-stack"].update(enabled=False),
+    )
+    documents = rendered(repo)
+    assert "ExternalSecret/grafana-admin" not in documents
+    assert "SecretStore/grafana" not in documents
+
+
+def test_bad_addon_values_name_the_file(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/addons/dev.yaml",
+        lambda data: data["addons"]["external-dns"].update(wave="late"),
+    )
+    with pytest.raises(InputError, match=r"environments/addons/dev\.yaml: values break"):
+        rendered(repo)
+
+
+def test_the_addons_applicationset_reads_only_annotations_the_cluster_secret_has() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    environment = repo.environment("dev")
+    appset = next(
+        d
+        for d in Renderer(repo).gitops(environment).documents
+        if d["metadata"]["name"] == "dev-addons"
+    )
+    values = appset["spec"]["template"]["spec"]["source"]["helm"]["valuesObject"]
+    annotations = placeholder_annotations(repo, environment)
+    assert set(annotations) == annotation_names(repo.services)
+    fill(values, annotations)  # every reference resolves
+    with pytest.raises(UnknownAnnotation, match="aws_vpc_id"):
+        fill(values, {k: v for k, v in annotations.items() if k != "aws_vpc_id"})
+    with pytest.raises(UnknownAnnotation, match="index"):
+        fill({"x": "{{ index .metadata.labels 'a' }}"}, annotations)
