@@ -13,9 +13,14 @@ from tests.conftest import PROJECT_ROOT
 
 
 def objects(environment: str) -> dict[str, Any]:
+    """The services' objects by kind (the add-ons' are named ``<env>-addons|platform``)."""
     repo = load_repo(PROJECT_ROOT)
     rendered = Renderer(repo).gitops(repo.environment(environment))
-    return {doc["kind"]: doc for doc in rendered.documents}
+    return {
+        doc["kind"]: doc
+        for doc in rendered.documents
+        if doc["metadata"]["name"] in (environment, f"{environment}-services")
+    }
 
 
 def test_generator_reads_exactly_the_service_files_of_the_environment() -> None:

@@ -51,7 +51,10 @@ def test_status_markdown_and_env_filter(repo: Path, cli: Cli) -> None:
 def test_render_prints_manifests(repo: Path, cli: Cli) -> None:
     result = cli(repo, "render", "user-service", "--env", "production")
     assert result.exit_code == 0
-    assert "kind: Deployment" in result.stdout
+    assert "kind: Rollout" in result.stdout  # production rolls out by canary
+    addons = cli(repo, "render", "addons", "--env", "dev")
+    assert addons.exit_code == 0
+    assert "name: kube-prometheus-stack" in addons.stdout
     assert "@sha256:" in result.stdout
     argocd = cli(repo, "render", "argocd", "--env", "dev")
     assert "kind: ApplicationSet" in argocd.stdout
