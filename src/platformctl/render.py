@@ -163,20 +163,33 @@ class Renderer:
             release=release,
         )
 
+    def _argocd_target(
+        self,
+        environment: Environment,
+        chart: Path,
+        values: dict[str, Any],
+        release_name: str,
+        target: str,
+        where: str,
+    ) -> Rendered:
+        """A target of an environment's own (not a service's), rendered into Argo CD's
+        namespace."""
+        manifests = self._render(chart, values, release_name, environment.argocd_namespace, where)
+        return Rendered(
+            environment=environment,
+            name=target,
+            manifests=manifests,
+            documents=parse_documents(manifests, where),
+        )
+
     def gitops(self, environment: Environment) -> Rendered:
-        where = display_path(environment.settings_file)
-        manifests = self._render(
+        return self._argocd_target(
+            environment,
             self.repo.gitops_chart,
             gitops_values(self.repo, environment),
             f"{environment.name}-gitops",
-            environment.argocd_namespace,
-            where,
-        )
-        return Rendered(
-            environment=environment,
-            name=GITOPS_TARGET,
-            manifests=manifests,
-            documents=parse_documents(manifests, where),
+            GITOPS_TARGET,
+            display_path(environment.settings_file),
         )
 
     def addons(
@@ -194,16 +207,11 @@ class Renderer:
             raise InputError(f"{where}: the cluster secret has no annotation {error}") from None
         assert isinstance(filled, dict)
         values = read_mapping(path) if path.is_file() else {}
-        manifests = self._render(
+        return self._argocd_target(
+            environment,
             self.repo.addons_chart,
             merge_values(values, filled),
             ADDONS_TARGET,
-            environment.argocd_namespace,
+            ADDONS_TARGET,
             where,
-        )
-        return Rendered(
-            environment=environment,
-            name=ADDONS_TARGET,
-            manifests=manifests,
-            documents=parse_documents(manifests, where),
         )

@@ -210,15 +210,6 @@ def test_each_rule_fails_on_a_seeded_violation(
     assert expected in checks(report)
 
 
-def test_a_rollout_is_checked_against_its_crd_schema(repo: Path) -> None:
-    template = repo / "charts/service/templates/rollout.yaml"
-    template.write_text(template.read_text().replace("startingStep: 1", "startStep: 1"))
-    report = run(repo)
-    assert ("production/user-service", "SCHEMA") in checks(report)
-    message = next(f.message for f in report.failing if f.target == "production/user-service")
-    assert "startStep" in message
-
-
 def test_load_balancer_allowed_where_the_environment_says_so(repo: Path) -> None:
     set_value("environments/staging/api-gateway.yaml", "service", "type", "LoadBalancer")(repo)
     set_value("environments/staging/environment.yaml", "policy", "allowLoadBalancer", True)(repo)
@@ -233,13 +224,29 @@ def test_kind_not_allowed_by_the_app_project_fails(repo: Path) -> None:
     assert ("production/user-service", "PLAT006") in checks(run(repo))
 
 
-def test_argocd_objects_are_checked_against_the_crd_schema(repo: Path) -> None:
-    template = repo / "charts/gitops/templates/applicationset.yaml"
-    template.write_text(template.read_text().replace("goTemplate: true", "goTemplates: true"))
+@pytest.mark.parametrize(
+    ("template", "field", "typo", "target"),
+    [
+        ("gitops/templates/applicationset.yaml", "goTemplate:", "goTemplates:", "dev/argocd"),
+        (
+            "service/templates/rollout.yaml",
+            "startingStep:",
+            "startStep:",
+            "production/user-service",
+        ),
+        ("addons/templates/externalsecret.yaml", "refreshInterval:", "refresh:", "dev/addons"),
+    ],
+    ids=["applicationset", "rollout", "externalsecret"],
+)
+def test_custom_resources_are_checked_against_their_crd_schema(
+    repo: Path, template: str, field: str, typo: str, target: str
+) -> None:
+    path = repo / "charts" / template
+    path.write_text(path.read_text().replace(field, typo))
     report = run(repo)
-    assert ("dev/argocd", "SCHEMA") in checks(report)
-    message = next(f.message for f in report.failing if f.target == "dev/argocd")
-    assert "goTemplates" in message
+    assert (target, "SCHEMA") in checks(report)
+    message = next(f.message for f in report.failing if f.target == target)
+    assert typo.rstrip(":") in message
 
 
 def test_core_kinds_are_checked_against_the_kubernetes_schema(repo: Path) -> None:
