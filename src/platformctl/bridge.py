@@ -16,19 +16,6 @@ from urllib.parse import urlsplit
 
 from platformctl.model import Environment, Repo
 
-# Named as the GitOps Bridge names them.
-FIXED_ANNOTATIONS = (
-    "aws_account_id",
-    "aws_region",
-    "aws_cluster_name",
-    "aws_vpc_id",
-    "environment",
-    "workload_repo_url",
-    "workload_repo_revision",
-    "platform_domain",
-    "platform_hosted_zone_id",
-)
-
 # Add-ons that call AWS, each with an IRSA role of its own made by the infra program, trusted
 # only by this (namespace, service account); charts/addons runs them exactly there.
 ADDON_ROLES: Mapping[str, tuple[str, str]] = {
@@ -47,16 +34,6 @@ _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}")
 def role_annotation(owner: str) -> str:
     """``<owner>_iam_role_arn``, as the GitOps Bridge names role annotations."""
     return f"{owner.replace('-', '_')}_iam_role_arn"
-
-
-def annotation_names(services: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(
-        (
-            *FIXED_ANNOTATIONS,
-            *(role_annotation(owner) for owner in ADDON_ROLES),
-            *(role_annotation(service) for service in services),
-        )
-    )
 
 
 def reference(annotation: str) -> str:

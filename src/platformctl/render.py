@@ -85,6 +85,12 @@ def platform_values(environment: Environment) -> dict[str, Any]:
     }
 
 
+def addons_values(environment: Environment) -> dict[str, Any]:
+    """What the add-ons' ApplicationSet passes to ``charts/addons`` (``helm.valuesObject``):
+    the cluster facts as references to the cluster secret, and the model's workload namespace."""
+    return {**addon_cluster_values(), "workloads": {"namespace": environment.namespace}}
+
+
 def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
     """Values of the Argo CD chart for one environment, all from the model."""
     return {
@@ -93,10 +99,7 @@ def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
         "addons": {
             # relative to charts/addons, as Argo CD resolves value files
             "valuesFile": f"../../{ENVIRONMENTS_DIR}/{ADDONS_DIR}/{environment.name}.yaml",
-            "values": {
-                **addon_cluster_values(),
-                "workloads": {"namespace": environment.namespace},
-            },
+            "values": addons_values(environment),
         },
         "repoURL": repo.repository_url,
         "revision": repo.revision,
@@ -200,9 +203,11 @@ class Renderer:
         cluster secret (``annotations``; placeholders from the model when not given)."""
         path = self.repo.addons_file(environment.name)
         where = display_path(path)
-        facts = gitops_values(self.repo, environment)["addons"]["values"]
         try:
-            filled = fill(facts, annotations or placeholder_annotations(self.repo, environment))
+            filled = fill(
+                addons_values(environment),
+                annotations or placeholder_annotations(self.repo, environment),
+            )
         except UnknownAnnotation as error:
             raise InputError(f"{where}: the cluster secret has no annotation {error}") from None
         assert isinstance(filled, dict)

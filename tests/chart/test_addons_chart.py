@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from platformctl.bridge import UnknownAnnotation, annotation_names, fill, placeholder_annotations
+from platformctl.bridge import UnknownAnnotation, fill, placeholder_annotations
 from platformctl.errors import InputError
 from platformctl.model import load_repo
 from platformctl.render import Renderer
@@ -145,9 +145,27 @@ def test_the_addons_applicationset_reads_only_annotations_the_cluster_secret_has
     )
     values = appset["spec"]["template"]["spec"]["source"]["helm"]["valuesObject"]
     annotations = placeholder_annotations(repo, environment)
-    assert set(annotations) == annotation_names(repo.services)
     fill(values, annotations)  # every reference resolves
     with pytest.raises(UnknownAnnotation, match="aws_vpc_id"):
         fill(values, {k: v for k, v in annotations.items() if k != "aws_vpc_id"})
     with pytest.raises(UnknownAnnotation, match="index"):
         fill({"x": "{{ index .metadata.labels 'a' }}"}, annotations)
+
+
+def test_a_missing_cluster_fact_names_the_annotation() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    environment = repo.environment("dev")
+    annotations = placeholder_annotations(repo, environment)
+    del annotations["platform_hosted_zone_id"]
+    with pytest.raises(
+        InputError, match="the cluster secret has no annotation platform_hosted_zone_id"
+    ):
+        Renderer(repo).addons(environment, annotations)
+
+
+def test_without_an_environment_file_the_chart_defaults_apply(repo: Path) -> None:
+    (repo / "environments/addons/dev.yaml").unlink()
+    documents = rendered(repo)
+    dns = documents["Application/external-dns"]["spec"]["source"]["helm"]["valuesObject"]
+    assert dns["policy"] == "upsert-only"
+    assert documents["ResourceQuota/workloads"]["spec"]["hard"]["requests.cpu"] == "8"

@@ -84,6 +84,13 @@ def unrestrict_workloads(repo: Path) -> None:
     template.write_text(template.read_text().replace(": restricted\n", ": baseline\n", 1))
 
 
+def no_waves(repo: Path) -> None:
+    """Every add-on in wave 0 (no annotation): users of CRDs no longer come after installers."""
+    template = repo / "charts/addons/templates/application.yaml"
+    lines = template.read_text().splitlines(keepends=True)
+    template.write_text("".join(line for line in lines if "sync-wave" not in line))
+
+
 def drop_default_deny(repo: Path) -> None:
     (repo / "charts/addons/templates/networkpolicy.yaml").unlink()
 
@@ -163,6 +170,7 @@ def drop_default_deny(repo: Path) -> None:
             ),
             ("production/addons", "PLAT010"),
         ),
+        (no_waves, ("dev/addons", "PLAT010")),
         (unrestrict_workloads, ("staging/addons", "PLAT011")),
         (drop_default_deny, ("dev/addons", "PLAT011")),
         (
@@ -190,6 +198,7 @@ def drop_default_deny(repo: Path) -> None:
         "repository",
         "wave",
         "installer-disabled",
+        "no-waves",
         "pod-security",
         "default-deny",
         "bad-values",

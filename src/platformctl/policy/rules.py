@@ -268,8 +268,9 @@ def sync_waves(rendered: Rendered, _: RuleContext) -> Iterator[tuple[str, str]]:
     if rendered.name != ADDONS_TARGET:
         return
     applications = list(_applications(rendered))
+    # No annotation is wave 0, as Argo CD has it.
     waves = {
-        resource_id(a): int(_annotation_list(a, "argocd.argoproj.io/sync-wave")[0] or 0)
+        resource_id(a): int(next(iter(_annotation_list(a, "argocd.argoproj.io/sync-wave")), 0))
         for a in applications
     }
     installers: dict[str, list[str]] = {}
