@@ -1,0 +1,315 @@
+"""Timed runs on a fleet: each command is a process of its own, timed from start to exit.
+
+Wall time includes the interpreter's start, as a user or a CI job sees it. Peak memory is the
+largest resident set of the process and the children it waited for (``wait4``'s ``ru_maxrss``).
+Commands that change the repository run from the same commit each time (``git reset --hard``
+between runs, outside the timing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as host
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+from benchmarks.fleet import Fleet, generate
+
+
+class BenchmarkError(RuntimeError):
+    """A measured command failed: its time would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    peak_mb: float
+
+
+@dataclass(frozen=True)
+class Goal:
+    """``seconds <= limit`` or, with ``of``, ``seconds <= limit * (the median of 'of')``."""
+
+    limit: float
+    of: str | None = None
+    text: str = ""
+
+
+@dataclass
+class Result:
+    name: str
+    what: str
+    samples: list[Sample]
+    goal: Goal | None = None
+    ratio_to: dict[str, float] = field(default_factory=dict)
+    met: bool | None = None
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(s.peak_mb for s in self.samples)
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (the one running the harness), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise BenchmarkError(f"{name} is not installed: run `uv sync` in the project first")
+    return found
+
+
+def run_timed(command: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
+    """Run one command to completion; its wall time, peak memory and output."""
+    with tempfile.TemporaryFile() as output:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=output)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    if process.returncode != 0:
+        tail = "\n".join(text.strip().splitlines()[-5:])
+        raise BenchmarkError(f"`{' '.join(command)}` exited {process.returncode}:\n{tail}")
+    return Sample(seconds, usage.ru_maxrss / 1024), text
+
+
+def combined(samples: Sequence[Sample]) -> Sample:
+    """Commands run one after the other: their times add up, their peaks do not."""
+    return Sample(sum(s.seconds for s in samples), max(s.peak_mb for s in samples))
+
+
+@dataclass
+class Bench:
+    fleet: Fleet
+    env: dict[str, str]
+    results: dict[str, Result] = field(default_factory=dict)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(self.fleet.root), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    def run(self, *command: str) -> Sample:
+        return run_timed(command, self.fleet.root, self.env)[0]
+
+    def platform(self, *args: str) -> Sample:
+        return self.run(tool("platform"), *args)
+
+    def measure(
+        self,
+        name: str,
+        what: str,
+        once: Callable[[int], Sample],
+        *,
+        runs: int,
+        prepare: Callable[[int], None] | None = None,
+        goal: Goal | None = None,
+    ) -> Result:
+        """``runs`` runs of ``once``; ``prepare`` sets each run up outside the timing."""
+        samples = []
+        for run in range(runs):
+            if prepare:
+                prepare(run)
+            samples.append(once(run))
+        result = Result(name, what, samples, goal)
+        self.results[name] = result
+        return result
+
+    def reset_to(self, commit: str) -> Callable[[int], None]:
+        def reset(_: int) -> None:
+            self.git("reset", "--quiet", "--hard", commit)
+
+        return reset
+
+    def usual_way(self, out: Path) -> Sample:
+        """Render to files, kubernetes-validate them per Kubernetes version, checkov -d."""
+        shutil.rmtree(out, ignore_errors=True)
+        render, printed = run_timed(
+            [sys.executable, "-m", "benchmarks.usual", str(self.fleet.root), str(out)],
+            self.fleet.root,
+            self.env,
+        )
+        steps = [render]
+        for kubernetes, files in json.loads(printed).items():
+            validate = [tool("kubernetes-validate"), "--quiet", "--strict", "-k", kubernetes]
+            steps.append(self.run(*validate, *files))
+        checkov = [tool("checkov"), "-d", str(out), "--framework", "kubernetes", "--quiet"]
+        steps.append(self.run(*checkov, "--compact", "--soft-fail"))
+        return combined(steps)
+
+
+# A promotion into the second stage asks its registry and Argo CD gates, which cannot be
+# reached here; they are overridden (with the reason recorded, as a user would) and every
+# other step (plan, edit, render, policy gate, commit) runs as it does for a user.
+OFFLINE_GATES = ("--override", "registry", "--override", "argocd", "--reason", "benchmark")
+GOALS = {
+    "verify_full": Goal(0.25, of="usual_way", text="≤ ¼ of the usual tools"),
+    "verify_unchanged": Goal(1.0, text="≤ 1 s"),
+    "verify_one_changed": Goal(1 / 3, of="verify_full", text="≤ ⅓ of the full gate"),
+    "promote_one": Goal(0.5, text="≤ 0.5 s"),
+    "promote_all": Goal(2.0, text="≤ 2 s"),
+    "rollback": Goal(1.0, text="≤ 1 s"),
+}
+
+
+def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
+    """Every measurement, in an order where each leaves the fleet as the next expects."""
+    fleet = bench.fleet
+    cache = fleet.root / ".platform-cache"
+    stages = fleet.environments
+    service = fleet.services[len(fleet.services) // 2]
+    bench.measure(
+        "usual_way",
+        "render to files + kubernetes-validate + checkov -d",
+        lambda _: bench.usual_way(scratch / "manifests"),
+        runs=1,
+    )
+    bench.measure(
+        "verify_full",
+        "platform verify, nothing cached",
+        lambda _: bench.platform("verify"),
+        runs=1,
+        prepare=lambda _: shutil.rmtree(cache, ignore_errors=True),
+    )
+    bench.measure(
+        "verify_unchanged",
+        "platform verify, nothing changed",
+        lambda _: bench.platform("verify"),
+        runs=runs,
+    )
+    start = bench.git("rev-parse", "HEAD").strip()
+    values = fleet.root / "environments" / stages[0] / f"{service}.yaml"
+
+    def change_one_value(run: int) -> None:
+        bench.reset_to(start)(run)
+        # a value no run has seen before: the service's manifests must be checked again
+        with values.open("a") as handle:
+            handle.write(f'podAnnotations:\n  benchmark/run: "{run}-{time.time_ns()}"\n')
+
+    bench.measure(
+        "verify_one_changed",
+        f"platform verify, one value of {service} in {stages[0]} changed",
+        lambda _: bench.platform("verify"),
+        runs=runs,
+        prepare=change_one_value,
+    )
+    bench.measure(
+        "promote_one",
+        f"platform promote {service} --to {stages[1]}",
+        lambda _: bench.platform("promote", service, "--to", stages[1], *OFFLINE_GATES),
+        runs=runs,
+        prepare=bench.reset_to(start),
+    )
+    bench.measure(
+        "promote_all",
+        f"platform promote --all --to {stages[1]} ({len(fleet.services)} services)",
+        lambda _: bench.platform("promote", "--all", "--to", stages[1], *OFFLINE_GATES),
+        runs=runs,
+        prepare=bench.reset_to(start),
+    )
+    bench.measure(
+        "rollback",
+        f"platform rollback {service} --env {stages[-1]} ({fleet.commits} commits)",
+        lambda _: bench.platform("rollback", service, "--env", stages[-1], "--reason", "benchmark"),
+        runs=runs,
+        prepare=bench.reset_to(start),
+    )
+    bench.reset_to(start)(0)
+    for name, goal in GOALS.items():
+        result = bench.results[name]
+        result.goal = goal
+        limit = goal.limit * (bench.results[goal.of].seconds if goal.of else 1.0)
+        result.met = result.seconds <= limit
+        if goal.of:
+            result.ratio_to[goal.of] = result.seconds / bench.results[goal.of].seconds
+
+
+def machine() -> dict[str, object]:
+    """What the figures were taken on."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        host.processor() or "unknown",
+    )
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "system": f"{host.system()} {host.release()}",
+        "python": host.python_version(),
+        "git": subprocess.run(
+            ["git", "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip(),
+        "versions": {
+            name: version(name) for name in ("platformctl", "checkov", "kubernetes-validate")
+        },
+    }
+
+
+def run_all(
+    services: int,
+    history: int,
+    runs: int,
+    workdir: Path,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, object]:
+    """Generate a fleet in ``workdir``, measure everything, and return the report."""
+    started = time.perf_counter()
+    fleet = generate(workdir / "fleet", services, history)
+    generated = time.perf_counter() - started
+    progress(f"fleet: {services} services, {fleet.commits} commits, made in {generated:.1f} s")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PLATFORM_", "ARGOCD_", "PROMETHEUS_", "GITHUB_"))
+    }
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    bench = Bench(fleet, env)
+    scenarios(bench, workdir, runs)
+    return {
+        "machine": machine(),
+        "fleet": {
+            "services": len(fleet.services),
+            "environments": list(fleet.environments),
+            "commits": fleet.commits,
+            "generated_seconds": round(generated, 3),
+        },
+        "runs": runs,
+        "results": [
+            {
+                "name": r.name,
+                "what": r.what,
+                "seconds": round(r.seconds, 3),
+                "samples": [round(s.seconds, 3) for s in r.samples],
+                "peak_mb": round(r.peak_mb, 1),
+                "goal": r.goal and r.goal.text,
+                "ratio": {k: round(v, 3) for k, v in r.ratio_to.items()},
+                "met": r.met,
+            }
+            for r in bench.results.values()
+        ],
+    }
