@@ -1,0 +1,142 @@
+"""The performance harness: the fleet it makes, and a run of it on a tiny fleet (no timings
+are asserted here; the figures are the README's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.fleet import generate
+from platformctl.git import Git
+from platformctl.ledger import history
+from platformctl.model import load_repo
+from tests.conftest import PROJECT_ROOT, git
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return generate(tmp_path_factory.mktemp("fleet") / "repo", services=6, history=400)
+
+
+def test_fleet_is_a_valid_repository_of_n_services(fleet) -> None:  # type: ignore[no-untyped-def]
+    repo = load_repo(fleet.root)
+    assert repo.services == tuple(sorted(fleet.services))
+    assert len(fleet.services) == 6
+    assert {name for (name, _) in repo.releases} == set(fleet.services)
+    assert {env for (_, env) in repo.releases} == set(fleet.environments)
+    # renamed within their block: a gateway's peers are its own block's services
+    base = (fleet.root / "environments/base/api-gateway-01.yaml").read_text()
+    assert "user-service-01" in base
+    assert "user-service-00" not in base
+
+
+def test_history_has_the_asked_length_and_a_clean_tree(fleet) -> None:  # type: ignore[no-untyped-def]
+    assert git(fleet.root, "rev-list", "--count", "HEAD").strip() == "400"
+    assert git(fleet.root, "status", "--porcelain") == ""
+
+
+def test_every_stage_leads_the_next(fleet) -> None:  # type: ignore[no-untyped-def]
+    """So promote --all has a change for every service."""
+    repo = load_repo(fleet.root)
+    stages = [env.name for env in repo.environments]
+    for service in repo.services:
+        images = [repo.release(service, stage).image for stage in stages]
+        assert len(set(images)) == len(stages), (service, images)
+        assert all(image.digest for image in images)
+
+
+def test_history_holds_promotions_rollbacks_and_hand_edits(fleet) -> None:  # type: ignore[no-untyped-def]
+    log = git(fleet.root, "log", "--format=%B")
+    assert "Platform-Action: promote" in log
+    assert "Platform-Action: rollback" in log
+    assert ": log level " in log
+    repo = load_repo(fleet.root)
+    actions = {
+        entry.action
+        for service in repo.services
+        for entry in history(Git(fleet.root), repo.release(service, "production"))
+    }
+    assert {"promote", "manual"} <= actions
+
+
+def test_fleet_generation_is_reproducible(tmp_path: Path, fleet) -> None:  # type: ignore[no-untyped-def]
+    again = generate(tmp_path / "again", services=6, history=400)
+    assert git(again.root, "rev-parse", "HEAD^{tree}") == git(
+        fleet.root, "rev-parse", "HEAD^{tree}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("services", "history_length"), [(0, 10), (3, 1)], ids=["no-services", "no-history"]
+)
+def test_fleet_refuses_empty_sizes(tmp_path: Path, services: int, history_length: int) -> None:
+    with pytest.raises(ValueError, match="at least"):
+        generate(tmp_path / "f", services=services, history=history_length)
+    assert not (tmp_path / "f").exists()
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--services", "0"])
+    assert exit_.value.code == 2
+    assert "not a positive number" in capsys.readouterr().err
+
+
+def test_keep_refuses_an_existing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--keep", str(tmp_path)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    """The whole harness on a tiny fleet, as the README runs it: it must not rot."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--services",
+            "2",
+            "--history",
+            "40",
+            "--runs",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names == [
+        "usual_way",
+        "verify_full",
+        "verify_unchanged",
+        "verify_one_changed",
+        "promote_one",
+        "promote_all",
+        "rollback",
+    ]
+    for row in report["results"]:
+        assert row["seconds"] > 0
+        assert row["peak_mb"] > 0
+        assert row["name"] in result.stdout
+    full = next(r for r in report["results"] if r["name"] == "verify_full")
+    assert set(full["ratio"]) == {"usual_way"}
+    assert report["fleet"] == {
+        "services": 2,
+        "environments": ["dev", "staging", "production"],
+        "commits": 40,
+        "generated_seconds": report["fleet"]["generated_seconds"],
+    }
