@@ -45,6 +45,18 @@ def init_repo(path: Path, *, gates: bool = False) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _checkov_in_process() -> None:
+    """Once checkov is imported, verify checks in-process (see CheckovRun): one import for the
+    session instead of a worker process per run. Tests that run the CLI as a subprocess, and
+    tests/policy/test_checkov_worker.py, exercise the worker."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import checkov.kubernetes.runner  # noqa: F401
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return init_repo(tmp_path / "repo")

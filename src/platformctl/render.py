@@ -6,6 +6,7 @@ objects of an environment are ``charts/gitops`` with values taken from the model
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,24 @@ class Rendered:
             for path, body in self.manifests.items()
             if body.strip()
         )
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a render depends on besides the chart's files: what the cache keys on."""
+
+    environment: Environment
+    name: str
+    chart: Path
+    values: dict[str, Any]
+    release_name: str
+    namespace: str
+    where: str = field(compare=False)
+    release: Release | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.environment.name}/{self.name}"
 
 
 def parse_documents(manifests: dict[str, str], where: str) -> tuple[dict[str, Any], ...]:
@@ -118,6 +137,7 @@ class Renderer:
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
         self._charts: dict[Path, Any] = {}
+        self._chart_digests: dict[Path, str] = {}
 
     def _chart(self, path: Path) -> Any:
         if path not in self._charts:
@@ -134,70 +154,67 @@ class Renderer:
                 raise InputError(f"{display_path(path)}: cannot load chart: {error}") from error
         return self._charts[path]
 
-    def _render(
-        self, chart_path: Path, values: dict[str, Any], name: str, namespace: str, where: str
-    ) -> dict[str, str]:
+    def _render(self, job: Job) -> dict[str, str]:
         import helm_python
 
-        chart = self._chart(chart_path)
+        chart = self._chart(job.chart)
         try:
-            manifests: dict[str, str] = chart.render(values, name=name, namespace=namespace)
+            manifests: dict[str, str] = chart.render(
+                job.values, name=job.release_name, namespace=job.namespace
+            )
         except helm_python.HelmValuesError as error:
             reason = " ".join(line.strip("- ") for line in str(error).splitlines()[1:] if line)
-            raise InputError(f"{where}: values break the chart's schema: {reason}") from error
+            raise InputError(f"{job.where}: values break the chart's schema: {reason}") from error
         except helm_python.HelmError as error:
-            raise InputError(f"{where}: render failed: {error}") from error
+            raise InputError(f"{job.where}: render failed: {error}") from error
         return dict(sorted(manifests.items()))
 
-    def release(self, release: Release) -> Rendered:
-        where = f"{display_path(release.values_file)} (over {display_path(release.base_file)})"
-        manifests = self._render(
-            self.repo.service_chart,
-            merge_values(release.values, platform_values(release.environment)),
-            release.service,
-            release.environment.namespace,
-            where,
-        )
+    def render(self, job: Job) -> Rendered:
+        manifests = self._render(job)
         return Rendered(
+            environment=job.environment,
+            name=job.name,
+            manifests=manifests,
+            documents=parse_documents(manifests, job.where),
+            release=job.release,
+        )
+
+    def chart_digest(self, chart: Path) -> str:
+        """A hash of every file of a chart: a render's output depends on nothing else of it."""
+        if chart not in self._chart_digests:
+            digest = hashlib.sha256()
+            for path in sorted(p for p in chart.rglob("*") if p.is_file()):
+                digest.update(str(path.relative_to(chart)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+            self._chart_digests[chart] = digest.hexdigest()
+        return self._chart_digests[chart]
+
+    def release_job(self, release: Release) -> Job:
+        return Job(
             environment=release.environment,
             name=release.service,
-            manifests=manifests,
-            documents=parse_documents(manifests, where),
+            chart=self.repo.service_chart,
+            values=merge_values(release.values, platform_values(release.environment)),
+            release_name=release.service,
+            namespace=release.environment.namespace,
+            where=f"{display_path(release.values_file)} (over {display_path(release.base_file)})",
             release=release,
         )
 
-    def _argocd_target(
-        self,
-        environment: Environment,
-        chart: Path,
-        values: dict[str, Any],
-        release_name: str,
-        target: str,
-        where: str,
-    ) -> Rendered:
-        """A target of an environment's own (not a service's), rendered into Argo CD's
-        namespace."""
-        manifests = self._render(chart, values, release_name, environment.argocd_namespace, where)
-        return Rendered(
+    def gitops_job(self, environment: Environment) -> Job:
+        return Job(
             environment=environment,
-            name=target,
-            manifests=manifests,
-            documents=parse_documents(manifests, where),
+            name=GITOPS_TARGET,
+            chart=self.repo.gitops_chart,
+            values=gitops_values(self.repo, environment),
+            release_name=f"{environment.name}-gitops",
+            namespace=environment.argocd_namespace,
+            where=display_path(environment.settings_file),
         )
 
-    def gitops(self, environment: Environment) -> Rendered:
-        return self._argocd_target(
-            environment,
-            self.repo.gitops_chart,
-            gitops_values(self.repo, environment),
-            f"{environment.name}-gitops",
-            GITOPS_TARGET,
-            display_path(environment.settings_file),
-        )
-
-    def addons(
+    def addons_job(
         self, environment: Environment, annotations: dict[str, str] | None = None
-    ) -> Rendered:
+    ) -> Job:
         """The add-ons Application's render, as Argo CD makes it: ``charts/addons`` with the
         environment's add-ons file and the cluster facts its ApplicationSet fills in from the
         cluster secret (``annotations``; placeholders from the model when not given)."""
@@ -212,11 +229,23 @@ class Renderer:
             raise InputError(f"{where}: the cluster secret has no annotation {error}") from None
         assert isinstance(filled, dict)
         values = read_mapping(path) if path.is_file() else {}
-        return self._argocd_target(
-            environment,
-            self.repo.addons_chart,
-            merge_values(values, filled),
-            ADDONS_TARGET,
-            ADDONS_TARGET,
-            where,
+        return Job(
+            environment=environment,
+            name=ADDONS_TARGET,
+            chart=self.repo.addons_chart,
+            values=merge_values(values, filled),
+            release_name=ADDONS_TARGET,
+            namespace=environment.argocd_namespace,
+            where=where,
         )
+
+    def release(self, release: Release) -> Rendered:
+        return self.render(self.release_job(release))
+
+    def gitops(self, environment: Environment) -> Rendered:
+        return self.render(self.gitops_job(environment))
+
+    def addons(
+        self, environment: Environment, annotations: dict[str, str] | None = None
+    ) -> Rendered:
+        return self.render(self.addons_job(environment, annotations))

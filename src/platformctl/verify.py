@@ -1,7 +1,13 @@
 """The verify gate: render every target, validate schemas, run checkov and the project rules.
 
-Schema and checkov verdicts are cached per target under ``.platform-cache/`` by a hash of the
-rendered documents with image fields normalized. The normalization keeps each image's *shape*
+Two caches under ``.platform-cache/`` make a re-run cost what changed:
+
+- A target's *inputs* (its chart's files, its values, what the rules read of its environment
+  and the run's rule context, the engines) key its complete findings. When nothing a render
+  depends on changed, the target is neither rendered nor checked: rendering is deterministic,
+  and so are the engines, for the same inputs.
+- Otherwise the target is rendered, and schema and checkov verdicts are keyed by a hash of the
+  rendered documents with image fields normalized. The normalization keeps each image's *shape*
 (repository; whether it has a tag, whether that tag is ``latest``; whether it has a digest),
 which is everything checkov's image checks read (CKV_K8S_15 reads digest presence and the tag's
 shape; the dashboard and tiller checks read the repository; CKV_K8S_14 and CKV_K8S_43 are
@@ -20,13 +26,14 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from platformctl.model import Repo
-from platformctl.policy.checkov_engine import REPLACED_CHECKS, checkov_version, run_checkov
+from platformctl.policy import rules as rule_set
+from platformctl.policy.checkov_engine import REPLACED_CHECKS, CheckovRun, checkov_version
 from platformctl.policy.exceptions import (
     Excepted,
     PolicyException,
@@ -41,7 +48,7 @@ from platformctl.policy.rules import (
     run_rules,
     source_repos,
 )
-from platformctl.render import GITOPS_TARGET, Rendered, Renderer
+from platformctl.render import GITOPS_TARGET, Job, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
 
 CACHE_DIR = ".platform-cache"
@@ -55,6 +62,8 @@ _ENGINE_SOURCES = (
     "render.py",
     "bridge.py",
 )
+# Entries kept, most recently used first: a few thousand targets' worth of promotions.
+CACHE_LIMIT = 20_000
 
 
 def image_shape(image: str) -> str:
@@ -98,6 +107,18 @@ def engine_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def rules_fingerprint() -> str:
+    """Changes whenever the project rules could find otherwise: only input keys carry it, so
+    a new rule re-runs the rules everywhere without re-running checkov."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for name in ("policy/rules.py", "policy/findings.py"):
+        digest.update((package / name).read_bytes())
+    rules = [(rule.id, rule.check.__module__, rule.check.__qualname__) for rule in rule_set.RULES]
+    digest.update(json.dumps(rules).encode())
+    return digest.hexdigest()
+
+
 def cache_key(rendered: Rendered, fingerprint: str) -> str:
     payload = json.dumps(
         [
@@ -113,12 +134,17 @@ def cache_key(rendered: Rendered, fingerprint: str) -> str:
 
 
 class VerdictCache:
-    """Per-target verdicts on disk; a missing or unreadable cache is just empty."""
+    """Per-target verdicts on disk; a missing or unreadable cache is just empty.
+
+    Kept to the ``CACHE_LIMIT`` most recently used entries (a run that hits everything
+    writes nothing).
+    """
 
     def __init__(self, folder: Path | None, fingerprint: str) -> None:
         self.path = folder / CACHE_FILE if folder else None
         self.fingerprint = fingerprint
         self.entries: dict[str, Any] = {}
+        self.used: set[str] = set()
         self.dirty = False
         if self.path and self.path.is_file():
             try:
@@ -129,10 +155,14 @@ class VerdictCache:
                 self.entries = dict(data.get("entries") or {})
 
     def get(self, key: str) -> Any:
-        return self.entries.get(key)
+        found = self.entries.get(key)
+        if found is not None:
+            self.used.add(key)
+        return found
 
     def put(self, key: str, verdict: Any) -> None:
         self.entries[key] = verdict
+        self.used.add(key)
         self.dirty = True
 
     def save(self) -> None:
@@ -143,8 +173,12 @@ class VerdictCache:
         if not gitignore.exists():
             gitignore.write_text("*\n")
         fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".verify-")
+        recent = [key for key in self.entries if key not in self.used] + [
+            key for key in self.entries if key in self.used
+        ]
+        entries = {key: self.entries[key] for key in recent[-CACHE_LIMIT:]}
         with os.fdopen(fd, "w") as handle:
-            json.dump({"fingerprint": self.fingerprint, "entries": self.entries}, handle)
+            json.dump({"fingerprint": self.fingerprint, "entries": entries}, handle)
         os.replace(temporary, self.path)
 
 
@@ -200,6 +234,111 @@ def _verdict_findings(rendered: Rendered, verdict: dict[str, Any]) -> list[Findi
     return findings
 
 
+def _canonical(value: Any) -> Any:
+    """JSON for what json does not know: sets sorted (their order changes per process)."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return repr(value)
+
+
+def _digest(value: Any) -> str:
+    payload = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_canonical)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def input_key(job: Job, chart_digest: str, fingerprint: str, context: str) -> str:
+    """What a target's findings depend on, without rendering it: its render's inputs, what
+    the rules read of its environment, and the run's rule context for that environment."""
+    environment = job.environment
+    return "in:" + _digest(
+        [
+            fingerprint,
+            chart_digest,
+            job.values,
+            job.release_name,
+            job.namespace,
+            environment.name,
+            environment.kubernetes_version,
+            repr(environment.policy),
+            context,
+        ]
+    )
+
+
+@dataclass
+class _Checked:
+    """A target rendered and checked in this run (its inputs were not in the cache)."""
+
+    rendered: Rendered
+    inputs: str  # the input key its findings are stored under
+    output: str  # the key of its schema and checkov verdict
+    verdict: dict[str, Any]
+    cached: bool  # the verdict came from the cache (only its inputs changed, e.g. an image)
+
+
+class _Gate:
+    """One run: the caches, the schema validators and the checkov worker its targets share."""
+
+    def __init__(self, repo: Repo, use_cache: bool, progress: Progress | None) -> None:
+        self.renderer = Renderer(repo)
+        self.fingerprint = engine_fingerprint()
+        self.rules = rules_fingerprint()
+        self.cache = VerdictCache(repo.root / CACHE_DIR if use_cache else None, self.fingerprint)
+        self.validators: dict[str, SchemaValidator] = {}
+        self.checkov = CheckovRun()
+        self.progress = progress
+        self.checked: list[_Checked] = []
+
+    def inputs(self, job: Job, context: Any) -> str:
+        chart = self.renderer.chart_digest(job.chart)
+        return input_key(job, chart, self.fingerprint + self.rules, _digest(context))
+
+    def check(self, job: Job, inputs: str) -> _Checked:
+        """Render; validate schemas now and hand checkov the target, unless cached."""
+        rendered = self.renderer.render(job)
+        output = cache_key(rendered, self.fingerprint)
+        verdict = self.cache.get(output)
+        checked = _Checked(rendered, inputs, output, verdict or {}, verdict is not None)
+        if verdict is None:
+            version_ = rendered.environment.kubernetes_version
+            validator = self.validators.setdefault(version_, SchemaValidator(version_))
+            checked.verdict = {"schema": _schema_findings(rendered, validator), "checkov": []}
+            if rendered.name != GITOPS_TARGET:
+                self.checkov.add(rendered.key, rendered.documents)
+        self.checked.append(checked)
+        return checked
+
+    def finish(self, context: RuleContext) -> dict[str, list[Finding]]:
+        """checkov's verdicts, then the rules: the findings of every target checked."""
+        if self.checkov and self.progress:
+            self.progress("checkov", 0, len(self.checkov))
+        by_key = {target.rendered.key: target for target in self.checked}
+        for key, failures in self.checkov.results().items():
+            by_key[key].verdict["checkov"] = [[f.check, f.title, f.resource] for f in failures]
+        if self.checkov and self.progress:
+            self.progress("checkov", len(self.checkov), len(self.checkov))
+        findings: dict[str, list[Finding]] = {}
+        for target in self.checked:
+            if not target.cached:
+                self.cache.put(target.output, target.verdict)
+            found = _verdict_findings(target.rendered, target.verdict)
+            found += run_rules(target.rendered, context)
+            findings[target.rendered.key] = found
+            entry = self.cache.get(target.inputs) or {}
+            entry["findings"] = [astuple(finding) for finding in found]
+            self.cache.put(target.inputs, entry)
+        self.cache.save()
+        return findings
+
+
+def _context_of(gitops: Rendered) -> dict[str, Any]:
+    """What the rules learn from an environment's Argo CD objects, as cached."""
+    return {
+        "allowed_kinds": sorted(allowed_kinds(gitops)),
+        "source_repos": {name: sorted(repos) for name, repos in source_repos(gitops).items()},
+    }
+
+
 def verify(
     repo: Repo,
     environments: Iterable[str] = (),
@@ -212,61 +351,61 @@ def verify(
     """Run the whole gate over the selected releases and their environments' Argo CD objects."""
     releases = repo.select(environments, services)
     exceptions = load_exceptions(repo.exceptions_file)
-    renderer = Renderer(repo)
+    gate = _Gate(repo, use_cache, progress)
+    renderer = gate.renderer
     env_names = [repo.environment(name).name for name in environments] or list(
         repo.environment_names
     )
-    # The Argo CD objects are always rendered (their AppProject feeds PLAT006) but are a
-    # target of their own only when whole environments are verified.
-    gitops = [renderer.gitops(repo.environment(name)) for name in env_names]
-    rendered: list[Rendered] = []
-    if not services:
-        for name, argocd in zip(env_names, gitops, strict=True):
-            rendered += [argocd, renderer.addons(repo.environment(name))]
-    for index, release in enumerate(releases, 1):
-        rendered.append(renderer.release(release))
+    objectives = gate_objectives(repo)
+    context = RuleContext(objectives=objectives)
+    answered: dict[str, list[Finding]] = {}  # targets the input cache answered, by key
+    order: list[str] = []
+    jobs: list[Job] = []
+    # The Argo CD objects are always read (their AppProjects are the rules' context) but are
+    # a target of their own only when whole environments are verified.
+    for name in env_names:
+        environment = repo.environment(name)
+        job = renderer.gitops_job(environment)
+        inputs = gate.inputs(job, objectives[name])
+        entry = gate.cache.get(inputs)
+        if entry is None or not {"context", "findings"} <= set(entry):
+            entry = {"context": _context_of(gate.check(job, inputs).rendered)}
+            gate.cache.put(inputs, entry)
+        elif not services:
+            answered[job.key] = [Finding(*item) for item in entry["findings"]]
+        facts = entry["context"]
+        context.allowed_kinds[name] = frozenset(tuple(kind) for kind in facts["allowed_kinds"])
+        context.source_repos[name] = {k: frozenset(v) for k, v in facts["source_repos"].items()}
+        if not services:
+            order.append(job.key)
+            jobs.append(renderer.addons_job(environment))
+    jobs += [renderer.release_job(release) for release in releases]
+    for index, job in enumerate(jobs, 1):
+        name = job.environment.name
+        order.append(job.key)
+        facts = [context.allowed_kinds[name], context.source_repos[name], objectives[name]]
+        inputs = gate.inputs(job, facts)
+        entry = gate.cache.get(inputs)
+        if entry is not None and "findings" in entry:
+            answered[job.key] = [Finding(*item) for item in entry["findings"]]
+        else:
+            gate.check(job, inputs)
         if progress:
-            progress("render", index, len(releases))
-    context = RuleContext(
-        allowed_kinds={g.environment.name: allowed_kinds(g) for g in gitops},
-        source_repos={g.environment.name: source_repos(g) for g in gitops},
-        objectives=gate_objectives(repo),
-    )
-
-    fingerprint = engine_fingerprint()
-    cache = VerdictCache(repo.root / CACHE_DIR if use_cache else None, fingerprint)
-    keys = {r.key: cache_key(r, fingerprint) for r in rendered}
-    verdicts: dict[str, Any] = {r.key: cache.get(keys[r.key]) for r in rendered}
-    misses = [r for r in rendered if verdicts[r.key] is None]
-    miss_keys = {r.key for r in misses}
-    validators: dict[str, SchemaValidator] = {}
-    for index, target in enumerate(misses, 1):
-        version_ = target.environment.kubernetes_version
-        validator = validators.setdefault(version_, SchemaValidator(version_))
-        verdicts[target.key] = {"schema": _schema_findings(target, validator), "checkov": []}
-        if progress:
-            progress("schemas", index, len(misses))
-    checkov_targets = {t.key: t.documents for t in misses if t.name != GITOPS_TARGET}
-    if checkov_targets and progress:
-        progress("checkov", 0, len(checkov_targets))
-    for key, failures in run_checkov(checkov_targets).items():
-        verdicts[key]["checkov"] = [[f.check, f.title, f.resource] for f in failures]
-    if checkov_targets and progress:
-        progress("checkov", len(checkov_targets), len(checkov_targets))
-    for target in misses:
-        cache.put(keys[target.key], verdicts[target.key])
-    cache.save()
+            progress("render", index, len(jobs))
+    checked = gate.finish(context)
+    reused = {target.rendered.key for target in gate.checked if target.cached}
 
     results = []
     all_findings: list[Finding] = []
-    for target in rendered:
-        findings = _verdict_findings(target, verdicts[target.key]) + run_rules(target, context)
+    for key in order:
+        findings = answered[key] if key in answered else checked[key]
+        env_name, target_name = key.split("/", 1)
         results.append(
             TargetResult(
-                key=target.key,
-                environment=target.environment.name,
-                name=target.name,
-                cached=target.key not in miss_keys,
+                key=key,
+                environment=env_name,
+                name=target_name,
+                cached=key in answered or key in reused,
                 findings=sorted(findings),
             )
         )
@@ -279,5 +418,5 @@ def verify(
         failing=failing,
         excepted=excepted,
         unused_exceptions=unused,
-        checked_by_checkov=len(checkov_targets),
+        checked_by_checkov=len(gate.checkov),
     )

@@ -1,6 +1,7 @@
-"""checkov's Kubernetes checks, run once per gate in-process over every target not cached.
+"""checkov's Kubernetes checks, run in a worker process over every target not cached.
 
-Importing checkov costs ~4 s, so it is imported only when some target needs checking. Each
+Importing checkov costs ~3 s, so the worker starts only when some target needs checking, and
+imports checkov while the gate renders and validates the rest. Each
 target is given a namespace of its own in checkov's input so that graph checks (such as
 "every pod has a NetworkPolicy") see one release at a time: a verdict then depends only on that
 release's manifests, which is what makes caching it per release sound.
@@ -10,14 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+
+from platformctl.errors import EnvironmentProblem
 
 # checkov checks that project rules replace, because the answer depends on the environment:
 # dev deploys tags that CI pushed, staging and production must pin digests.
@@ -71,42 +77,141 @@ def _rollouts(documents: Sequence[dict[str, Any]]) -> frozenset[str]:
     )
 
 
-def run_checkov(targets: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, list[CheckovFailure]]:
-    """Failures per target key; every target key is present in the result."""
-    results: dict[str, list[CheckovFailure]] = {key: [] for key in targets}
-    if not targets:
-        return results
-    # checkov logs warnings about skipped files and prints a banner; neither is for users here.
+_CHECKOV = "checkov.kubernetes.runner"
+# checkov's graph links every resource to every other by label selector (quadratic in the
+# resources of one run), so targets are checked in batches: measured fastest at about 50.
+BATCH = 50
+
+
+def check_files(paths: Sequence[str]) -> list[list[str]]:
+    """checkov over some files: ``[file, check id, check title, Kind.namespace.name]``."""
     logging.getLogger("checkov").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
         from checkov.kubernetes.runner import Runner
         from checkov.runner_filter import RunnerFilter
 
-        with tempfile.TemporaryDirectory(prefix="platform-checkov-") as folder:
-            files: dict[str, str] = {}
-            rollouts: dict[str, frozenset[str]] = {}
-            for index, (key, documents) in enumerate(targets.items()):
-                path = Path(folder, f"t{index}.yaml")
-                path.write_text(yaml.dump_all(_isolated(documents, f"t{index}"), Dumper=_Dumper))
-                files[str(path)] = key
-                rollouts[key] = _rollouts(documents)
-            report: Any = Runner().run(
-                root_folder=None,
-                files=list(files),
-                runner_filter=RunnerFilter(
-                    framework=["kubernetes"], skip_checks=list(REPLACED_CHECKS)
-                ),
-            )
+        report: Any = Runner().run(
+            root_folder=None,
+            files=list(paths),
+            runner_filter=RunnerFilter(framework=["kubernetes"], skip_checks=list(REPLACED_CHECKS)),
+        )
     reports = report if isinstance(report, list) else [report]
-    for each in reports:
-        for failed in each.failed_checks:
-            target = files.get(str(failed.file_abs_path))
-            if target is None:
-                continue
-            kind, _namespace, name = str(failed.resource).split(".", 2)
-            if kind == "Deployment" and name in rollouts[target]:
-                kind = "Rollout"
-            results[target].append(
-                CheckovFailure(failed.check_id, str(failed.check_name), f"{kind}/{name}")
+    return [
+        [str(f.file_abs_path), f.check_id, str(f.check_name), str(f.resource)]
+        for each in reports
+        for f in each.failed_checks
+    ]
+
+
+class CheckovRun:
+    """checkov in a process of its own, checking targets while the caller renders the next.
+
+    The first ``add`` starts ``python -m platformctl.policy.checkov_engine``, which imports
+    checkov (~3 s) while this process goes on rendering; targets reach it as files, a path a
+    line, and it checks them in batches as they come. ``results`` waits for the verdicts.
+    A process that has imported checkov already (a test session, a long-lived caller) checks
+    in-process instead: the worker would only pay the import again.
+    """
+
+    def __init__(self) -> None:
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._errors: IO[str] | None = None
+        self._files: dict[str, str] = {}
+        self._rollouts: dict[str, frozenset[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def add(self, key: str, documents: Sequence[dict[str, Any]]) -> None:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="platform-checkov-")
+        if self._process is None and _CHECKOV not in sys.modules:
+            # checkov may log a lot: a file, so that a full pipe never stalls the worker
+            self._errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by results)
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+                text=True,
             )
-    return results
+        index = len(self._files)
+        path = Path(self._folder.name, f"t{index}.yaml")
+        path.write_text(yaml.dump_all(_isolated(documents, f"t{index}"), Dumper=_Dumper))
+        self._files[str(path)] = key
+        self._rollouts[key] = _rollouts(documents)
+        if self._process is not None and self._process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):  # a crash is reported by results()
+                self._process.stdin.write(f"{path}\n")
+                self._process.stdin.flush()
+
+    def results(self) -> dict[str, list[CheckovFailure]]:
+        """Failures per target key; every target added is present in the result."""
+        results: dict[str, list[CheckovFailure]] = {key: [] for key in self._files.values()}
+        if self._folder is None:
+            return results
+        try:
+            failures = self._in_process() if self._process is None else self._from_worker()
+        finally:
+            self._folder.cleanup()
+            if self._errors is not None:
+                self._errors.close()
+        for path, check, title, resource in failures:
+            target = self._files[path]
+            kind, _namespace, name = resource.split(".", 2)
+            if kind == "Deployment" and name in self._rollouts[target]:
+                kind = "Rollout"
+            results[target].append(CheckovFailure(check, title, f"{kind}/{name}"))
+        return results
+
+    def _in_process(self) -> list[list[str]]:
+        paths = list(self._files)
+        return [
+            failure
+            for start in range(0, len(paths), BATCH)
+            for failure in check_files(paths[start : start + BATCH])
+        ]
+
+    def _from_worker(self) -> list[list[str]]:
+        assert self._process is not None
+        assert self._errors is not None
+        out, _ = self._process.communicate()
+        self._errors.seek(0)
+        errors = self._errors.read()
+        if self._process.returncode != 0:
+            last = (errors.strip().splitlines() or ["no output"])[-1]
+            raise EnvironmentProblem(
+                f"checkov failed (exit {self._process.returncode}): {last}",
+                hint="run `platform verify --debug`; reinstall with `uv sync` if checkov is broken",
+            )
+        failures: list[list[str]] = json.loads(out)
+        return failures
+
+
+def run_checkov(targets: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, list[CheckovFailure]]:
+    """Failures per target key; every target key is present in the result."""
+    run = CheckovRun()
+    for key, documents in targets.items():
+        run.add(key, documents)
+    return run.results()
+
+
+def _serve() -> None:
+    """The worker: import checkov first, then check the files named on stdin, in batches."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import checkov.kubernetes.runner  # noqa: F401 (the slow part, done before any input)
+    failures: list[list[str]] = []
+    batch: list[str] = []
+    for line in sys.stdin:
+        batch.append(line.strip())
+        if len(batch) == BATCH:
+            failures += check_files(batch)
+            batch = []
+    if batch:
+        failures += check_files(batch)
+    json.dump(failures, sys.stdout)
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,70 @@
+"""checkov in its worker process, as the CLI runs it (checkov is not imported there yet), and
+in batches in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from platformctl.model import load_repo
+from platformctl.policy import checkov_engine
+from platformctl.render import Renderer
+from tests.conftest import PLATFORM_BINARY
+from tests.policy.test_verify import writable_root
+
+
+def verify_json(repo: Path, *args: str, seed: str = "0") -> tuple[int, dict[str, object]]:
+    result = subprocess.run(
+        [PLATFORM_BINARY, "--repo", str(repo), "verify", "--output", "json", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": seed},
+    )
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_worker_reports_checkov_failures_with_their_target(repo: Path) -> None:
+    writable_root(repo)
+    code, report = verify_json(repo, "--env", "dev", "--service", "user-service")
+    assert code == 1
+    assert report["checked_by_checkov"] == 1
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert ("dev/user-service", "CKV_K8S_22", "checkov") in {
+        (f["target"], f["check"], f["engine"]) for f in findings
+    }
+
+
+def test_worker_checks_every_target(repo: Path) -> None:
+    code, report = verify_json(repo, "--no-cache")
+    assert code == 0, report
+    assert report["checked_by_checkov"] == 15
+    assert report["findings"] == []
+
+
+def test_batches_keep_each_failure_with_its_target(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writable_root(repo)
+    monkeypatch.setattr(checkov_engine, "BATCH", 2)
+    loaded = load_repo(repo)
+    renderer = Renderer(loaded)
+    targets = {r.key: renderer.release(r).documents for r in loaded.select(["dev"], [])}
+    failures = checkov_engine.run_checkov(targets)
+    assert set(failures) == set(targets)
+    for key, found in failures.items():
+        assert [f.check for f in found] == ["CKV_K8S_22"], key
+
+
+def test_the_next_process_answers_from_the_cache(repo: Path) -> None:
+    """Cache keys must not depend on a process's hash seed (set order)."""
+    assert verify_json(repo, seed="1")[1]["cache_hits"] == 0
+    code, report = verify_json(repo, seed="2")
+    assert code == 0
+    assert report["cache_hits"] == report["targets"] == 18
+    assert report["checked_by_checkov"] == 0
