@@ -1,27 +1,51 @@
-"""JSON-schema checks of YAML documents, reported as ``file:line: key: reason``."""
+"""JSON-schema checks of YAML documents, reported as ``file:line: key: reason``.
+
+jsonschema is imported only when a document is actually checked: ``KnownValid`` remembers
+which (schema, file text) pairs passed, so a command on an unchanged repository reads its
+files without importing or running the validator (~0.25 s on a fleet of 100 services).
+"""
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-
+from platformctl.cachefile import CACHE_DIR, read_cache, write_cache
 from platformctl.errors import InputError
-from platformctl.yamlio import located
+from platformctl.yamlio import located, mapping_of, read_text
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
+VALID_FILE = "valid.json"
+# Enough for every file of a large repository, a few versions each.
+VALID_LIMIT = 50_000
+
+
+@cache
+def packaged_schema_text(name: str) -> str:
+    """A schema shipped inside the package (``schemas/<name>.schema.json``), as text."""
+    return resources.files("platformctl").joinpath(f"schemas/{name}.schema.json").read_text()
 
 
 @cache
 def packaged_schema(name: str) -> dict[str, Any]:
-    """A schema shipped inside the package (``schemas/<name>.schema.json``)."""
-    text = resources.files("platformctl").joinpath(f"schemas/{name}.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(packaged_schema_text(name))
     return schema
+
+
+def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema)
 
 
 def without_required(schema: Any) -> Any:
@@ -50,6 +74,8 @@ def _describe(error: ValidationError) -> tuple[list[str | int], str]:
 
 def check_document(data: Any, validator: Draft202012Validator, path: Path) -> None:
     """Raise an InputError naming ``file:line``, the key and the reason of the first error."""
+    from jsonschema.exceptions import best_match
+
     error: ValidationError | None = best_match(validator.iter_errors(data))
     if error is None:
         return
@@ -57,3 +83,31 @@ def check_document(data: Any, validator: Draft202012Validator, path: Path) -> No
     where = located(path, key_path)
     key = ".".join(str(part) for part in key_path) or "(top level)"
     raise InputError(f"{where}: {key}: {reason}")
+
+
+class KnownValid:
+    """The (schema, file text) pairs that passed their schema, kept in ``.platform-cache/``."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.path = root / CACHE_DIR / VALID_FILE if root else None
+        self.fingerprint = version("jsonschema")
+        self.entries = read_cache(self.path, self.fingerprint)
+        self.added = False
+
+    def read(
+        self, path: Path, schema_text: str, validator: Callable[[], Draft202012Validator]
+    ) -> dict[str, Any]:
+        """The mapping in ``path``, checked against the schema unless known valid."""
+        text = read_text(path)
+        data = mapping_of(text, path)
+        key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
+        if key not in self.entries:
+            check_document(data, validator(), path)
+            self.entries[key] = 1
+            self.added = True
+        return data
+
+    def save(self) -> None:
+        if self.path is not None and self.added:
+            keys = list(self.entries)[-VALID_LIMIT:]
+            write_cache(self.path, self.fingerprint, dict.fromkeys(keys, 1))

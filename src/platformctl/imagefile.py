@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
 
 from platformctl.errors import InputError
 from platformctl.model import Image
@@ -73,18 +71,53 @@ def _block_edit(lines: list[str], node: Any, start: int, image: Image) -> list[s
     return [line for line in result if line is not None]
 
 
+def _top_level_flow_line(lines: list[str]) -> int | None:
+    """The line of a top-level ``image: {...}``, found without a YAML parser.
+
+    A line that starts in column 0 of a block mapping is a key, a comment or a document
+    marker (a scalar's continuation lines are indented), so one such line is the key itself.
+    """
+    found = [i for i, line in enumerate(lines) if line.startswith("image:")]
+    if len(found) == 1 and _FLOW_LINE.match(lines[found[0]].rstrip("\n")):
+        return found[0]
+    return None
+
+
+def _with_flow_image(lines: list[str], start: int, image: Image) -> str:
+    match = _FLOW_LINE.match(lines[start].rstrip("\n"))
+    assert match is not None
+    ending = "\n" if lines[start].endswith("\n") else ""
+    edited = list(lines)
+    edited[start] = f"{match['indent']}image: {flow_image(image)}{match['rest']}{ending}"
+    return "".join(edited)
+
+
 def set_image(path: Path, image: Image) -> str:
     """The text of ``path`` with its image replaced (the file itself is not written)."""
     text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = _top_level_flow_line(lines)
+    if start is not None:
+        # the layout this repository uses, edited without loading ruamel (~0.1 s a command)
+        edited = _with_flow_image(lines, start, image)
+        if _image_of(edited) == image:
+            return edited
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
     data: Any = YAML(typ="rt").load(text)
     if not isinstance(data, CommentedMap) or not isinstance(data.get("image"), CommentedMap):
         raise InputError(f"{display_path(path)}: no image mapping to change")
-    lines = text.splitlines(keepends=True)
     start = data.lc.key("image")[0]
-    match = _FLOW_LINE.match(lines[start].rstrip("\n"))
-    if match:
-        ending = "\n" if lines[start].endswith("\n") else ""
-        lines[start] = f"{match['indent']}image: {flow_image(image)}{match['rest']}{ending}"
-    else:
-        lines = _block_edit(lines, data["image"], start, image)
-    return "".join(lines)
+    if _FLOW_LINE.match(lines[start].rstrip("\n")):
+        return _with_flow_image(lines, start, image)
+    return "".join(_block_edit(lines, data["image"], start, image))
+
+
+def _image_of(text: str) -> Image | None:
+    """The image a values text declares, as the model reads it (None if it cannot)."""
+    try:
+        raw = yaml.load(text, Loader=_Loader)["image"]
+        return Image(raw["repository"], raw.get("tag") or None, raw.get("digest") or None)
+    except (yaml.YAMLError, TypeError, KeyError, ValueError):
+        return None

@@ -15,17 +15,21 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
-from platformctl.documents import check_document, packaged_schema, without_required
+from platformctl.documents import (
+    KnownValid,
+    packaged_schema,
+    packaged_schema_text,
+    validator_for,
+    without_required,
+)
 from platformctl.errors import InputError, unknown_name
 from platformctl.gates.config import Gates, parse_gates
-from platformctl.yamlio import display_path, located, read_mapping
+from platformctl.yamlio import display_path, located
 
 ENVIRONMENTS_DIR = "environments"
 PIPELINE_FILE = "pipeline.yaml"
@@ -226,6 +230,21 @@ class Repo:
                 hint=f"add {display_path(env.path / (service + '.yaml'))}",
             ) from None
 
+    def with_release_files(self, paths: Iterable[Path]) -> Repo:
+        """This model with some environments' values files read again (validated as
+        ``load_repo`` reads them): a promotion re-reads the files it edited, not the fleet."""
+        loader = _Loader(self.root)
+        releases = dict(self.releases)
+        for path in paths:
+            release = next((r for r in self.releases.values() if r.values_file == path), None)
+            if release is None:
+                raise ValueError(f"{path} is not the values file of a release")
+            releases[(release.service, release.environment.name)] = loader.release(
+                release.service, release.environment, path, dict(release.base_values)
+            )
+        loader.known_valid.save()
+        return replace(self, releases=releases)
+
     def select(
         self, environments: Iterable[str] = (), services: Iterable[str] = ()
     ) -> list[Release]:
@@ -272,30 +291,42 @@ class _Loader:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.environments_dir = root / ENVIRONMENTS_DIR
-        self._values_validator: Draft202012Validator | None = None
+        self.known_valid = KnownValid(root)
+        self._values_schema: str | None = None
 
-    def values_validator(self) -> Draft202012Validator:
-        if self._values_validator is None:
+    def values_schema(self) -> str:
+        if self._values_schema is None:
             schema_path = self.root / SERVICE_CHART / "values.schema.json"
             try:
-                schema = json.loads(schema_path.read_text(encoding="utf-8"))
+                self._values_schema = schema_path.read_text(encoding="utf-8")
             except FileNotFoundError:
                 raise InputError(
                     f"{display_path(schema_path)}: missing (the service chart is needed)",
                     hint="restore charts/service from git",
                 ) from None
-            self._values_validator = Draft202012Validator(without_required(schema))
-        return self._values_validator
+        return self._values_schema
+
+    @cached_property
+    def values_validator(self) -> Any:
+        return validator_for(without_required(json.loads(self.values_schema())))
 
     def values_file(self, path: Path) -> dict[str, Any]:
-        data = read_mapping(path)
-        check_document(data, self.values_validator(), path)
-        return data
+        return self.known_valid.read(path, self.values_schema(), lambda: self.values_validator)
+
+    def packaged(self, path: Path, name: str) -> dict[str, Any]:
+        """A file checked against a schema shipped in the package."""
+        return self.known_valid.read(
+            path, packaged_schema_text(name), lambda: validator_for(packaged_schema(name))
+        )
 
     def load(self) -> Repo:
+        repo = self._load()
+        self.known_valid.save()
+        return repo
+
+    def _load(self) -> Repo:
         pipeline_path = self.environments_dir / PIPELINE_FILE
-        pipeline = read_mapping(pipeline_path)
-        check_document(pipeline, Draft202012Validator(packaged_schema("pipeline")), pipeline_path)
+        pipeline = self.packaged(pipeline_path, "pipeline")
         stage_names = [stage["name"] for stage in pipeline["stages"]]
         for index, name in enumerate(stage_names):
             if name in RESERVED_NAMES:
@@ -393,10 +424,7 @@ class _Loader:
                 f"{display_path(settings_path)}: missing for stage '{name}'",
                 hint="every stage of the pipeline needs a folder with environment.yaml",
             )
-        settings = read_mapping(settings_path)
-        check_document(
-            settings, Draft202012Validator(packaged_schema("environment")), settings_path
-        )
+        settings = self.packaged(settings_path, "environment")
         for stray in sorted(path.glob("*.yml")):
             raise InputError(f"{display_path(stray)}: rename to {stray.stem}.yaml")
         cluster = settings["cluster"]

@@ -19,8 +19,6 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from platformctl.errors import InputError, RefusedError
 from platformctl.gates.results import GateReport, GateResult, Verdict
 from platformctl.git import Git, GitError
@@ -232,6 +230,8 @@ def plan_rollback(
 
 def _hold_text(environment: Environment, holds: dict[str, dict[str, str] | None]) -> str:
     """environment.yaml with holds added (dict) or lifted (None), comments kept."""
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.width = 4096
     data = yaml.load(environment.settings_file.read_text())
@@ -295,9 +295,17 @@ def actor_of(git: Git) -> str:
     return f"{name} <{email}>" if email else name
 
 
-def _verify_target(root: Path, plan: Plan) -> int:
-    """The policy gate: verify the changed releases as they will be committed."""
-    repo = load_repo(root)
+def _verify_target(root: Path, plan: Plan, repo: Repo | None = None) -> int:
+    """The policy gate: verify the changed releases as they will be committed.
+
+    ``repo`` is the model the plan was made from: then only the edited values files are read
+    again. That is sound on this clone: the lock is held, the tree is clean, and the images
+    the plan replaces were checked to be unchanged; other writers through this tool change
+    only other files' images and holds, which this release's verdict does not read. After a
+    rebase onto a moved remote, where anything may have changed, the whole model is reloaded.
+    """
+    edited = [change.path for change in plan.changes]
+    repo = repo.with_release_files(edited) if repo is not None else load_repo(root)
     services = [c.service for c in plan.changes]
     report = verify(repo, [plan.environment.name], services)
     if not report.ok:
@@ -387,7 +395,7 @@ def execute(
             remote, base = git.upstream(branch)
             github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
         original = git.head()
-        _commit(git, texts, lambda: plan.message(actor), lambda: _policy_gate(repo.root, plan))
+        _commit(git, texts, lambda: plan.message(actor), lambda: _policy_gate(repo, plan))
         outcome.commit = git.head()
         if github is not None:
             target = pull_request_branch(plan)
@@ -423,8 +431,8 @@ def _transaction(git: Git) -> Iterator[str]:
             raise
 
 
-def _policy_gate(root: Path, plan: Plan) -> None:
-    checked = _verify_target(root, plan)
+def _policy_gate(repo: Repo, plan: Plan) -> None:
+    checked = _verify_target(repo.root, plan, repo)
     if plan.report is not None:
         measured = f"platform verify: {checked} release(s) of {plan.environment.name} clean"
         plan.report.results.append(GateResult("policy", None, Verdict.passed, measured))

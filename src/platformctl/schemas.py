@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
 from platformctl.errors import EnvironmentProblem
+
+if TYPE_CHECKING:  # imported when a schema is first compiled: verify often needs none
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CRD_DIR = Path(str(resources.files("platformctl").joinpath("crds")))
@@ -57,6 +59,8 @@ def _kubernetes_schema_dir(version: str) -> Path:
 
 @cache
 def _definitions_registry(schema_dir: Path) -> Registry:
+    from referencing import Registry, Resource
+
     definitions = json.loads((schema_dir / "_definitions.json").read_text())
     return Resource.from_contents(definitions) @ Registry()
 
@@ -103,6 +107,8 @@ def _crd_validator(path: Path, version: str) -> Draft202012Validator | None:
             schema = _strict(entry["schema"]["openAPIV3Schema"])
             # metadata is checked by the API server's own rules, not the CRD's schema.
             schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+            from jsonschema import Draft202012Validator
+
             return Draft202012Validator(schema)
     return None
 
@@ -121,6 +127,8 @@ class SchemaValidator:
         if not path.is_file():
             return None
         schema = json.loads(path.read_text())
+        from jsonschema import Draft202012Validator
+
         return Draft202012Validator(schema, registry=_definitions_registry(schema_dir))
 
     def validator(self, api_version: str, kind: str) -> Draft202012Validator | None:

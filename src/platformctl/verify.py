@@ -22,15 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from platformctl.cachefile import CACHE_DIR, read_cache, write_cache
 from platformctl.model import Repo
 from platformctl.policy import rules as rule_set
 from platformctl.policy.checkov_engine import REPLACED_CHECKS, CheckovRun, checkov_version
@@ -51,7 +50,6 @@ from platformctl.policy.rules import (
 from platformctl.render import GITOPS_TARGET, Job, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
 
-CACHE_DIR = ".platform-cache"
 CACHE_FILE = "verify.json"
 Progress = Callable[[str, int, int], None]
 _IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[^:/@]+))?(?:@(?P<digest>.+))?$")
@@ -143,16 +141,9 @@ class VerdictCache:
     def __init__(self, folder: Path | None, fingerprint: str) -> None:
         self.path = folder / CACHE_FILE if folder else None
         self.fingerprint = fingerprint
-        self.entries: dict[str, Any] = {}
+        self.entries: dict[str, Any] = read_cache(self.path, fingerprint)
         self.used: set[str] = set()
         self.dirty = False
-        if self.path and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                data = {}
-            if isinstance(data, dict) and data.get("fingerprint") == fingerprint:
-                self.entries = dict(data.get("entries") or {})
 
     def get(self, key: str) -> Any:
         found = self.entries.get(key)
@@ -168,18 +159,11 @@ class VerdictCache:
     def save(self) -> None:
         if not self.path or not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        gitignore = self.path.parent / ".gitignore"
-        if not gitignore.exists():
-            gitignore.write_text("*\n")
-        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".verify-")
         recent = [key for key in self.entries if key not in self.used] + [
             key for key in self.entries if key in self.used
         ]
         entries = {key: self.entries[key] for key in recent[-CACHE_LIMIT:]}
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"fingerprint": self.fingerprint, "entries": entries}, handle)
-        os.replace(temporary, self.path)
+        write_cache(self.path, self.fingerprint, entries)
 
 
 @dataclass

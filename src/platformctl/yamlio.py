@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
 from platformctl.errors import InputError
 
@@ -43,16 +41,23 @@ def parse_yaml(text: str, path: Path) -> Any:
 
 
 def read_yaml(path: Path) -> Any:
+    return parse_yaml(read_text(path), path)
+
+
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise InputError(f"{display_path(path)}: file not found") from error
-    return parse_yaml(text, path)
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """A YAML file whose top level must be a mapping (an empty file is an empty mapping)."""
-    data = read_yaml(path)
+    return mapping_of(read_text(path), path)
+
+
+def mapping_of(text: str, path: Path) -> dict[str, Any]:
+    data = parse_yaml(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -62,6 +67,10 @@ def read_mapping(path: Path) -> dict[str, Any]:
 
 def line_of(path: Path, key_path: Sequence[str | int]) -> int | None:
     """The 1-based line of ``key_path`` in ``path`` (the deepest part that exists)."""
+    # only errors need lines: ruamel (~0.1 s to import) is loaded for them alone
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
     try:
         node: Any = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
     except (OSError, MarkedYAMLError):

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from jsonschema import Draft202012Validator
-
-from platformctl.documents import check_document
+from platformctl.documents import check_document, validator_for
 from platformctl.errors import InputError
 from platformctl.policy.findings import Finding
 from platformctl.yamlio import display_path, located, read_mapping
@@ -66,7 +64,7 @@ def load_exceptions(path: Path) -> list[PolicyException]:
     if not path.is_file():
         return []
     data = read_mapping(path)
-    check_document(data, Draft202012Validator(_SCHEMA), path)
+    check_document(data, validator_for(_SCHEMA), path)
     exceptions = []
     for index, entry in enumerate(data.get("exceptions") or []):
         expires = entry["expires"]

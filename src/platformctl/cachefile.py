@@ -1,0 +1,43 @@
+"""``.platform-cache/``: files that only make commands faster, never change their answers.
+
+Each file is written whole and atomically; one that is missing, unreadable or written by
+other engines is simply empty, and a cache that cannot be written (a read-only checkout) is
+skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CACHE_DIR = ".platform-cache"
+
+
+def read_cache(path: Path | None, fingerprint: str) -> dict[str, Any]:
+    """The entries of a cache file written with the same ``fingerprint``, else none."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(data, dict) and data.get("fingerprint") == fingerprint:
+        entries = data.get("entries")
+        return dict(entries) if isinstance(entries, dict) else {}
+    return {}
+
+
+def write_cache(path: Path, fingerprint: str, entries: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gitignore = path.parent / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text("*\n")
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"fingerprint": fingerprint, "entries": entries}, handle)
+        os.replace(temporary, path)
