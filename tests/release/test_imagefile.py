@@ -78,3 +78,21 @@ def test_trailing_comment_on_the_flow_line_survives(tmp_path: Path) -> None:
     path.write_text("image: {repository: r/x, tag: a}  # pinned by CI\nreplicaCount: 1\n")
     after = set_image(path, Image("r/x", "true"))
     assert after == 'image: {repository: r/x, tag: "true"}  # pinned by CI\nreplicaCount: 1\n'
+
+
+def test_an_indented_image_line_is_found_by_the_parser(tmp_path: Path) -> None:
+    """Only a top-level ``image:`` in column 0 takes the fast path; a nested one is not it."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(
+        "sidecar:\n  image: {repository: r/side, tag: a}\nimage: {repository: r/x, tag: a}\n"
+    )
+    after = set_image(path, Image("r/x", "b"))
+    assert after == (
+        "sidecar:\n  image: {repository: r/side, tag: a}\nimage: {repository: r/x, tag: b}\n"
+    )
+    path.write_text(
+        "sidecar:\n  image: {repository: r/side, tag: a}\nimage:\n  repository: r/x\n  tag: a\n"
+    )
+    after = set_image(path, Image("r/x", "b"))
+    assert after.endswith("image:\n  repository: r/x\n  tag: b\n")
+    assert "r/side, tag: a}" in after

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,41 @@ def test_service_missing_from_an_environment_is_not_deployed_there(repo: Path) -
     assert len(model.releases) == 11
     with pytest.raises(InputError, match="not deployed in 'production'"):
         model.release("auth-service", "production")
+
+
+def test_known_valid_files_are_not_checked_again_but_changed_ones_are(repo: Path) -> None:
+    load_repo(repo)
+    known = json.loads((repo / ".platform-cache/valid.json").read_text())["entries"]
+    # every values, environment and pipeline file of the repository passed once
+    assert len(known) == 4 + 12 + 3 + 1
+    path = repo / "environments/staging/auth-service.yaml"
+    path.write_text(path.read_text() + "replicaCout: 3\n")
+    assert "replicaCout: unknown key" in _load_error(repo)
+
+
+def test_a_changed_schema_checks_known_files_again(repo: Path) -> None:
+    load_repo(repo)
+    schema_path = repo / "charts/service/values.schema.json"
+    schema = json.loads(schema_path.read_text())
+    schema["properties"]["replicaCount"]["maximum"] = 0
+    schema_path.write_text(json.dumps(schema))
+    assert "replicaCount" in _load_error(repo)
+
+
+def test_a_corrupt_known_valid_file_is_ignored(repo: Path) -> None:
+    load_repo(repo)
+    (repo / ".platform-cache/valid.json").write_text("{not json")
+    assert load_repo(repo).services
+    assert json.loads((repo / ".platform-cache/valid.json").read_text())["entries"]
+
+
+def test_with_release_files_reads_only_the_named_files_again(repo: Path) -> None:
+    loaded = load_repo(repo)
+    release = loaded.release("user-service", "dev")
+    edit_yaml(release.values_file, lambda data: data["image"].update(tag="9.9.9"))
+    edit_yaml(repo / "environments/dev/auth-service.yaml", lambda data: data.update(x=1))
+    updated = loaded.with_release_files([release.values_file])
+    assert updated.release("user-service", "dev").image.tag == "9.9.9"
+    assert loaded.release("user-service", "dev").image.tag != "9.9.9"
+    with pytest.raises(ValueError, match="not the values file"):
+        loaded.with_release_files([repo / "environments/dev/environment.yaml"])

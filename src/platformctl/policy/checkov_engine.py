@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from platformctl.errors import EnvironmentProblem
 
 # checkov checks that project rules replace, because the answer depends on the environment:
@@ -31,7 +29,6 @@ REPLACED_CHECKS: Mapping[str, str] = {
     "CKV_K8S_43": "PLAT001 (digest required per environment)",
     "CKV_K8S_14": "PLAT002 (no latest or missing tag)",
 }
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass(frozen=True)
@@ -83,12 +80,44 @@ _CHECKOV = "checkov.kubernetes.runner"
 BATCH = 50
 
 
+def _definitions(
+    root_folder: str | None, files: list[str] | None = None, runner_filter: Any = None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[tuple[int, str]]]]:
+    """checkov's ``create_definitions`` for the files ``CheckovRun`` writes (one JSON document
+    a line): the same mappings, line marks included, that its YAML loader makes, but parsed
+    by json in C instead of a YAML parser in Python in forked workers (two thirds of its time).
+    """
+    from checkov.kubernetes.parser.validatior import K8sValidator
+
+    definitions: dict[str, list[dict[str, Any]]] = {}
+    raw: dict[str, list[tuple[int, str]]] = {}
+    for name in files or []:
+        lines = Path(name).read_text().splitlines(keepends=True)
+        documents = []
+        for number, line in enumerate(lines, 1):
+            if not line.startswith("{"):
+                continue
+
+            def marked(mapping: dict[str, Any], number: int = number) -> dict[str, Any]:
+                return {**mapping, "__startline__": number, "__endline__": number}
+
+            document = json.loads(line, object_hook=marked)
+            if K8sValidator.is_valid_template(document)[0]:
+                documents.append(document)
+        definitions[name] = documents
+        raw[name] = list(enumerate(lines, 1))
+    return definitions, raw
+
+
 def check_files(paths: Sequence[str]) -> list[list[str]]:
-    """checkov over some files: ``[file, check id, check title, Kind.namespace.name]``."""
+    """checkov over files ``CheckovRun`` wrote: ``[file, check, title, Kind.namespace.name]``."""
     logging.getLogger("checkov").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
+        from checkov.kubernetes import runner
         from checkov.kubernetes.runner import Runner
         from checkov.runner_filter import RunnerFilter
+
+        runner.create_definitions = _definitions  # type: ignore[attr-defined]
 
         report: Any = Runner().run(
             root_folder=None,
@@ -138,7 +167,10 @@ class CheckovRun:
             )
         index = len(self._files)
         path = Path(self._folder.name, f"t{index}.yaml")
-        path.write_text(yaml.dump_all(_isolated(documents, f"t{index}"), Dumper=_Dumper))
+        # JSON is YAML, and json writes it ~20 times faster than a YAML dumper
+        path.write_text(
+            "".join(f"---\n{json.dumps(d)}\n" for d in _isolated(documents, f"t{index}"))
+        )
         self._files[str(path)] = key
         self._rollouts[key] = _rollouts(documents)
         if self._process is not None and self._process.stdin is not None:
