@@ -23,6 +23,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text}: a history needs at least two commits")
+    return value
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -31,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--services", type=_positive, default=100, help="default: 100")
     parser.add_argument(
-        "--history", type=_positive, default=10_000, help="commits of history (default: 10000)"
+        "--history", type=_at_least_two, default=10_000, help="commits of history (default: 10000)"
     )
     parser.add_argument(
         "--runs", type=_positive, default=5, help="runs of each short command (median; 5)"

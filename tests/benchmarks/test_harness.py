@@ -80,11 +80,21 @@ def test_fleet_refuses_empty_sizes(tmp_path: Path, services: int, history_length
     assert not (tmp_path / "f").exists()
 
 
-def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--services", "0"], "not a positive number"),
+        (["--history", "1"], "at least two commits"),
+        (["--runs", "x"], "invalid"),
+    ],
+)
+def test_bad_arguments_exit_2(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["--services", "0"])
+        main(arguments)
     assert exit_.value.code == 2
-    assert "not a positive number" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_keep_refuses_an_existing_folder(
