@@ -50,12 +50,20 @@ class EnvironmentProblem(PlatformError):
     exit_code = ExitCode.ENVIRONMENT
 
 
+# How many known names an error lists before it points elsewhere.
+LISTED_NAMES = 8
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> InputError:
     """An 'unknown X' error that suggests the closest known name."""
     choices = sorted(known)
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     if close:
         hint = f"did you mean '{close[0]}'?"
+    elif len(choices) > LISTED_NAMES:
+        # a fleet of a hundred services is not a hint: say where to look instead
+        shown = ", ".join(choices[:LISTED_NAMES])
+        hint = f"known: {shown} and {len(choices) - LISTED_NAMES} more: see `platform status`"
     else:
         hint = "known: " + (", ".join(choices) if choices else "none")
     return InputError(f"unknown {kind} '{name}'", hint=hint)

@@ -219,3 +219,17 @@ def test_with_release_files_reads_only_the_named_files_again(repo: Path) -> None
     assert loaded.release("user-service", "dev").image.tag != "9.9.9"
     with pytest.raises(ValueError, match="not the values file"):
         loaded.with_release_files([repo / "environments/dev/environment.yaml"])
+
+
+def test_an_unknown_name_among_many_lists_a_few_and_the_count() -> None:
+    from platformctl.errors import LISTED_NAMES, unknown_name
+
+    names = [f"service-{index:03d}" for index in range(100)]
+    error = unknown_name("service", "zzz", names)
+    assert error.hint is not None
+    assert error.hint.startswith("known: service-000, service-001")
+    assert "service-099" not in error.hint
+    assert error.hint.count("service-") == LISTED_NAMES
+    assert error.hint.endswith("and 92 more: see `platform status`")
+    few = unknown_name("service", "zzz", ["a-b", "c-d"])
+    assert few.hint == "known: a-b, c-d"
