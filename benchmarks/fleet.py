@@ -25,13 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformctl.imagefile import flow_image
+from platformctl.imagefile import with_image
 from platformctl.model import BASE_DIR, ENVIRONMENTS_DIR, Image, Repo, load_repo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What of this repository the fleet copies (its services are replaced by synthetic ones).
 COPIED = ("charts", ENVIRONMENTS_DIR)
-_IMAGE_LINE = re.compile(r"^image: \{.*\}$", re.MULTILINE)
 _HOST = re.compile(r"^(?P<key>\s*host: )(?P<name>[a-z0-9-]+)\.", re.MULTILINE)
 _LOG_LEVEL = re.compile(r"^(?P<key>\s+LOG_LEVEL: )(?P<level>\w+)$", re.MULTILINE)
 _NEXT_LEVEL = {"debug": "info", "info": "warning", "warning": "debug"}
@@ -90,7 +89,10 @@ def _renamed(text: str, archetypes: tuple[str, ...], block: int) -> str:
 
 
 def _with_image(text: str, image: Image) -> str:
-    return _IMAGE_LINE.sub(lambda _: f"image: {flow_image(image)}", text, count=1)
+    edited = with_image(text, image)
+    if edited is None:
+        raise ValueError("a values file of the fleet has no one-line image")
+    return edited
 
 
 def _tracked(root: Path) -> list[str]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 VALID_FILE = "valid.json"
 # Enough for every file of a large repository, a few versions each.
-VALID_LIMIT = 50_000
+VALID_LIMIT = 10_000
 
 
 @cache

@@ -16,7 +16,7 @@ import yaml
 
 from platformctl.errors import InputError
 from platformctl.model import Image
-from platformctl.yamlio import display_path
+from platformctl.yamlio import display_path, parse_yaml
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FLOW_LINE = re.compile(r"^(?P<indent>\s*)image:\s*\{[^#]*\}(?P<rest>\s*(#.*)?)$")
@@ -71,16 +71,32 @@ def _block_edit(lines: list[str], node: Any, start: int, image: Image) -> list[s
     return [line for line in result if line is not None]
 
 
-def _top_level_flow_line(lines: list[str]) -> int | None:
-    """The line of a top-level ``image: {...}``, found without a YAML parser.
+def image_of(text: str) -> Image | None:
+    """The image a values text declares, as the model reads it (None if it declares none)."""
+    try:
+        data = parse_yaml(text, path=Path("<history>"))
+        raw = data.get("image") if isinstance(data, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        return Image(raw.get("repository", ""), raw.get("tag") or None, raw.get("digest") or None)
+    except Exception:
+        return None
+
+
+def with_image(text: str, image: Image) -> str | None:
+    """``text`` with its top-level ``image: {...}`` line replaced, found without a YAML parser
+    (ruamel costs ~0.1 s a command); None when the file is laid out otherwise.
 
     A line that starts in column 0 of a block mapping is a key, a comment or a document
     marker (a scalar's continuation lines are indented), so one such line is the key itself.
+    The result is parsed back to make sure.
     """
+    lines = text.splitlines(keepends=True)
     found = [i for i, line in enumerate(lines) if line.startswith("image:")]
-    if len(found) == 1 and _FLOW_LINE.match(lines[found[0]].rstrip("\n")):
-        return found[0]
-    return None
+    if len(found) != 1 or not _FLOW_LINE.match(lines[found[0]].rstrip("\n")):
+        return None
+    edited = _with_flow_image(lines, found[0], image)
+    return edited if image_of(edited) == image else None
 
 
 def _with_flow_image(lines: list[str], start: int, image: Image) -> str:
@@ -95,29 +111,17 @@ def _with_flow_image(lines: list[str], start: int, image: Image) -> str:
 def set_image(path: Path, image: Image) -> str:
     """The text of ``path`` with its image replaced (the file itself is not written)."""
     text = path.read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    start = _top_level_flow_line(lines)
-    if start is not None:
-        # the layout this repository uses, edited without loading ruamel (~0.1 s a command)
-        edited = _with_flow_image(lines, start, image)
-        if _image_of(edited) == image:
-            return edited
+    edited = with_image(text, image)
+    if edited is not None:
+        return edited
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
 
     data: Any = YAML(typ="rt").load(text)
     if not isinstance(data, CommentedMap) or not isinstance(data.get("image"), CommentedMap):
         raise InputError(f"{display_path(path)}: no image mapping to change")
+    lines = text.splitlines(keepends=True)
     start = data.lc.key("image")[0]
     if _FLOW_LINE.match(lines[start].rstrip("\n")):
         return _with_flow_image(lines, start, image)
     return "".join(_block_edit(lines, data["image"], start, image))
-
-
-def _image_of(text: str) -> Image | None:
-    """The image a values text declares, as the model reads it (None if it cannot)."""
-    try:
-        raw = yaml.load(text, Loader=_Loader)["image"]
-        return Image(raw["repository"], raw.get("tag") or None, raw.get("digest") or None)
-    except (yaml.YAMLError, TypeError, KeyError, ValueError):
-        return None

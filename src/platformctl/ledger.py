@@ -12,14 +12,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from platformctl.gates.results import GateResult, parse_trailer
 from platformctl.git import Git
+from platformctl.imagefile import image_of
 from platformctl.model import Image, Release
 from platformctl.status import same_artifact
-from platformctl.yamlio import parse_yaml
 
 TRAILER = re.compile(r"^(Platform-[A-Za-z]+):[ \t]*(.*?)\s*$", re.MULTILINE)
 _RECORD, _FIELD = "\x1e", "\x1f"
@@ -64,17 +63,6 @@ def trailers(message: str) -> dict[str, list[str]]:
 def _first(marks: dict[str, list[str]], key: str) -> str | None:
     values = marks.get(key)
     return values[0] if values else None
-
-
-def image_of(text: str) -> Image | None:
-    try:
-        data = parse_yaml(text, path=Path("<history>"))
-        raw = data.get("image") if isinstance(data, dict) else None
-        if not isinstance(raw, dict):
-            return None
-        return Image(raw.get("repository", ""), raw.get("tag") or None, raw.get("digest") or None)
-    except Exception:
-        return None
 
 
 def _read_versions(git: Git, commits: list[str], path: str) -> list[str | None]:

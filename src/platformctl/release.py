@@ -23,8 +23,8 @@ from platformctl.errors import InputError, RefusedError
 from platformctl.gates.results import GateReport, GateResult, Verdict
 from platformctl.git import Git, GitError
 from platformctl.github import GitHub, PullRequest, repository_slug
-from platformctl.imagefile import set_image
-from platformctl.ledger import image_of, iter_history, last_good
+from platformctl.imagefile import image_of, set_image
+from platformctl.ledger import iter_history, last_good
 from platformctl.model import Environment, Image, Repo, load_repo
 from platformctl.verify import verify
 

@@ -40,10 +40,6 @@ def parse_yaml(text: str, path: Path) -> Any:
         raise InputError(f"{display_path(path)}: malformed YAML: {error}") from error
 
 
-def read_yaml(path: Path) -> Any:
-    return parse_yaml(read_text(path), path)
-
-
 def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

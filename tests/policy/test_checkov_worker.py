@@ -55,7 +55,10 @@ def test_batches_keep_each_failure_with_its_target(
     loaded = load_repo(repo)
     renderer = Renderer(loaded)
     targets = {r.key: renderer.release(r).documents for r in loaded.select(["dev"], [])}
-    failures = checkov_engine.run_checkov(targets)
+    run = checkov_engine.CheckovRun()
+    for key, documents in targets.items():
+        run.add(key, documents)
+    failures = run.results()
     assert set(failures) == set(targets)
     for key, found in failures.items():
         assert [f.check for f in found] == ["CKV_K8S_22"], key

@@ -9,7 +9,7 @@ from platformctl.argocd import ArgoCD, application_name
 from platformctl.gates.config import Objective, SloGate, format_duration
 from platformctl.gates.results import GateResult, Verdict
 from platformctl.git import Git
-from platformctl.ledger import image_of
+from platformctl.imagefile import image_of
 from platformctl.model import Release
 from platformctl.prometheus import Prometheus
 from platformctl.status import same_artifact

@@ -221,14 +221,6 @@ class CheckovRun:
         return failures
 
 
-def run_checkov(targets: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, list[CheckovFailure]]:
-    """Failures per target key; every target key is present in the result."""
-    run = CheckovRun()
-    for key, documents in targets.items():
-        run.add(key, documents)
-    return run.results()
-
-
 def _serve() -> None:
     """The worker: import checkov first, then check the files named on stdin, in batches."""
     with contextlib.redirect_stdout(io.StringIO()):
