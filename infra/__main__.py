@@ -1,6 +1,6 @@
 """`pulumi up -s <stack>`: the stack's settings and the repo model, wired into the components.
 
-Everything that decides anything lives in ``platformctl.infra``; this file only connects
+Everything that decides anything lives in ``platform_infra``; this file only connects
 outputs to inputs, so the tests run it unchanged under Pulumi's mocks.
 """
 
@@ -9,15 +9,15 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.addons import AddonIdentity, AddonIdentityArgs
-from platformctl.infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
-from platformctl.infra.cluster import Cluster, ClusterArgs, kubeconfig
-from platformctl.infra.config import engine_settings
-from platformctl.infra.database import Database, DatabaseArgs
-from platformctl.infra.encryption import Encryption, EncryptionArgs
-from platformctl.infra.identity import WorkloadIdentity, WorkloadIdentityArgs
-from platformctl.infra.network import Network, NetworkArgs
-from platformctl.infra.registry import Registry, RegistryArgs
+from platform_infra.addons import AddonIdentity, AddonIdentityArgs
+from platform_infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
+from platform_infra.cluster import Cluster, ClusterArgs, kubeconfig
+from platform_infra.config import engine_settings
+from platform_infra.database import Database, DatabaseArgs
+from platform_infra.encryption import Encryption, EncryptionArgs
+from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from platform_infra.network import Network, NetworkArgs
+from platform_infra.registry import Registry, RegistryArgs
 from platformctl.model import find_root, load_repo
 from platformctl.render import Renderer
 

@@ -13,9 +13,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from platform_infra.common import child, log_group, policy_document, tags
+from platform_infra.identity import OidcProvider, irsa_role
 from platformctl.bridge import ADDON_ROLES, addon_secret_name, cluster_log_group
-from platformctl.infra.common import child, log_group, policy_document, tags
-from platformctl.infra.identity import OidcProvider, irsa_role
 
 Statements = list[dict[str, Any]]
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import assume_role_policy, child, log_group, managed_policy, tags
-from platformctl.infra.config import ClusterSettings, NodeGroupSettings
-from platformctl.infra.identity import OidcProvider, irsa_role
-from platformctl.infra.rules import CONTROL_PLANE_LOG_TYPES
+from platform_infra.common import assume_role_policy, child, log_group, managed_policy, tags
+from platform_infra.config import ClusterSettings, NodeGroupSettings
+from platform_infra.identity import OidcProvider, irsa_role
+from platform_infra.rules import CONTROL_PLANE_LOG_TYPES
 
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 # Add-ons that call AWS APIs get an IRSA role of their own instead of borrowing the node's.

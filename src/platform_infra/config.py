@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
+from platform_infra.rules import SUPPORTED_KUBERNETES_VERSIONS
 from platformctl.documents import check_document, packaged_schema
 from platformctl.errors import InputError
-from platformctl.infra.rules import SUPPORTED_KUBERNETES_VERSIONS
 from platformctl.model import Environment, Repo
 from platformctl.yamlio import display_path, located
 

@@ -12,7 +12,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from platformctl.infra.rules import RULES, Resource, Rule
+from platform_infra.rules import RULES, Resource, Rule
 
 PACK_NAME = "platform-aws"
 

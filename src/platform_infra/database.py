@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import child, log_group, tags
-from platformctl.infra.config import DatabaseSettings
+from platform_infra.common import child, log_group, tags
+from platform_infra.config import DatabaseSettings
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import child, policy_document, tags
+from platform_infra.common import child, policy_document, tags
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import (
+from platform_infra.common import (
     assume_role_policy,
     child,
     log_group,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platformctl.infra.common import child, policy_document, tags
-from platformctl.infra.config import RegistrySettings
+from platform_infra.common import child, policy_document, tags
+from platform_infra.config import RegistrySettings
 
 PULL_ACTIONS = [
     "ecr:BatchGetImage",

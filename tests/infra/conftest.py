@@ -19,7 +19,7 @@ import pulumi
 import pytest
 import yaml
 
-from platformctl.infra.rules import Resource
+from platform_infra.rules import Resource
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "infra" / "__main__.py"

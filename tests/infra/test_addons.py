@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from platform_infra.addons import AddonIdentityArgs
+from platform_infra.identity import OidcProvider
 from platformctl.bridge import (
     ADDON_ROLES,
     addon_cluster_values,
@@ -15,8 +17,6 @@ from platformctl.bridge import (
     fill,
     placeholder_annotations,
 )
-from platformctl.infra.addons import AddonIdentityArgs
-from platformctl.infra.identity import OidcProvider
 from platformctl.model import load_repo
 from platformctl.render import Renderer
 from tests.infra.conftest import HOSTED_ZONE, ISSUER, ROOT, VPC_ID, Program

@@ -10,8 +10,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from platform_infra.config import load_settings, stack_file
 from platformctl.errors import InputError
-from platformctl.infra.config import load_settings, stack_file
 from platformctl.model import Repo, load_repo
 from tests.infra.conftest import ROOT, AwsMocks, run_program, stack_config
 

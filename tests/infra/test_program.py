@@ -6,7 +6,7 @@ import json
 
 from pulumi.runtime import rpc
 
-from platformctl.infra.rules import (
+from platform_infra.rules import (
     CONTROL_PLANE_LOG_TYPES,
     ECR_REPOSITORY,
     EKS_CLUSTER,

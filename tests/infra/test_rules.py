@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
-from platformctl.infra.crossguard import policies
-from platformctl.infra.rules import (
+from platform_infra.crossguard import policies
+from platform_infra.rules import (
     DEFAULT_SECURITY_GROUP,
     ECR_POLICY,
     ECR_REPOSITORY,
