@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -83,14 +83,30 @@ class Violation:
         )
 
 
+def _is_list(value: Any) -> bool:
+    """A list as the tests' mocks give it, or as CrossGuard does: a read-only Sequence proxy."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def _items(value: Any) -> list[Any]:
+    """A list-valued input as a list; one value where AWS also accepts a scalar."""
+    if value is None:
+        return []
+    return list(value) if _is_list(value) else [value]
+
+
 def _get(props: Mapping[str, Any], *path: str | int) -> Any:
-    """``props[a][b]...``, where a list stands for its first block (Terraform's ``[0]``)."""
+    """``props[a][b]...``, where a list stands for its first block (Terraform's ``[0]``).
+
+    CrossGuard hands rules Mapping/Sequence proxies, never ``dict``/``list``: only the
+    abstract types are tested here.
+    """
     node: Any = props
     for key in path:
-        if isinstance(node, list):
+        if _is_list(node) and not isinstance(key, int):
             node = node[0] if node else None
         if isinstance(key, int):
-            node = node[key] if isinstance(node, list) and len(node) > key else None
+            node = node[key] if _is_list(node) and len(node) > key else None
         elif isinstance(node, Mapping):
             node = node.get(key)
         else:
@@ -212,8 +228,7 @@ def _principal_is_public(principal: Any) -> bool:
     if principal == "*":
         return True
     if isinstance(principal, Mapping):
-        values = principal.get("AWS", [])
-        return "*" in (values if isinstance(values, list) else [values])
+        return "*" in _items(principal.get("AWS"))
     return False
 
 
@@ -224,8 +239,7 @@ def _ecr_policy_not_public(resource: Resource) -> Iterator[str]:
     except json.JSONDecodeError:
         yield "the repository policy is not valid JSON"
         return
-    statements = policy.get("Statement", [])
-    for statement in statements if isinstance(statements, list) else [statements]:
+    for statement in _items(policy.get("Statement")):
         if (
             statement.get("Effect") == "Allow"
             and _principal_is_public(statement.get("Principal"))

@@ -1,15 +1,22 @@
 """Runs ``infra/__main__.py`` unchanged under ``pulumi.runtime.set_mocks``, once per stack.
 
 The mocks play AWS: they echo each resource's inputs back as its state and add the few
-outputs the program reads (ARNs, the OIDC issuer, the cluster's security group). Every
-registration is recorded with its resolved inputs, which is what the assertions and the
-policy rules look at, exactly as CrossGuard would see them.
+outputs the program reads (ARNs, the OIDC issuer, the cluster's security group). In preview
+they return nothing computed, as the engine does for a resource about to be created, so the
+program's later inputs carry the engine's unknowns.
+
+``EngineMonitor`` sits where the engine would: it keeps each registration exactly as the SDK
+sent it (the protobuf ``object``, its dependencies) and the order in which creations started
+and finished. The policy pack is then run over those structs through pulumi_policy's own
+analyzer servicer (``Program.analyze``), which is what ``pulumi preview --policy-pack`` does.
 """
 
 from __future__ import annotations
 
 import json
 import runpy
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +25,13 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import proto
+from pulumi.runtime.mocks import MockMonitor
+from pulumi_policy import EnforcementLevel
+from pulumi_policy.policy import _PolicyAnalyzerServicer
 
+from platform_infra.crossguard import PACK_NAME, policies
 from platform_infra.rules import Resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,20 +49,42 @@ STACKS = ("dev", "staging", "production")
 class Registered:
     type: str
     name: str
+    urn: str
     inputs: Mapping[str, Any]
+    # What the SDK sent the engine: the inputs as a protobuf Struct (unknowns, secrets and
+    # numbers as doubles included), and the URNs it must wait for.
+    properties: struct_pb2.Struct
+    dependencies: frozenset[str]
 
     def resource(self) -> Resource:
         return Resource(self.type, self.name, self.inputs)
 
 
+@dataclass(frozen=True)
+class Diagnostic:
+    policy: str
+    mandatory: bool
+    message: str
+    urn: str
+
+
 class AwsMocks(pulumi.runtime.Mocks):
-    def __init__(self, account: str = ACCOUNT) -> None:
-        self.registered: list[Registered] = []
+    def __init__(self, account: str = ACCOUNT, delays: Mapping[str, float] | None = None) -> None:
         self.account = account
+        self.preview = False
+        # Filled by EngineMonitor: what was registered, and when each creation started/ended.
+        self.registered: list[Registered] = []
+        self.events: list[tuple[str, str]] = []
+        # Seconds a creation of this type token takes: a dependent created too early shows up
+        # in EngineMonitor.events, whatever order the program happens to declare things in.
+        self.delays = dict(delays or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.registered.append(Registered(args.typ, args.name, inputs))
+        if args.typ in self.delays:
+            time.sleep(self.delays[args.typ])
+        if self.preview:
+            return "", inputs
         physical = str(inputs.get("name") or inputs.get("identifier") or args.name)
         state: dict[str, Any] = {**inputs, "arn": self._arn(args.typ, physical)}
         if args.typ == "aws:eks/cluster:Cluster":
@@ -115,13 +150,93 @@ class AwsMocks(pulumi.runtime.Mocks):
         raise AssertionError(f"the program invoked {args.token}, which these mocks do not answer")
 
 
+class EngineMonitor(MockMonitor):
+    """The mock monitor, keeping what the engine would receive and when creations ran."""
+
+    def __init__(self, mocks: AwsMocks) -> None:
+        super().__init__(mocks)
+        self.registered = mocks.registered
+        self.events = mocks.events
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        with self._lock:
+            self.events.append(("start", urn))
+        response = super().RegisterResource(request)
+        waits = set(request.dependencies)
+        for dependencies in request.propertyDependencies.values():
+            waits.update(dependencies.urns)
+        properties = struct_pb2.Struct()
+        properties.CopyFrom(request.object)
+        registered = Registered(
+            request.type,
+            request.name,
+            urn,
+            pulumi.runtime.rpc.deserialize_properties(request.object),
+            properties,
+            frozenset(waits),
+        )
+        with self._lock:
+            self.events.append(("done", urn))
+            if request.type != "pulumi:pulumi:Stack":
+                self.registered.append(registered)
+        return response
+
+
+def analyze(resources: list[Registered]) -> list[Diagnostic]:
+    """The pack's verdicts on each resource, as pulumi_policy's analyzer servicer reports them
+    to the engine during ``pulumi preview --policy-pack infra/policy``."""
+    servicer = _PolicyAnalyzerServicer(PACK_NAME, "0.1.0", policies(), EnforcementLevel.MANDATORY)
+    found: list[Diagnostic] = []
+    for resource in resources:
+        request = proto.AnalyzeRequest(
+            type=resource.type, properties=resource.properties, urn=resource.urn, name=resource.name
+        )
+        for diagnostic in servicer.Analyze(request, None).diagnostics:
+            found.append(
+                Diagnostic(
+                    diagnostic.policyName,
+                    diagnostic.enforcementLevel == proto.MANDATORY,
+                    diagnostic.message,
+                    resource.urn,
+                )
+            )
+    return found
+
+
 @dataclass
 class Program:
     """What one run of the program declared, and the resolved values of its exports."""
 
     stack: str
     registered: list[Registered]
+    events: list[tuple[str, str]]
     exports: dict[str, Any] = field(default_factory=dict)
+
+    def analyze(self) -> list[Diagnostic]:
+        return analyze(self.registered)
+
+    def named(self, type_token: str, name: str) -> Registered:
+        found = [r for r in self.registered if r.type == type_token and r.name == name]
+        assert len(found) == 1, f"{len(found)} resources of {type_token} named {name}"
+        return found[0]
+
+    def waits_for(self, later: Registered, earlier: Registered) -> bool:
+        """Whether the engine creates ``earlier`` before ``later``: a path in the dependencies
+        the SDK sent, and, with delays, ``later`` only started once ``earlier`` was done."""
+        by_urn = {r.urn: r for r in self.registered}
+        seen: set[str] = set()
+        pending = list(later.dependencies)
+        while pending:
+            urn = pending.pop()
+            if urn == earlier.urn:
+                done = self.events.index(("done", earlier.urn))
+                return done < self.events.index(("start", later.urn))
+            if urn not in seen and urn in by_urn:
+                seen.add(urn)
+                pending.extend(by_urn[urn].dependencies)
+        return False
 
     def of_type(self, type_token: str) -> list[Registered]:
         return [r for r in self.registered if r.type == type_token]
@@ -147,12 +262,19 @@ def engine_form(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def run_program(
-    stack: str, config: Mapping[str, Any] | None = None, mocks: AwsMocks | None = None
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    mocks: AwsMocks | None = None,
+    preview: bool = False,
 ) -> Program:
     mocks = mocks or AwsMocks()
-    pulumi.runtime.set_mocks(mocks, project="platform", stack=stack, preview=False)
+    mocks.preview = preview
+    monitor = EngineMonitor(mocks)
+    pulumi.runtime.set_mocks(
+        mocks, project="platform", stack=stack, preview=preview, monitor=monitor
+    )
     pulumi.runtime.set_all_config(engine_form(stack_config(stack) if config is None else config))
-    program = Program(stack, mocks.registered)
+    program = Program(stack, mocks.registered, mocks.events)
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:
@@ -177,6 +299,18 @@ def run_program(
 @pytest.fixture(scope="session")
 def programs() -> Iterator[dict[str, Program]]:
     return {stack: run_program(stack) for stack in STACKS}
+
+
+@pytest.fixture(scope="session")
+def previews() -> Iterator[dict[str, Program]]:
+    return {stack: run_program(stack, preview=True) for stack in STACKS}
+
+
+def engine_registration(type_token: str, inputs: Mapping[str, Any]) -> Registered:
+    """One resource as the engine hands it to the analyzer, from plain inputs."""
+    properties = json_format.ParseDict(inputs, struct_pb2.Struct())
+    urn = f"urn:pulumi:dev::platform::{type_token}::x"
+    return Registered(type_token, "x", urn, inputs, properties, frozenset())
 
 
 @pytest.fixture(params=STACKS)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
 from platform_infra.crossguard import policies
 from platform_infra.rules import (
@@ -28,7 +27,7 @@ from platform_infra.rules import (
     evaluate,
     taggable,
 )
-from tests.infra.conftest import ROOT, Program
+from tests.infra.conftest import ROOT, Program, analyze, engine_registration
 
 PRODUCTION = {"tags": {"environment": "production", "managed-by": "pulumi"}}
 DEV = {"tags": {"environment": "dev", "managed-by": "pulumi"}}
@@ -276,21 +275,9 @@ def test_removing_a_secure_default_from_a_stack_is_caught(
     assert evaluate([weakened]) != []
 
 
-def _report(policy: ResourceValidationPolicy, type_token: str, props: dict[str, Any]) -> list[str]:
-    reported: list[str] = []
-    args = ResourceValidationArgs(
-        type_token, props, f"urn:pulumi:dev::platform::{type_token}::x", "x", None, None
-    )
-    policy.validate(args, lambda message, urn=None: reported.append(message))
-    return reported
-
-
-def test_the_crossguard_pack_reports_what_the_rules_report() -> None:
+def test_the_pack_serves_every_rule_with_its_checkov_id() -> None:
     served = {policy.name: policy for policy in policies()}
     assert set(served) == {rule.name for rule in RULES}
-    for name, (type_token, good, bad, message) in CASES.items():
-        assert _report(served[name], type_token, good) == []
-        assert any(message in reported for reported in _report(served[name], type_token, bad))
     assert "CKV_AWS_58" in served["eks-secrets-encryption"].description
 
 
@@ -302,3 +289,34 @@ def test_the_pack_runs_in_the_projects_environment() -> None:
     entry = (ROOT / "infra" / "policy" / "__main__.py").read_text()
     assert "policies()" in entry
     assert "PolicyPack(" in entry
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
+def test_the_pack_passes_every_stack_as_crossguard_runs_it(
+    preview: bool, programs: dict[str, Program], previews: dict[str, Program]
+) -> None:
+    """The structs the SDK sent, through pulumi_policy's analyzer: rules see its read-only
+    Mapping/Sequence proxies, numbers as doubles and, in preview, the engine's unknowns."""
+    for stack, program in (previews if preview else programs).items():
+        diagnostics = program.analyze()
+        mandatory = [d for d in diagnostics if d.mandatory]
+        assert mandatory == [], f"{stack}: " + "; ".join(
+            f"{d.urn}: {d.policy}: {d.message}" for d in mandatory
+        )
+        # A value the engine cannot know yet skips that policy with an advisory note (it runs
+        # again on `up`); on `up` every value is known and nothing may be skipped.
+        unknown = [d for d in diagnostics if "can't be known during preview" in d.message]
+        assert bool(unknown) is preview
+        assert len(unknown) == len(diagnostics)
+
+
+def test_the_pack_blocks_what_the_rules_block_through_the_analyzer() -> None:
+    """The same bad inputs as CASES, serialized as the engine would hand them over."""
+    for name, (type_token, good, bad, message) in CASES.items():
+        for props, expected in ((good, False), (bad, True)):
+            registered = engine_registration(type_token, props)
+            reported = [d for d in analyze([registered]) if d.policy == name]
+            assert bool(reported) is expected, (name, props)
+            assert all(d.mandatory for d in reported)
+            if expected:
+                assert any(message in d.message for d in reported)
