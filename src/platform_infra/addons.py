@@ -5,6 +5,7 @@ add-ons chart reads too."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -13,11 +14,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from platform_infra.common import child, log_group, policy_document, tags
+from platform_infra.common import child, log_group, tags
+from platform_infra.iam import external_dns_policy, load_balancer_controller_policy
 from platform_infra.identity import OidcProvider, irsa_role
 from platformctl.bridge import ADDON_ROLES, addon_secret_name, cluster_log_group
 
-Statements = list[dict[str, Any]]
+Document = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -37,234 +39,107 @@ class AddonIdentityArgs:
             raise ValueError(f"domain '{self.domain}' is not a DNS domain")
 
 
-def load_balancer_controller(_: Mapping[str, str]) -> Statements:
-    """The AWS Load Balancer Controller's upstream policy, condensed: it may only change load
-    balancers and security groups that carry its cluster tag."""
-    cluster_tagged = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
-    request_tagged = {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}
-    return [
-        {
-            "Sid": "ServiceLinkedRole",
-            "Effect": "Allow",
-            "Action": "iam:CreateServiceLinkedRole",
-            "Resource": "*",
-            "Condition": {
-                "StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}
-            },
-        },
-        {
-            "Sid": "Discover",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:DescribeAccountAttributes",
-                "ec2:DescribeAddresses",
-                "ec2:DescribeAvailabilityZones",
-                "ec2:DescribeInternetGateways",
-                "ec2:DescribeVpcs",
-                "ec2:DescribeVpcPeeringConnections",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeInstances",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeTags",
-                "ec2:GetCoipPoolUsage",
-                "ec2:DescribeCoipPools",
-                "ec2:GetSecurityGroupsForVpc",
-                "elasticloadbalancing:Describe*",
-                "acm:ListCertificates",
-                "acm:DescribeCertificate",
-                "iam:ListServerCertificates",
-                "iam:GetServerCertificate",
-                "cognito-idp:DescribeUserPoolClient",
-                "waf-regional:GetWebACL",
-                "waf-regional:GetWebACLForResource",
-                "waf-regional:AssociateWebACL",
-                "waf-regional:DisassociateWebACL",
-                "wafv2:GetWebACL",
-                "wafv2:GetWebACLForResource",
-                "wafv2:AssociateWebACL",
-                "wafv2:DisassociateWebACL",
-                "shield:GetSubscriptionState",
-                "shield:DescribeProtection",
-                "shield:CreateProtection",
-                "shield:DeleteProtection",
-            ],
-            "Resource": "*",
-        },
-        {
-            "Sid": "CreateTagged",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:CreateSecurityGroup",
-                "elasticloadbalancing:CreateLoadBalancer",
-                "elasticloadbalancing:CreateTargetGroup",
-            ],
-            "Resource": "*",
-            "Condition": request_tagged,
-        },
-        {
-            "Sid": "TagOnCreate",
-            "Effect": "Allow",
-            "Action": ["ec2:CreateTags", "elasticloadbalancing:AddTags"],
-            "Resource": "*",
-            "Condition": {
-                "StringEquals": {
-                    "ec2:CreateAction": "CreateSecurityGroup",
-                    "elasticloadbalancing:CreateAction": [
-                        "CreateTargetGroup",
-                        "CreateLoadBalancer",
-                    ],
-                },
-                **request_tagged,
-            },
-        },
-        {
-            "Sid": "ChangeOwn",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:AuthorizeSecurityGroupIngress",
-                "ec2:RevokeSecurityGroupIngress",
-                "ec2:DeleteSecurityGroup",
-                "ec2:CreateTags",
-                "ec2:DeleteTags",
-                "elasticloadbalancing:ModifyLoadBalancerAttributes",
-                "elasticloadbalancing:SetIpAddressType",
-                "elasticloadbalancing:SetSecurityGroups",
-                "elasticloadbalancing:SetSubnets",
-                "elasticloadbalancing:DeleteLoadBalancer",
-                "elasticloadbalancing:ModifyTargetGroup",
-                "elasticloadbalancing:ModifyTargetGroupAttributes",
-                "elasticloadbalancing:DeleteTargetGroup",
-                "elasticloadbalancing:AddTags",
-                "elasticloadbalancing:RemoveTags",
-                "elasticloadbalancing:RegisterTargets",
-                "elasticloadbalancing:DeregisterTargets",
-            ],
-            "Resource": "*",
-            "Condition": cluster_tagged,
-        },
-        {
-            "Sid": "Listeners",
-            "Effect": "Allow",
-            "Action": [
-                "elasticloadbalancing:CreateListener",
-                "elasticloadbalancing:DeleteListener",
-                "elasticloadbalancing:CreateRule",
-                "elasticloadbalancing:DeleteRule",
-                "elasticloadbalancing:ModifyListener",
-                "elasticloadbalancing:ModifyRule",
-                "elasticloadbalancing:AddListenerCertificates",
-                "elasticloadbalancing:RemoveListenerCertificates",
-                "elasticloadbalancing:SetWebAcl",
-            ],
-            "Resource": "*",
-        },
-    ]
+def load_balancer_controller(_: Mapping[str, str]) -> Document:
+    """Upstream's policy at the controller version the add-ons chart pins, as published."""
+    return load_balancer_controller_policy()
 
 
-def external_dns(resources: Mapping[str, str]) -> Statements:
-    return [
-        {
-            "Sid": "ChangeOwnZone",
-            "Effect": "Allow",
-            "Action": "route53:ChangeResourceRecordSets",
-            "Resource": resources["zone"],
-        },
-        {
-            "Sid": "ListZones",
-            "Effect": "Allow",
-            "Action": [
-                "route53:ListHostedZones",
-                "route53:ListResourceRecordSets",
-                "route53:ListTagsForResources",
-            ],
-            "Resource": "*",
-        },
-    ]
+def external_dns(resources: Mapping[str, str]) -> Document:
+    return external_dns_policy(resources["zone"])
 
 
-def fluent_bit(resources: Mapping[str, str]) -> Statements:
-    return [
-        {
-            "Sid": "ShipContainerLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            "Resource": [resources["log_group"], f"{resources['log_group']}:log-stream:*"],
-        }
-    ]
+def _document(statements: list[dict[str, Any]]) -> Document:
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
-def opentelemetry_collector(_: Mapping[str, str]) -> Statements:
+def fluent_bit(resources: Mapping[str, str]) -> Document:
+    return _document(
+        [
+            {
+                "Sid": "ShipContainerLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": [resources["log_group"], f"{resources['log_group']}:log-stream:*"],
+            }
+        ]
+    )
+
+
+def opentelemetry_collector(_: Mapping[str, str]) -> Document:
     # X-Ray's write and sampling actions have no resource-level permissions.
-    return [
-        {
-            "Sid": "SendTraces",
-            "Effect": "Allow",
-            "Action": [
-                "xray:PutTraceSegments",
-                "xray:PutTelemetryRecords",
-                "xray:GetSamplingRules",
-                "xray:GetSamplingTargets",
-                "xray:GetSamplingStatisticSummaries",
-            ],
-            "Resource": "*",
-        }
-    ]
+    return _document(
+        [
+            {
+                "Sid": "SendTraces",
+                "Effect": "Allow",
+                "Action": [
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                    "xray:GetSamplingStatisticSummaries",
+                ],
+                "Resource": "*",
+            }
+        ]
+    )
 
 
-def grafana(resources: Mapping[str, str]) -> Statements:
-    return [
-        {
-            "Sid": "ReadOwnSecret",
-            "Effect": "Allow",
-            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-            "Resource": resources["grafana_secret"],
-        },
-        {
-            "Sid": "DecryptThroughSecretsManager",
-            "Effect": "Allow",
-            "Action": "kms:Decrypt",
-            "Resource": resources["key"],
-            "Condition": {"StringEquals": {"kms:ViaService": resources["secretsmanager"]}},
-        },
-        {
-            "Sid": "ReadMetricsAndTraces",
-            "Effect": "Allow",
-            "Action": [
-                "cloudwatch:DescribeAlarms",
-                "cloudwatch:GetMetricData",
-                "cloudwatch:ListMetrics",
-                "xray:BatchGetTraces",
-                "xray:GetTraceSummaries",
-                "xray:GetTraceGraph",
-                "xray:GetServiceGraph",
-                "xray:GetGroups",
-                "xray:GetTimeSeriesServiceStatistics",
-                "xray:GetInsightSummaries",
-            ],
-            "Resource": "*",
-        },
-        {
-            "Sid": "QueryContainerLogs",
-            "Effect": "Allow",
-            "Action": [
-                "logs:StartQuery",
-                "logs:GetLogEvents",
-                "logs:FilterLogEvents",
-                "logs:DescribeLogStreams",
-            ],
-            "Resource": [resources["log_group"], f"{resources['log_group']}:log-stream:*"],
-        },
-        {
-            "Sid": "QueryResults",
-            "Effect": "Allow",
-            "Action": ["logs:GetQueryResults", "logs:StopQuery", "logs:DescribeLogGroups"],
-            "Resource": "*",
-        },
-    ]
+def grafana(resources: Mapping[str, str]) -> Document:
+    return _document(
+        [
+            {
+                "Sid": "ReadOwnSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": resources["grafana_secret"],
+            },
+            {
+                "Sid": "DecryptThroughSecretsManager",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": resources["key"],
+                "Condition": {"StringEquals": {"kms:ViaService": resources["secretsmanager"]}},
+            },
+            {
+                "Sid": "ReadMetricsAndTraces",
+                "Effect": "Allow",
+                "Action": [
+                    "cloudwatch:DescribeAlarms",
+                    "cloudwatch:GetMetricData",
+                    "cloudwatch:ListMetrics",
+                    "xray:BatchGetTraces",
+                    "xray:GetTraceSummaries",
+                    "xray:GetTraceGraph",
+                    "xray:GetServiceGraph",
+                    "xray:GetGroups",
+                    "xray:GetTimeSeriesServiceStatistics",
+                    "xray:GetInsightSummaries",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "QueryContainerLogs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:StartQuery",
+                    "logs:GetLogEvents",
+                    "logs:FilterLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                "Resource": [resources["log_group"], f"{resources['log_group']}:log-stream:*"],
+            },
+            {
+                "Sid": "QueryResults",
+                "Effect": "Allow",
+                "Action": ["logs:GetQueryResults", "logs:StopQuery", "logs:DescribeLogGroups"],
+                "Resource": "*",
+            },
+        ]
+    )
 
 
-POLICIES: Mapping[str, Callable[[Mapping[str, str]], Statements]] = {
+POLICIES: Mapping[str, Callable[[Mapping[str, str]], Document]] = {
     "aws-load-balancer-controller": load_balancer_controller,
     "external-dns": external_dns,
     "fluent-bit": fluent_bit,
@@ -274,11 +149,10 @@ POLICIES: Mapping[str, Callable[[Mapping[str, str]], Statements]] = {
 
 
 def _policy(
-    statements: Callable[[Mapping[str, str]], Statements], region: str, found: Mapping[str, str]
+    document: Callable[[Mapping[str, str]], Document], region: str, found: Mapping[str, str]
 ) -> str:
-    return policy_document(
-        statements({**found, "secretsmanager": f"secretsmanager.{region}.amazonaws.com"})
-    )
+    resources = {**found, "secretsmanager": f"secretsmanager.{region}.amazonaws.com"}
+    return json.dumps(document(resources), sort_keys=True)
 
 
 class AddonIdentity(pulumi.ComponentResource):

@@ -9,6 +9,12 @@ import pulumi_aws as aws
 
 from platform_infra.common import child, policy_document, tags
 
+# Auto Scaling launches the nodes with the key's encrypted volumes; its service-linked role
+# exists only after an account's first Auto Scaling group.
+AUTO_SCALING_SERVICE_ROLE = (
+    "aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+)
+
 
 @dataclass(frozen=True)
 class EncryptionArgs:
@@ -30,6 +36,7 @@ class Encryption(pulumi.ComponentResource):
         if not 7 <= args.deletion_window_days <= 30:
             raise ValueError("deletion_window_days must be between 7 and 30")
         account = f"arn:aws:iam::{args.account_id}"
+        auto_scaling = f"{account}:role/{AUTO_SCALING_SERVICE_ROLE}"
         statements = [
             # The account administers the key through IAM, as AWS's default key policy does.
             {
@@ -39,7 +46,8 @@ class Encryption(pulumi.ComponentResource):
                 "Action": "kms:*",
                 "Resource": "*",
             },
-            # CloudWatch Logs encrypts this stack's log groups (and only those).
+            # CloudWatch Logs encrypts this stack's log groups (and only those). Describe* is
+            # left out: DescribeKey carries no encryption context, so the condition never held.
             {
                 "Sid": "CloudWatchLogsEncrypts",
                 "Effect": "Allow",
@@ -49,11 +57,11 @@ class Encryption(pulumi.ComponentResource):
                     "kms:Decrypt*",
                     "kms:ReEncrypt*",
                     "kms:GenerateDataKey*",
-                    "kms:Describe*",
                 ],
                 "Resource": "*",
                 "Condition": {
-                    "ArnLike": {
+                    # A string key: StringLike matches the same log-group ARNs as ArnLike.
+                    "StringLike": {
                         "kms:EncryptionContext:aws:logs:arn": (
                             f"arn:aws:logs:{args.region}:{args.account_id}:log-group:*"
                         )
@@ -64,19 +72,24 @@ class Encryption(pulumi.ComponentResource):
             {
                 "Sid": "AutoScalingUsesForNodeVolumes",
                 "Effect": "Allow",
-                "Principal": {
-                    "AWS": f"{account}:role/aws-service-role/autoscaling.amazonaws.com/"
-                    "AWSServiceRoleForAutoScaling"
-                },
+                "Principal": {"AWS": auto_scaling},
                 "Action": [
                     "kms:Encrypt",
                     "kms:Decrypt",
                     "kms:ReEncrypt*",
                     "kms:GenerateDataKey*",
                     "kms:DescribeKey",
-                    "kms:CreateGrant",
                 ],
                 "Resource": "*",
+            },
+            # ... and hands EC2 a grant for each volume it attaches, never one of its own.
+            {
+                "Sid": "AutoScalingGrantsForNodeVolumes",
+                "Effect": "Allow",
+                "Principal": {"AWS": auto_scaling},
+                "Action": "kms:CreateGrant",
+                "Resource": "*",
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
             },
         ]
         self.key = aws.kms.Key(

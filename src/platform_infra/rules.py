@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from platform_infra.iam import lint
+
 # The Kubernetes versions EKS supports (checkov CKV_AWS_339 holds the same list).
 SUPPORTED_KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -35,6 +37,21 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 SUBNET = "aws:ec2/subnet:Subnet"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+IAM_ROLE = "aws:iam/role:Role"
+IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+IAM_POLICY = "aws:iam/policy:Policy"
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+SECRET_POLICY = "aws:secretsmanager/secretPolicy:SecretPolicy"
+# Where each resource type carries an IAM document, and whether it is a role's trust policy.
+IAM_DOCUMENTS: Mapping[str, tuple[str, bool]] = {
+    IAM_ROLE: ("assumeRolePolicy", True),
+    IAM_ROLE_POLICY: ("policy", False),
+    IAM_POLICY: ("policy", False),
+    KMS_KEY: ("policy", False),
+    ECR_POLICY: ("policy", False),
+    VPC_ENDPOINT: ("policy", False),
+    SECRET_POLICY: ("policy", False),
+}
 
 
 @dataclass(frozen=True)
@@ -297,6 +314,14 @@ def _flow_log_all_traffic(resource: Resource) -> Iterator[str]:
         yield "flow logs must record ALL traffic, rejected included"
 
 
+def _iam_documents_lint(resource: Resource) -> Iterator[str]:
+    key, trust = IAM_DOCUMENTS[resource.type]
+    document = resource.props.get(key)
+    if isinstance(document, str):
+        for finding in lint(document, trust=trust):
+            yield f"{key}: {finding}"
+
+
 @cache
 def taggable(type_token: str) -> bool:
     """Whether an AWS resource type takes ``tags`` (read off the provider SDK itself)."""
@@ -483,6 +508,12 @@ RULES: tuple[Rule, ...] = (
         "VPC flow logs record all traffic",
         [FLOW_LOG],
         _flow_log_all_traffic,
+    ),
+    _rule(
+        "iam-documents-lint",
+        "parliament finds nothing wrong in an IAM policy, trust, key or resource policy",
+        IAM_DOCUMENTS,
+        _iam_documents_lint,
     ),
     _rule(
         "required-tags", "Every taggable AWS resource names its environment and owner", [], _tagged

@@ -86,7 +86,7 @@ class AwsMocks(pulumi.runtime.Mocks):
         if self.preview:
             return "", inputs
         physical = str(inputs.get("name") or inputs.get("identifier") or args.name)
-        state: dict[str, Any] = {**inputs, "arn": self._arn(args.typ, physical)}
+        state: dict[str, Any] = {**inputs, "arn": self._arn(args.typ, physical, inputs)}
         if args.typ == "aws:eks/cluster:Cluster":
             state["identities"] = [{"oidcs": [{"issuer": ISSUER}]}]
             state["endpoint"] = "https://0123456789ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
@@ -123,11 +123,39 @@ class AwsMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     @staticmethod
-    def _arn(type_token: str, physical: str) -> str:
-        service = type_token.split(":")[1].split("/", maxsplit=1)[0]
-        if service == "iam":
-            return f"arn:aws:iam::{ACCOUNT}:role/{physical}"
-        return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{physical}"
+    def _arn(type_token: str, physical: str, inputs: Mapping[str, Any] | None = None) -> str:
+        """The ARN AWS gives a resource of this type, in its documented format: the policies
+        that name it are linted against parliament's resource formats."""
+        kind = type_token.split(":")[2]
+        global_iam = {
+            "Role": "role",
+            "Policy": "policy",
+            "User": "user",
+            "ServiceLinkedRole": "role/aws-service-role",
+        }
+        if type_token == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            issuer = str((inputs or {}).get("url", ISSUER)).removeprefix("https://")
+            return f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer}"
+        if type_token.startswith("aws:iam/") and kind in global_iam:
+            return f"arn:aws:iam::{ACCOUNT}:{global_iam[kind]}/{physical}"
+        regional = {
+            "aws:kms/key:Key": ("kms", "key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+            "aws:kms/alias:Alias": ("kms", physical),
+            "aws:secretsmanager/secret:Secret": ("secretsmanager", f"secret:{physical}-AbCdEf"),
+            "aws:cloudwatch/logGroup:LogGroup": ("logs", f"log-group:{physical}"),
+            "aws:ecr/repository:Repository": ("ecr", f"repository/{physical}"),
+            "aws:eks/cluster:Cluster": ("eks", f"cluster/{physical}"),
+            "aws:rds/instance:Instance": ("rds", f"db:{physical}"),
+            "aws:acm/certificate:Certificate": (
+                "acm",
+                "certificate/6f0e2f1c-1111-4a2b-9c3d-0123456789ab",
+            ),
+        }
+        service, resource = regional.get(
+            type_token,
+            (type_token.split(":")[1].split("/", maxsplit=1)[0], f"{kind.lower()}/{physical}"),
+        )
+        return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":

@@ -3,12 +3,21 @@ exactly what charts/addons reads, and each add-on's role trusts only where the c
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from platform_infra.addons import AddonIdentityArgs
+from platform_infra.iam import (
+    UPSTREAM,
+    _upstream_text,
+    load_balancer_controller_policy,
+    upstream_policy,
+    vendored,
+)
 from platform_infra.identity import OidcProvider
 from platformctl.bridge import (
     ADDON_ROLES,
@@ -90,15 +99,94 @@ def test_each_addon_role_trusts_only_its_service_account(program: Program) -> No
         }
 
 
+def _document(program: Program, name: str) -> dict[str, Any]:
+    policy: dict[str, Any] = json.loads(
+        next(
+            r.inputs["policy"]
+            for r in program.of_type("aws:iam/rolePolicy:RolePolicy")
+            if r.name == name
+        )
+    )
+    return policy
+
+
 def test_addon_policies_name_their_own_resources(program: Program) -> None:
-    dns = _policy(program, "addons-external-dns")
-    assert dns["ChangeOwnZone"]["Resource"] == f"arn:aws:route53:::hostedzone/{HOSTED_ZONE}"
     logs = _policy(program, "addons-fluent-bit")["ShipContainerLogs"]["Resource"]
     assert all(f"/platform/platform-{program.stack}/containers" in arn for arn in logs)
     grafana = _policy(program, "addons-grafana")
-    assert grafana["ReadOwnSecret"]["Resource"].endswith(f"platform-{program.stack}/grafana")
-    changes = _policy(program, "addons-aws-load-balancer-controller")["ChangeOwn"]
-    assert changes["Condition"] == {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+    assert f":secret:platform-{program.stack}/grafana" in grafana["ReadOwnSecret"]["Resource"]
+
+
+def test_the_load_balancer_controller_gets_upstreams_policy_as_published(
+    program: Program,
+) -> None:
+    """Finding 6: the hand-condensed policy put two services' CreateAction keys in one
+    StringEquals (never both present), allowed ingress only on tagged groups and lacked six
+    actions of v2.13.3."""
+    document = _document(program, "addons-aws-load-balancer-controller")
+    assert document == load_balancer_controller_policy()
+    statements = document["Statement"]
+    ingress = [
+        s
+        for s in statements
+        if "ec2:AuthorizeSecurityGroupIngress" in s["Action"] and "Condition" not in s
+    ]
+    assert ingress, "the controller must open the untagged cluster security group"
+    for statement in statements:
+        keys = {k.split(":")[0] for k in statement.get("Condition", {}).get("StringEquals", {})}
+        assert len(keys & {"ec2", "elasticloadbalancing"}) <= 1
+    actions = {a for s in statements for a in _list(s["Action"])}
+    for action in (
+        "elasticloadbalancing:SetRulePriorities",
+        "ec2:DescribeRouteTables",
+        "elasticloadbalancing:ModifyListenerAttributes",
+    ):
+        assert action in actions
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_external_dns_changes_records_only_in_its_own_zone(program: Program) -> None:
+    document = _document(program, "addons-external-dns")
+    upstream = upstream_policy("external-dns")
+    zone = f"arn:aws:route53:::hostedzone/{HOSTED_ZONE}"
+    assert document["Statement"][0] == {**upstream["Statement"][0], "Resource": [zone]}
+    assert document["Statement"][1:] == upstream["Statement"][1:]
+
+
+def test_the_vendored_policies_are_upstreams_at_the_pinned_versions() -> None:
+    """Each file hashes to its lock entry, and the lock's tag is the controller version of the
+    chart the add-ons deploy (a chart bump without re-vendoring fails here)."""
+    repo = load_repo(ROOT)
+    rendered = Renderer(repo).addons(repo.environment(repo.environments[0].name))
+    sources = {
+        d["metadata"]["name"]: d["spec"]["source"]
+        for d in rendered.documents
+        if d["kind"] == "Application"
+    }
+    for name, entry in vendored().items():
+        text = (ROOT / "src" / "platform_infra" / "upstream" / f"{name}.json").read_bytes()
+        assert hashlib.sha256(text).hexdigest() == entry.sha256
+        upstream_policy(name)  # the same check, as the program makes it
+        if entry.chart is not None:
+            source = sources[entry.chart["name"]]
+            assert source.get("chart") == entry.chart["name"]
+            assert source["targetRevision"] == entry.chart["version"]
+
+
+def test_a_vendored_policy_edited_by_hand_is_refused(tmp_path: Path) -> None:
+    text = (UPSTREAM / "external-dns.json").read_text()
+    edited = tmp_path / "external-dns.json"
+    edited.write_text(text.replace("route53:ListHostedZones", "route53:*"))
+    _upstream_text.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("platform_infra.iam.UPSTREAM", tmp_path)
+        (tmp_path / "lock.yaml").write_text((UPSTREAM / "lock.yaml").read_text())
+        with pytest.raises(ValueError, match="re-vendor it with scripts/vendor-iam-policies"):
+            upstream_policy("external-dns")
+    _upstream_text.cache_clear()
 
 
 def test_the_certificate_covers_the_domain_and_is_validated_in_its_zone(program: Program) -> None:

@@ -17,7 +17,7 @@ from platform_infra.rules import (
     taggable,
 )
 from platformctl.model import load_repo
-from tests.infra.conftest import ACCOUNT, ISSUER, REGION, ROOT, VPC_ID, Program
+from tests.infra.conftest import ACCOUNT, ISSUER, REGION, ROOT, VPC_ID, AwsMocks, Program
 
 REQUIRED = {
     "aws:ec2/vpc:Vpc": 1,
@@ -63,10 +63,7 @@ def test_the_cluster_is_private_encrypted_and_logged(program: Program) -> None:
     key = program.one("aws:kms/key:Key")
     assert cluster["vpcConfig"]["endpointPrivateAccess"] is True
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
-    assert (
-        cluster["encryptionConfig"]["provider"]["keyArn"]
-        == f"arn:aws:kms:{REGION}:{ACCOUNT}:{key.name}"
-    )
+    assert cluster["encryptionConfig"]["provider"]["keyArn"] == AwsMocks._arn(key.type, key.name)
     assert set(cluster["enabledClusterLogTypes"]) == set(CONTROL_PLANE_LOG_TYPES)
     assert cluster["accessConfig"] == {
         "authenticationMode": "API",
@@ -211,29 +208,31 @@ def test_each_service_role_is_the_one_its_values_file_names(program: Program) ->
 def test_service_roles_trust_only_their_service_account_and_read_only_their_secret(
     program: Program,
 ) -> None:
+    repo = load_repo(ROOT)
+    namespace = repo.environment(program.stack).namespace
     roles = {
         r.inputs["name"]: r.inputs
         for r in program.of_type("aws:iam/role:Role")
         if "name" in r.inputs
     }
-    role = roles[f"platform-{program.stack}-user-service"]
-    trust = json.loads(role["assumeRolePolicy"])["Statement"][0]
     issuer = ISSUER.removeprefix("https://")
-    assert trust["Condition"]["StringEquals"] == {
-        f"{issuer}:sub": "system:serviceaccount:apps:user-service",
-        f"{issuer}:aud": "sts.amazonaws.com",
-    }
-    policy = next(
-        r.inputs["policy"]
-        for r in program.of_type("aws:iam/rolePolicy:RolePolicy")
-        if r.name == "identity-user-service"
-    )
-    statements = {s["Sid"]: s for s in json.loads(policy)["Statement"]}
-    assert statements["ReadOwnSecret"]["Resource"].endswith(
-        f"platform-{program.stack}/user-service"
-    )
-    assert statements["ConnectAsOwnDatabaseUser"]["Resource"].endswith("/user_service")
-    assert all("*" not in json.dumps(s["Resource"]) for s in statements.values())
+    for service in repo.services:
+        trust = json.loads(roles[f"platform-{program.stack}-{service}"]["assumeRolePolicy"])
+        assert trust["Statement"][0]["Condition"]["StringEquals"] == {
+            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service}",
+            f"{issuer}:aud": "sts.amazonaws.com",
+        }
+        policy = next(
+            r.inputs["policy"]
+            for r in program.of_type("aws:iam/rolePolicy:RolePolicy")
+            if r.name == f"identity-{service}"
+        )
+        statements = {s["Sid"]: s for s in json.loads(policy)["Statement"]}
+        secret = f":secret:platform-{program.stack}/{service}-"
+        assert secret in statements["ReadOwnSecret"]["Resource"]
+        user = service.replace("-", "_")
+        assert statements["ConnectAsOwnDatabaseUser"]["Resource"].endswith(f"/{user}")
+        assert all("*" not in json.dumps(s["Resource"]) for s in statements.values())
 
 
 def test_argocd_is_bootstrapped_from_a_pinned_chart_and_watches_this_repository(

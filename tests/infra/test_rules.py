@@ -9,12 +9,16 @@ import pytest
 import yaml
 
 from platform_infra.crossguard import policies
+from platform_infra.iam import lint
 from platform_infra.rules import (
     DEFAULT_SECURITY_GROUP,
     ECR_POLICY,
     ECR_REPOSITORY,
     EKS_CLUSTER,
     FLOW_LOG,
+    IAM_DOCUMENTS,
+    IAM_ROLE,
+    IAM_ROLE_POLICY,
     KMS_KEY,
     LAUNCH_TEMPLATE,
     LOG_GROUP,
@@ -44,6 +48,10 @@ def _policy(principal: Any, condition: dict[str, Any] | None = None) -> str:
     if condition:
         statement["Condition"] = condition
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _document(statement: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **statement}]})
 
 
 # rule name -> (resource type, inputs that pass, inputs that fail, part of the message)
@@ -204,6 +212,19 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
         {"trafficType": "REJECT"},
         "ALL traffic",
     ),
+    "iam-documents-lint": (
+        IAM_ROLE_POLICY,
+        {"policy": _document({"Action": "ecr:BatchGetImage", "Resource": "*"})},
+        {
+            "policy": _document(
+                {
+                    "Action": "kms:Decrypt",
+                    "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x",
+                }
+            )
+        },
+        "RESOURCE_MISMATCH",
+    ),
     "required-tags": (
         "aws:ec2/vpc:Vpc",
         DEV,
@@ -320,3 +341,54 @@ def test_the_pack_blocks_what_the_rules_block_through_the_analyzer() -> None:
             assert all(d.mandatory for d in reported)
             if expected:
                 assert any(message in d.message for d in reported)
+
+
+@pytest.mark.parametrize(
+    ("statement", "finding"),
+    [
+        ({"Action": "ecr:PullEverything", "Resource": "*"}, "UNKNOWN_ACTION"),
+        (
+            {
+                "Action": "ec2:CreateTags",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"elasticloadbalancing:CreateAction": "X"}},
+            },
+            "UNKNOWN_CONDITION_FOR_ACTION",
+        ),
+        ({"Action": "kms:Decrypt", "Resource": "arn:aws:s3:::bucket"}, "RESOURCE_MISMATCH"),
+    ],
+)
+def test_parliament_refuses_what_aws_would_refuse_or_ignore(
+    statement: dict[str, Any], finding: str
+) -> None:
+    assert any(line.startswith(finding) for line in lint(_document(statement)))
+
+
+def test_a_trust_policy_needs_no_resource_but_an_identity_policy_does() -> None:
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "eks.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    assert lint(trust, trust=True) == []
+    assert lint(trust) != []
+
+
+def test_every_document_the_program_writes_is_linted(program: Program) -> None:
+    linted = [
+        r
+        for r in program.registered
+        if r.type in IAM_DOCUMENTS and isinstance(r.inputs.get(IAM_DOCUMENTS[r.type][0]), str)
+    ]
+    types = {r.type for r in linted}
+    assert {IAM_ROLE, IAM_ROLE_POLICY, KMS_KEY} <= types
+    for resource in linted:
+        key, trust = IAM_DOCUMENTS[resource.type]
+        assert lint(resource.inputs[key], trust=trust) == [], resource.name
