@@ -120,6 +120,7 @@ GitOpsBootstrap(
         environment=settings.environment,
         argocd=settings.argocd,
         kubeconfig=cluster_kubeconfig,
+        cluster_access=cluster.admin_access,
         gitops_documents=Renderer(repo).gitops(environment).documents,
         cluster_annotations=bridge_annotations(
             settings,

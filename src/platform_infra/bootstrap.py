@@ -42,6 +42,8 @@ class GitOpsBootstrapArgs:
     environment: str
     argocd: ArgoCDSettings
     kubeconfig: pulumi.Input[str]
+    # The deployer's access entry and admin policy: the API refuses it (401) before they exist.
+    cluster_access: Sequence[pulumi.Resource]
     # The AppProject and ApplicationSet of the environment, as ``charts/gitops`` renders them.
     gitops_documents: Sequence[Mapping[str, Any]]
     # GitOps Bridge metadata: annotations ApplicationSets read with a cluster generator.
@@ -99,7 +101,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=args.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.cluster_access)),
         )
         within = pulumi.ResourceOptions(parent=self, provider=provider)
 

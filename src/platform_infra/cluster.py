@@ -122,6 +122,8 @@ class Cluster(pulumi.ComponentResource):
         )
         self.oidc = OidcProvider(arn=provider.arn, issuer_url=issuer)
 
+        # What a Kubernetes provider acting as an admin (the deployer) must wait for.
+        self.admin_access: list[pulumi.Resource] = []
         for index, principal in enumerate(settings.admin_role_arns):
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{index}",
@@ -131,7 +133,7 @@ class Cluster(pulumi.ComponentResource):
                 tags=tags(env),
                 opts=child(self),
             )
-            aws.eks.AccessPolicyAssociation(
+            association = aws.eks.AccessPolicyAssociation(
                 f"{name}-admin-{index}",
                 cluster_name=self.cluster.name,
                 principal_arn=principal,
@@ -139,12 +141,21 @@ class Cluster(pulumi.ComponentResource):
                 access_scope={"type": "cluster"},
                 opts=child(self, depends_on=[entry]),
             )
+            self.admin_access += [entry, association]
 
-        node_role = self._node_role(name, env, settings.name)
+        node_role, node_policies = self._node_role(name, env, settings.name)
+        # The add-ons nodes need to join and network (vpc-cni replaces the self-managed
+        # aws-node EKS installs) come first; those that run pods (coredns) wait for nodes.
+        before_nodes = self._addons(
+            name, args, [a for a in sorted(settings.addons) if a not in NEEDS_NODES], []
+        )
         self.node_groups = [
-            self._node_group(name, args, group, node_role) for group in settings.node_groups
+            self._node_group(name, args, group, node_role, [*node_policies, *before_nodes])
+            for group in settings.node_groups
         ]
-        self._addons(name, args)
+        self._addons(
+            name, args, [a for a in sorted(settings.addons) if a in NEEDS_NODES], self.node_groups
+        )
         self.register_outputs(
             {
                 "name": self.cluster.name,
@@ -153,7 +164,24 @@ class Cluster(pulumi.ComponentResource):
             }
         )
 
-    def _node_role(self, name: str, env: str, cluster_name: str) -> aws.iam.Role:
+    def _attach(
+        self, name: str, role: aws.iam.Role, policy_arns: Sequence[str]
+    ) -> list[aws.iam.RolePolicyAttachment]:
+        """The role's managed policies: whatever assumes the role waits for these, since a
+        role without them is refused (a node cannot join, the CNI cannot assign addresses)."""
+        return [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{policy_arn.rsplit('/', 1)[-1]}",
+                role=role.name,
+                policy_arn=policy_arn,
+                opts=child(self),
+            )
+            for policy_arn in policy_arns
+        ]
+
+    def _node_role(
+        self, name: str, env: str, cluster_name: str
+    ) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
         role = aws.iam.Role(
             f"{name}-nodes",
             assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
@@ -161,21 +189,23 @@ class Cluster(pulumi.ComponentResource):
             opts=child(self),
         )
         # Pull-only ECR and SSM (instead of SSH); the CNI's rights go to its own IRSA role.
-        for policy in (
-            "AmazonEKSWorkerNodePolicy",
-            "AmazonEC2ContainerRegistryPullOnly",
-            "AmazonSSMManagedInstanceCore",
-        ):
-            aws.iam.RolePolicyAttachment(
-                f"{name}-nodes-{policy}",
-                role=role.name,
-                policy_arn=managed_policy(policy),
-                opts=child(self),
+        policies = [
+            managed_policy(policy)
+            for policy in (
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEC2ContainerRegistryPullOnly",
+                "AmazonSSMManagedInstanceCore",
             )
-        return role
+        ]
+        return role, self._attach(f"{name}-nodes", role, policies)
 
     def _node_group(
-        self, name: str, args: ClusterArgs, group: NodeGroupSettings, role: aws.iam.Role
+        self,
+        name: str,
+        args: ClusterArgs,
+        group: NodeGroupSettings,
+        role: aws.iam.Role,
+        ready: Sequence[pulumi.Resource],
     ) -> aws.eks.NodeGroup:
         env = args.environment
         group_name = f"{args.settings.name}-{group.name}"
@@ -229,15 +259,23 @@ class Cluster(pulumi.ComponentResource):
             labels={"platform.acme.io/node-group": group.name},
             tags=tags(env, group_name),
             # The cluster autoscaler owns the desired size once the group exists.
-            opts=child(self, ignore_changes=["scalingConfig.desiredSize"]),
+            opts=child(self, ignore_changes=["scalingConfig.desiredSize"], depends_on=ready),
         )
 
-    def _addons(self, name: str, args: ClusterArgs) -> None:
-        for addon, version in sorted(args.settings.addons.items()):
+    def _addons(
+        self,
+        name: str,
+        args: ClusterArgs,
+        addons: Sequence[str],
+        after: Sequence[pulumi.Resource],
+    ) -> list[aws.eks.Addon]:
+        created = []
+        for addon in addons:
             role_arn: pulumi.Output[str] | None = None
+            ready = list(after)
             if addon in ADDON_ROLES:
                 account, policy = ADDON_ROLES[addon]
-                role_arn = irsa_role(
+                role = irsa_role(
                     f"{name}-{addon}",
                     f"{args.settings.name}-{addon}",
                     self.oidc,
@@ -245,22 +283,23 @@ class Cluster(pulumi.ComponentResource):
                     account,
                     tags(args.environment, f"{args.settings.name}-{addon}"),
                     self,
-                    [policy],
-                ).arn
-            depends_on: list[pulumi.Resource] = (
-                list(self.node_groups) if addon in NEEDS_NODES else []
+                )
+                role_arn = role.arn
+                ready += self._attach(f"{name}-{addon}", role, [policy])
+            created.append(
+                aws.eks.Addon(
+                    f"{name}-{addon}",
+                    cluster_name=self.cluster.name,
+                    addon_name=addon,
+                    addon_version=args.settings.addons[addon],
+                    service_account_role_arn=role_arn,
+                    resolve_conflicts_on_create="OVERWRITE",
+                    resolve_conflicts_on_update="PRESERVE",
+                    tags=tags(args.environment, f"{args.settings.name}-{addon}"),
+                    opts=child(self, depends_on=ready),
+                )
             )
-            aws.eks.Addon(
-                f"{name}-{addon}",
-                cluster_name=self.cluster.name,
-                addon_name=addon,
-                addon_version=version,
-                service_account_role_arn=role_arn,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                tags=tags(args.environment, f"{args.settings.name}-{addon}"),
-                opts=child(self, depends_on=depends_on),
-            )
+        return created
 
 
 def kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:

@@ -47,9 +47,8 @@ def irsa_role(
     service_account: str,
     resource_tags: Mapping[str, str],
     parent: pulumi.Resource,
-    managed_policy_arns: Sequence[str] = (),
 ) -> aws.iam.Role:
-    role = aws.iam.Role(
+    return aws.iam.Role(
         name,
         name=role_name,
         assume_role_policy=pulumi.Output.all(provider.arn, provider.issuer_url).apply(
@@ -59,11 +58,6 @@ def irsa_role(
         tags=dict(resource_tags),
         opts=child(parent),
     )
-    for index, policy_arn in enumerate(managed_policy_arns):
-        aws.iam.RolePolicyAttachment(
-            f"{name}-{index}", role=role.name, policy_arn=policy_arn, opts=child(parent)
-        )
-    return role
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class Network(pulumi.ComponentResource):
 
         nat_zones = zones if args.nat_gateways == "perZone" else zones[:1]
         nats = [
-            self._nat_gateway(name, args, zone, subnet)
+            self._nat_gateway(name, args, zone, subnet, gateway)
             for zone, subnet in zip(nat_zones, public_subnets, strict=False)
         ]
         private_subnets: list[aws.ec2.Subnet] = []
@@ -169,20 +169,26 @@ class Network(pulumi.ComponentResource):
         return subnet
 
     def _nat_gateway(
-        self, name: str, args: NetworkArgs, zone: str, subnet: aws.ec2.Subnet
+        self,
+        name: str,
+        args: NetworkArgs,
+        zone: str,
+        subnet: aws.ec2.Subnet,
+        gateway: aws.ec2.InternetGateway,
     ) -> aws.ec2.NatGateway:
+        # AWS: an Elastic IP for a VPC and a public NAT gateway need its internet gateway.
         address = aws.ec2.Eip(
             f"{name}-nat-{zone}",
             domain="vpc",
             tags=tags(args.environment, f"{args.name}-nat-{zone}"),
-            opts=child(self),
+            opts=child(self, depends_on=[gateway]),
         )
         return aws.ec2.NatGateway(
             f"{name}-nat-{zone}",
             allocation_id=address.id,
             subnet_id=subnet.id,
             tags=tags(args.environment, f"{args.name}-nat-{zone}"),
-            opts=child(self),
+            opts=child(self, depends_on=[gateway]),
         )
 
     def _flow_logs(self, name: str, args: NetworkArgs) -> None:
