@@ -16,7 +16,8 @@ from platform_infra.config import engine_settings
 from platform_infra.database import Database, DatabaseArgs
 from platform_infra.encryption import Encryption, EncryptionArgs
 from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs
-from platform_infra.network import Network, NetworkArgs
+from platform_infra.network import Network, NetworkArgs, nat_gateway_count
+from platform_infra.preflight import auto_scaling_role, check, read_account
 from platform_infra.registry import Registry, RegistryArgs
 from platformctl.model import find_root, load_repo
 from platformctl.render import Renderer
@@ -26,6 +27,8 @@ settings = engine_settings(repo, pulumi.get_stack())
 environment = repo.environment(settings.environment)
 account_id = aws.get_caller_identity().account_id
 name = settings.cluster.name
+account = read_account(settings.region, settings.environment, pulumi.get_stack())
+check(account, settings.region, nat_gateway_count(settings.network))
 
 encryption = Encryption(
     "encryption",
@@ -35,6 +38,7 @@ encryption = Encryption(
         account_id=account_id,
         region=settings.region,
         deletion_window_days=30 if settings.deletion_protection else 7,
+        service_roles=auto_scaling_role(account, settings.environment),
     ),
 )
 network = Network(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -24,6 +25,9 @@ class EncryptionArgs:
     region: str
     # Days a deleted key can still be recovered (7..30): production keeps the longest.
     deletion_window_days: int
+    # The service-linked roles the key policy names: KMS refuses a policy whose principal
+    # does not exist yet.
+    service_roles: Sequence[pulumi.Resource] = ()
 
 
 class Encryption(pulumi.ComponentResource):
@@ -100,7 +104,7 @@ class Encryption(pulumi.ComponentResource):
             deletion_window_in_days=args.deletion_window_days,
             policy=policy_document(statements),
             tags=tags(args.environment, args.name),
-            opts=child(self),
+            opts=child(self, depends_on=list(args.service_roles)),
         )
         aws.kms.Alias(
             f"{name}-alias",

@@ -18,6 +18,7 @@ from platform_infra.common import (
     policy_document,
     tags,
 )
+from platform_infra.config import NetworkSettings
 
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs")
 
@@ -45,6 +46,11 @@ def subnet_blocks(
         raise ValueError(f"{cidr} has room for {len(eighths) - 1} zones, not {zones}")
     public = list(eighths[-1].subnets(prefixlen_diff=3))
     return eighths[:zones], public[:zones]
+
+
+def nat_gateway_count(settings: NetworkArgs | NetworkSettings) -> int:
+    """One per zone, or one for the VPC: each takes an Elastic IP."""
+    return settings.availability_zones if settings.nat_gateways == "perZone" else 1
 
 
 class Network(pulumi.ComponentResource):
@@ -102,7 +108,7 @@ class Network(pulumi.ComponentResource):
             for zone, block in zip(zones, public_blocks, strict=True)
         ]
 
-        nat_zones = zones if args.nat_gateways == "perZone" else zones[:1]
+        nat_zones = zones[: nat_gateway_count(args)]
         nats = [
             self._nat_gateway(name, args, zone, subnet, gateway)
             for zone, subnet in zip(nat_zones, public_subnets, strict=False)

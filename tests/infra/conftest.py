@@ -55,9 +55,17 @@ class Registered:
     # numbers as doubles included), and the URNs it must wait for.
     properties: struct_pb2.Struct
     dependencies: frozenset[str]
+    # The ID of an existing resource the program adopts (the ``import`` option), or "".
+    import_id: str = ""
 
     def resource(self) -> Resource:
         return Resource(self.type, self.name, self.inputs)
+
+
+def _service(role_name: str) -> str:
+    """The service of an AWS service-linked role (AWSServiceRoleForAutoScaling)."""
+    services = {"AWSServiceRoleForAutoScaling": "autoscaling.amazonaws.com"}
+    return services[role_name]
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,21 @@ class Diagnostic:
 
 
 class AwsMocks(pulumi.runtime.Mocks):
-    def __init__(self, account: str = ACCOUNT, delays: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        account: str = ACCOUNT,
+        delays: Mapping[str, float] | None = None,
+        service_roles: Mapping[str, Mapping[str, str]] | None = None,
+        elastic_ip_quota: float = 5.0,
+        elastic_ips: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self.account = account
+        # The account as the preflight reads it: a fresh one by default (no service-linked
+        # roles, the default quota of 5 Elastic IPs, none in use). Roles and addresses map to
+        # their tags.
+        self.service_roles = dict(service_roles or {})
+        self.elastic_ip_quota = elastic_ip_quota
+        self.elastic_ips = dict(elastic_ips or {})
         self.preview = False
         # Filled by EngineMonitor: what was registered, and when each creation started/ended.
         self.registered: list[Registered] = []
@@ -121,6 +142,9 @@ class AwsMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:ec2/vpc:Vpc":
             return VPC_ID, state
         return f"{args.name}-id", state
+
+    def _service_role(self, name: str) -> str:
+        return f"arn:aws:iam::{self.account}:role/aws-service-role/{_service(name)}/{name}"
 
     @staticmethod
     def _arn(type_token: str, physical: str, inputs: Mapping[str, Any] | None = None) -> str:
@@ -173,6 +197,22 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "arn": f"arn:aws:route53:::hostedzone/{HOSTED_ZONE}",
                 "id": HOSTED_ZONE,
             }
+        if args.token == "aws:iam/getRoles:getRoles":
+            prefix = str(args.args.get("pathPrefix", "/"))
+            names = sorted(n for n in self.service_roles if prefix.endswith(f"{_service(n)}/"))
+            return {"names": names, "arns": [self._service_role(n) for n in names], "id": prefix}
+        if args.token == "aws:iam/getRole:getRole":
+            name = str(args.args["name"])
+            return {"name": name, "arn": self._service_role(name), "tags": self.service_roles[name]}
+        if args.token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            assert (args.args["serviceCode"], args.args["quotaCode"]) == ("ec2", "L-0263D0A3")
+            return {"value": self.elastic_ip_quota, "id": "ec2/L-0263D0A3"}
+        if args.token == "aws:ec2/getEips:getEips":
+            wanted = dict(args.args.get("tags") or {})
+            ids = sorted(
+                i for i, t in self.elastic_ips.items() if wanted.items() <= dict(t).items()
+            )
+            return {"allocationIds": ids, "publicIps": [], "id": REGION}
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"], "id": REGION}
         raise AssertionError(f"the program invoked {args.token}, which these mocks do not answer")
@@ -204,6 +244,7 @@ class EngineMonitor(MockMonitor):
             pulumi.runtime.rpc.deserialize_properties(request.object),
             properties,
             frozenset(waits),
+            request.importId,
         )
         with self._lock:
             self.events.append(("done", urn))
