@@ -12,9 +12,9 @@ import pulumi_aws as aws
 from platform_infra.addons import AddonIdentity, AddonIdentityArgs
 from platform_infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
 from platform_infra.cluster import Cluster, ClusterArgs, kubeconfig
-from platform_infra.config import engine_settings
 from platform_infra.database import Database, DatabaseArgs
 from platform_infra.encryption import Encryption, EncryptionArgs
+from platform_infra.engine import engine_settings
 from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs
 from platform_infra.network import Network, NetworkArgs, nat_gateway_count
 from platform_infra.preflight import auto_scaling_role, check, read_account

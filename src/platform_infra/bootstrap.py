@@ -17,8 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from platform_infra.config import ArgoCDSettings, StackSettings
 from platformctl.bridge import role_annotation
+from platformctl.stacks import ArgoCDSettings, StackSettings
 
 ARGO_HELM_REPOSITORY = "https://argoproj.github.io/argo-helm"
 IN_CLUSTER = "https://kubernetes.default.svc"

@@ -16,9 +16,9 @@ import pulumi
 import pulumi_aws as aws
 
 from platform_infra.common import assume_role_policy, child, log_group, managed_policy, tags
-from platform_infra.config import ClusterSettings, NodeGroupSettings
 from platform_infra.identity import OidcProvider, irsa_role
 from platform_infra.rules import CONTROL_PLANE_LOG_TYPES
+from platformctl.stacks import ClusterSettings, NodeGroupSettings
 
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 # Add-ons that call AWS APIs get an IRSA role of their own instead of borrowing the node's.
@@ -262,6 +262,14 @@ class Cluster(pulumi.ComponentResource):
             opts=child(self, ignore_changes=["scalingConfig.desiredSize"], depends_on=ready),
         )
 
+    @staticmethod
+    def _configuration(addon: str, settings: ClusterSettings) -> str | None:
+        """The add-on's configuration: the VPC CNI enforces NetworkPolicies itself (its
+        node agent) when the stack asks for it, the default."""
+        if addon == "vpc-cni":
+            return json.dumps({"enableNetworkPolicy": str(settings.network_policy).lower()})
+        return None
+
     def _addons(
         self,
         name: str,
@@ -293,6 +301,7 @@ class Cluster(pulumi.ComponentResource):
                     addon_name=addon,
                     addon_version=args.settings.addons[addon],
                     service_account_role_arn=role_arn,
+                    configuration_values=self._configuration(addon, args.settings),
                     resolve_conflicts_on_create="OVERWRITE",
                     resolve_conflicts_on_update="PRESERVE",
                     tags=tags(args.environment, f"{args.settings.name}-{addon}"),

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from platform_infra.common import child, log_group, tags
-from platform_infra.config import DatabaseSettings
+from platformctl.stacks import DatabaseSettings
 
 
 @dataclass(frozen=True)

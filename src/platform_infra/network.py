@@ -18,7 +18,7 @@ from platform_infra.common import (
     policy_document,
     tags,
 )
-from platform_infra.config import NetworkSettings
+from platformctl.stacks import NetworkSettings
 
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs")
 

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from platform_infra.common import child, policy_document, tags
-from platform_infra.config import RegistrySettings
+from platformctl.stacks import RegistrySettings
 
 PULL_ACTIONS = [
     "ecr:BatchGetImage",

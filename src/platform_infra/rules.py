@@ -9,18 +9,20 @@ the Pulumi inputs); the others hold this platform's own defaults.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from platform_infra.iam import lint
+from platformctl.model import find_root, load_repo
+from platformctl.support import Calendar
 
-# The Kubernetes versions EKS supports (checkov CKV_AWS_339 holds the same list).
-SUPPORTED_KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 REQUIRED_TAGS = ("environment", "managed-by")
 PRODUCTION = "production"
@@ -174,10 +176,19 @@ def _secrets_encryption(resource: Resource) -> Iterator[str]:
         yield "Kubernetes secrets are not envelope-encrypted with a KMS key"
 
 
+@cache
+def _calendar() -> Calendar:
+    """The repository's support calendar (the pack runs from the repository's own venv)."""
+    return load_repo(find_root(Path(__file__).resolve().parent)).support
+
+
 def _supported_version(resource: Resource) -> Iterator[str]:
+    """CKV_AWS_339 keeps a list of versions; the calendar also knows until when."""
     version = resource.props.get("version")
-    if version is not None and str(version) not in SUPPORTED_KUBERNETES_VERSIONS:
-        yield f"Kubernetes {version} is not a supported EKS version"
+    if version is not None:
+        verdict = _calendar().kubernetes_version(str(version), dt.date.today())
+        if verdict.refused:
+            yield verdict.refused
 
 
 def _api_authentication(resource: Resource) -> Iterator[str]:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platformctl.documents import (
     KnownValid,
@@ -29,7 +29,11 @@ from platformctl.documents import (
 )
 from platformctl.errors import InputError, unknown_name
 from platformctl.gates.config import Gates, parse_gates
+from platformctl.support import SUPPORT_FILE, Calendar, load_calendar
 from platformctl.yamlio import display_path, located
+
+if TYPE_CHECKING:
+    from platformctl.stacks import StackSettings
 
 ENVIRONMENTS_DIR = "environments"
 PIPELINE_FILE = "pipeline.yaml"
@@ -196,6 +200,18 @@ class Repo:
     @property
     def exceptions_file(self) -> Path:
         return self.environments_dir / EXCEPTIONS_FILE
+
+    @property
+    def support(self) -> Calendar:
+        """The support calendar (``environments/support.yaml``): what AWS and upstream still
+        support, and until when."""
+        return load_calendar(self.environments_dir / SUPPORT_FILE)
+
+    def stack(self, name: str) -> StackSettings:
+        """The settings of ``Pulumi.<name>.yaml``, checked as ``pulumi up`` checks them."""
+        from platformctl.stacks import read_stack
+
+        return read_stack(self, name)
 
     @property
     def environment_names(self) -> tuple[str, ...]:

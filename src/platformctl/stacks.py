@@ -1,5 +1,6 @@
 """Typed, validated settings of one stack (``Pulumi.<stack>.yaml``), checked before any
-resource is declared.
+resource is declared - by the Pulumi program (``platform_infra.engine``, from the engine's
+config) and by ``platform verify`` (``Repo.stack``, from the file) alike.
 
 The Kubernetes version and the repository URL are not stack settings: they come from the repo
 model (``environments/<env>/environment.yaml`` and ``environments/pipeline.yaml``), which the
@@ -8,9 +9,8 @@ gitops chart and ``platform verify`` read too, so they cannot drift apart.
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
 import ipaddress
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
-from platform_infra.rules import SUPPORTED_KUBERNETES_VERSIONS
 from platformctl.documents import check_document, packaged_schema
 from platformctl.errors import InputError
 from platformctl.model import Environment, Repo
-from platformctl.yamlio import display_path, located
+from platformctl.support import Calendar, Verdict
+from platformctl.yamlio import display_path, located, read_mapping
 
 NAMESPACE = "platform"
 INSTANCE_TYPE = re.compile(
@@ -60,6 +60,9 @@ class NodeGroupSettings:
 class ClusterSettings:
     name: str
     kubernetes_version: str
+    # The VPC CNI's own network-policy agent (``enableNetworkPolicy``): without it the
+    # cluster ignores every NetworkPolicy the charts render.
+    network_policy: bool
     public_access_cidrs: tuple[str, ...]
     log_retention_days: int
     admin_role_arns: tuple[str, ...]
@@ -114,6 +117,8 @@ class StackSettings:
     database: DatabaseSettings
     registry: RegistrySettings
     argocd: ArgoCDSettings
+    # What the support calendar says is due soon (a version within 90 days of its end).
+    warnings: tuple[str, ...] = ()
 
 
 @cache
@@ -126,10 +131,17 @@ def stack_file(root: Path, stack: str) -> Path:
 
 
 class _Checker:
-    """Raises ``file:line: key: reason`` for the semantic checks the schema cannot express."""
+    """Raises ``file:line: key: reason`` for the semantic checks the schema cannot express,
+    and collects the calendar's warnings for the day it checks on."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, today: dt.date) -> None:
         self.source = source
+        self.today = today
+        self.warnings: list[str] = []
+
+    def warn(self, verdict: Verdict) -> None:
+        if verdict.warning:
+            self.warnings.append(f"{display_path(self.source)}: {verdict.warning}")
 
     def fail(self, key_path: Sequence[str | int], reason: str) -> InputError:
         where = located(self.source, ["config", *key_path])
@@ -201,7 +213,7 @@ def _node_groups(
 
 
 def _cluster(
-    config: Mapping[str, Any], environment: Environment, check: _Checker
+    config: Mapping[str, Any], environment: Environment, calendar: Calendar, check: _Checker
 ) -> ClusterSettings:
     raw = _section(config, "cluster")
     key = f"{NAMESPACE}:cluster"
@@ -213,24 +225,29 @@ def _cluster(
                 "the API endpoint must not be open to the internet; list your office or VPN CIDRs",
             )
     version = environment.kubernetes_version
-    if version not in SUPPORTED_KUBERNETES_VERSIONS:
-        raise InputError(
-            f"{environment.settings_file.name} of {environment.name}: Kubernetes {version} is not "
-            f"a supported EKS version",
-            hint="use one of " + ", ".join(SUPPORTED_KUBERNETES_VERSIONS),
-        )
+    addons = dict(raw["addons"])
+    verdict = calendar.kubernetes_version(version, check.today)
+    if verdict.refused:
+        where = located(environment.settings_file, ["cluster", "kubernetesVersion"])
+        raise InputError(f"{where}: cluster.kubernetesVersion: {verdict.refused}")
+    check.warn(verdict)
+    for addon, build in sorted(addons.items()):
+        problem = calendar.addon_version(version, addon, build)
+        if problem:
+            raise check.fail([key, "addons", addon], problem)
     return ClusterSettings(
         name=environment.cluster_name,
         kubernetes_version=version,
+        network_policy=raw.get("networkPolicy", True),
         public_access_cidrs=tuple(raw.get("publicAccessCidrs", [])),
         log_retention_days=raw.get("logRetentionDays", 365),
         admin_role_arns=tuple(raw.get("adminRoleArns", [])),
-        addons=dict(raw["addons"]),
+        addons=addons,
         node_groups=_node_groups(raw["nodeGroups"], check),
     )
 
 
-def _database(config: Mapping[str, Any], check: _Checker) -> DatabaseSettings:
+def _database(config: Mapping[str, Any], calendar: Calendar, check: _Checker) -> DatabaseSettings:
     raw = _section(config, "database")
     key = f"{NAMESPACE}:database"
     if not DB_INSTANCE_CLASS.match(raw["instanceClass"]):
@@ -242,6 +259,10 @@ def _database(config: Mapping[str, Any], check: _Checker) -> DatabaseSettings:
     maximum = raw.get("maxAllocatedStorageGiB", allocated)
     if maximum < allocated:
         raise check.fail([key, "maxAllocatedStorageGiB"], "must be at least allocatedStorageGiB")
+    verdict = calendar.postgres_version(raw["engineVersion"], check.today)
+    if verdict.refused:
+        raise check.fail([key, "engineVersion"], verdict.refused)
+    check.warn(verdict)
     return DatabaseSettings(
         engine_version=raw["engineVersion"],
         instance_class=raw["instanceClass"],
@@ -318,14 +339,21 @@ def _argocd(config: Mapping[str, Any], environment: Environment, domain: str) ->
     )
 
 
-def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Path) -> StackSettings:
-    """Check a stack's config (as the engine passes it) against the schema and the repo model.
+def load_settings(
+    stack: str,
+    config: Mapping[str, Any],
+    repo: Repo,
+    source: Path,
+    today: dt.date | None = None,
+) -> StackSettings:
+    """Check a stack's config (as the engine passes it) against the schema, the repo model
+    and the support calendar on ``today``.
 
     ``source`` is the stack file, for ``file:line`` in errors. Raises InputError.
     """
     environment = repo.environment(stack)
     check_document({"config": dict(config)}, _validator(), source)
-    check = _Checker(source)
+    check = _Checker(source, today or dt.date.today())
     region: str = config["aws:region"]
     if region != environment.region:
         raise InputError(
@@ -334,6 +362,8 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
             hint="make aws:region and cluster.region agree",
         )
     domain: str = config[f"{NAMESPACE}:domain"]
+    cluster = _cluster(config, environment, repo.support, check)
+    database = _database(config, repo.support, check)
     return StackSettings(
         environment=environment.name,
         region=region,
@@ -343,43 +373,17 @@ def load_settings(stack: str, config: Mapping[str, Any], repo: Repo, source: Pat
         revision=repo.revision,
         services=repo.services,
         network=_network(config, check),
-        cluster=_cluster(config, environment, check),
-        database=_database(config, check),
+        cluster=cluster,
+        database=database,
         registry=_registry(config, repo, region, stack),
         argocd=_argocd(config, environment, domain),
+        warnings=tuple(check.warnings),
     )
 
 
-def decode_engine_config(raw: Mapping[str, str]) -> dict[str, Any]:
-    """The engine hands objects, lists and booleans to the program as JSON text; strings stay
-    as they are (a version such as "17.4" is not turned into a number)."""
-    decoded: dict[str, Any] = {}
-    for key, value in raw.items():
-        decoded[key] = value
-        if isinstance(value, str) and (value[:1] in ("{", "[") or value in ("true", "false")):
-            with contextlib.suppress(json.JSONDecodeError):
-                decoded[key] = json.loads(value)
-    return decoded
-
-
-def engine_settings(repo: Repo, stack: str) -> StackSettings:
-    """The settings of the stack being deployed, read through the engine's config.
-
-    A bad value stops the program before any resource is declared, with the one-line message
-    (``pulumi.RunError`` prints no traceback).
-    """
-    import pulumi
-
-    from platformctl.errors import PlatformError
-
-    schema_keys = packaged_schema("stack")["properties"]["config"]["properties"]
-    raw: dict[str, str] = {}
-    for key in schema_keys:
-        namespace, _, name = key.partition(":")
-        value = pulumi.Config(namespace).get(name)
-        if value is not None:
-            raw[key] = value
-    try:
-        return load_settings(stack, decode_engine_config(raw), repo, stack_file(repo.root, stack))
-    except PlatformError as error:
-        raise pulumi.RunError(str(error)) from None
+def read_stack(repo: Repo, stack: str, today: dt.date | None = None) -> StackSettings:
+    """``Pulumi.<stack>.yaml`` as ``platform verify`` reads it: the same checks as the program
+    runs on the engine's config."""
+    source = stack_file(repo.root, stack)
+    config = read_mapping(source).get("config")
+    return load_settings(stack, config if isinstance(config, Mapping) else {}, repo, source, today)

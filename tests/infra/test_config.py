@@ -10,9 +10,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from platform_infra.config import load_settings, stack_file
 from platformctl.errors import InputError
 from platformctl.model import Repo, load_repo
+from platformctl.stacks import load_settings, stack_file
 from tests.infra.conftest import ROOT, AwsMocks, run_program, stack_config
 
 Edit = Callable[[dict[str, Any]], None]
@@ -110,7 +110,7 @@ def _with_dev(**changes: Any) -> Repo:
 
 
 def test_an_unsupported_kubernetes_version_is_refused() -> None:
-    with pytest.raises(InputError, match=r"Kubernetes 1\.27 is not a supported EKS version"):
+    with pytest.raises(InputError, match=r"Kubernetes 1\.27 is not in environments/support\.yaml"):
         _settings(stack_config("dev"), repo=_with_dev(kubernetes_version="1.27"))
 
 

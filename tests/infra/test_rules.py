@@ -101,9 +101,9 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
     ),
     "eks-supported-version": (
         EKS_CLUSTER,
+        {"version": "1.35"},
         {"version": "1.33"},
-        {"version": "1.27"},
-        "1.27 is not a supported",
+        "EKS Kubernetes 1.33 left standard support on 2026-07-29",
     ),
     "eks-access-entries": (
         EKS_CLUSTER,
