@@ -24,7 +24,8 @@ from jsonschema import Draft202012Validator
 from platformctl.documents import check_document, packaged_schema
 from platformctl.errors import InputError
 from platformctl.model import Environment, Repo
-from platformctl.support import Calendar, Verdict
+from platformctl.policy.findings import Finding
+from platformctl.support import ARGOCD_CHART, Calendar, Verdict, argocd_verdict
 from platformctl.yamlio import display_path, located, read_mapping
 
 NAMESPACE = "platform"
@@ -387,3 +388,33 @@ def read_stack(repo: Repo, stack: str, today: dt.date | None = None) -> StackSet
     source = stack_file(repo.root, stack)
     config = read_mapping(source).get("config")
     return load_settings(stack, config if isinstance(config, Mapping) else {}, repo, source, today)
+
+
+def stack_findings(
+    repo: Repo, environments: Sequence[str], today: dt.date
+) -> tuple[list[Finding], list[str]]:
+    """What ``platform verify`` reports of the stacks: each environment's stack file checked as
+    ``pulumi up`` checks it (the support calendar included) and the vendored Argo CD chart
+    held to the calendar. Findings refuse; warnings are due soon. An environment without a
+    stack file (deployed by other means) is skipped."""
+    findings: list[Finding] = []
+    warnings: list[str] = []
+    checked = False
+    for name in environments:
+        source = stack_file(repo.root, name)
+        if not source.is_file():
+            continue
+        checked = True
+        try:
+            warnings += read_stack(repo, name, today).warnings
+        except InputError as error:
+            findings.append(Finding(f"{name}/stack", "stack", source.name, str(error), "project"))
+    if checked:
+        verdict = argocd_verdict(repo.support, repo.root, today)
+        if verdict.refused:
+            findings.append(
+                Finding("argocd", "support-calendar", str(ARGOCD_CHART), verdict.refused, "project")
+            )
+        if verdict.warning:
+            warnings.append(verdict.warning)
+    return findings, warnings

@@ -49,6 +49,7 @@ from platformctl.policy.rules import (
 )
 from platformctl.render import GITOPS_TARGET, Job, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
+from platformctl.stacks import stack_findings
 
 CACHE_FILE = "verify.json"
 Progress = Callable[[str, int, int], None]
@@ -182,6 +183,8 @@ class VerifyReport:
     excepted: list[Excepted]
     unused_exceptions: list[PolicyException]
     checked_by_checkov: int
+    # Due soon, not yet refused: a pinned version within 90 days of its end of support.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -394,8 +397,11 @@ def verify(
             )
         )
         all_findings += findings
+    day = today or dt.date.today()
+    # The stacks are whole-environment targets, like the Argo CD objects.
+    stacks, warnings = stack_findings(repo, [] if services else env_names, day)
     failing, excepted, unused = apply_exceptions(
-        sorted(all_findings), exceptions, today or dt.date.today(), repo.exceptions_file
+        sorted(all_findings + stacks), exceptions, day, repo.exceptions_file
     )
     return VerifyReport(
         targets=results,
@@ -403,4 +409,5 @@ def verify(
         excepted=excepted,
         unused_exceptions=unused,
         checked_by_checkov=len(gate.checkov),
+        warnings=warnings,
     )

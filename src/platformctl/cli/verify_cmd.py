@@ -27,6 +27,7 @@ def _payload(report: VerifyReport) -> dict[str, object]:
         "cache_hits": report.cache_hits,
         "checked_by_checkov": report.checked_by_checkov,
         "findings": [finding.as_dict() for finding in report.failing],
+        "warnings": report.warnings,
         "excepted": [
             {
                 **item.finding.as_dict(),
@@ -89,6 +90,8 @@ def register(app: typer.Typer) -> None:
                     for e in report.excepted
                 ]
                 typer.echo(render_table(output, headers, rows))
+            for warning in report.warnings:
+                typer.echo(f"warning: {warning}", err=True)
             for unused in report.unused_exceptions:
                 typer.echo(
                     f"warning: {unused.where}: exception matches nothing; remove it", err=True
