@@ -16,7 +16,7 @@ from platform_infra.database import Database, DatabaseArgs
 from platform_infra.encryption import Encryption, EncryptionArgs
 from platform_infra.engine import engine_settings
 from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs
-from platform_infra.network import Network, NetworkArgs, nat_gateway_count
+from platform_infra.network import Network, NetworkArgs
 from platform_infra.preflight import auto_scaling_role, check, read_account
 from platform_infra.registry import Registry, RegistryArgs
 from platformctl.model import find_root, load_repo
@@ -27,8 +27,10 @@ settings = engine_settings(repo, pulumi.get_stack())
 environment = repo.environment(settings.environment)
 account_id = aws.get_caller_identity().account_id
 name = settings.cluster.name
-account = read_account(settings.region, settings.environment, pulumi.get_stack())
-check(account, settings.region, nat_gateway_count(settings.network))
+account = read_account(
+    settings.region, settings.environment, pulumi.get_stack(), settings.dns_zone_id
+)
+check(account, settings)
 
 encryption = Encryption(
     "encryption",
@@ -102,6 +104,7 @@ addon_identity = AddonIdentity(
         region=settings.region,
         account_id=account_id,
         domain=settings.domain,
+        zone_id=settings.dns_zone_id,
         provider=cluster.oidc,
         kms_key_arn=encryption.key.arn,
         log_retention_days=settings.cluster.log_retention_days,
@@ -124,7 +127,7 @@ GitOpsBootstrap(
         environment=settings.environment,
         argocd=settings.argocd,
         kubeconfig=cluster_kubeconfig,
-        cluster_access=cluster.admin_access,
+        cluster_access=cluster.api_access,
         gitops_documents=Renderer(repo).gitops(environment).documents,
         cluster_annotations=bridge_annotations(
             settings,

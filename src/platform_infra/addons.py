@@ -29,6 +29,8 @@ class AddonIdentityArgs:
     region: str
     account_id: str
     domain: str
+    # The environment's public hosted zone (checked by the preflight).
+    zone_id: str
     provider: OidcProvider
     kms_key_arn: pulumi.Input[str]
     log_retention_days: int
@@ -166,7 +168,7 @@ class AddonIdentity(pulumi.ComponentResource):
         super().__init__("platform:infra:AddonIdentity", name, None, opts)
         if set(POLICIES) != set(ADDON_ROLES):
             raise ValueError("every add-on role in platformctl.bridge needs a policy here")
-        zone = aws.route53.get_zone_output(name=args.domain, private_zone=False)
+        zone = aws.route53.get_zone_output(zone_id=args.zone_id)
         self.hosted_zone_id = zone.zone_id
         logs = log_group(
             f"{name}-containers",

@@ -42,7 +42,8 @@ class GitOpsBootstrapArgs:
     environment: str
     argocd: ArgoCDSettings
     kubeconfig: pulumi.Input[str]
-    # The deployer's access entry and admin policy: the API refuses it (401) before they exist.
+    # The deployer's way in: 443 from the runners, its access entry and admin policy (the
+    # API times out, then answers 401, before they exist).
     cluster_access: Sequence[pulumi.Resource]
     # The AppProject and ApplicationSet of the environment, as ``charts/gitops`` renders them.
     gitops_documents: Sequence[Mapping[str, Any]]

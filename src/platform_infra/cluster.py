@@ -122,8 +122,22 @@ class Cluster(pulumi.ComponentResource):
         )
         self.oidc = OidcProvider(arn=provider.arn, issuer_url=issuer)
 
-        # What a Kubernetes provider acting as an admin (the deployer) must wait for.
-        self.admin_access: list[pulumi.Resource] = []
+        # What a client of the API (the deployer's Kubernetes provider) must wait for: the
+        # networks allowed to 443, its access entry and its admin policy.
+        self.api_access: list[pulumi.Resource] = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-{index}",
+                security_group_id=self.cluster.vpc_config.cluster_security_group_id,
+                cidr_ipv4=cidr,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                description="Kubernetes API from CI runners and the VPN",
+                tags=tags(env),
+                opts=child(self),
+            )
+            for index, cidr in enumerate(settings.api_access_cidrs)
+        ]
         for index, principal in enumerate(settings.admin_role_arns):
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{index}",
@@ -141,7 +155,7 @@ class Cluster(pulumi.ComponentResource):
                 access_scope={"type": "cluster"},
                 opts=child(self, depends_on=[entry]),
             )
-            self.admin_access += [entry, association]
+            self.api_access += [entry, association]
 
         node_role, node_policies = self._node_role(name, env, settings.name)
         # The add-ons nodes need to join and network (vpc-cni replaces the self-managed

@@ -14,7 +14,7 @@ import pulumi
 from platformctl.documents import packaged_schema
 from platformctl.errors import PlatformError
 from platformctl.model import Repo
-from platformctl.stacks import StackSettings, load_settings, stack_file
+from platformctl.stacks import StackSettings, deployment_blockers, load_settings, stack_file
 
 
 def decode_engine_config(raw: Mapping[str, str]) -> dict[str, Any]:
@@ -48,6 +48,9 @@ def engine_settings(repo: Repo, stack: str) -> StackSettings:
         )
     except PlatformError as error:
         raise pulumi.RunError(str(error)) from None
+    blockers = deployment_blockers(settings)
+    if blockers:
+        raise pulumi.RunError("; ".join(blockers))
     for warning in settings.warnings:
         pulumi.log.warn(warning)
     return settings

@@ -18,7 +18,7 @@ from platform_infra.common import (
     policy_document,
     tags,
 )
-from platformctl.stacks import NetworkSettings
+from platformctl.stacks import nat_gateway_count
 
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs")
 
@@ -46,11 +46,6 @@ def subnet_blocks(
         raise ValueError(f"{cidr} has room for {len(eighths) - 1} zones, not {zones}")
     public = list(eighths[-1].subnets(prefixlen_diff=3))
     return eighths[:zones], public[:zones]
-
-
-def nat_gateway_count(settings: NetworkArgs | NetworkSettings) -> int:
-    """One per zone, or one for the VPC: each takes an Elastic IP."""
-    return settings.availability_zones if settings.nat_gateways == "perZone" else 1
 
 
 class Network(pulumi.ComponentResource):

@@ -4,6 +4,9 @@ data sources (so ``pulumi preview`` sees it too), with one line naming the fix.
 * Elastic IPs: one per NAT gateway, and the default quota is 5 per region; three stacks in one
   region (1 + 3 + 3 NAT gateways) need 7. The check counts the addresses this stack already
   holds as its own, so a second ``pulumi up`` does not trip over them.
+* The environment's public hosted zone (``platform:dnsZoneId``): it must exist and carry
+  ``platform:domain``. ACM validates the certificate there and external-dns writes the hosts
+  into it; the zone's delegation from the parent domain is the account owner's step.
 * The Auto Scaling service-linked role: the KMS key policy names it (Auto Scaling opens the
   nodes' encrypted volumes), and KMS refuses a policy naming a principal that does not exist.
   It exists only after an account's first Auto Scaling group, so a stack creates it when it
@@ -19,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from platform_infra.common import tags
+from platformctl.stacks import StackSettings, nat_gateway_count
 
 AUTO_SCALING = "autoscaling.amazonaws.com"
 AUTO_SCALING_ROLE = "AWSServiceRoleForAutoScaling"
@@ -37,6 +41,8 @@ class Account:
     auto_scaling_role_owner: str | None  # None: missing; "": exists, not ours; else the stack
     auto_scaling_role_arn: str | None
     stack: str
+    # The configured hosted zone as Route 53 has it: (name, private), or None when missing.
+    zone: tuple[str, bool] | None
 
     @property
     def creates_auto_scaling_role(self) -> bool:
@@ -48,7 +54,7 @@ def _own(environment: str) -> dict[str, str]:
     return {key: own[key] for key in ("environment", "managed-by")}
 
 
-def read_account(region: str, environment: str, stack: str) -> Account:
+def read_account(region: str, environment: str, stack: str, zone_id: str) -> Account:
     service_code, quota_code = ELASTIC_IP_QUOTA
     quota = aws.servicequotas.get_service_quota(
         service_code=service_code, quota_code=quota_code, region=region
@@ -61,7 +67,12 @@ def read_account(region: str, environment: str, stack: str) -> Account:
     if AUTO_SCALING_ROLE in service_roles.names:
         role = aws.iam.get_role(name=AUTO_SCALING_ROLE)
         owner, arn = (role.tags or {}).get(OWNER_TAG, ""), role.arn
+    zone: tuple[str, bool] | None = None
+    if zone_id in aws.route53.get_zones().ids:
+        found = aws.route53.get_zone(zone_id=zone_id)
+        zone = (found.name.rstrip("."), bool(found.private_zone))
     return Account(
+        zone=zone,
         elastic_ip_quota=int(quota.value),
         elastic_ips_of_others=len(set(every.allocation_ids) - set(ours.allocation_ids)),
         auto_scaling_role_owner=owner,
@@ -70,9 +81,22 @@ def read_account(region: str, environment: str, stack: str) -> Account:
     )
 
 
-def problems(account: Account, region: str, nat_gateways: int) -> list[str]:
+def problems(account: Account, settings: StackSettings) -> list[str]:
     """Each missing prerequisite, as the line that says how to fix it."""
     found = []
+    region, domain, zone_id = settings.region, settings.domain, settings.dns_zone_id
+    nat_gateways = nat_gateway_count(settings.network)
+    if account.zone is None:
+        found.append(
+            f"hosted zone {zone_id} does not exist in this account: create the public zone "
+            f"{domain}, delegate it from its parent, and set platform:dnsZoneId to its ID"
+        )
+    elif account.zone != (domain, False):
+        name, private = account.zone
+        found.append(
+            f"hosted zone {zone_id} is the {'private' if private else 'public'} zone {name}, "
+            f"not the public zone {domain}: set platform:dnsZoneId to {domain}'s public zone"
+        )
     free = account.elastic_ip_quota - account.elastic_ips_of_others
     if nat_gateways > free:
         found.append(
@@ -83,9 +107,9 @@ def problems(account: Account, region: str, nat_gateways: int) -> list[str]:
     return found
 
 
-def check(account: Account, region: str, nat_gateways: int) -> None:
+def check(account: Account, settings: StackSettings) -> None:
     """Stops the program before it declares anything (``RunError`` prints one line)."""
-    found = problems(account, region, nat_gateways)
+    found = problems(account, settings)
     if found:
         raise pulumi.RunError("preflight: " + "; ".join(found))
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
@@ -46,6 +46,18 @@ class NetworkSettings:
     flow_log_retention_days: int
 
 
+class _Zoned(Protocol):
+    @property
+    def availability_zones(self) -> int: ...
+    @property
+    def nat_gateways(self) -> Literal["single", "perZone"]: ...
+
+
+def nat_gateway_count(network: _Zoned) -> int:
+    """One per zone, or one for the VPC: each takes an Elastic IP."""
+    return network.availability_zones if network.nat_gateways == "perZone" else 1
+
+
 @dataclass(frozen=True)
 class NodeGroupSettings:
     name: str
@@ -65,6 +77,8 @@ class ClusterSettings:
     # cluster ignores every NetworkPolicy the charts render.
     network_policy: bool
     public_access_cidrs: tuple[str, ...]
+    # Who reaches the private endpoint (443 on the cluster security group): CI runners, VPN.
+    api_access_cidrs: tuple[str, ...]
     log_retention_days: int
     admin_role_arns: tuple[str, ...]
     addons: Mapping[str, str]
@@ -109,6 +123,8 @@ class StackSettings:
     region: str
     # The DNS zone of the environment: argocd.<domain>, grafana.<domain>, the services' hosts.
     domain: str
+    # Its public hosted zone, delegated from the parent domain (a prerequisite, checked).
+    dns_zone_id: str
     deletion_protection: bool
     repository_url: str
     revision: str
@@ -218,6 +234,12 @@ def _cluster(
 ) -> ClusterSettings:
     raw = _section(config, "cluster")
     key = f"{NAMESPACE}:cluster"
+    for index, value in enumerate(raw.get("apiAccessCidrs", [])):
+        if check.cidr(value, [key, "apiAccessCidrs", index]).prefixlen == 0:
+            raise check.fail(
+                [key, "apiAccessCidrs", index],
+                "the API must not be open to every address; list your runners' or VPN's CIDRs",
+            )
     for index, value in enumerate(raw.get("publicAccessCidrs", [])):
         network = check.cidr(value, [key, "publicAccessCidrs", index])
         if network.prefixlen == 0:
@@ -241,6 +263,7 @@ def _cluster(
         kubernetes_version=version,
         network_policy=raw.get("networkPolicy", True),
         public_access_cidrs=tuple(raw.get("publicAccessCidrs", [])),
+        api_access_cidrs=tuple(raw.get("apiAccessCidrs", [])),
         log_retention_days=raw.get("logRetentionDays", 365),
         admin_role_arns=tuple(raw.get("adminRoleArns", [])),
         addons=addons,
@@ -369,6 +392,7 @@ def load_settings(
         environment=environment.name,
         region=region,
         domain=domain,
+        dns_zone_id=config[f"{NAMESPACE}:dnsZoneId"],
         deletion_protection=config[f"{NAMESPACE}:deletionProtection"],
         repository_url=repo.repository_url,
         revision=repo.revision,
@@ -418,3 +442,58 @@ def stack_findings(
         if verdict.warning:
             warnings.append(verdict.warning)
     return findings, warnings
+
+
+# RFC 2606/6761: names that never resolve publicly, so ACM can never validate them.
+RESERVED_DOMAINS = (
+    "example",
+    "test",
+    "invalid",
+    "localhost",
+    "example.com",
+    "example.net",
+    "example.org",
+)
+# RFC 5737: documentation ranges, never anyone's office or VPN.
+DOCUMENTATION_NETWORKS = tuple(
+    ipaddress.IPv4Network(block) for block in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+PLACEHOLDER_ZONE = re.compile(r"^Z0+$")
+
+
+def deployment_blockers(settings: StackSettings) -> list[str]:
+    """Why this stack cannot be deployed as it stands: placeholders the template ships with
+    and a cluster nothing could reach. Each line says what to set. ``platform verify`` does
+    not refuse these (the template renders and verifies offline); ``pulumi up`` does."""
+    stack = f"Pulumi.{settings.environment}.yaml"
+    found = []
+    domain = settings.domain
+    if any(domain == r or domain.endswith(f".{r}") for r in RESERVED_DOMAINS):
+        found.append(
+            f"{stack}: platform:domain {domain} is a reserved name ACM can never validate: "
+            "set your environment's delegated domain (and endpoints.argocd.url to match)"
+        )
+    if PLACEHOLDER_ZONE.match(settings.dns_zone_id):
+        found.append(
+            f"{stack}: platform:dnsZoneId is a placeholder: set the ID of {domain}'s public "
+            "hosted zone"
+        )
+    cluster = settings.cluster
+    for field_name, cidrs in (
+        ("publicAccessCidrs", cluster.public_access_cidrs),
+        ("apiAccessCidrs", cluster.api_access_cidrs),
+    ):
+        for cidr in cidrs:
+            network = ipaddress.IPv4Network(cidr)
+            if any(network.overlaps(doc) for doc in DOCUMENTATION_NETWORKS):
+                found.append(
+                    f"{stack}: platform:cluster.{field_name} {cidr} is a documentation range: "
+                    "set your office, VPN or CI runners' CIDR"
+                )
+    if not cluster.api_access_cidrs:
+        found.append(
+            f"{stack}: platform:cluster.apiAccessCidrs is empty, so no CI runner or VPN reaches "
+            "the API: set the CIDRs of the runners labelled platform-"
+            f"{settings.environment} and of the VPN"
+        )
+    return found

@@ -13,8 +13,11 @@ analyzer servicer (``Program.analyze``), which is what ``pulumi preview --policy
 
 from __future__ import annotations
 
+import atexit
 import json
 import runpy
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,8 +37,34 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 from platform_infra.crossguard import PACK_NAME, policies
 from platform_infra.rules import Resource
 
-ROOT = Path(__file__).resolve().parents[2]
-PROGRAM = ROOT / "infra" / "__main__.py"
+# The repository, and a copy of it made deployable: `pulumi up` refuses the placeholders the
+# template ships (a reserved domain, a zero zone ID, documentation CIDRs), so the program runs
+# on the copy, where only those values differ.
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYABLE = {
+    "acme-corp.example": "acme-corp.cloud",
+    "Z00000000000000000000": "Z0123456789ABCDEFGHIJ",
+    "192.0.2.0/24": "10.250.0.0/22",
+    "203.0.113.0/24": "84.17.32.0/24",
+    "198.51.100.0/24": "84.17.33.0/24",
+}
+
+
+def _deployable_copy() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="platform-deployable-"))
+    atexit.register(shutil.rmtree, root, True)
+    for folder in ("environments", "charts", "infra"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [*REPO.glob("Pulumi*.yaml"), *(REPO / "environments").rglob("*.yaml")]:
+        text = path.read_text()
+        for placeholder, value in DEPLOYABLE.items():
+            text = text.replace(placeholder, value)
+        target = root / path.relative_to(REPO)
+        target.write_text(text)
+    return root
+
+
+ROOT = _deployable_copy()
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 HOSTED_ZONE = "Z0123456789ABCDEFGHIJ"
@@ -84,6 +113,7 @@ class AwsMocks(pulumi.runtime.Mocks):
         service_roles: Mapping[str, Mapping[str, str]] | None = None,
         elastic_ip_quota: float = 5.0,
         elastic_ips: Mapping[str, Mapping[str, str]] | None = None,
+        zones: Mapping[str, tuple[str, bool]] | None = None,
     ) -> None:
         self.account = account
         # The account as the preflight reads it: a fresh one by default (no service-linked
@@ -92,6 +122,8 @@ class AwsMocks(pulumi.runtime.Mocks):
         self.service_roles = dict(service_roles or {})
         self.elastic_ip_quota = elastic_ip_quota
         self.elastic_ips = dict(elastic_ips or {})
+        # Hosted zones by ID: (name, private). None: the stack's own public zone exists.
+        self.zones = dict(zones) if zones is not None else None
         self.preview = False
         # Filled by EngineMonitor: what was registered, and when each creation started/ended.
         self.registered: list[Registered] = []
@@ -189,13 +221,17 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "userId": "AROAEXAMPLE",
                 "id": self.account,
             }
+        if args.token == "aws:route53/getZones:getZones":
+            return {"ids": sorted(self.zones), "id": "zones"}
         if args.token == "aws:route53/getZone:getZone":
-            name = str(args.args["name"])
+            zone_id = str(args.args["zoneId"])
+            name, private = self.zones[zone_id]
             return {
                 "name": name,
-                "zoneId": HOSTED_ZONE,
-                "arn": f"arn:aws:route53:::hostedzone/{HOSTED_ZONE}",
-                "id": HOSTED_ZONE,
+                "privateZone": private,
+                "zoneId": zone_id,
+                "arn": f"arn:aws:route53:::hostedzone/{zone_id}",
+                "id": zone_id,
             }
         if args.token == "aws:iam/getRoles:getRoles":
             prefix = str(args.args.get("pathPrefix", "/"))
@@ -319,8 +355,8 @@ class Program:
         return [r.resource() for r in self.registered]
 
 
-def stack_config(stack: str) -> dict[str, Any]:
-    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+def stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
+    document = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())
     config: dict[str, Any] = document["config"]
     return config
 
@@ -335,19 +371,24 @@ def run_program(
     config: Mapping[str, Any] | None = None,
     mocks: AwsMocks | None = None,
     preview: bool = False,
+    root: Path = ROOT,
 ) -> Program:
+    """Run the program of the repository at ``root`` (the deployable copy by default)."""
     mocks = mocks or AwsMocks()
     mocks.preview = preview
+    config = stack_config(stack, root) if config is None else config
+    if mocks.zones is None:
+        mocks.zones = {HOSTED_ZONE: (str(config["platform:domain"]), False)}
     monitor = EngineMonitor(mocks)
     pulumi.runtime.set_mocks(
         mocks, project="platform", stack=stack, preview=preview, monitor=monitor
     )
-    pulumi.runtime.set_all_config(engine_form(stack_config(stack) if config is None else config))
+    pulumi.runtime.set_all_config(engine_form(config))
     program = Program(stack, mocks.registered, mocks.events)
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:
-        namespace = runpy.run_path(str(PROGRAM), run_name="__main__")
+        namespace = runpy.run_path(str(root / "infra" / "__main__.py"), run_name="__main__")
         exported = {
             "roleArns": namespace["identity"].role_arns,
             "addonRoleArns": namespace["addon_identity"].role_arns,

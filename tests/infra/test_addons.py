@@ -28,7 +28,7 @@ from platformctl.bridge import (
 )
 from platformctl.model import load_repo
 from platformctl.render import Renderer
-from tests.infra.conftest import HOSTED_ZONE, ISSUER, ROOT, VPC_ID, Program
+from tests.infra.conftest import HOSTED_ZONE, ISSUER, ROOT, VPC_ID, Program, stack_config
 
 
 def _annotations(program: Program) -> dict[str, str]:
@@ -54,7 +54,7 @@ def test_the_cluster_secret_carries_every_fact_the_addons_read(program: Program)
     repo = load_repo(ROOT)
     assert set(placeholder_annotations(repo, repo.environment(program.stack))) == set(annotations)
     assert annotations["platform_hosted_zone_id"] == HOSTED_ZONE
-    assert annotations["platform_domain"] == f"{program.stack}.platform.acme-corp.example"
+    assert annotations["platform_domain"] == stack_config(program.stack)["platform:domain"]
     for owner in ADDON_ROLES:
         key = f"{owner.replace('-', '_')}_iam_role_arn"
         assert annotations[key] == program.exports["addonRoleArns"][owner]
@@ -167,7 +167,7 @@ def test_the_vendored_policies_are_upstreams_at_the_pinned_versions() -> None:
         if d["kind"] == "Application"
     }
     for name, entry in vendored().items():
-        text = (ROOT / "src" / "platform_infra" / "upstream" / f"{name}.json").read_bytes()
+        text = (UPSTREAM / f"{name}.json").read_bytes()
         assert hashlib.sha256(text).hexdigest() == entry.sha256
         upstream_policy(name)  # the same check, as the program makes it
         if entry.chart is not None:
@@ -191,7 +191,7 @@ def test_a_vendored_policy_edited_by_hand_is_refused(tmp_path: Path) -> None:
 
 def test_the_certificate_covers_the_domain_and_is_validated_in_its_zone(program: Program) -> None:
     certificate = program.one("aws:acm/certificate:Certificate").inputs
-    domain = f"{program.stack}.platform.acme-corp.example"
+    domain = stack_config(program.stack)["platform:domain"]
     assert certificate["domainName"] == f"*.{domain}"
     assert certificate["subjectAlternativeNames"] == [domain]
     record = program.one("aws:route53/record:Record").inputs
@@ -208,6 +208,7 @@ def test_a_domain_that_is_not_one_is_refused_at_construction(domain: str) -> Non
             region="eu-west-1",
             account_id="123456789012",
             domain=domain,
+            zone_id=HOSTED_ZONE,
             provider=OidcProvider(arn="arn", issuer_url=ISSUER),
             kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/x",
             log_retention_days=90,

@@ -13,7 +13,7 @@ import pytest
 from platformctl.errors import InputError
 from platformctl.model import Repo, load_repo
 from platformctl.stacks import load_settings, stack_file
-from tests.infra.conftest import ROOT, AwsMocks, run_program, stack_config
+from tests.infra.conftest import REPO, AwsMocks, run_program, stack_config
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -84,38 +84,38 @@ BAD = {
 
 
 def _settings(config: dict[str, Any], stack: str = "dev", repo: Repo | None = None) -> None:
-    load_settings(stack, config, repo or load_repo(ROOT), stack_file(ROOT, stack))
+    load_settings(stack, config, repo or load_repo(REPO), stack_file(REPO, stack))
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_settings_are_refused_with_file_line_and_key(case: str) -> None:
     edit, message = BAD[case]
-    config = copy.deepcopy(stack_config("dev"))
+    config = copy.deepcopy(stack_config("dev", REPO))
     edit(config)
     with pytest.raises(InputError, match=message):
         _settings(config)
 
 
 def test_a_domain_that_disagrees_with_argocds_url_is_refused() -> None:
-    config = stack_config("staging")
+    config = stack_config("staging", REPO)
     config["platform:domain"] = "stage.platform.acme-corp.example"
     with pytest.raises(InputError, match=r"make endpoints\.argocd\.url and platform:domain agree"):
         _settings(config, "staging")
 
 
 def _with_dev(**changes: Any) -> Repo:
-    repo = load_repo(ROOT)
+    repo = load_repo(REPO)
     dev = dataclasses.replace(repo.environment("dev"), **changes)
     return dataclasses.replace(repo, environments=(dev, *repo.environments[1:]))
 
 
 def test_an_unsupported_kubernetes_version_is_refused() -> None:
     with pytest.raises(InputError, match=r"Kubernetes 1\.27 is not in environments/support\.yaml"):
-        _settings(stack_config("dev"), repo=_with_dev(kubernetes_version="1.27"))
+        _settings(stack_config("dev", REPO), repo=_with_dev(kubernetes_version="1.27"))
 
 
 def test_the_registry_must_be_in_the_first_stages_region() -> None:
-    config = stack_config("dev")
+    config = stack_config("dev", REPO)
     config["aws:region"] = "us-east-1"
     with pytest.raises(
         InputError, match="aws:region is us-east-1 but the images live in eu-west-1"
@@ -125,16 +125,16 @@ def test_the_registry_must_be_in_the_first_stages_region() -> None:
 
 def test_a_stack_without_an_environment_is_refused_with_the_closest_name() -> None:
     with pytest.raises(InputError, match="did you mean 'staging'"):
-        _settings(stack_config("staging"), "stagin")
+        _settings(stack_config("staging", REPO), "stagin")
 
 
 def test_every_stack_file_is_valid() -> None:
     for stack in ("dev", "staging", "production"):
-        _settings(stack_config(stack), stack)
+        _settings(stack_config(stack, REPO), stack)
 
 
 def test_the_program_stops_before_declaring_anything() -> None:
-    config = stack_config("production")
+    config = stack_config("production", REPO)
     config["platform:network"]["cidr"] = "10.0.0.0/8"
     mocks = AwsMocks()
     with pytest.raises(

@@ -17,7 +17,16 @@ from platform_infra.rules import (
     taggable,
 )
 from platformctl.model import load_repo
-from tests.infra.conftest import ACCOUNT, ISSUER, REGION, ROOT, VPC_ID, AwsMocks, Program
+from tests.infra.conftest import (
+    ACCOUNT,
+    ISSUER,
+    REGION,
+    ROOT,
+    VPC_ID,
+    AwsMocks,
+    Program,
+    stack_config,
+)
 
 REQUIRED = {
     "aws:ec2/vpc:Vpc": 1,
@@ -245,7 +254,7 @@ def test_argocd_is_bootstrapped_from_a_pinned_chart_and_watches_this_repository(
     assert release["repositoryOpts"]["repo"] == "https://argoproj.github.io/argo-helm"
     assert (
         release["values"]["global"]["domain"]
-        == f"argocd.{program.stack}.platform.acme-corp.example"
+        == "argocd." + stack_config(program.stack)["platform:domain"]
     )
     appsets = {
         r.inputs["metadata"]["name"]: r.inputs

@@ -31,7 +31,7 @@ from platform_infra.rules import (
     evaluate,
     taggable,
 )
-from tests.infra.conftest import ROOT, Program, analyze, engine_registration
+from tests.infra.conftest import REPO, Program, analyze, engine_registration
 
 PRODUCTION = {"tags": {"environment": "production", "managed-by": "pulumi"}}
 DEV = {"tags": {"environment": "dev", "managed-by": "pulumi"}}
@@ -303,11 +303,11 @@ def test_the_pack_serves_every_rule_with_its_checkov_id() -> None:
 
 
 def test_the_pack_runs_in_the_projects_environment() -> None:
-    pack = yaml.safe_load((ROOT / "infra" / "policy" / "PulumiPolicy.yaml").read_text())
+    pack = yaml.safe_load((REPO / "infra" / "policy" / "PulumiPolicy.yaml").read_text())
     assert pack["runtime"]["name"] == "python"
-    venv = (ROOT / "infra" / "policy" / pack["runtime"]["options"]["virtualenv"]).resolve()
-    assert venv == (ROOT / ".venv").resolve()
-    entry = (ROOT / "infra" / "policy" / "__main__.py").read_text()
+    venv = (REPO / "infra" / "policy" / pack["runtime"]["options"]["virtualenv"]).resolve()
+    assert venv == (REPO / ".venv").resolve()
+    entry = (REPO / "infra" / "policy" / "__main__.py").read_text()
     assert "policies()" in entry
     assert "PolicyPack(" in entry
 
