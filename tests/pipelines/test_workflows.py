@@ -138,3 +138,28 @@ def test_yamllint_passes() -> None:
         [BIN / "yamllint", "--strict", "."], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_jobs_that_talk_to_a_cluster_run_inside_its_network() -> None:
+    """Finding 4: GitHub-hosted runners reach no private API endpoint, so `pulumi up`, the
+    previews (they diff Kubernetes objects) and drift run on the runner labelled with their
+    stack, which sits in a network apiAccessCidrs admits; nothing else needs one."""
+    inside = {
+        ("pulumi-stack.yml", "up"): "${{ inputs.stack }}",
+        ("pull-request.yml", "preview"): "${{ matrix.stack }}",
+        ("drift.yml", "drift"): "${{ matrix.stack }}",
+    }
+    for (name, job_name), stack in inside.items():
+        job = _load(ROOT / ".github/workflows" / name)["jobs"][job_name]
+        assert job["runs-on"] == ["self-hosted", "linux", f"platform-{stack}"], name
+        if "matrix" in stack:
+            assert job["strategy"]["matrix"]["stack"] == ["dev", "staging", "production"]
+    for path in WORKFLOWS:
+        for job_name, job in _load(path)["jobs"].items():
+            if (path.name, job_name) not in inside and "runs-on" in job:
+                assert "self-hosted" not in json.dumps(job["runs-on"]), (path.name, job_name)
+    labels = _load(ROOT / ".github/actionlint.yaml")["self-hosted-runner"]["labels"]
+    assert labels == ["platform-dev", "platform-staging", "platform-production"]
+    gitlab = _load(ROOT / "pipelines/gitlab-ci.yml")
+    for job_name in (".deploy", "preview", "drift"):
+        assert gitlab[job_name]["tags"] == ["platform-$STACK"], job_name
