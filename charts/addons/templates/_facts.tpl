@@ -30,8 +30,9 @@ env:
     value: {{ .Values.cluster.region }}
 domainFilters:
   - {{ .Values.cluster.domain }}
-zoneIdFilters:
-  - {{ .Values.cluster.hostedZoneId }}
+# Only this zone (the chart has no zoneIdFilters value: the flag is passed as is).
+extraArgs:
+  - --zone-id-filter={{ .Values.cluster.hostedZoneId }}
 # Records it made carry this owner; it never touches anyone else's.
 txtOwnerId: {{ .Values.cluster.name }}
 serviceAccount:
