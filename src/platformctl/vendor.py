@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from platformctl.errors import InputError, RefusedError
+from platformctl.errors import EnvironmentProblem, InputError, RefusedError
 from platformctl.yamlio import display_path, read_mapping
 
 VENDOR_DIR = Path("charts/vendor")
@@ -367,4 +367,159 @@ def refresh_crds(root: Path) -> list[str]:
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
             changed.append(name)
+    return changed
+
+
+# ---- fetching a chart from its repository (platform vendor) ----------------------------------
+
+_HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+_SHOWN_VERSIONS = 5
+
+
+def _unknown_version(chart: str, version: str, known: list[str], where: str) -> InputError:
+    shown = ", ".join(known[:_SHOWN_VERSIONS]) or "none"
+    return InputError(f"{where} has no {chart} {version}", hint=f"newest: {shown}")
+
+
+def _pull_http(chart: str, version: str, repository: str, into: Path) -> tuple[Path, str]:
+    """The archive from an HTTP chart repository and the digest its index gives for it."""
+    import helm_python
+
+    from platformctl.errors import unknown_name
+
+    try:
+        index = helm_python.repo_index(repository)
+    except helm_python.HelmError as error:
+        raise EnvironmentProblem(
+            f"cannot read the chart index of {repository}: {error}",
+            hint="check the URL and the network; nothing was changed",
+        ) from error
+    entries = index.get("entries") or {}
+    if chart not in entries:
+        raise unknown_name(f"chart in {repository}", chart, entries)
+    versions = {str(e.get("version")): e for e in entries[chart]}
+    if version not in versions:
+        raise _unknown_version(chart, version, list(versions), repository)
+    try:
+        pulled = helm_python.pull(chart, repo_url=repository, version=version, destination=into)
+    except helm_python.HelmError as error:
+        raise EnvironmentProblem(f"cannot download {chart} {version}: {error}") from error
+    archive = _archive(into, pulled)
+    return archive, f"sha256:{versions[version].get('digest', '')}"
+
+
+def _pull_oci(chart: str, version: str, repository: str, into: Path) -> tuple[Path, str]:
+    """The archive from an OCI registry and the digest of the chart layer its manifest names."""
+    import helm_python
+
+    from platformctl.oci import Reference, Registry, default_credentials
+
+    reference = Reference.parse(f"{repository.removeprefix('oci://').rstrip('/')}/{chart}")
+    registry = Registry(reference.host)
+    manifest = registry.manifest(reference.name, version)
+    if manifest is None:
+        raise InputError(
+            f"{repository} has no {chart} {version}",
+            hint="check the chart name and version (the registry answered 404)",
+        )
+    layers = [
+        layer
+        for layer in manifest.json().get("layers") or []
+        if layer.get("mediaType") == _HELM_CHART_LAYER
+    ]
+    if len(layers) != 1:
+        raise InputError(f"{repository}/{chart}:{version} is not a Helm chart (no chart layer)")
+    client = helm_python.RegistryClient(plain_http=registry.base_url.startswith("http://"))
+    credentials = default_credentials(reference.host)
+    try:
+        if credentials:
+            client.login(
+                reference.host, *credentials, plain_http=registry.base_url.startswith("http://")
+            )
+        pulled = client.pull(
+            f"oci://{reference.host}/{reference.name}", version=version, destination=into
+        )
+    except helm_python.HelmError as error:
+        raise EnvironmentProblem(
+            f"cannot pull {chart} {version} from {repository}: {error}"
+        ) from error
+    finally:
+        client.close()
+    return _archive(into, pulled), str(layers[0]["digest"])
+
+
+def _archive(into: Path, pulled: dict[str, Any]) -> Path:
+    archives = sorted(into.glob("*.tgz"))
+    if len(archives) != 1:
+        raise EnvironmentProblem(f"the download left no single chart archive ({pulled})")
+    return archives[0]
+
+
+def vendor_chart(
+    root: Path,
+    chart: str,
+    version: str,
+    repository: str | None = None,
+    *,
+    today: dt.date | None = None,
+) -> LockedChart:
+    """Add ``chart`` at ``version`` from ``repository`` (an HTTP chart repository or
+    ``oci://`` registry; the locked one when not given), or bump it: the archive must match
+    the digest its repository publishes, and a version already locked must match the lock's
+    digest (a re-pushed tag is refused). Nothing changes unless all of that holds."""
+    lock = Lock.load(root)
+    locked = lock.charts.get(chart)
+    if repository is None:
+        if locked is None:
+            raise InputError(
+                f"{chart} is not vendored yet", hint="say where it is published: --repo URL"
+            )
+        repository = locked.repository
+    if not repository.startswith(("https://", "http://", "oci://")):
+        raise InputError(f"'{repository}' is neither an HTTP chart repository nor oci://")
+    with tempfile.TemporaryDirectory(prefix="platform-vendor-") as scratch:
+        pull = _pull_oci if repository.startswith("oci://") else _pull_http
+        archive, published = pull(chart, version, repository, Path(scratch))
+        actual = file_digest(archive)
+        if actual != published:
+            raise RefusedError(
+                f"{chart} {version} from {repository} is {actual}, its repository says {published}",
+                hint="the download is corrupt or was tampered with: nothing was changed",
+            )
+        if locked and locked.version == version and locked.digest != actual:
+            raise RefusedError(
+                f"{chart} {version} was re-pushed: {actual}, the lock has {locked.digest}",
+                hint="a published version must not change; nothing was changed",
+            )
+        entry = install(
+            root, archive, repository=repository, expected=(chart, version), today=today
+        )
+    pin_addons(root, chart, version)
+    refresh_crds(root)
+    return entry
+
+
+ADDONS_VALUES = Path("charts/addons/values.yaml")
+
+
+def pin_addons(root: Path, chart: str, version: str) -> bool:
+    """Set ``chart.version`` of every add-on deploying ``chart`` in charts/addons (comments
+    and layout kept); True when something changed."""
+    path = root / ADDONS_VALUES
+    if not path.is_file():
+        return False
+    from ruamel.yaml import YAML
+
+    loader = YAML(typ="rt")
+    loader.width = 4096
+    data = loader.load(path.read_text())
+    changed = False
+    for addon in (data.get("addons") or {}).values():
+        pinned = addon.get("chart") or {}
+        if pinned.get("name") == chart and str(pinned.get("version")) != version:
+            pinned["version"] = version
+            changed = True
+    if changed:
+        with path.open("w") as handle:
+            loader.dump(data, handle)
     return changed
