@@ -53,6 +53,11 @@ _CERT_MANAGER_RECIPE = (
     "without signkey_annotation.txt, values.linter.exceptions, README.template.md and tests/; "
     "the artifacthub signKey/prerelease annotations and the README it generates are not added"
 )
+_EXTERNAL_SECRETS_RECIPE = (
+    "the tag's tree as is: the release also generates templates/crds/ from deploy/crds/bundle.yaml "
+    "(hack/helm.generate.sh, mikefarah yq), which could not be run here, so this copy installs no "
+    "CRDs; replace it with the published archive (platform vendor external-secrets --version 2.9.0)"
+)
 _BITWARDEN_RECIPE = ".github/workflows/release.yaml: helm package --version --app-version"
 
 PINS = (
@@ -108,6 +113,15 @@ PINS = (
         ),
     ),
     Pin(
+        "prometheus-operator-crds",
+        "https://prometheus-community.github.io/helm-charts",
+        Source(
+            "prometheus-community/helm-charts",
+            "prometheus-operator-crds-31.0.1",
+            "charts/prometheus-operator-crds",
+        ),
+    ),
+    Pin(
         "cert-manager",
         "https://charts.jetstack.io",
         Source(
@@ -126,6 +140,7 @@ PINS = (
             "external-secrets/external-secrets",
             "helm-chart-2.9.0",
             "deploy/charts/external-secrets",
+            recipe=_EXTERNAL_SECRETS_RECIPE,
         ),
         (
             (

@@ -43,12 +43,12 @@ def test_every_addon_deploys_its_vendored_chart_from_this_repository() -> None:
             f"{chart.name}-{chart.version}"
         )
         assert "ServerSideApply=true" in spec["syncPolicy"]["syncOptions"]
-        assert application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] in {"0", "1"}
+        assert application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].isdigit()
 
 
 def test_crd_installers_come_in_the_first_wave() -> None:
     documents = rendered(PROJECT_ROOT)
-    for name in ("cert-manager", "external-secrets", "kube-prometheus-stack"):
+    for name in ("cert-manager", "external-secrets", "prometheus-operator-crds"):
         annotations = documents[f"Application/{name}"]["metadata"]["annotations"]
         assert annotations["argocd.argoproj.io/sync-wave"] == "0"
         assert annotations["platform.acme.io/installs-crds"]
@@ -254,3 +254,30 @@ def test_values_that_break_an_upstream_charts_schema_name_the_addon(repo: Path) 
         InputError, match=r"\(addons\.cert-manager\): values break the chart's schema"
     ):
         renderer.render(job)
+
+
+def test_the_monitoring_stack_syncs_after_what_it_waits_for() -> None:
+    """Its Ingress needs the load balancer controller, its admin login the External Secrets
+    operator and Grafana's service account, its volumes the gp3 StorageClass."""
+    documents = rendered(PROJECT_ROOT)
+
+    def wave(key: str) -> int:
+        return int(documents[key]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+
+    stack = wave("Application/kube-prometheus-stack")
+    assert wave("Application/aws-load-balancer-controller") < stack
+    assert wave("Application/external-secrets") < wave("SecretStore/grafana") < stack
+    assert wave("ServiceAccount/kube-prometheus-stack-grafana") <= wave("SecretStore/grafana")
+    values = documents["Application/kube-prometheus-stack"]["spec"]["source"]["helm"][
+        "valuesObject"
+    ]
+    claim = values["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]
+    storage_class = documents[f"StorageClass/{claim['spec']['storageClassName']}"]
+    assert wave(f"StorageClass/{storage_class['metadata']['name']}") < stack
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert values["grafana"]["serviceAccount"] == {
+        "create": False,
+        "name": documents["SecretStore/grafana"]["spec"]["provider"]["aws"]["auth"]["jwt"][
+            "serviceAccountRef"
+        ]["name"],
+    }
