@@ -24,6 +24,8 @@ def render_tree(root: Path, out: Path) -> dict[str, list[str]]:
     targets: list[Rendered] = []
     for environment in repo.environments:
         targets += [renderer.gitops(environment), renderer.addons(environment)]
+        # and the upstream chart each add-on Application deploys, as verify renders it
+        targets += [renderer.render(job) for job in renderer.addon_chart_jobs(environment)]
     targets += [renderer.release(release) for release in repo.select((), ())]
     by_version: dict[str, list[str]] = {}
     for target in targets:

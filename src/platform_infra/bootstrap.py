@@ -10,17 +10,20 @@ everything they deploy. Argo CD does not manage itself.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from platformctl.bridge import role_annotation
+from platformctl.model import find_root
 from platformctl.stacks import ArgoCDSettings, StackSettings
+from platformctl.vendor import Lock
 
-ARGO_HELM_REPOSITORY = "https://argoproj.github.io/argo-helm"
 IN_CLUSTER = "https://kubernetes.default.svc"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi"}
 APPLICATION_HEALTH = """hs = {}
@@ -76,6 +79,20 @@ def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
     }
 
 
+def vendored_argocd_chart(version: str) -> str:
+    """charts/vendor/argo-cd (relative to the program's directory, so the state does not
+    depend on where the checkout is), refused unless it is the version the stack pins."""
+    root = find_root(Path.cwd())
+    lock = Lock.load(root)
+    vendored = lock.get("argo-cd").version
+    if vendored != version:
+        raise ValueError(
+            f"platform:argocd chartVersion is {version} but charts/vendor/argo-cd is {vendored}: "
+            f"vendor it (platform vendor argo-cd --version {version}) or pin {vendored}"
+        )
+    return os.path.relpath(lock.chart_dir("argo-cd"), Path.cwd())
+
+
 def _resource_name(document: Mapping[str, Any]) -> str:
     return f"{str(document['kind']).lower()}-{document['metadata']['name']}"
 
@@ -121,9 +138,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
         self.release = k8s.helm.v3.Release(
             f"{name}-argocd",
             name="argocd",
-            chart="argo-cd",
-            version=args.argocd.chart_version,
-            repository_opts={"repo": ARGO_HELM_REPOSITORY},
+            chart=vendored_argocd_chart(args.argocd.chart_version),
             namespace=namespace.metadata.name,
             values=argocd_values(args.argocd),
             atomic=True,

@@ -1,13 +1,17 @@
 """Rendering charts in-process with the Helm v4 SDK, exactly as Argo CD renders them.
 
 A service release is ``charts/service`` with the two values files of the model; the Argo CD
-objects of an environment are ``charts/gitops`` with values taken from the model.
+objects of an environment are ``charts/gitops`` with values taken from the model; its add-ons
+are ``charts/addons`` and, for each add-on Application that renders, the vendored upstream chart
+it points at with the release name, namespace and values that Application passes.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from platformctl.bridge import (
     addon_cluster_values,
     fill,
     placeholder_annotations,
+    reference,
 )
 from platformctl.errors import InputError
 from platformctl.model import (
@@ -28,10 +33,23 @@ from platformctl.model import (
     Repo,
     merge_values,
 )
+from platformctl.vendor import VENDOR_DIR, Lock, tree_digest
 from platformctl.yamlio import display_path, read_mapping
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """The safe loader, reading ``=`` as the plain string it is to Kubernetes' YAML (YAML 1.1's
+    value key; prometheus-operator's CRDs list it among PromQL match operators)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", _Base.construct_yaml_str)
+# A line starting with ``---`` ends a document for Helm and Argo CD, whatever follows
+# (``---# comment``); for YAML only when a space or the line's end follows.
+_SEPARATOR = re.compile(r"^---(?=[^\s-])", re.MULTILINE)
 GITOPS_TARGET = "argocd"
+_NOTES = "/NOTES.txt"
 ADDONS_TARGET = "addons"
 
 
@@ -77,13 +95,25 @@ class Job:
         return f"{self.environment.name}/{self.name}"
 
 
+@lru_cache(maxsize=4096)
+def _parse(body: str) -> tuple[dict[str, Any], ...]:
+    """One manifest's documents; identical bodies (an upstream chart's CRDs, in every
+    environment) are parsed once per process, so the documents are shared: never mutate one."""
+    documents: list[dict[str, Any]] = []
+    for document in yaml.load_all(_SEPARATOR.sub("---\n", body), Loader=_Loader):
+        if isinstance(document, dict) and document.get("kind") == "List":
+            # applied item by item, as kubectl and Argo CD unpack a List
+            documents += [i for i in document.get("items") or [] if isinstance(i, dict)]
+        elif isinstance(document, dict) and document:
+            documents.append(document)
+    return tuple(documents)
+
+
 def parse_documents(manifests: dict[str, str], where: str) -> tuple[dict[str, Any], ...]:
     documents: list[dict[str, Any]] = []
     for path, body in manifests.items():
         try:
-            for document in yaml.load_all(body, Loader=_Loader):
-                if isinstance(document, dict) and document:
-                    documents.append(document)
+            documents += _parse(body)
         except yaml.YAMLError as error:
             raise InputError(f"{where}: {path} renders invalid YAML: {error}") from error
     return tuple(documents)
@@ -106,8 +136,16 @@ def platform_values(environment: Environment) -> dict[str, Any]:
 
 def addons_values(environment: Environment) -> dict[str, Any]:
     """What the add-ons' ApplicationSet passes to ``charts/addons`` (``helm.valuesObject``):
-    the cluster facts as references to the cluster secret, and the model's workload namespace."""
-    return {**addon_cluster_values(), "workloads": {"namespace": environment.namespace}}
+    the cluster facts and this repository's URL and revision (where the vendored charts are) as
+    references to the cluster secret, and the model's workload namespace."""
+    return {
+        **addon_cluster_values(),
+        "source": {
+            "repoURL": reference("workload_repo_url"),
+            "targetRevision": reference("workload_repo_revision"),
+        },
+        "workloads": {"namespace": environment.namespace},
+    }
 
 
 def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
@@ -138,6 +176,8 @@ class Renderer:
         self.repo = repo
         self._charts: dict[Path, Any] = {}
         self._chart_digests: dict[Path, str] = {}
+        self._addons: dict[str, Rendered] = {}
+        self._lock: Lock | None = None
 
     def _chart(self, path: Path) -> Any:
         if path not in self._charts:
@@ -155,18 +195,36 @@ class Renderer:
         return self._charts[path]
 
     def _render(self, job: Job) -> dict[str, str]:
+        """``helm template`` as Argo CD runs it: with the cluster's Kubernetes version and the
+        API versions it serves (the pinned CRDs', see ``schemas.crd_api_versions``), the CRDs
+        of ``crds/`` included, NOTES.txt left out."""
         import helm_python
+        from helm_python import _native
+
+        from platformctl.schemas import crd_api_versions
 
         chart = self._chart(job.chart)
+        options = {
+            "name": job.release_name,
+            "namespace": job.namespace,
+            "kube_version": f"v{job.environment.kubernetes_version}.0",
+            "api_versions": crd_api_versions(),
+        }
         try:
-            manifests: dict[str, str] = chart.render(
-                job.values, name=job.release_name, namespace=job.namespace
+            # Chart.render takes no capabilities (helm-python 0.2.2); its native call does.
+            rendered = _native.call_string(
+                "helm_render", chart._raw(), json.dumps(job.values), json.dumps(options)
             )
         except helm_python.HelmValuesError as error:
             reason = " ".join(line.strip("- ") for line in str(error).splitlines()[1:] if line)
             raise InputError(f"{job.where}: values break the chart's schema: {reason}") from error
         except helm_python.HelmError as error:
             raise InputError(f"{job.where}: render failed: {error}") from error
+        manifests: dict[str, str] = {
+            path: body for path, body in json.loads(rendered).items() if not path.endswith(_NOTES)
+        }
+        for crd in chart.crds:
+            manifests[crd["filename"]] = crd["data"]
         return dict(sorted(manifests.items()))
 
     def render(self, job: Job) -> Rendered:
@@ -182,11 +240,7 @@ class Renderer:
     def chart_digest(self, chart: Path) -> str:
         """A hash of every file of a chart: a render's output depends on nothing else of it."""
         if chart not in self._chart_digests:
-            digest = hashlib.sha256()
-            for path in sorted(p for p in chart.rglob("*") if p.is_file()):
-                digest.update(str(path.relative_to(chart)).encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
-            self._chart_digests[chart] = digest.hexdigest()
+            self._chart_digests[chart] = tree_digest(chart)
         return self._chart_digests[chart]
 
     def release_job(self, release: Release) -> Job:
@@ -249,3 +303,101 @@ class Renderer:
         self, environment: Environment, annotations: dict[str, str] | None = None
     ) -> Rendered:
         return self.render(self.addons_job(environment, annotations))
+
+    @property
+    def lock(self) -> Lock:
+        if self._lock is None:
+            self._lock = Lock.load(self.repo.root)
+        return self._lock
+
+    def addon_chart_jobs(
+        self, environment: Environment, annotations: dict[str, str] | None = None
+    ) -> list[Job]:
+        """One job per add-on Application of ``environment`` (key ``<env>/addons/<name>``):
+        the vendored chart it points at, rendered with exactly its ``helm.releaseName``,
+        destination namespace and ``helm.valuesObject`` (cluster facts filled in). An
+        Application of anything else (an upstream repository) has none: PLAT007 and PLAT009
+        judge those on the ``<env>/addons`` target."""
+        addons_job = self.addons_job(environment, annotations)
+        memo = json.dumps([addons_job.key, addons_job.values], sort_keys=True, default=str)
+        if memo not in self._addons:
+            self._addons[memo] = self.render(addons_job)
+        return [
+            self._addon_chart_job(environment, document, addons_job.where)
+            for document in self._addons[memo].documents
+            if document.get("kind") == "Application"
+            and Path(str(document["spec"]["source"].get("path", ""))).parent == VENDOR_DIR
+        ]
+
+    def _addon_chart_job(
+        self, environment: Environment, application: dict[str, Any], where: str
+    ) -> Job:
+        name = str(application["metadata"]["name"])
+        where = f"{where} (addons.{name})"
+        source = application["spec"]["source"]
+        path = Path(str(source["path"]))
+        locked = self.lock.get(path.name)
+        pinned = application["metadata"].get("annotations", {}).get("platform.acme.io/chart")
+        if pinned != f"{locked.name}-{locked.version}":
+            raise InputError(
+                f"{where}: pins {pinned}, but {VENDOR_DIR}/{path.name} is {locked.version}",
+                hint=f"vendor that version (platform vendor {path.name} --version ...) or pin "
+                f"{locked.version}",
+            )
+        helm = source.get("helm") or {}
+        return Job(
+            environment=environment,
+            name=f"{ADDONS_TARGET}/{name}",
+            chart=self.repo.root / path,
+            values=helm.get("valuesObject") or {},
+            release_name=str(helm.get("releaseName") or name),
+            namespace=str(application["spec"]["destination"]["namespace"]),
+            where=where,
+        )
+
+    def unknown_values(self, job: Job) -> list[str]:
+        """Keys of ``job.values`` the chart does not define (dotted paths): a misspelt key is
+        silently ignored by Helm. A key counts as defined when the chart's defaults have it,
+        or when its parent is free-form: empty in the defaults, or used whole by a template
+        (``toYaml .Values.podAnnotations``, ``with .Values.extraEnv``)."""
+        return sorted(self._unknown(job.chart, job.values, ()))
+
+    def _unknown(
+        self, chart_dir: Path, values: Any, at: tuple[str, ...], parent: tuple[Any, str] = ({}, "")
+    ) -> list[str]:
+        """``parent``: what the parent chart defines and templates for this subchart (its
+        defaults under the subchart's key, its templates' references with the key cut off)."""
+        chart = self._chart(chart_dir)
+        sources = "\n".join(t["data"] for t in chart.templates) + parent[1]
+        defaults = merge_values(chart.values, parent[0])
+        subcharts = {p.name for p in (chart_dir / "charts").glob("*") if p.is_dir()}
+        found: list[str] = []
+
+        def used(path: tuple[str, ...]) -> bool:
+            return bool(re.search(r"\.Values\." + re.escape(".".join(path)) + r"(?!\w)", sources))
+
+        def walk(value: Any, known: Any, path: tuple[str, ...]) -> None:
+            if not isinstance(value, dict) or not isinstance(known, dict) or not known:
+                return
+            if path and re.search(
+                r"\.Values\." + re.escape(".".join(path)) + r"(?![\w.])", sources
+            ):
+                return  # used whole: any key is passed through
+            for key, item in value.items():
+                if not path and key in subcharts:
+                    handed = (
+                        defaults.get(key) or {},
+                        sources.replace(f".Values.{key}.", ".Values."),
+                    )
+                    found.extend(
+                        self._unknown(chart_dir / "charts" / key, item, (*at, key), handed)
+                    )
+                elif not path and key == "global":
+                    continue
+                elif key in known:
+                    walk(item, known[key], (*path, key))
+                elif not used((*path, key)):
+                    found.append(".".join((*at, *path, key)))
+
+        walk(values, defaults, ())
+        return found

@@ -1,9 +1,11 @@
 """Offline schema validation of rendered manifests.
 
 Core kinds use kubernetes-validate's bundled strict schemas for the environment's Kubernetes
-version; custom resources use the vendored CRDs in ``crds/``. Its own ``validate()`` reloads
-and recompiles the schema for every document (~14 ms each); here each validator is compiled
-once per (version, apiVersion, kind) and reused.
+version; custom resources use the CRDs in ``crds/``, taken from the pinned versions that are
+deployed (the vendored charts, Argo CD's chart as the stacks install it: see
+``platformctl.vendor.refresh_crds``), so a field of a newer version is reported.
+kubernetes-validate's own ``validate()`` reloads and recompiles the schema for every document
+(~14 ms each); here each validator is compiled once per (version, apiVersion, kind) and reused.
 """
 
 from __future__ import annotations
@@ -86,22 +88,38 @@ def _strict(schema: Any) -> Any:
 
 
 @cache
-def _crd_index() -> dict[tuple[str, str], Path]:
-    """(apiVersion, kind) -> CRD file, read from the file names' group without parsing them all."""
+def _crd_index(folder: Path = CRD_DIR) -> dict[tuple[str, str], Path]:
+    """(group, kind) -> CRD file, from the file names (``<group>_<Kind>.json`` as
+    ``platform vendor`` writes them, or ``.yaml``) without parsing any."""
     index: dict[tuple[str, str], Path] = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        with path.open() as handle:
-            head = handle.read(4096)
-        group = re.search(r"^\s+group:\s*(\S+)", head, re.MULTILINE)
-        kind = re.search(r"^\s+kind:\s*(\S+)", head, re.MULTILINE)
-        if group and kind:
-            index[(group[1], kind[1])] = path
+    for path in sorted([*folder.glob("*_*.json"), *folder.glob("*_*.yaml")]):
+        group, _, kind = path.stem.rpartition("_")
+        index[(group, kind)] = path
     return index
+
+
+def _read_crd(path: Path) -> Any:
+    text = path.read_text()
+    return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
+
+
+@cache
+def crd_api_versions() -> list[str]:
+    """What a cluster with the pinned CRDs serves beyond the built-in APIs, as Argo CD passes
+    it to ``helm template --api-versions``: ``group/version`` and ``group/version/Kind``."""
+    served = set()
+    for path in _crd_index().values():
+        crd = _read_crd(path)
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for entry in crd["spec"]["versions"]:
+            if entry.get("served", True):
+                served |= {f"{group}/{entry['name']}", f"{group}/{entry['name']}/{kind}"}
+    return sorted(served)
 
 
 @cache
 def _crd_validator(path: Path, version: str) -> Draft202012Validator | None:
-    crd = yaml.load(path.read_text(), Loader=_Loader)
+    crd = _read_crd(path)
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
             schema = _strict(entry["schema"]["openAPIV3Schema"])
@@ -116,8 +134,9 @@ def _crd_validator(path: Path, version: str) -> Draft202012Validator | None:
 class SchemaValidator:
     """Validates documents for one Kubernetes version, compiling each schema once."""
 
-    def __init__(self, kubernetes_version: str) -> None:
+    def __init__(self, kubernetes_version: str, crd_dir: Path = CRD_DIR) -> None:
         self.kubernetes_version = kubernetes_version
+        self.crd_dir = crd_dir
         self._validators: dict[tuple[str, str], Draft202012Validator | None] = {}
 
     def _core_validator(self, api_version: str, kind: str) -> Draft202012Validator | None:
@@ -135,7 +154,7 @@ class SchemaValidator:
         key = (api_version, kind)
         if key not in self._validators:
             group, _, version = api_version.rpartition("/")
-            crd = _crd_index().get((group, kind)) if group else None
+            crd = _crd_index(self.crd_dir).get((group, kind)) if group else None
             self._validators[key] = (
                 _crd_validator(crd, version) if crd else self._core_validator(api_version, kind)
             )

@@ -47,11 +47,13 @@ from platformctl.policy.rules import (
     run_rules,
     source_repos,
 )
-from platformctl.render import GITOPS_TARGET, Job, Rendered, Renderer
+from platformctl.render import ADDONS_TARGET, GITOPS_TARGET, Job, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
 from platformctl.stacks import stack_findings
+from platformctl.yamlio import display_path, located, read_mapping
 
 CACHE_FILE = "verify.json"
+_CRD = "CustomResourceDefinition"
 Progress = Callable[[str, int, int], None]
 _IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[^:/@]+))?(?:@(?P<digest>.+))?$")
 _ENGINE_SOURCES = (
@@ -100,7 +102,7 @@ def engine_fingerprint() -> str:
     package = Path(__file__).parent
     for name in _ENGINE_SOURCES:
         digest.update((package / name).read_bytes())
-    for crd in sorted(CRD_DIR.glob("*.yaml")):
+    for crd in sorted(CRD_DIR.glob("*_*.*")):
         digest.update(crd.name.encode())
         digest.update(str(crd.stat().st_size).encode())
     return digest.hexdigest()
@@ -256,6 +258,7 @@ def input_key(job: Job, chart_digest: str, fingerprint: str, context: str) -> st
 class _Checked:
     """A target rendered and checked in this run (its inputs were not in the cache)."""
 
+    job: Job
     rendered: Rendered
     inputs: str  # the input key its findings are stored under
     output: str  # the key of its schema and checkov verdict
@@ -285,13 +288,15 @@ class _Gate:
         rendered = self.renderer.render(job)
         output = cache_key(rendered, self.fingerprint)
         verdict = self.cache.get(output)
-        checked = _Checked(rendered, inputs, output, verdict or {}, verdict is not None)
+        checked = _Checked(job, rendered, inputs, output, verdict or {}, verdict is not None)
         if verdict is None:
             version_ = rendered.environment.kubernetes_version
             validator = self.validators.setdefault(version_, SchemaValidator(version_))
             checked.verdict = {"schema": _schema_findings(rendered, validator), "checkov": []}
             if rendered.name != GITOPS_TARGET:
-                self.checkov.add(rendered.key, rendered.documents)
+                # No checkov check reads a CRD, and its graph of a large CRD costs seconds.
+                workloads = [d for d in rendered.documents if d.get("kind") != _CRD]
+                self.checkov.add(rendered.key, workloads)
         self.checked.append(checked)
         return checked
 
@@ -310,12 +315,53 @@ class _Gate:
                 self.cache.put(target.output, target.verdict)
             found = _verdict_findings(target.rendered, target.verdict)
             found += run_rules(target.rendered, context)
+            found += self.unknown_values(target.job)
             findings[target.rendered.key] = found
             entry = self.cache.get(target.inputs) or {}
             entry["findings"] = [astuple(finding) for finding in found]
             self.cache.put(target.inputs, entry)
         self.cache.save()
         return findings
+
+    def unknown_values(self, job: Job) -> list[Finding]:
+        """Values an add-on Application passes that its chart does not define, each with the
+        file:line that sets it (a misspelt key would silently do nothing)."""
+        if not job.name.startswith(f"{ADDONS_TARGET}/"):
+            return []
+        repo = self.renderer.repo
+        addon = job.name.split("/", 1)[1]
+        files = (repo.addons_file(job.environment.name), repo.addons_chart / "values.yaml")
+        findings = []
+        for dotted in self.renderer.unknown_values(job):
+            key_path = ["addons", addon, "values", *dotted.split(".")]
+            where = next(
+                (
+                    located(f, key_path)
+                    for f in files
+                    if f.is_file() and _has(read_mapping(f), key_path)
+                ),
+                f"{display_path(repo.addons_chart / 'templates/_facts.tpl')} ({addon}'s facts)",
+            )
+            chart = self.renderer.lock.get(job.chart.name)
+            findings.append(
+                Finding(
+                    job.key,
+                    "VALUES",
+                    f"values/{dotted}",
+                    f"{where}: {chart.name} {chart.version} has no value '{dotted}': Helm "
+                    "ignores it (misspelt, or removed upstream)",
+                    "project",
+                )
+            )
+        return findings
+
+
+def _has(data: Any, key_path: list[str]) -> bool:
+    for key in key_path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
 
 
 def _context_of(gitops: Rendered) -> dict[str, Any]:
@@ -366,6 +412,8 @@ def verify(
         if not services:
             order.append(job.key)
             jobs.append(renderer.addons_job(environment))
+            # and every upstream chart an add-on Application deploys, as it deploys it
+            jobs += renderer.addon_chart_jobs(environment)
     jobs += [renderer.release_job(release) for release in releases]
     for index, job in enumerate(jobs, 1):
         name = job.environment.name

@@ -3,15 +3,17 @@ workload namespace's guard rails, the cluster facts read from the cluster secret
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import yaml
 
 from platformctl.bridge import UnknownAnnotation, fill, placeholder_annotations
 from platformctl.errors import InputError
 from platformctl.model import load_repo
 from platformctl.render import Renderer
+from platformctl.vendor import Lock
 from tests.conftest import PROJECT_ROOT, edit_yaml
 
 
@@ -21,23 +23,32 @@ def rendered(root: Path, environment: str = "dev") -> dict[str, Any]:
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in documents}
 
 
-def test_every_addon_is_a_pinned_application_in_the_platform_project() -> None:
+def test_every_addon_deploys_its_vendored_chart_from_this_repository() -> None:
+    repo = load_repo(PROJECT_ROOT)
     documents = rendered(PROJECT_ROOT, "staging")
+    values = yaml.safe_load((PROJECT_ROOT / "charts/addons/values.yaml").read_text())
     applications = [d for key, d in documents.items() if key.startswith("Application/")]
-    assert len(applications) == 9
+    assert {a["metadata"]["name"] for a in applications} == {
+        name for name, addon in values["addons"].items() if addon["enabled"]
+    }
+    lock = Lock.load(PROJECT_ROOT)
     for application in applications:
         spec = application["spec"]
         assert spec["project"] == "staging-platform"
-        assert spec["source"]["targetRevision"][0].isdigit() or spec["source"][
-            "targetRevision"
-        ].startswith("v")
+        source = spec["source"]
+        assert (source["repoURL"], source["targetRevision"]) == (repo.repository_url, repo.revision)
+        chart = lock.get(PurePosixPath(source["path"]).name)
+        assert source["path"] == f"charts/vendor/{chart.name}"
+        assert application["metadata"]["annotations"]["platform.acme.io/chart"] == (
+            f"{chart.name}-{chart.version}"
+        )
         assert "ServerSideApply=true" in spec["syncPolicy"]["syncOptions"]
-        assert application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] in {"0", "1"}
+        assert application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].isdigit()
 
 
 def test_crd_installers_come_in_the_first_wave() -> None:
     documents = rendered(PROJECT_ROOT)
-    for name in ("cert-manager", "external-secrets", "kube-prometheus-stack"):
+    for name in ("cert-manager", "external-secrets", "prometheus-operator-crds"):
         annotations = documents[f"Application/{name}"]["metadata"]["annotations"]
         assert annotations["argocd.argoproj.io/sync-wave"] == "0"
         assert annotations["platform.acme.io/installs-crds"]
@@ -169,3 +180,104 @@ def test_without_an_environment_file_the_chart_defaults_apply(repo: Path) -> Non
     dns = documents["Application/external-dns"]["spec"]["source"]["helm"]["valuesObject"]
     assert dns["policy"] == "upsert-only"
     assert documents["ResourceQuota/workloads"]["spec"]["hard"]["requests.cpu"] == "8"
+
+
+def test_each_addon_application_renders_its_vendored_chart_as_argo_cd_would() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    renderer = Renderer(repo)
+    environment = repo.environment("production")
+    applications = {
+        d["metadata"]["name"]: d
+        for d in renderer.addons(environment).documents
+        if d["kind"] == "Application"
+    }
+    jobs = renderer.addon_chart_jobs(environment)
+    assert {job.key for job in jobs} == {f"production/addons/{name}" for name in applications}
+    for job in jobs:
+        application = applications[job.name.removeprefix("addons/")]
+        source = application["spec"]["source"]
+        assert job.chart == PROJECT_ROOT / source["path"]
+        assert job.values == source["helm"]["valuesObject"]
+        assert job.release_name == source["helm"]["releaseName"]
+        assert job.namespace == application["spec"]["destination"]["namespace"]
+
+
+def test_an_addon_chart_renders_with_the_cluster_facts_of_its_environment() -> None:
+    repo = load_repo(PROJECT_ROOT)
+    renderer = Renderer(repo)
+    job = next(
+        j
+        for j in renderer.addon_chart_jobs(repo.environment("dev"))
+        if j.name == "addons/external-dns"
+    )
+    documents = renderer.render(job).documents
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--domain-filter=dev.platform.acme-corp.example" in args
+    assert "--zone-id-filter=Z0000000000000000000" in args
+    assert deployment["metadata"]["namespace"] == "external-dns"
+
+
+def test_a_pin_that_is_not_the_vendored_version_is_refused(repo: Path) -> None:
+    edit_yaml(
+        repo / "environments/addons/dev.yaml",
+        lambda data: (
+            data["addons"]
+            .setdefault("metrics-server", {})
+            .update(chart={"name": "metrics-server", "version": "3.13.2"})
+        ),
+    )
+    loaded = load_repo(repo)
+    with pytest.raises(
+        InputError,
+        match=r"pins metrics-server-3\.13\.2, but charts/vendor/metrics-server is 3\.13\.1",
+    ):
+        Renderer(loaded).addon_chart_jobs(loaded.environment("dev"))
+
+
+def test_values_that_break_an_upstream_charts_schema_name_the_addon(repo: Path) -> None:
+    # cert-manager ships a values.schema.json: replicaCount must be a number
+    edit_yaml(
+        repo / "environments/addons/dev.yaml",
+        lambda data: (
+            data["addons"].setdefault("cert-manager", {}).update(values={"replicaCount": "two"})
+        ),
+    )
+    loaded = load_repo(repo)
+    renderer = Renderer(loaded)
+    job = next(
+        j
+        for j in renderer.addon_chart_jobs(loaded.environment("dev"))
+        if j.name == "addons/cert-manager"
+    )
+    with pytest.raises(
+        InputError, match=r"\(addons\.cert-manager\): values break the chart's schema"
+    ):
+        renderer.render(job)
+
+
+def test_the_monitoring_stack_syncs_after_what_it_waits_for() -> None:
+    """Its Ingress needs the load balancer controller, its admin login the External Secrets
+    operator and Grafana's service account, its volumes the gp3 StorageClass."""
+    documents = rendered(PROJECT_ROOT)
+
+    def wave(key: str) -> int:
+        return int(documents[key]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+
+    stack = wave("Application/kube-prometheus-stack")
+    assert wave("Application/aws-load-balancer-controller") < stack
+    assert wave("Application/external-secrets") < wave("SecretStore/grafana") < stack
+    assert wave("ServiceAccount/kube-prometheus-stack-grafana") <= wave("SecretStore/grafana")
+    values = documents["Application/kube-prometheus-stack"]["spec"]["source"]["helm"][
+        "valuesObject"
+    ]
+    claim = values["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]
+    storage_class = documents[f"StorageClass/{claim['spec']['storageClassName']}"]
+    assert wave(f"StorageClass/{storage_class['metadata']['name']}") < stack
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert values["grafana"]["serviceAccount"] == {
+        "create": False,
+        "name": documents["SecretStore/grafana"]["spec"]["provider"]["aws"]["auth"]["jwt"][
+            "serviceAccountRef"
+        ]["name"],
+    }

@@ -43,7 +43,8 @@ def test_worker_reports_checkov_failures_with_their_target(repo: Path) -> None:
 def test_worker_checks_every_target(repo: Path) -> None:
     code, report = verify_json(repo, "--no-cache")
     assert code == 0, report
-    assert report["checked_by_checkov"] == 15
+    # every target but the environments' Argo CD objects (they have no pods)
+    assert report["checked_by_checkov"] == report["targets"] - len(load_repo(repo).environments)
     assert report["findings"] == []
 
 
@@ -69,5 +70,5 @@ def test_the_next_process_answers_from_the_cache(repo: Path) -> None:
     assert verify_json(repo, seed="1")[1]["cache_hits"] == 0
     code, report = verify_json(repo, seed="2")
     assert code == 0
-    assert report["cache_hits"] == report["targets"] == 18
+    assert report["cache_hits"] == report["targets"] > 0
     assert report["checked_by_checkov"] == 0

@@ -30,8 +30,9 @@ env:
     value: {{ .Values.cluster.region }}
 domainFilters:
   - {{ .Values.cluster.domain }}
-zoneIdFilters:
-  - {{ .Values.cluster.hostedZoneId }}
+# Only this zone (the chart has no zoneIdFilters value: the flag is passed as is).
+extraArgs:
+  - --zone-id-filter={{ .Values.cluster.hostedZoneId }}
 # Records it made carry this owner; it never touches anyone else's.
 txtOwnerId: {{ .Values.cluster.name }}
 serviceAccount:
@@ -44,12 +45,20 @@ serviceAccount:
 installCRDs: true
 {{- end -}}
 
+{{- define "addons.facts.prometheus-operator-crds" -}}
+{}
+{{- end -}}
+
 {{- define "addons.facts.kube-prometheus-stack" -}}
+# The CRDs are the prometheus-operator-crds add-on's (wave 0).
+crds:
+  enabled: false
 grafana:
+  # This chart's (grafana-serviceaccount.yaml, wave 1): the SecretStore that reads the admin
+  # login authenticates as it before Grafana exists.
   serviceAccount:
+    create: false
     name: kube-prometheus-stack-grafana
-    annotations:
-      {{- include "addons.role" (dict "root" . "owner" "grafana") | nindent 6 }}
   # The admin login comes from AWS Secrets Manager (grafana-admin, see externalsecret.yaml).
   admin:
     existingSecret: grafana-admin

@@ -8,13 +8,22 @@ from platformctl.cli import (
     release_cmds,
     render_cmd,
     status_cmd,
+    vendor_cmd,
     verify_cmd,
 )
 from platformctl.cli.common import app
 
 __all__ = ["app", "main"]
 
-for module in (render_cmd, status_cmd, verify_cmd, release_cmds, history_cmd, ci_cmds):
+for module in (
+    render_cmd,
+    status_cmd,
+    verify_cmd,
+    release_cmds,
+    history_cmd,
+    ci_cmds,
+    vendor_cmd,
+):
     module.register(app)
 
 

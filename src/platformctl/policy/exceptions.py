@@ -44,7 +44,14 @@ class PolicyException:
     target: str
     reason: str
     expires: dt.date
-    where: str
+    path: Path
+    index: int
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the entry, found only when a message needs it (each lookup parses
+        the file again)."""
+        return located(self.path, ["exceptions", self.index])
 
     def matches(self, finding: Finding) -> bool:
         """``target`` is ``env/service`` or ``env/service/Kind/name``; '*' matches one part."""
@@ -90,7 +97,8 @@ def load_exceptions(path: Path) -> list[PolicyException]:
                 target=target,
                 reason=entry["reason"],
                 expires=expires,
-                where=located(path, ["exceptions", index]),
+                path=path,
+                index=index,
             )
         )
     return exceptions
