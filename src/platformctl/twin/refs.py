@@ -1,0 +1,362 @@
+"""Referential integrity that does not change the sync order, network policies and hosts.
+
+Names resolved here: Services behind Ingresses (and their port names), ServiceMonitor port
+names, HPA and PDB targets, the IAM role a secret store's service account assumes. Network
+policies: every peer selects something that exists, traffic one side allows the other side
+admits, and ipBlocks lie inside the VPC. Ingress hosts: inside the certificate's names and
+external-dns's domain (both from the stack's domain).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from platformctl.twin.bootstrap import CERTIFICATE_NAMES
+from platformctl.twin.stack import StackFacts
+from platformctl.twin.sync import pod_labels, pod_spec
+from platformctl.twin.world import Obj, World, annotations_of, labels_of, selects
+
+Found = Iterator[tuple[Obj, str, str]]
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+
+
+@dataclass(frozen=True)
+class Pods:
+    """The pods of one workload (what network policies and PDBs select)."""
+
+    namespace: str
+    labels: Mapping[str, Any]
+    owner: Obj
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}/{self.owner.name}"
+
+
+def workloads(world: World) -> list[Pods]:
+    return [
+        Pods(obj.namespace, pod_labels(obj), obj)
+        for obj in world.objects
+        if pod_spec(obj) is not None
+    ]
+
+
+def _known(world: World, namespace: str) -> bool:
+    """The twin knows every pod of a namespace when no unrendered Application deploys there."""
+    return not world.opaque(namespace)
+
+
+def names(world: World) -> Found:
+    """Names that must resolve for the objects to do anything."""
+    services = {(o.namespace, o.name): o for o in world.by_kind("Service")}
+    pods = workloads(world)
+    for obj in world.objects:
+        spec: Mapping[str, Any] = obj.document.get("spec") or {}
+        if obj.kind == "Ingress":
+            yield from _ingress_backends(world, obj, spec, services)
+        elif obj.kind == "ServiceMonitor" and obj.group == "monitoring.coreos.com":
+            yield from _service_monitor(world, obj, spec, services)
+        elif obj.kind == "HorizontalPodAutoscaler":
+            ref = spec.get("scaleTargetRef") or {}
+            missing = not world.find(str(ref.get("kind")), obj.namespace, str(ref.get("name")))
+            if missing and _known(world, obj.namespace):
+                message = f"scales {ref.get('kind')}/{ref.get('name')}, which does not exist"
+                yield obj, "PLAT013", message
+        elif obj.kind == "PodDisruptionBudget":
+            selector = spec.get("selector") or {}
+            chosen = [
+                p for p in pods if p.namespace == obj.namespace and selects(selector, p.labels)
+            ]
+            if not chosen and _known(world, obj.namespace):
+                yield obj, "PLAT013", "selects no pods: it protects nothing"
+        elif obj.kind == "ServiceAccount" and ROLE_ANNOTATION in annotations_of(obj.document):
+            yield from _role_trust(world, obj)
+
+
+def _ingress_backends(
+    world: World, obj: Obj, spec: Mapping[str, Any], services: Mapping[tuple[str, str], Obj]
+) -> Found:
+    backends = [spec.get("defaultBackend") or {}]
+    for rule in spec.get("rules") or []:
+        backends += [
+            path.get("backend") or {} for path in (rule.get("http") or {}).get("paths") or []
+        ]
+    for backend in backends:
+        service = backend.get("service") or {}
+        if not service.get("name"):
+            continue
+        found = services.get((obj.namespace, service["name"]))
+        if found is None:
+            if _known(world, obj.namespace):
+                yield obj, "PLAT013", f"routes to Service {service['name']}, which does not exist"
+            continue
+        port = service.get("port") or {}
+        ports = (found.document.get("spec") or {}).get("ports") or []
+        if port.get("name") and port["name"] not in {p.get("name") for p in ports}:
+            yield (
+                obj,
+                "PLAT013",
+                f"routes to port '{port['name']}' of Service {found.name}, which has no such port",
+            )
+        if port.get("number") and port["number"] not in {p.get("port") for p in ports}:
+            yield (
+                obj,
+                "PLAT013",
+                f"routes to port {port['number']} of Service {found.name}, which has no such port",
+            )
+
+
+def _service_monitor(
+    world: World, obj: Obj, spec: Mapping[str, Any], services: Mapping[tuple[str, str], Obj]
+) -> Found:
+    selector = spec.get("selector") or {}
+    scope = spec.get("namespaceSelector") or {}
+    namespaces = scope.get("matchNames") or [obj.namespace]
+    matched = [
+        service
+        for (namespace, _), service in services.items()
+        if (scope.get("any") or namespace in namespaces)
+        and selects(selector, labels_of(service.document))
+    ]
+    if not matched:
+        if all(_known(world, ns) for ns in namespaces):
+            yield obj, "PLAT013", "selects no Service: nothing is scraped"
+        return
+    port_names = {
+        p.get("name") for s in matched for p in (s.document.get("spec") or {}).get("ports") or []
+    }
+    for endpoint in spec.get("endpoints") or []:
+        port = endpoint.get("port")
+        if port and port not in port_names:
+            yield obj, "PLAT013", f"scrapes port '{port}', which no Service it selects names"
+
+
+def _role_trust(world: World, obj: Obj) -> Found:
+    """The role a service account assumes must be one the infra program makes trust exactly it."""
+    arn = str(annotations_of(obj.document)[ROLE_ANNOTATION])
+    role = arn.rpartition(":role/")[2]
+    trusted = world.bootstrap.roles.get((obj.namespace, obj.name))
+    if trusted is None:
+        owners = sorted(
+            f"{ns}/{sa}" for (ns, sa), name in world.bootstrap.roles.items() if name == role
+        )
+        where = f"trusts {', '.join(owners)}" if owners else "is not made by the infra program"
+        yield (
+            obj,
+            "PLAT013",
+            f"assumes IAM role {role}, which {where}: its pods get no AWS credentials",
+        )
+    elif trusted != role:
+        yield (
+            obj,
+            "PLAT013",
+            f"assumes IAM role {role}, but the infra program makes {trusted} trust it",
+        )
+
+
+# --- network policies ---------------------------------------------------------------------
+
+
+def _namespace_labels(world: World) -> dict[str, Mapping[str, Any]]:
+    return {
+        obj.name: {"kubernetes.io/metadata.name": obj.name, **labels_of(obj.document)}
+        for obj in world.by_kind("Namespace")
+    }
+
+
+def _peer_pods(
+    peer: Mapping[str, Any],
+    home: str,
+    pods: list[Pods],
+    namespaces: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[Pods], list[str]]:
+    """The pods a peer selects, and the namespaces it selects (for an existence check)."""
+    if "namespaceSelector" in peer:
+        chosen = [
+            ns for ns, values in namespaces.items() if selects(peer["namespaceSelector"], values)
+        ]
+    else:
+        chosen = [home]
+    selector = peer.get("podSelector")
+    found = [
+        p
+        for p in pods
+        if p.namespace in chosen and (selector is None or selects(selector, p.labels))
+    ]
+    return found, chosen
+
+
+def _policies_selecting(pod: Pods, policies: list[Obj], kind: str) -> list[Obj]:
+    return [
+        policy
+        for policy in policies
+        if policy.namespace == pod.namespace
+        and selects((policy.document.get("spec") or {}).get("podSelector") or {}, pod.labels)
+        and kind in ((policy.document.get("spec") or {}).get("policyTypes") or ["Ingress"])
+    ]
+
+
+def _allows(
+    policy: Obj,
+    direction: str,
+    other: Pods,
+    pods: list[Pods],
+    namespaces: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for rule in (policy.document.get("spec") or {}).get(key) or []:
+        peers = rule.get(peers_key)
+        if not peers:
+            return True  # no peers: everything
+        for peer in peers:
+            if "ipBlock" in peer:
+                continue
+            found, _ = _peer_pods(peer, policy.namespace, pods, namespaces)
+            if other in found:
+                return True
+    return False
+
+
+def network_policies(world: World, stack: StackFacts | None) -> Found:
+    policies = list(world.by_kind("NetworkPolicy"))
+    pods = workloads(world)
+    namespaces = _namespace_labels(world)
+    for policy in policies:
+        spec = policy.document.get("spec") or {}
+        selected = [
+            p
+            for p in pods
+            if p.namespace == policy.namespace and selects(spec.get("podSelector") or {}, p.labels)
+        ]
+        for direction, key, peers_key in (
+            ("Egress", "egress", "to"),
+            ("Ingress", "ingress", "from"),
+        ):
+            for rule in spec.get(key) or []:
+                for peer in rule.get(peers_key) or []:
+                    if "ipBlock" in peer:
+                        yield from _ip_block(policy, peer["ipBlock"], stack)
+                        continue
+                    found, chosen = _peer_pods(peer, policy.namespace, pods, namespaces)
+                    if not chosen:
+                        if not world.opaque(""):
+                            yield (
+                                policy,
+                                "PLAT014",
+                                f"{key} peer {_peer(peer)} selects no namespace",
+                            )
+                        continue
+                    if not found:
+                        if all(_known(world, ns) for ns in chosen):
+                            yield policy, "PLAT014", f"{key} peer {_peer(peer)} selects no pods"
+                        continue
+                    yield from _reciprocal(
+                        world, policy, direction, selected, found, policies, pods, namespaces
+                    )
+
+
+def _reciprocal(
+    world: World,
+    policy: Obj,
+    direction: str,
+    selected: list[Pods],
+    peers: list[Pods],
+    policies: list[Obj],
+    pods: list[Pods],
+    namespaces: Mapping[str, Mapping[str, Any]],
+) -> Found:
+    """If A may send to B, B must admit A (and the reverse), or the packets are dropped."""
+    other_side = "Ingress" if direction == "Egress" else "Egress"
+    for peer in peers:
+        guarding = _policies_selecting(peer, policies, other_side)
+        if not guarding:
+            continue  # not isolated that way: everything is admitted
+        for pod in selected:
+            if pod.owner is peer.owner:
+                continue
+            if not any(_allows(g, other_side, pod, pods, namespaces) for g in guarding):
+                verb = "admits" if other_side == "Ingress" else "lets it send to"
+                yield (
+                    policy,
+                    "PLAT014",
+                    (
+                        f"lets {pod.name} {'send to' if direction == 'Egress' else 'receive from'} "
+                        f"{peer.name}, but no NetworkPolicy of {peer.name} {verb} {pod.name}"
+                    ),
+                )
+
+
+def _peer(peer: Mapping[str, Any]) -> str:
+    parts = []
+    for key in ("namespaceSelector", "podSelector"):
+        if key in peer:
+            match = (peer[key] or {}).get("matchLabels") or {}
+            parts.append(f"{key}({', '.join(f'{k}={v}' for k, v in match.items()) or 'all'})")
+    return " ".join(parts)
+
+
+def _ip_block(policy: Obj, block: Mapping[str, Any], stack: StackFacts | None) -> Found:
+    if stack is None:
+        return
+    try:
+        network = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+    except ValueError:
+        yield policy, "PLAT014", f"ipBlock {block.get('cidr')} is not a CIDR"
+        return
+    if not (isinstance(network, ipaddress.IPv4Network) and network.subnet_of(stack.vpc_cidr)):
+        yield (
+            policy,
+            "PLAT014",
+            (
+                f"ipBlock {network} is outside the VPC ({stack.vpc_cidr}, {stack.source}): "
+                "it matches no pod, node or load balancer of this environment"
+            ),
+        )
+
+
+# --- hosts ---------------------------------------------------------------------------------
+
+
+def covered(host: str, domain: str) -> bool:
+    """Whether the certificate (``*.<domain>``, ``<domain>``) covers a host name."""
+    for pattern in (name.format(domain=domain) for name in CERTIFICATE_NAMES):
+        if pattern.startswith("*."):
+            head, _, rest = host.partition(".")
+            if head and "*" not in head and rest == pattern[2:]:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def hosts(world: World, stack: StackFacts | None) -> Found:
+    if stack is None:
+        return
+    for obj in world.by_kind("Ingress"):
+        spec = obj.document.get("spec") or {}
+        found = [str(rule["host"]) for rule in spec.get("rules") or [] if rule.get("host")]
+        for tls in spec.get("tls") or []:
+            found += [str(host) for host in tls.get("hosts") or []]
+        dns = annotations_of(obj.document).get(EXTERNAL_DNS_HOSTNAME)
+        found += [h.strip() for h in str(dns or "").split(",") if h.strip()]
+        for host in sorted(set(found)):
+            problems = []
+            if not covered(host, stack.domain):
+                problems.append(f"the certificate (*.{stack.domain})")
+            if host != stack.domain and not host.endswith(f".{stack.domain}"):
+                problems.append(f"external-dns's domain filter ({stack.domain})")
+            if problems:
+                yield (
+                    obj,
+                    "PLAT015",
+                    (
+                        f"host {host} is covered by neither {' nor '.join(problems)}"
+                        if len(problems) > 1
+                        else f"host {host} is not covered by {problems[0]}"
+                    )
+                    + f" ({stack.source} platform:domain)",
+                )
