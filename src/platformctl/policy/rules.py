@@ -302,8 +302,8 @@ def workload_namespace_guarded(
     if context.network_policy.get(rendered.environment.name) is False:
         section, key = NETWORK_POLICY_KEY
         yield (
-            f"Namespace/{namespace}",
-            "NetworkPolicies are not enforced: the VPC CNI add-on of the environment's stack "
+            "EksAddon/vpc-cni",
+            f"the NetworkPolicies of {namespace} are not enforced: the VPC CNI add-on of the environment's stack "
             f"does not enable network policy (set {section}: {key}: true)",
         )
     found = {resource_id(d): d for d in rendered.documents}
