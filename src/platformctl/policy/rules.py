@@ -303,8 +303,8 @@ def workload_namespace_guarded(
         section, key = NETWORK_POLICY_KEY
         yield (
             "EksAddon/vpc-cni",
-            f"the NetworkPolicies of {namespace} are not enforced: the VPC CNI add-on of the environment's stack "
-            f"does not enable network policy (set {section}: {key}: true)",
+            f"the NetworkPolicies of {namespace} are not enforced: the VPC CNI add-on of the "
+            f"environment's stack does not enable network policy (set {section}: {key}: true)",
         )
     found = {resource_id(d): d for d in rendered.documents}
     labels = ((found.get(f"Namespace/{namespace}") or {}).get("metadata") or {}).get("labels") or {}

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping
 from platformctl.model import Environment, Repo
 from platformctl.policy.findings import Finding
 from platformctl.twin.admission import rejected
+from platformctl.twin.bootstrap import Bootstrap
 from platformctl.twin.build import build
+from platformctl.twin.crds import Crds
 from platformctl.twin.drift import perpetual_diffs
 from platformctl.twin.pss import pod_security
 from platformctl.twin.refs import hosts, names, network_policies
@@ -41,9 +43,12 @@ def check_environment(
     environment: Environment,
     targets: Mapping[str, Target],
     stack: StackFacts | None,
+    bootstrap: Bootstrap | None = None,
+    pinned: Crds | None = None,
 ) -> list[Finding]:
-    """Every finding of the twin for one environment, on the targets that hold the resource."""
-    world = build(repo, environment, targets)
+    """Every finding of the twin for one environment, on the targets that hold the resource
+    (``bootstrap`` and ``pinned`` CRDs from the model and ``crds/`` unless given)."""
+    world = build(repo, environment, targets, bootstrap, pinned)
     found: Iterable[tuple[Obj, str, str]]
     findings = [
         Finding(target, "PLAT019", resource, message, ENGINE)

@@ -101,13 +101,20 @@ def _target_of(repo: Repo, spec: Mapping[str, Any], targets: Mapping[str, Target
     return plain[0] if len(plain) == 1 else None
 
 
-def build(repo: Repo, environment: Environment, targets: Mapping[str, Target]) -> World:
-    """The environment's World from its rendered targets (keyed as the gate keys them)."""
-    bootstrap = bootstrap_of(repo, environment)
+def build(
+    repo: Repo,
+    environment: Environment,
+    targets: Mapping[str, Target],
+    bootstrap: Bootstrap | None = None,
+    pinned: crd_index.Crds | None = None,
+) -> World:
+    """The environment's World from its rendered targets (keyed as the gate keys them), the
+    bootstrap (from the model unless given) and the pinned CRDs (``crds/`` unless given)."""
+    bootstrap = bootstrap or bootstrap_of(repo, environment)
     world = World(environment, bootstrap)
     every = [d for t in targets.values() for d in t.rendered.documents]
-    crds = crd_index.index(every)
-    world.crd_scopes = {key: str((crd.get("spec") or {}).get("scope")) for key, crd in crds.items()}
+    crds = crd_index.index(every, pinned)
+    world.crds = crds
     gitops_key = f"{environment.name}/{GITOPS_TARGET}"
     for document in _bootstrap_documents(environment, bootstrap):
         world.add(document, None, gitops_key)

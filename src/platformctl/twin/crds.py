@@ -28,9 +28,9 @@ def pinned() -> Crds:
     return index
 
 
-def index(rendered: Iterable[Mapping[str, Any]]) -> Crds:
-    """Pinned CRDs, overridden by the ones the environment's rendered charts install."""
-    found = dict(pinned())
+def index(rendered: Iterable[Mapping[str, Any]], base: Crds | None = None) -> Crds:
+    """Pinned CRDs (or ``base``), overridden by the ones the environment's charts install."""
+    found = dict(pinned() if base is None else base)
     for document in rendered:
         if document.get("kind") == "CustomResourceDefinition":
             spec = document.get("spec") or {}

@@ -84,7 +84,7 @@ def _ignored(app_spec: Mapping[str, Any], obj: Obj, path: str) -> bool:
 
 
 def perpetual_diffs(world: World) -> Iterator[tuple[Obj, str, str]]:
-    crds = crd_index.index(o.document for o in world.objects)
+    crds = world.crds
     application = {o.name: o for o in world.objects if o.kind == "Application"}
     for obj in world.objects:
         if obj.app is None:

@@ -281,7 +281,12 @@ class World:
     # problems found while working out the Applications (an unknown generator, a file that
     # makes an Application no target renders): (target, resource, message)
     notes: list[tuple[str, str, str]] = field(default_factory=list)
-    crd_scopes: dict[tuple[str, str], str] = field(default_factory=dict)
+    # the CRDs at the deployed versions: (group, kind) -> CRD
+    crds: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+
+    def scope(self, group: str, kind: str) -> str | None:
+        crd = self.crds.get((group, kind))
+        return str((crd.get("spec") or {}).get("scope")) if crd else None
 
     def by_kind(self, *kinds: str) -> Iterator[Obj]:
         return (obj for obj in self.objects if obj.kind in kinds)
@@ -316,7 +321,7 @@ class World:
             return
         kind = str(document.get("kind", ""))
         group = group_of(document)
-        scoped = self.crd_scopes.get((group, kind))
+        scoped = self.scope(group, kind)
         cluster_scoped = kind in CLUSTER_SCOPED if scoped is None else scoped == "Cluster"
         namespace = (
             ""
