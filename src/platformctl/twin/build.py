@@ -15,6 +15,7 @@ from platformctl.twin.world import (
     Target,
     Unmodelled,
     World,
+    annotations_of,
     fill_template,
     generate,
     metadata,
@@ -153,7 +154,14 @@ def build(
                 )
                 continue
             used.add(target.rendered.key)
-            app = App(name, target.rendered.key, spec, rendered=True, made_by=resource)
+            app = App(
+                name,
+                target.rendered.key,
+                spec,
+                rendered=True,
+                made_by=resource,
+                annotations=annotations_of(document),
+            )
             world.apps[name] = app
             _contents(world, app, target, targets, 1)
     return world
@@ -180,6 +188,7 @@ def _contents(
             wave=where[1],
             rendered=own is not None,
             made_by=f"Application/{app.name}",
+            annotations=annotations_of(document),
         )
         world.apps[name] = child
         if own is not None:

@@ -85,16 +85,13 @@ def _ignored(app_spec: Mapping[str, Any], obj: Obj, path: str) -> bool:
 
 def perpetual_diffs(world: World) -> Iterator[tuple[Obj, str, str]]:
     crds = world.crds
-    application = {o.name: o for o in world.objects if o.kind == "Application"}
     for obj in world.objects:
         if obj.app is None:
             continue
         app = world.apps[obj.app]
         sync = app.sync_options | options(annotations_of(obj.document).get(SYNC_OPTIONS))
-        holder = application.get(app.name)
         compare = options(annotations_of(obj.document).get(COMPARE_OPTIONS))
-        if holder is not None:
-            compare |= options(annotations_of(holder.document).get(COMPARE_OPTIONS))
+        compare |= options(app.annotations.get(COMPARE_OPTIONS))
         if "ServerSideApply=true" not in sync or "ServerSideDiff=true" in compare:
             continue
         schema = BUILTIN_DEFAULTS.get((obj.group, obj.kind))

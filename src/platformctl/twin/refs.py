@@ -137,25 +137,20 @@ def _service_monitor(
 
 def _role_trust(world: World, obj: Obj) -> Found:
     """The role a service account assumes must be one the infra program makes trust exactly it."""
-    arn = str(annotations_of(obj.document)[ROLE_ANNOTATION])
-    role = arn.rpartition(":role/")[2]
+    role = str(annotations_of(obj.document)[ROLE_ANNOTATION]).rpartition(":role/")[2]
     trusted = world.bootstrap.roles.get((obj.namespace, obj.name))
-    if trusted is None:
-        owners = sorted(
-            f"{ns}/{sa}" for (ns, sa), name in world.bootstrap.roles.items() if name == role
-        )
-        where = f"trusts {', '.join(owners)}" if owners else "is not made by the infra program"
-        yield (
-            obj,
-            "PLAT013",
-            f"assumes IAM role {role}, which {where}: its pods get no AWS credentials",
-        )
-    elif trusted != role:
-        yield (
-            obj,
-            "PLAT013",
-            f"assumes IAM role {role}, but the infra program makes {trusted} trust it",
-        )
+    if trusted == role:
+        return
+    owners = sorted(
+        f"{ns}/{sa}" for (ns, sa), name in world.bootstrap.roles.items() if name == role
+    )
+    where = f"trusts only {', '.join(owners)}" if owners else "the infra program does not make"
+    own = f" (its own is {trusted})" if trusted else ""
+    yield (
+        obj,
+        "PLAT013",
+        (f"assumes IAM role {role}, which {where}{own}: its pods get no AWS credentials"),
+    )
 
 
 # --- network policies ---------------------------------------------------------------------

@@ -43,7 +43,7 @@ def stack_facts(repo: Repo, environment: Environment) -> StackFacts | None:
             domain=str(config["platform:domain"]),
             vpc_cidr=ipaddress.IPv4Network(str((config["platform:network"] or {})["cidr"])),
             network_policy=bool((config.get(section) or {}).get(key, False)),
-            source=display_path(path),
+            source=path.name,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(

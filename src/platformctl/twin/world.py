@@ -192,6 +192,7 @@ class App:
     wave: int = 0
     rendered: bool = False  # its contents are known (its chart was rendered)
     made_by: str = ""  # the ApplicationSet, or the Application, that creates it
+    annotations: Mapping[str, Any] = field(default_factory=dict)  # the Application's own
 
     @property
     def namespace(self) -> str:
