@@ -307,11 +307,11 @@ class Provider:
 
 
 def _app_provides(world: World, app: App) -> Iterator[str]:
-    """What an Application provides as a whole: its chart's controllers and, when its contents
-    are not rendered, the CRD groups its add-on says it installs."""
+    """What an Application provides as a whole: its chart's controllers and the CRD groups its
+    add-on declares it installs (what counts when its chart's CRDs are not rendered)."""
     for capability in CONTROLLERS.get(app.chart, frozenset()):
         yield f"controller:{capability}"
-    if app.rendered or app.parent is None:
+    if app.parent is None:
         return
     for holder in world.find("Application", world.apps[app.parent].namespace, app.name):
         groups = annotations_of(holder.document).get("platform.acme.io/installs-crds") or ""

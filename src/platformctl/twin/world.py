@@ -208,9 +208,14 @@ class App:
 
     @property
     def chart(self) -> str:
-        """The chart it deploys: a Helm repository chart's name, or its path's last folder."""
+        """The chart it deploys: a Helm repository chart's name, or the last folder of its path
+        that is not a version (``charts/vendor/<name>[/<version>]``)."""
         source = self.spec.get("source") or {}
-        return str(source.get("chart") or PurePosixPath(str(source.get("path") or "")).name)
+        if source.get("chart"):
+            return str(source["chart"])
+        parts = PurePosixPath(str(source.get("path") or "")).parts
+        names = [part for part in parts if not re.match(r"^v?[0-9]", part)]
+        return names[-1] if names else ""
 
 
 @dataclass(frozen=True)
