@@ -24,11 +24,11 @@ EKS_PODS: tuple[tuple[str, str, Mapping[str, str]], ...] = (
 )
 # Argo CD's own CRDs, installed by the argo-cd chart the bootstrap deploys.
 ARGOCD_KINDS = ("Application", "ApplicationSet", "AppProject")
-# The bootstrap's Argo CD configuration gives Applications a health assessment (the
-# ``resource.customizations.health.argoproj.io_Application`` check): a wave of Applications is
-# Healthy only when the Applications in it are. Without it (Argo CD >= 1.8 default) an
-# Application is Healthy as soon as it exists, and waves of Applications order nothing.
-APPLICATION_HEALTH = True
+# The bootstrap writes the bridge's Application health check (``bridge.APPLICATION_HEALTH_KEY``)
+# into Argo CD's configuration: a wave of Applications is Healthy only when the Applications in
+# it are. Without it (Argo CD's default since 1.8) an Application is Healthy once it exists, and
+# its waves order nothing.
+ASSESSES_APPLICATIONS = True
 # Certificates the infra program requests from ACM for an environment's domain (see the
 # add-on identity component): the wildcard and the apex.
 CERTIFICATE_NAMES = ("*.{domain}", "{domain}")
@@ -43,7 +43,7 @@ class Bootstrap:
     server: str
     # (namespace, service account) -> the name of the IAM role the infra program makes trust it
     roles: Mapping[tuple[str, str], str]
-    application_health: bool = APPLICATION_HEALTH
+    application_health: bool = ASSESSES_APPLICATIONS
     storage_classes: tuple[str, ...] = EKS_STORAGE_CLASSES
     pods: tuple[tuple[str, str, Mapping[str, str]], ...] = EKS_PODS
     extra: tuple[Mapping[str, Any], ...] = field(default=())
