@@ -279,7 +279,7 @@ def needs(world: World, obj: Obj) -> Iterator[Need]:
         )
 
 
-def provides(world: World, obj: Obj) -> Iterator[str]:
+def provides(obj: Obj) -> Iterator[str]:
     """What ``obj`` makes exist once it is Healthy."""
     yield obj_key(obj.kind, obj.namespace, obj.name)
     spec: Mapping[str, Any] = obj.document.get("spec") or {}
@@ -302,7 +302,6 @@ class Provider:
     app: str | None
     phase: int
     wave: int
-    kind_index: int
     obj: Obj | None = None
 
 
@@ -311,9 +310,10 @@ def _app_provides(world: World, app: App) -> Iterator[str]:
     add-on declares it installs (what counts when its chart's CRDs are not rendered)."""
     for capability in CONTROLLERS.get(app.chart, frozenset()):
         yield f"controller:{capability}"
-    if app.parent is None:
-        return
-    for holder in world.find("Application", world.apps[app.parent].namespace, app.name):
+    holders = (
+        o for o in world.objects if o.kind == "Application" and o.app == app.parent and app.parent
+    )
+    for holder in (o for o in holders if o.name == app.name):
         groups = annotations_of(holder.document).get("platform.acme.io/installs-crds") or ""
         yield from (f"crdgroup:{g.strip()}" for g in str(groups).split(",") if g.strip())
 
@@ -322,17 +322,16 @@ class Providers:
     """Index: what -> who provides it."""
 
     def __init__(self, world: World) -> None:
-        self.world = world
         self.index: dict[str, list[Provider]] = {}
         for obj in world.objects:
-            for key in provides(world, obj):
+            for key in provides(obj):
                 self.index.setdefault(key, []).append(
-                    Provider(obj.ref, obj.app, obj.phase, obj.wave, obj.kind_index, obj)
+                    Provider(obj.ref, obj.app, obj.phase, obj.wave, obj)
                 )
         for app in world.apps.values():
             for key in _app_provides(world, app):
                 self.index.setdefault(key, []).append(
-                    Provider(f"Application {app.name}", app.name, 1, 0, 0)
+                    Provider(f"Application {app.name}", app.name, 1, 0)
                 )
 
     def of(self, key: str) -> list[Provider]:

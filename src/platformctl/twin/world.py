@@ -469,7 +469,7 @@ def generate(
     files = [
         str(path.relative_to(repo.root))
         for path in sorted(
-            {r.values_file for r in repo.releases.values()} | {environment.settings_file}
+            {r.values_file for r in repo.select([environment.name])} | {environment.settings_file}
         )
     ]
     for generator in spec.get("generators") or []:
