@@ -111,16 +111,21 @@ def host_ports(_: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any
     ]
 
 
+def _settings(
+    pod: Pod, containers: list[Mapping[str, Any]], key: str
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """One security setting at pod level and in each container, with where it is."""
+    found = [("pod", (pod.get("securityContext") or {}).get(key) or {})]
+    return found + [
+        (f'container "{c.get("name")}"', _context(c).get(key) or {}) for c in containers
+    ]
+
+
 def app_armor_profile(
     pod: Pod, containers: list[Mapping[str, Any]], meta: Mapping[str, Any]
 ) -> list[str]:
     found = []
-    profiles = [("pod", (pod.get("securityContext") or {}).get("appArmorProfile") or {})]
-    profiles += [
-        (f'container "{c.get("name")}"', _context(c).get("appArmorProfile") or {})
-        for c in containers
-    ]
-    for where, profile in profiles:
+    for where, profile in _settings(pod, containers, "appArmorProfile"):
         if profile.get("type") not in (None, "RuntimeDefault", "Localhost"):
             found.append(f"{where} appArmorProfile {profile.get('type')}")
     for key, value in (meta.get("annotations") or {}).items():
@@ -137,12 +142,7 @@ def se_linux_options(
     pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]
 ) -> list[str]:
     found = []
-    contexts = [("pod", (pod.get("securityContext") or {}).get("seLinuxOptions") or {})]
-    contexts += [
-        (f'container "{c.get("name")}"', _context(c).get("seLinuxOptions") or {})
-        for c in containers
-    ]
-    for where, options in contexts:
+    for where, options in _settings(pod, containers, "seLinuxOptions"):
         if (
             options.get("type", "") not in SELINUX_TYPES
             or options.get("user")
@@ -161,11 +161,7 @@ def proc_mount(_: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any
 
 
 def _seccomp_types(pod: Pod, containers: list[Mapping[str, Any]]) -> list[tuple[str, Any]]:
-    found = [("pod", ((pod.get("securityContext") or {}).get("seccompProfile") or {}).get("type"))]
-    return found + [
-        (f'container "{c.get("name")}"', (_context(c).get("seccompProfile") or {}).get("type"))
-        for c in containers
-    ]
+    return [(where, p.get("type")) for where, p in _settings(pod, containers, "seccompProfile")]
 
 
 def seccomp_profile_baseline(
