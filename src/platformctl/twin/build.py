@@ -114,7 +114,7 @@ def build(
     bootstrap = bootstrap or bootstrap_of(repo, environment)
     world = World(environment, bootstrap)
     every = [d for t in targets.values() for d in t.rendered.documents]
-    crds = crd_index.index(every, pinned)
+    crds, world.scopes = crd_index.index(every, pinned)
     world.crds = crds
     gitops_key = f"{environment.name}/{GITOPS_TARGET}"
     for document in _bootstrap_documents(environment, bootstrap):

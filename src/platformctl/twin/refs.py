@@ -163,69 +163,95 @@ def _namespace_labels(world: World) -> dict[str, Mapping[str, Any]]:
     }
 
 
-def _peer_pods(
-    peer: Mapping[str, Any],
-    home: str,
-    pods: list[Pods],
-    namespaces: Mapping[str, Mapping[str, Any]],
-) -> tuple[list[Pods], list[str]]:
-    """The pods a peer selects, and the namespaces it selects (for an existence check)."""
-    if "namespaceSelector" in peer:
-        chosen = [
-            ns for ns, values in namespaces.items() if selects(peer["namespaceSelector"], values)
+class _Network:
+    """The pods and network policies of the environment, indexed by namespace."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.namespaces = _namespace_labels(world)
+        self.pods: dict[str, list[Pods]] = {}
+        for pod in workloads(world):
+            self.pods.setdefault(pod.namespace, []).append(pod)
+        self.policies: dict[str, list[Obj]] = {}
+        for policy in world.by_kind("NetworkPolicy"):
+            self.policies.setdefault(policy.namespace, []).append(policy)
+        self._guarding: dict[tuple[str, str, str], list[Obj]] = {}
+
+    def peer_pods(self, peer: Mapping[str, Any], home: str) -> tuple[list[Pods], list[str]]:
+        """The pods a peer selects, and the namespaces it selects (for an existence check)."""
+        if "namespaceSelector" in peer:
+            chosen = [
+                ns
+                for ns, values in self.namespaces.items()
+                if selects(peer["namespaceSelector"], values)
+            ]
+        else:
+            chosen = [home]
+        selector = peer.get("podSelector")
+        found = [
+            pod
+            for ns in chosen
+            for pod in self.pods.get(ns, [])
+            if selector is None or selects(selector, pod.labels)
         ]
-    else:
-        chosen = [home]
-    selector = peer.get("podSelector")
-    found = [
-        p
-        for p in pods
-        if p.namespace in chosen and (selector is None or selects(selector, p.labels))
-    ]
-    return found, chosen
+        return found, chosen
 
+    def guarding(self, pod: Pods, kind: str) -> list[Obj]:
+        """The policies that select ``pod`` for ``kind`` (Ingress or Egress) traffic."""
+        key = (pod.namespace, pod.owner.name, kind)
+        if key not in self._guarding:
+            self._guarding[key] = [
+                policy
+                for policy in self.policies.get(pod.namespace, [])
+                if selects((policy.document.get("spec") or {}).get("podSelector") or {}, pod.labels)
+                and kind in ((policy.document.get("spec") or {}).get("policyTypes") or ["Ingress"])
+            ]
+        return self._guarding[key]
 
-def _policies_selecting(pod: Pods, policies: list[Obj], kind: str) -> list[Obj]:
-    return [
-        policy
-        for policy in policies
-        if policy.namespace == pod.namespace
-        and selects((policy.document.get("spec") or {}).get("podSelector") or {}, pod.labels)
-        and kind in ((policy.document.get("spec") or {}).get("policyTypes") or ["Ingress"])
-    ]
+    def allows(self, policy: Obj, direction: str, other: Pods) -> bool:
+        key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+        for rule in (policy.document.get("spec") or {}).get(key) or []:
+            peers = rule.get(peers_key)
+            if not peers:
+                return True  # no peers: everything
+            for peer in peers:
+                if "ipBlock" not in peer and other in self.peer_pods(peer, policy.namespace)[0]:
+                    return True
+        return False
 
-
-def _allows(
-    policy: Obj,
-    direction: str,
-    other: Pods,
-    pods: list[Pods],
-    namespaces: Mapping[str, Mapping[str, Any]],
-) -> bool:
-    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    for rule in (policy.document.get("spec") or {}).get(key) or []:
-        peers = rule.get(peers_key)
-        if not peers:
-            return True  # no peers: everything
+    def reciprocal(
+        self, policy: Obj, direction: str, selected: list[Pods], peers: list[Pods]
+    ) -> Found:
+        """If A may send to B, B must admit A (and the reverse), or the packets are dropped."""
+        other_side = "Ingress" if direction == "Egress" else "Egress"
+        verb = "admits" if other_side == "Ingress" else "lets it send to"
+        allowed = "send to" if direction == "Egress" else "receive from"
         for peer in peers:
-            if "ipBlock" in peer:
-                continue
-            found, _ = _peer_pods(peer, policy.namespace, pods, namespaces)
-            if other in found:
-                return True
-    return False
+            guarding = self.guarding(peer, other_side)
+            if not guarding:
+                continue  # not isolated that way: everything is admitted
+            for pod in selected:
+                if pod.owner is not peer.owner and not any(
+                    self.allows(g, other_side, pod) for g in guarding
+                ):
+                    yield (
+                        policy,
+                        "PLAT014",
+                        (
+                            f"lets {pod.name} {allowed} {peer.name}, but no NetworkPolicy of "
+                            f"{peer.name} {verb} {pod.name}"
+                        ),
+                    )
 
 
 def network_policies(world: World, stack: StackFacts | None) -> Found:
-    policies = list(world.by_kind("NetworkPolicy"))
-    pods = workloads(world)
-    namespaces = _namespace_labels(world)
-    for policy in policies:
+    network = _Network(world)
+    for policy in world.by_kind("NetworkPolicy"):
         spec = policy.document.get("spec") or {}
         selected = [
-            p
-            for p in pods
-            if p.namespace == policy.namespace and selects(spec.get("podSelector") or {}, p.labels)
+            pod
+            for pod in network.pods.get(policy.namespace, [])
+            if selects(spec.get("podSelector") or {}, pod.labels)
         ]
         for direction, key, peers_key in (
             ("Egress", "egress", "to"),
@@ -236,53 +262,16 @@ def network_policies(world: World, stack: StackFacts | None) -> Found:
                     if "ipBlock" in peer:
                         yield from _ip_block(policy, peer["ipBlock"], stack)
                         continue
-                    found, chosen = _peer_pods(peer, policy.namespace, pods, namespaces)
+                    found, chosen = network.peer_pods(peer, policy.namespace)
                     if not chosen:
                         if not world.opaque(""):
-                            yield (
-                                policy,
-                                "PLAT014",
-                                f"{key} peer {_peer(peer)} selects no namespace",
-                            )
-                        continue
-                    if not found:
+                            message = f"{key} peer {_peer(peer)} selects no namespace"
+                            yield policy, "PLAT014", message
+                    elif not found:
                         if all(_known(world, ns) for ns in chosen):
                             yield policy, "PLAT014", f"{key} peer {_peer(peer)} selects no pods"
-                        continue
-                    yield from _reciprocal(
-                        world, policy, direction, selected, found, policies, pods, namespaces
-                    )
-
-
-def _reciprocal(
-    world: World,
-    policy: Obj,
-    direction: str,
-    selected: list[Pods],
-    peers: list[Pods],
-    policies: list[Obj],
-    pods: list[Pods],
-    namespaces: Mapping[str, Mapping[str, Any]],
-) -> Found:
-    """If A may send to B, B must admit A (and the reverse), or the packets are dropped."""
-    other_side = "Ingress" if direction == "Egress" else "Egress"
-    for peer in peers:
-        guarding = _policies_selecting(peer, policies, other_side)
-        if not guarding:
-            continue  # not isolated that way: everything is admitted
-        for pod in selected:
-            if pod.owner is peer.owner:
-                continue
-            if not any(_allows(g, other_side, pod, pods, namespaces) for g in guarding):
-                verb = "admits" if other_side == "Ingress" else "lets it send to"
-                yield (
-                    policy,
-                    "PLAT014",
-                    (
-                        f"lets {pod.name} {'send to' if direction == 'Egress' else 'receive from'} "
-                        f"{peer.name}, but no NetworkPolicy of {peer.name} {verb} {pod.name}"
-                    ),
-                )
+                    else:
+                        yield from network.reciprocal(policy, direction, selected, found)
 
 
 def _peer(peer: Mapping[str, Any]) -> str:

@@ -289,10 +289,7 @@ class World:
     notes: list[tuple[str, str, str]] = field(default_factory=list)
     # the CRDs at the deployed versions: (group, kind) -> CRD
     crds: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-
-    def scope(self, group: str, kind: str) -> str | None:
-        crd = self.crds.get((group, kind))
-        return str((crd.get("spec") or {}).get("scope")) if crd else None
+    scopes: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def by_kind(self, *kinds: str) -> Iterator[Obj]:
         return (obj for obj in self.objects if obj.kind in kinds)
@@ -327,7 +324,7 @@ class World:
             return
         kind = str(document.get("kind", ""))
         group = group_of(document)
-        scoped = self.scope(group, kind)
+        scoped = self.scopes.get((group, kind))
         cluster_scoped = kind in CLUSTER_SCOPED if scoped is None else scoped == "Cluster"
         namespace = (
             ""
