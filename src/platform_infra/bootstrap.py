@@ -19,24 +19,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from platformctl.bridge import role_annotation
+from platformctl.bridge import APPLICATION_HEALTH, APPLICATION_HEALTH_KEY, role_annotation
 from platformctl.model import find_root
 from platformctl.stacks import ArgoCDSettings, StackSettings
 from platformctl.vendor import Lock
 
 IN_CLUSTER = "https://kubernetes.default.svc"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi"}
-APPLICATION_HEALTH = """hs = {}
-hs.status = "Progressing"
-hs.message = ""
-if obj.status ~= nil and obj.status.health ~= nil then
-  hs.status = obj.status.health.status
-  if obj.status.health.message ~= nil then
-    hs.message = obj.status.health.message
-  end
-end
-return hs
-"""
 
 
 @dataclass(frozen=True)
@@ -67,7 +56,7 @@ def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
                 "timeout.reconciliation": "180s",
                 # An Application is healthy when its resources are: the add-ons' sync waves
                 # then wait for each wave's add-ons (Argo CD no longer assesses this itself).
-                "resource.customizations.health.argoproj.io_Application": APPLICATION_HEALTH,
+                APPLICATION_HEALTH_KEY: APPLICATION_HEALTH,
             },
             "params": {"server.insecure": False},
         },

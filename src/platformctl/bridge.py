@@ -27,6 +27,22 @@ ADDON_ROLES: Mapping[str, tuple[str, str]] = {
 }
 
 PLACEHOLDER_ACCOUNT = "000000000000"
+# The Argo CD setting the bootstrap writes that the sync order depends on: an Application is
+# Healthy when its resources are, so a wave of Applications (app of apps) waits for them. Argo
+# CD has no such assessment of its own since 1.8; the sync twin models the waves with it.
+APPLICATION_HEALTH_KEY = "resource.customizations.health.argoproj.io_Application"
+APPLICATION_HEALTH = """hs = {}
+hs.status = "Progressing"
+hs.message = ""
+if obj.status ~= nil and obj.status.health ~= nil then
+  hs.status = obj.status.health.status
+  if obj.status.health.message ~= nil then
+    hs.message = obj.status.health.message
+  end
+end
+return hs
+"""
+
 _REFERENCE = re.compile(r"\{\{\s*\.metadata\.annotations\.([A-Za-z0-9_]+)\s*\}\}")
 _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}")
 

@@ -51,6 +51,9 @@ from platformctl.render import ADDONS_TARGET, GITOPS_TARGET, Job, Rendered, Rend
 from platformctl.schemas import CRD_DIR, SchemaValidator
 from platformctl.stacks import stack_findings
 from platformctl.yamlio import display_path, located, read_mapping
+from platformctl.twin import check_environment
+from platformctl.twin.stack import StackFacts, stack_facts
+from platformctl.twin.world import Target
 
 CACHE_FILE = "verify.json"
 _CRD = "CustomResourceDefinition"
@@ -372,6 +375,62 @@ def _context_of(gitops: Rendered) -> dict[str, Any]:
     }
 
 
+# --- environment-level hook: the twin of each environment's Argo CD sync -------------------
+
+
+def _twin_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).parent / "twin").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _twin_findings(
+    gate: _Gate, repo: Repo, stacks: dict[str, StackFacts | None], jobs: list[Job]
+) -> dict[str, list[Finding]]:
+    """The twin's findings per target, for each environment verified. The twin needs the whole
+    environment, so its findings are keyed on the inputs of every target of it (and the stack
+    facts): when none changed they come from the cache and nothing is rendered; otherwise the
+    targets this run did not render are rendered now."""
+    renderer = gate.renderer
+    rendered = {target.rendered.key: target.rendered for target in gate.checked}
+    fingerprint = _twin_fingerprint()
+    found: dict[str, list[Finding]] = {}
+    for name, stack in stacks.items():
+        environment = repo.environment(name)
+        every = {job.key: job for job in jobs if job.environment.name == name}
+        for job in (
+            renderer.gitops_job(environment),
+            renderer.addons_job(environment),
+            *(renderer.release_job(release) for release in repo.select([name])),
+        ):
+            every.setdefault(job.key, job)
+        inputs = sorted(
+            input_key(job, renderer.chart_digest(job.chart), fingerprint, "")
+            for job in every.values()
+        )
+        key = "twin:" + _digest([fingerprint, stack.as_key() if stack else None, inputs])
+        entry = gate.cache.get(key)
+        if entry is None:
+            targets = {
+                job.key: Target(
+                    rendered.get(job.key) or renderer.render(job),
+                    str(job.chart.relative_to(repo.root)),
+                )
+                for job in every.values()
+            }
+            findings = check_environment(repo, environment, targets, stack)
+            gate.cache.put(key, {"findings": [astuple(finding) for finding in findings]})
+        else:
+            findings = [Finding(*item) for item in entry["findings"]]
+        for finding in findings:
+            found.setdefault(finding.target, []).append(finding)
+    return found
+
+
+# --- end of the environment-level hook --------------------------------------------------------
+
+
 def verify(
     repo: Repo,
     environments: Iterable[str] = (),
@@ -391,6 +450,10 @@ def verify(
     )
     objectives = gate_objectives(repo)
     context = RuleContext(objectives=objectives)
+    stacks = {name: stack_facts(repo, repo.environment(name)) for name in env_names}
+    context.network_policy.update(
+        {name: stack.network_policy if stack else None for name, stack in stacks.items()}
+    )
     answered: dict[str, list[Finding]] = {}  # targets the input cache answered, by key
     order: list[str] = []
     jobs: list[Job] = []
@@ -418,7 +481,12 @@ def verify(
     for index, job in enumerate(jobs, 1):
         name = job.environment.name
         order.append(job.key)
-        facts = [context.allowed_kinds[name], context.source_repos[name], objectives[name]]
+        facts = [
+            context.allowed_kinds[name],
+            context.source_repos[name],
+            objectives[name],
+            context.network_policy[name],
+        ]
         inputs = gate.inputs(job, facts)
         entry = gate.cache.get(inputs)
         if entry is not None and "findings" in entry:
@@ -427,13 +495,14 @@ def verify(
             gate.check(job, inputs)
         if progress:
             progress("render", index, len(jobs))
+    twin = _twin_findings(gate, repo, stacks, jobs)
     checked = gate.finish(context)
     reused = {target.rendered.key for target in gate.checked if target.cached}
 
     results = []
     all_findings: list[Finding] = []
     for key in order:
-        findings = answered[key] if key in answered else checked[key]
+        findings = (answered[key] if key in answered else checked[key]) + twin.get(key, [])
         env_name, target_name = key.split("/", 1)
         results.append(
             TargetResult(

@@ -159,7 +159,13 @@ def test_secrets_come_from_the_services_own_secret_with_its_own_role() -> None:
     )
     assert store["region"] == "eu-west-1"
     external = one(docs, "ExternalSecret")["spec"]
-    assert external["dataFrom"] == [{"extract": {"key": "platform-dev/user-service"}}]
+    # with the fields the CRD defaults written out (see tests/twin: drift)
+    defaults = {
+        "conversionStrategy": "Default",
+        "decodingStrategy": "None",
+        "metadataPolicy": "None",
+    }
+    assert external["dataFrom"] == [{"extract": {"key": "platform-dev/user-service", **defaults}}]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert {
         "name": "secrets",

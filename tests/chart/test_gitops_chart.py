@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
 
 from platformctl.model import load_repo
@@ -21,25 +20,6 @@ def objects(environment: str) -> dict[str, Any]:
         for doc in rendered.documents
         if doc["metadata"]["name"] in (environment, f"{environment}-services")
     }
-
-
-def test_generator_reads_exactly_the_service_files_of_the_environment() -> None:
-    repo = load_repo(PROJECT_ROOT)
-    for env in repo.environments:
-        files = objects(env.name)["ApplicationSet"]["spec"]["generators"][0]["git"]["files"]
-        included = [f["path"] for f in files if not f.get("exclude")]
-        excluded = [f["path"] for f in files if f.get("exclude")]
-        on_disk = [str(path.relative_to(repo.root)) for path in sorted(env.path.glob("*.yaml"))]
-        generated = [
-            path
-            for path in on_disk
-            if any(fnmatch.fnmatch(path, glob) for glob in included)
-            and not any(fnmatch.fnmatch(path, glob) for glob in excluded)
-        ]
-        expected = sorted(
-            str(r.values_file.relative_to(repo.root)) for r in repo.select([env.name])
-        )
-        assert generated == expected
 
 
 def test_applications_layer_values_like_the_model() -> None:

@@ -17,7 +17,7 @@ from platformctl import release as release_module
 from platformctl.git import Git
 from platformctl.model import load_repo
 from platformctl.verify import verify
-from tests.conftest import PLATFORM_BINARY, commit_edit, git, run_platform
+from tests.conftest import PLATFORM_BINARY, commit_edit, edit_yaml, git, run_platform
 
 Cli = Callable[..., Any]
 
@@ -242,13 +242,15 @@ def add_services(repo: Path, count: int) -> list[str]:
     names = []
     for index in range(count):
         name = f"svc-{index}"
-        shutil.copy(
-            repo / "environments/base/user-service.yaml", repo / f"environments/base/{name}.yaml"
-        )
+        base = repo / f"environments/base/{name}.yaml"
+        shutil.copy(repo / "environments/base/user-service.yaml", base)
+        # nobody calls a new service yet: admitting callers that never send is refused too
+        edit_yaml(base, lambda data: data["networkPolicy"].pop("ingressFrom"))
         for env in ("dev", "staging", "production"):
             text = (repo / f"environments/{env}/user-service.yaml").read_text()
             (repo / f"environments/{env}/{name}.yaml").write_text(
-                text.replace("/user-service", f"/{name}")
+                # its own image and its own IAM role (the sync twin refuses a borrowed one)
+                text.replace("user-service", name)
             )
         names.append(name)
     git(repo, "add", "-A")

@@ -16,6 +16,7 @@ from platformctl.gates.config import DEFAULT_OBJECTIVES, Objective
 from platformctl.model import Repo
 from platformctl.policy.findings import Finding
 from platformctl.render import ADDONS_TARGET, Rendered
+from platformctl.twin.stack import NETWORK_POLICY_KEY
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Rollout", "ReplicaSet"})
 RESOURCE_KEYS = ("cpu", "memory")
@@ -31,6 +32,8 @@ class RuleContext:
     source_repos: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     # environment -> the objectives the slo gate asking it holds it to, by name
     objectives: dict[str, Mapping[str, Objective]] = field(default_factory=dict)
+    # environment -> whether its stack enables network policy enforcement (None: no stack file)
+    network_policy: dict[str, bool | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -290,10 +293,19 @@ def sync_waves(rendered: Rendered, _: RuleContext) -> Iterator[tuple[str, str]]:
                 )
 
 
-def workload_namespace_guarded(rendered: Rendered, _: RuleContext) -> Iterator[tuple[str, str]]:
+def workload_namespace_guarded(
+    rendered: Rendered, context: RuleContext
+) -> Iterator[tuple[str, str]]:
     if rendered.name != ADDONS_TARGET:
         return
     namespace = rendered.environment.namespace
+    if context.network_policy.get(rendered.environment.name) is False:
+        section, key = NETWORK_POLICY_KEY
+        yield (
+            "EksAddon/vpc-cni",
+            f"the NetworkPolicies of {namespace} are not enforced: the VPC CNI add-on of the "
+            f"environment's stack does not enable network policy (set {section}: {key}: true)",
+        )
     found = {resource_id(d): d for d in rendered.documents}
     labels = ((found.get(f"Namespace/{namespace}") or {}).get("metadata") or {}).get("labels") or {}
     if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
@@ -338,7 +350,8 @@ RULES: tuple[Rule, ...] = (
     Rule("PLAT010", "Add-ons sync after the add-ons whose CRDs they use", sync_waves),
     Rule(
         "PLAT011",
-        "The workload namespace is restricted, default-deny, with a quota and limit range",
+        "The workload namespace is restricted, default-deny (enforced: the stack enables network "
+        "policy), with a quota and limit range",
         workload_namespace_guarded,
     ),
 )

@@ -1,0 +1,195 @@
+"""From rendered targets to the World: bootstrap objects, generated Applications, their contents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from platformctl.model import Environment, Repo
+from platformctl.render import ADDONS_TARGET, GITOPS_TARGET
+from platformctl.twin import crds as crd_index
+from platformctl.twin.bootstrap import ARGOCD_KINDS, Bootstrap, bootstrap_of
+from platformctl.twin.world import (
+    App,
+    Target,
+    Unmodelled,
+    World,
+    annotations_of,
+    fill_template,
+    generate,
+    metadata,
+    position,
+)
+
+# An app of apps nests at most this deep (Argo CD has no limit; a loop would be a bug here).
+MAX_DEPTH = 4
+
+
+def _bootstrap_documents(environment: Environment, bootstrap: Bootstrap) -> list[dict[str, Any]]:
+    """What exists before the first sync, as objects: namespaces, EKS's storage class and DNS
+    pods, Argo CD's CRDs and the cluster secret."""
+    documents: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/metadata.name": name, **labels},
+            },
+        }
+        for name, labels in bootstrap.namespaces.items()
+    ]
+    documents += [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": "kubernetes.io/aws-ebs",
+        }
+        for name in bootstrap.storage_classes
+    ]
+    documents += [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"template": {"metadata": {"labels": dict(labels)}, "spec": {}}},
+        }
+        for namespace, name, labels in bootstrap.pods
+    ]
+    documents += [
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{kind.lower()}s.argoproj.io"},
+            "spec": {"group": "argoproj.io", "names": {"kind": kind}, "scope": "Namespaced"},
+        }
+        for kind in ARGOCD_KINDS
+    ]
+    documents.append(dict(bootstrap.cluster_secret))
+    return documents
+
+
+def _resolve(chart: str, value_file: str) -> str:
+    """A value file as Argo CD resolves it: relative to the chart's folder."""
+    parts: list[str] = []
+    for part in (PurePosixPath(chart) / value_file).parts:
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _target_of(repo: Repo, spec: Mapping[str, Any], targets: Mapping[str, Target]) -> Target | None:
+    """The target that renders an Application's source: same chart, and for charts rendered
+    once per values file (the services), the target whose values file the source names."""
+    source = spec.get("source") or {}
+    chart = str(source.get("path") or "")
+    candidates = [t for t in targets.values() if t.chart == chart]
+    files = {_resolve(chart, str(f)) for f in (source.get("helm") or {}).get("valueFiles") or []}
+    releases = [
+        t
+        for t in candidates
+        if t.rendered.release is not None
+        and str(t.rendered.release.values_file.relative_to(repo.root)) in files
+    ]
+    if releases:
+        return releases[0]
+    plain = [t for t in candidates if t.rendered.release is None]
+    return plain[0] if len(plain) == 1 else None
+
+
+def build(
+    repo: Repo,
+    environment: Environment,
+    targets: Mapping[str, Target],
+    bootstrap: Bootstrap | None = None,
+    pinned: crd_index.Crds | None = None,
+) -> World:
+    """The environment's World from its rendered targets (keyed as the gate keys them), the
+    bootstrap (from the model unless given) and the pinned CRDs (``crds/`` unless given)."""
+    bootstrap = bootstrap or bootstrap_of(repo, environment)
+    world = World(environment, bootstrap)
+    every = [d for t in targets.values() for d in t.rendered.documents]
+    crds, world.scopes = crd_index.index(every, pinned)
+    world.crds = crds
+    gitops_key = f"{environment.name}/{GITOPS_TARGET}"
+    for document in _bootstrap_documents(environment, bootstrap):
+        world.add(document, None, gitops_key)
+    gitops = targets.get(gitops_key)
+    if gitops is None:
+        return world
+    for document in gitops.rendered.documents:
+        world.add(document, None, gitops_key)
+    fields = crd_index.git_file_fields(crds)
+    used: set[str] = set()
+    for appset in gitops.rendered.documents:
+        if appset.get("kind") != "ApplicationSet":
+            continue
+        resource = f"ApplicationSet/{metadata(appset).get('name')}"
+        template = (appset.get("spec") or {}).get("template") or {}
+        try:
+            generated = [
+                (fill_template(template, params), made_from)
+                for params, made_from in generate(repo, environment, bootstrap, appset, fields)
+            ]
+        except Unmodelled as error:
+            world.notes.append((gitops_key, resource, f"the twin cannot model {error}"))
+            continue
+        for document, made_from in generated:
+            name = str(metadata(document).get("name"))
+            spec = document.get("spec") or {}
+            target = _target_of(repo, spec, targets)
+            if target is None or target.rendered.key in used:
+                world.notes.append(
+                    (
+                        gitops_key,
+                        resource,
+                        f"generates Application '{name}' from {made_from}, which no target "
+                        "renders: Argo CD would deploy it anyway (exclude the file, or render it)",
+                    )
+                )
+                continue
+            used.add(target.rendered.key)
+            app = App(
+                name,
+                target.rendered.key,
+                spec,
+                rendered=True,
+                made_by=resource,
+                annotations=annotations_of(document),
+            )
+            world.apps[name] = app
+            _contents(world, app, target, targets, 1)
+    return world
+
+
+def _contents(
+    world: World, app: App, target: Target, targets: Mapping[str, Target], depth: int
+) -> None:
+    for document in target.rendered.documents:
+        world.add(document, app, target.rendered.key)
+        if document.get("kind") != "Application" or depth >= MAX_DEPTH:
+            continue
+        where = position(document)
+        if where is None:
+            continue
+        name = str(metadata(document).get("name"))
+        own = targets.get(f"{world.environment.name}/{ADDONS_TARGET}/{name}")
+        child = App(
+            name,
+            own.rendered.key if own else target.rendered.key,
+            document.get("spec") or {},
+            parent=app.name,
+            phase=where[0],
+            wave=where[1],
+            rendered=own is not None,
+            made_by=f"Application/{app.name}",
+            annotations=annotations_of(document),
+        )
+        world.apps[name] = child
+        if own is not None:
+            _contents(world, child, own, targets, depth + 1)

@@ -1,0 +1,329 @@
+"""Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards, the
+``latest`` version as of Kubernetes 1.33), evaluated like the PodSecurity admission plugin:
+every pod template against its namespace's ``enforce`` level, findings named by the plugin's
+check IDs (k8s.io/pod-security-admission/policy). A pod that fails is refused when the
+controller creates it, so the workload never becomes Healthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from platformctl.twin.sync import pod_spec
+from platformctl.twin.world import Obj, World, labels_of
+
+ENFORCE = "pod-security.kubernetes.io/enforce"
+LEVELS = ("privileged", "baseline", "restricted")
+BASELINE_CAPABILITIES = frozenset(
+    [
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    ]
+)
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
+)
+SELINUX_TYPES = frozenset(
+    {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+)
+RESTRICTED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+Pod = Mapping[str, Any]
+Check = Callable[[Pod, list[Mapping[str, Any]], Mapping[str, Any]], list[str]]
+
+
+def _all_containers(pod: Pod) -> list[Mapping[str, Any]]:
+    return [
+        c
+        for group in ("initContainers", "containers", "ephemeralContainers")
+        for c in pod.get(group) or []
+    ]
+
+
+def _context(container: Mapping[str, Any]) -> Mapping[str, Any]:
+    return container.get("securityContext") or {}
+
+
+def host_namespaces(pod: Pod, _: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    return [f"{key}=true" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key)]
+
+
+def privileged(_: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    return [f'container "{c.get("name")}"' for c in containers if _context(c).get("privileged")]
+
+
+def capabilities_baseline(
+    _: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any]
+) -> list[str]:
+    found = []
+    for c in containers:
+        added = (
+            set((_context(c).get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES
+        )
+        if added:
+            found.append(f'container "{c.get("name")}" adds {", ".join(sorted(added))}')
+    return found
+
+
+def host_path_volumes(pod: Pod, _: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    return [f'volume "{v.get("name")}"' for v in pod.get("volumes") or [] if "hostPath" in v]
+
+
+def host_ports(_: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    return [
+        f'container "{c.get("name")}" hostPort {p["hostPort"]}'
+        for c in containers
+        for p in c.get("ports") or []
+        if p.get("hostPort")
+    ]
+
+
+def _settings(
+    pod: Pod, containers: list[Mapping[str, Any]], key: str
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """One security setting at pod level and in each container, with where it is."""
+    found = [("pod", (pod.get("securityContext") or {}).get(key) or {})]
+    return found + [
+        (f'container "{c.get("name")}"', _context(c).get(key) or {}) for c in containers
+    ]
+
+
+def app_armor_profile(
+    pod: Pod, containers: list[Mapping[str, Any]], meta: Mapping[str, Any]
+) -> list[str]:
+    found = []
+    for where, profile in _settings(pod, containers, "appArmorProfile"):
+        if profile.get("type") not in (None, "RuntimeDefault", "Localhost"):
+            found.append(f"{where} appArmorProfile {profile.get('type')}")
+    for key, value in (meta.get("annotations") or {}).items():
+        if (
+            str(key).startswith("container.apparmor.security.beta.kubernetes.io/")
+            and value != "runtime/default"
+            and not str(value).startswith("localhost/")
+        ):
+            found.append(f"annotation {key}={value}")
+    return found
+
+
+def se_linux_options(
+    pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]
+) -> list[str]:
+    found = []
+    for where, options in _settings(pod, containers, "seLinuxOptions"):
+        if (
+            options.get("type", "") not in SELINUX_TYPES
+            or options.get("user")
+            or options.get("role")
+        ):
+            found.append(f"{where} seLinuxOptions")
+    return found
+
+
+def proc_mount(_: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    return [
+        f'container "{c.get("name")}" procMount {_context(c)["procMount"]}'
+        for c in containers
+        if _context(c).get("procMount") not in (None, "Default")
+    ]
+
+
+def _seccomp_types(pod: Pod, containers: list[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    return [(where, p.get("type")) for where, p in _settings(pod, containers, "seccompProfile")]
+
+
+def seccomp_profile_baseline(
+    pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]
+) -> list[str]:
+    return [
+        f"{where} seccompProfile.type=Unconfined"
+        for where, kind in _seccomp_types(pod, containers)
+        if kind == "Unconfined"
+    ]
+
+
+def sysctls(pod: Pod, _: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    return [
+        str(s.get("name"))
+        for s in (pod.get("securityContext") or {}).get("sysctls") or []
+        if s.get("name") not in SAFE_SYSCTLS
+    ]
+
+
+def windows_host_process(
+    pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]
+) -> list[str]:
+    contexts = [pod.get("securityContext") or {}] + [_context(c) for c in containers]
+    return [
+        "hostProcess=true"
+        for context in contexts
+        if (context.get("windowsOptions") or {}).get("hostProcess")
+    ][:1]
+
+
+def restricted_volumes(pod: Pod, _: list[Mapping[str, Any]], __: Mapping[str, Any]) -> list[str]:
+    found = []
+    for volume in pod.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if kinds - RESTRICTED_VOLUMES:
+            found.append(f'volume "{volume.get("name")}" uses {", ".join(sorted(kinds))}')
+    return found
+
+
+def allow_privilege_escalation(
+    _: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any]
+) -> list[str]:
+    return [
+        f'container "{c.get("name")}" must set securityContext.allowPrivilegeEscalation=false'
+        for c in containers
+        if _context(c).get("allowPrivilegeEscalation") is not False
+    ]
+
+
+def run_as_non_root(
+    pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]
+) -> list[str]:
+    pod_level = (pod.get("securityContext") or {}).get("runAsNonRoot")
+    found = []
+    for c in containers:
+        value = _context(c).get("runAsNonRoot")
+        if value is False or (value is None and pod_level is not True):
+            found.append(f'container "{c.get("name")}" must set securityContext.runAsNonRoot=true')
+    if pod_level is False:
+        found.insert(0, "pod must not set securityContext.runAsNonRoot=false")
+    return found
+
+
+def run_as_user(pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]) -> list[str]:
+    found = []
+    if (pod.get("securityContext") or {}).get("runAsUser") == 0:
+        found.append("pod must not set runAsUser=0")
+    found += [
+        f'container "{c.get("name")}" must not set runAsUser=0'
+        for c in containers
+        if _context(c).get("runAsUser") == 0
+    ]
+    return found
+
+
+def seccomp_profile_restricted(
+    pod: Pod, containers: list[Mapping[str, Any]], _: Mapping[str, Any]
+) -> list[str]:
+    pod_type = ((pod.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+    found = []
+    for c in containers:
+        kind = (_context(c).get("seccompProfile") or {}).get("type") or pod_type
+        if kind not in ("RuntimeDefault", "Localhost"):
+            found.append(
+                f'container "{c.get("name")}" must set securityContext.seccompProfile.type to '
+                '"RuntimeDefault" or "Localhost"'
+            )
+    return found
+
+
+def capabilities_restricted(
+    _: Pod, containers: list[Mapping[str, Any]], __: Mapping[str, Any]
+) -> list[str]:
+    found = []
+    for c in containers:
+        capabilities = _context(c).get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            found.append(
+                f'container "{c.get("name")}" must set securityContext.capabilities.drop=["ALL"]'
+            )
+        added = set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}
+        if added:
+            found.append(f'container "{c.get("name")}" must not add {", ".join(sorted(added))}')
+    return found
+
+
+BASELINE: tuple[tuple[str, Check], ...] = (
+    ("hostNamespaces", host_namespaces),
+    ("privileged", privileged),
+    ("capabilities_baseline", capabilities_baseline),
+    ("hostPathVolumes", host_path_volumes),
+    ("hostPorts", host_ports),
+    ("appArmorProfile", app_armor_profile),
+    ("seLinuxOptions", se_linux_options),
+    ("procMount", proc_mount),
+    ("seccompProfile_baseline", seccomp_profile_baseline),
+    ("sysctls", sysctls),
+    ("windowsHostProcess", windows_host_process),
+)
+RESTRICTED: tuple[tuple[str, Check], ...] = (
+    ("restrictedVolumes", restricted_volumes),
+    ("allowPrivilegeEscalation", allow_privilege_escalation),
+    ("runAsNonRoot", run_as_non_root),
+    ("runAsUser", run_as_user),
+    ("seccompProfile_restricted", seccomp_profile_restricted),
+    ("capabilities_restricted", capabilities_restricted),
+)
+
+
+def level_of(world: World, namespace: str) -> str:
+    """The namespace's enforce level; a namespace without the label (or unknown) is privileged."""
+    for obj in world.find("Namespace", "", namespace):
+        level = str(labels_of(obj.document).get(ENFORCE, "privileged"))
+        return level if level in LEVELS else "restricted"
+    return "privileged"
+
+
+def evaluate(pod: Pod, meta: Mapping[str, Any], level: str) -> Iterator[tuple[str, str]]:
+    checks = BASELINE if level in ("baseline", "restricted") else ()
+    if level == "restricted":
+        checks += RESTRICTED
+    containers = _all_containers(pod)
+    for check_id, check in checks:
+        problems = check(pod, containers, meta)
+        if problems:
+            yield check_id, "; ".join(problems)
+
+
+def pod_security(world: World) -> Iterator[tuple[Obj, str, str]]:
+    for obj in world.objects:
+        spec = pod_spec(obj)
+        if spec is None or not obj.namespace:
+            continue
+        level = level_of(world, obj.namespace)
+        meta = ((obj.document.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        for check_id, detail in evaluate(spec, meta, level):
+            yield (
+                obj,
+                "PLAT017",
+                (
+                    f'pods would be refused by PodSecurity "{level}:latest" in namespace '
+                    f"{obj.namespace}: {check_id}: {detail}"
+                ),
+            )

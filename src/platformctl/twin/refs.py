@@ -1,0 +1,346 @@
+"""Referential integrity that does not change the sync order, network policies and hosts.
+
+Names resolved here: Services behind Ingresses (and their port names), ServiceMonitor port
+names, HPA and PDB targets, the IAM role a secret store's service account assumes. Network
+policies: every peer selects something that exists, traffic one side allows the other side
+admits, and ipBlocks lie inside the VPC. Ingress hosts: inside the certificate's names and
+external-dns's domain (both from the stack's domain).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from platformctl.twin.bootstrap import CERTIFICATE_NAMES
+from platformctl.twin.stack import StackFacts
+from platformctl.twin.sync import pod_labels, pod_spec
+from platformctl.twin.world import Obj, World, annotations_of, labels_of, selects
+
+Found = Iterator[tuple[Obj, str, str]]
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+
+
+@dataclass(frozen=True)
+class Pods:
+    """The pods of one workload (what network policies and PDBs select)."""
+
+    namespace: str
+    labels: Mapping[str, Any]
+    owner: Obj
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}/{self.owner.name}"
+
+
+def workloads(world: World) -> list[Pods]:
+    return [
+        Pods(obj.namespace, pod_labels(obj), obj)
+        for obj in world.objects
+        if pod_spec(obj) is not None
+    ]
+
+
+def _known(world: World, namespace: str) -> bool:
+    """The twin knows every pod of a namespace when no unrendered Application deploys there."""
+    return not world.opaque(namespace)
+
+
+def names(world: World) -> Found:
+    """Names that must resolve for the objects to do anything."""
+    services = {(o.namespace, o.name): o for o in world.by_kind("Service")}
+    pods = workloads(world)
+    for obj in world.objects:
+        spec: Mapping[str, Any] = obj.document.get("spec") or {}
+        if obj.kind == "Ingress":
+            yield from _ingress_backends(world, obj, spec, services)
+        elif obj.kind == "ServiceMonitor" and obj.group == "monitoring.coreos.com":
+            yield from _service_monitor(world, obj, spec, services)
+        elif obj.kind == "HorizontalPodAutoscaler":
+            ref = spec.get("scaleTargetRef") or {}
+            missing = not world.find(str(ref.get("kind")), obj.namespace, str(ref.get("name")))
+            if missing and _known(world, obj.namespace):
+                message = f"scales {ref.get('kind')}/{ref.get('name')}, which does not exist"
+                yield obj, "PLAT013", message
+        elif obj.kind == "PodDisruptionBudget":
+            selector = spec.get("selector") or {}
+            chosen = [
+                p for p in pods if p.namespace == obj.namespace and selects(selector, p.labels)
+            ]
+            if not chosen and _known(world, obj.namespace):
+                yield obj, "PLAT013", "selects no pods: it protects nothing"
+        elif obj.kind == "ServiceAccount" and ROLE_ANNOTATION in annotations_of(obj.document):
+            yield from _role_trust(world, obj)
+
+
+def _ingress_backends(
+    world: World, obj: Obj, spec: Mapping[str, Any], services: Mapping[tuple[str, str], Obj]
+) -> Found:
+    backends = [spec.get("defaultBackend") or {}]
+    for rule in spec.get("rules") or []:
+        backends += [
+            path.get("backend") or {} for path in (rule.get("http") or {}).get("paths") or []
+        ]
+    for backend in backends:
+        service = backend.get("service") or {}
+        if not service.get("name"):
+            continue
+        found = services.get((obj.namespace, service["name"]))
+        if found is None:
+            if _known(world, obj.namespace):
+                yield obj, "PLAT013", f"routes to Service {service['name']}, which does not exist"
+            continue
+        port = service.get("port") or {}
+        ports = (found.document.get("spec") or {}).get("ports") or []
+        if port.get("name") and port["name"] not in {p.get("name") for p in ports}:
+            yield (
+                obj,
+                "PLAT013",
+                f"routes to port '{port['name']}' of Service {found.name}, which has no such port",
+            )
+        if port.get("number") and port["number"] not in {p.get("port") for p in ports}:
+            yield (
+                obj,
+                "PLAT013",
+                f"routes to port {port['number']} of Service {found.name}, which has no such port",
+            )
+
+
+def _service_monitor(
+    world: World, obj: Obj, spec: Mapping[str, Any], services: Mapping[tuple[str, str], Obj]
+) -> Found:
+    selector = spec.get("selector") or {}
+    scope = spec.get("namespaceSelector") or {}
+    namespaces = scope.get("matchNames") or [obj.namespace]
+    matched = [
+        service
+        for (namespace, _), service in services.items()
+        if (scope.get("any") or namespace in namespaces)
+        and selects(selector, labels_of(service.document))
+    ]
+    if not matched:
+        if all(_known(world, ns) for ns in namespaces):
+            yield obj, "PLAT013", "selects no Service: nothing is scraped"
+        return
+    port_names = {
+        p.get("name") for s in matched for p in (s.document.get("spec") or {}).get("ports") or []
+    }
+    for endpoint in spec.get("endpoints") or []:
+        port = endpoint.get("port")
+        if port and port not in port_names:
+            yield obj, "PLAT013", f"scrapes port '{port}', which no Service it selects names"
+
+
+def _role_trust(world: World, obj: Obj) -> Found:
+    """The role a service account assumes must be one the infra program makes trust exactly it."""
+    role = str(annotations_of(obj.document)[ROLE_ANNOTATION]).rpartition(":role/")[2]
+    trusted = world.bootstrap.roles.get((obj.namespace, obj.name))
+    if trusted == role:
+        return
+    owners = sorted(
+        f"{ns}/{sa}" for (ns, sa), name in world.bootstrap.roles.items() if name == role
+    )
+    where = f"trusts only {', '.join(owners)}" if owners else "the infra program does not make"
+    own = f" (its own is {trusted})" if trusted else ""
+    yield (
+        obj,
+        "PLAT013",
+        (f"assumes IAM role {role}, which {where}{own}: its pods get no AWS credentials"),
+    )
+
+
+# --- network policies ---------------------------------------------------------------------
+
+
+def _namespace_labels(world: World) -> dict[str, Mapping[str, Any]]:
+    return {
+        obj.name: {"kubernetes.io/metadata.name": obj.name, **labels_of(obj.document)}
+        for obj in world.by_kind("Namespace")
+    }
+
+
+class _Network:
+    """The pods and network policies of the environment, indexed by namespace."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.namespaces = _namespace_labels(world)
+        self.pods: dict[str, list[Pods]] = {}
+        for pod in workloads(world):
+            self.pods.setdefault(pod.namespace, []).append(pod)
+        self.policies: dict[str, list[Obj]] = {}
+        for policy in world.by_kind("NetworkPolicy"):
+            self.policies.setdefault(policy.namespace, []).append(policy)
+        self._guarding: dict[tuple[str, str, str], list[Obj]] = {}
+
+    def peer_pods(self, peer: Mapping[str, Any], home: str) -> tuple[list[Pods], list[str]]:
+        """The pods a peer selects, and the namespaces it selects (for an existence check)."""
+        if "namespaceSelector" in peer:
+            chosen = [
+                ns
+                for ns, values in self.namespaces.items()
+                if selects(peer["namespaceSelector"], values)
+            ]
+        else:
+            chosen = [home]
+        selector = peer.get("podSelector")
+        found = [
+            pod
+            for ns in chosen
+            for pod in self.pods.get(ns, [])
+            if selector is None or selects(selector, pod.labels)
+        ]
+        return found, chosen
+
+    def guarding(self, pod: Pods, kind: str) -> list[Obj]:
+        """The policies that select ``pod`` for ``kind`` (Ingress or Egress) traffic."""
+        key = (pod.namespace, pod.owner.name, kind)
+        if key not in self._guarding:
+            self._guarding[key] = [
+                policy
+                for policy in self.policies.get(pod.namespace, [])
+                if selects((policy.document.get("spec") or {}).get("podSelector") or {}, pod.labels)
+                and kind in ((policy.document.get("spec") or {}).get("policyTypes") or ["Ingress"])
+            ]
+        return self._guarding[key]
+
+    def allows(self, policy: Obj, direction: str, other: Pods) -> bool:
+        key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+        for rule in (policy.document.get("spec") or {}).get(key) or []:
+            peers = rule.get(peers_key)
+            if not peers:
+                return True  # no peers: everything
+            for peer in peers:
+                if "ipBlock" not in peer and other in self.peer_pods(peer, policy.namespace)[0]:
+                    return True
+        return False
+
+    def reciprocal(
+        self, policy: Obj, direction: str, selected: list[Pods], peers: list[Pods]
+    ) -> Found:
+        """If A may send to B, B must admit A (and the reverse), or the packets are dropped."""
+        other_side = "Ingress" if direction == "Egress" else "Egress"
+        verb = "admits" if other_side == "Ingress" else "lets it send to"
+        allowed = "send to" if direction == "Egress" else "receive from"
+        for peer in peers:
+            guarding = self.guarding(peer, other_side)
+            if not guarding:
+                continue  # not isolated that way: everything is admitted
+            for pod in selected:
+                if pod.owner is not peer.owner and not any(
+                    self.allows(g, other_side, pod) for g in guarding
+                ):
+                    yield (
+                        policy,
+                        "PLAT014",
+                        (
+                            f"lets {pod.name} {allowed} {peer.name}, but no NetworkPolicy of "
+                            f"{peer.name} {verb} {pod.name}"
+                        ),
+                    )
+
+
+def network_policies(world: World, stack: StackFacts | None) -> Found:
+    network = _Network(world)
+    for policy in world.by_kind("NetworkPolicy"):
+        spec = policy.document.get("spec") or {}
+        selected = [
+            pod
+            for pod in network.pods.get(policy.namespace, [])
+            if selects(spec.get("podSelector") or {}, pod.labels)
+        ]
+        for direction, key, peers_key in (
+            ("Egress", "egress", "to"),
+            ("Ingress", "ingress", "from"),
+        ):
+            for rule in spec.get(key) or []:
+                for peer in rule.get(peers_key) or []:
+                    if "ipBlock" in peer:
+                        yield from _ip_block(policy, peer["ipBlock"], stack)
+                        continue
+                    found, chosen = network.peer_pods(peer, policy.namespace)
+                    if not chosen:
+                        if not world.opaque(""):
+                            message = f"{key} peer {_peer(peer)} selects no namespace"
+                            yield policy, "PLAT014", message
+                    elif not found:
+                        if all(_known(world, ns) for ns in chosen):
+                            yield policy, "PLAT014", f"{key} peer {_peer(peer)} selects no pods"
+                    else:
+                        yield from network.reciprocal(policy, direction, selected, found)
+
+
+def _peer(peer: Mapping[str, Any]) -> str:
+    parts = []
+    for key in ("namespaceSelector", "podSelector"):
+        if key in peer:
+            match = (peer[key] or {}).get("matchLabels") or {}
+            parts.append(f"{key}({', '.join(f'{k}={v}' for k, v in match.items()) or 'all'})")
+    return " ".join(parts)
+
+
+def _ip_block(policy: Obj, block: Mapping[str, Any], stack: StackFacts | None) -> Found:
+    if stack is None:
+        return
+    try:
+        network = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+    except ValueError:
+        yield policy, "PLAT014", f"ipBlock {block.get('cidr')} is not a CIDR"
+        return
+    if not (isinstance(network, ipaddress.IPv4Network) and network.subnet_of(stack.vpc_cidr)):
+        yield (
+            policy,
+            "PLAT014",
+            (
+                f"ipBlock {network} is outside the VPC ({stack.vpc_cidr}, {stack.source}): "
+                "it matches no pod, node or load balancer of this environment"
+            ),
+        )
+
+
+# --- hosts ---------------------------------------------------------------------------------
+
+
+def covered(host: str, domain: str) -> bool:
+    """Whether the certificate (``*.<domain>``, ``<domain>``) covers a host name."""
+    for pattern in (name.format(domain=domain) for name in CERTIFICATE_NAMES):
+        if pattern.startswith("*."):
+            head, _, rest = host.partition(".")
+            if head and "*" not in head and rest == pattern[2:]:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def hosts(world: World, stack: StackFacts | None) -> Found:
+    if stack is None:
+        return
+    for obj in world.by_kind("Ingress"):
+        spec = obj.document.get("spec") or {}
+        found = [str(rule["host"]) for rule in spec.get("rules") or [] if rule.get("host")]
+        for tls in spec.get("tls") or []:
+            found += [str(host) for host in tls.get("hosts") or []]
+        dns = annotations_of(obj.document).get(EXTERNAL_DNS_HOSTNAME)
+        found += [h.strip() for h in str(dns or "").split(",") if h.strip()]
+        for host in sorted(set(found)):
+            problems = []
+            if not covered(host, stack.domain):
+                problems.append(f"the certificate (*.{stack.domain})")
+            if host != stack.domain and not host.endswith(f".{stack.domain}"):
+                problems.append(f"external-dns's domain filter ({stack.domain})")
+            if problems:
+                yield (
+                    obj,
+                    "PLAT015",
+                    (
+                        f"host {host} is covered by neither {' nor '.join(problems)}"
+                        if len(problems) > 1
+                        else f"host {host} is not covered by {problems[0]}"
+                    )
+                    + f" ({stack.source} platform:domain)",
+                )
