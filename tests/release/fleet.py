@@ -14,6 +14,7 @@ from pathlib import Path
 
 from platformctl.imagefile import with_image
 from platformctl.model import BASE_DIR, ENVIRONMENT_FILE, Image, load_repo
+from platformctl.release import holds_of
 from tests.conftest import PROJECT_ROOT, _without_gates, edit_yaml, git
 
 REGISTRY = "registry.example/team"
@@ -96,3 +97,8 @@ def clone_of(remote: Path, path: Path, fleet: Fleet, name: str) -> Fleet:
     if cache.is_dir():
         shutil.copytree(cache, path / ".platform-cache")
     return Fleet(path, fleet.stages, fleet.services)
+
+
+def remote_holds(remote: Path, revision: str, stage: str) -> set[str]:
+    """The services held in ``stage`` at ``revision`` of a (bare) repository."""
+    return set(holds_of(git(remote, "show", f"{revision}:environments/{stage}/environment.yaml")))

@@ -42,6 +42,7 @@ def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
             "commit": outcome.commit,
             "pushed": outcome.pushed,
             "branch": outcome.branch,
+            "push_attempts": outcome.attempts,
             "recovered": outcome.recovered,
             "pull_request": pull
             and {"number": pull.number, "url": pull.url, "superseded": list(pull.superseded)},
