@@ -35,6 +35,7 @@ from platformctl.release import (
     execute,
     plan_texts,
     policy_gate,
+    preflight,
     unified_diff,
 )
 
@@ -88,6 +89,8 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
     options.check()
     assert plan.source is not None
     actor = actor_of(Git(repo.root))
+    if session is not None and not options.dry_run:
+        preflight(session, repo, plan, publish=options.push or options.pull_request)
     try:
         source = repo.environment(plan.source)
         changes = [(change.service, change.after) for change in plan.changes]
@@ -118,6 +121,7 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
     plan = replace(plan, report=GateReport(plan.environment.name))  # policy's row, after verify
     if options.dry_run or session is None:
         return Delivery(_dry(repo, plan))
+    preflight(session, repo, plan, publish=options.push or options.pull_request)
     actor = actor_of(Git(repo.root))
     try:
         return _publish_and_follow(session, repo, plan, options, actor)
@@ -129,6 +133,7 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
 
 def hold(session: Session, repo: Repo, plan: Plan, *, push: bool = False) -> Outcome:
     """A hold or unhold: its own commit, checked like any other."""
+    preflight(session, repo, plan, publish=push)
     texts = plan_texts(repo.root, plan)
     if not plan.empty:
         policy_gate(repo, plan, texts)

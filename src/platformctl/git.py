@@ -130,7 +130,7 @@ class Git:
                 f"{self.git_dir / 'index.lock'} exists: another git command is running or crashed",
                 hint="if no git command is running, delete that file and run again",
             )
-        status = self.run("status", "--porcelain", "--untracked-files=all")
+        status = self.run("--no-optional-locks", "status", "--porcelain", "--untracked-files=all")
         if status.strip():
             first = status.splitlines()[0][3:]
             raise InputError(

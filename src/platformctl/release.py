@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 import random
 import tarfile
 import tempfile
@@ -465,19 +466,24 @@ def writing(root: Path) -> Iterator[Session]:
         yield Session(git, branch, pending, git.head())
 
 
-def _check_writable(root: Path, names: Iterable[str]) -> None:
-    """Before the branch moves: every file the tree step writes can be written."""
-    import os
-
-    for name in names:
-        path = root / name
-        for target in (path, path.parent):
-            if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
+def preflight(session: Session, repo: Repo, plan: Plan, *, publish: bool) -> None:
+    """Before any gate: where the commit will go exists, and every file it changes can be
+    written in place (no symbolic link out of the clone, no read-only file)."""
+    if publish:
+        session.git.upstream(session.branch)
+    paths = [change.path for change in plan.changes]
+    if plan.holds:
+        paths.append(plan.environment.settings_file)
+    root = repo.root.resolve()
+    for path in paths:
+        name = path.relative_to(repo.root)
+        for part in (path, path.parent):
+            if part.is_symlink() or not part.resolve().is_relative_to(root):
                 raise InputError(
                     f"{name} is a symbolic link out of the repository",
                     hint="replace it with the file itself: this tool writes only inside the clone",
                 )
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
             raise EnvironmentProblem(
                 f"{name} is not writable", hint="fix the permissions of the clone and run again"
             )
@@ -518,7 +524,6 @@ def execute(
         if push and session.pending is not None:
             _publish_push(session, outcome, session.pending.push or git.upstream(session.branch))
         return outcome
-    _check_writable(repo.root, texts)
     if pull_request:
         _publish_pull_request(session, outcome, texts, actor)
         return outcome
