@@ -341,6 +341,8 @@ def plan_hold(
         return Plan("unhold", environment, holds=holds, unchanged=() if holds else (service,))
     reason = one_line_text("--reason", reason)
     assert reason is not None  # the CLI requires it
+    if environment.holds.get(service, {}).get("reason") == reason:
+        return Plan("hold", environment, reason=reason, unchanged=(service,))
     record = {"reason": reason, "by": actor, "since": _now()}
     return Plan("hold", environment, holds={service: record}, reason=reason)
 

@@ -261,7 +261,14 @@ def _hold(
         outcome = deliver_hold(session, repo, plan, push=push)
     verb = "unheld" if lift else "held"
     if outcome.commit is None:
-        typer.echo(f"{service} was not held in {env}" if lift else f"{service} already held")
+        state = "not held" if lift else "already held"
+        left = (
+            f" by {outcome.recovered[:12]}, which an interrupted run committed and did not "
+            "push: run this command again with --push"
+            if outcome.recovered
+            else ""
+        )
+        typer.echo(f"{service} {state} in {env}{left}")
         return
     where = f", pushed to {outcome.branch}" if outcome.pushed else ""
     typer.echo(f"{verb} {service} in {env} ({outcome.commit[:12]}{where})")
