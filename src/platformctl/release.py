@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from platformctl.cachefile import CACHE_DIR
-from platformctl.errors import EnvironmentProblem, InputError, PlatformError, RefusedError
+from platformctl.errors import EnvironmentProblem, InputError, PlatformError, RefusedError, redact
 from platformctl.gates.calendar import check_freeze, check_soak
 from platformctl.gates.results import GateReport, GateResult, Verdict
 from platformctl.git import Git, GitError, fault
@@ -74,7 +74,7 @@ def one_line_text(option: str, text: str | None) -> str | None:
         )
     if not text.strip():
         raise InputError(f"{option} is empty", hint=f"say why in {option} TEXT")
-    return text.strip()
+    return redact(text.strip())
 
 
 @dataclass(frozen=True)
