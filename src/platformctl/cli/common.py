@@ -55,24 +55,27 @@ class PlatformGroup(TyperGroup):
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
-        except PlatformError as error:
-            _fail(str(error), int(error.exit_code), debug)
-        except KeyboardInterrupt:
-            _fail("interrupted: nothing was left half-done", ExitCode.INTERRUPTED, debug)
-        except OSError as error:
-            where = f"{error.filename}: " if error.filename else ""
-            _fail(f"{where}{error.strerror or error}", ExitCode.ENVIRONMENT, debug)
-        except Exception as error:  # the contract: even a bug is one line and its own code
-            _fail(
-                f"internal error: {type(error).__name__}: {error}; run with --debug",
-                ExitCode.INTERNAL,
-                debug,
-            )
+        except BaseException as error:  # the contract: even a bug is one line and its own code
+            debug = isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug
+            _fail(*_contract(error), debug)
+
+
+def _contract(error: BaseException) -> tuple[str, int]:
+    """The one line and the exit code of an exception a command raised."""
+    if isinstance(error, PlatformError):
+        return str(error), int(error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted: nothing was left half-done", ExitCode.INTERRUPTED
+    if isinstance(error, SystemExit):
+        raise error
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}", ExitCode.ENVIRONMENT
+    return f"internal error: {type(error).__name__}: {error}; run with --debug", ExitCode.INTERNAL
 
 
 app = typer.Typer(
