@@ -89,9 +89,11 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
     options.check()
     assert plan.source is not None
     actor = actor_of(Git(repo.root))
-    if session is not None and not options.dry_run:
-        preflight(session, repo, plan, publish=options.push or options.pull_request)
+    # --wait's endpoint and token, then where the commit goes: before any gate is asked
+    argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     try:
+        if session is not None and not options.dry_run:
+            preflight(session, repo, plan, publish=options.push or options.pull_request)
         source = repo.environment(plan.source)
         changes = [(change.service, change.after) for change in plan.changes]
         report, images = evaluate(repo, plan.environment, source, changes, options.gates)
@@ -108,7 +110,7 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
             if refusal is not None and not options.dry_run:
                 delivery.notification_problem = _notify(repo, plan, actor, refusal)
             return delivery
-        return _publish_and_follow(session, repo, plan, options, actor)
+        return _publish_and_follow(session, repo, plan, options, actor, argocd)
     except (RefusedError, EnvironmentProblem) as error:  # a typo (exit 2) is not news
         if not options.dry_run and not plan.empty:
             _notify(repo, plan, actor, error)
@@ -121,10 +123,11 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
     plan = replace(plan, report=GateReport(plan.environment.name))  # policy's row, after verify
     if options.dry_run or session is None:
         return Delivery(_dry(repo, plan))
-    preflight(session, repo, plan, publish=options.push or options.pull_request)
+    argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     actor = actor_of(Git(repo.root))
     try:
-        return _publish_and_follow(session, repo, plan, options, actor)
+        preflight(session, repo, plan, publish=options.push or options.pull_request)
+        return _publish_and_follow(session, repo, plan, options, actor, argocd)
     except (RefusedError, EnvironmentProblem) as error:
         if not plan.empty:
             _notify(repo, plan, actor, error)
@@ -145,10 +148,13 @@ def _dry(repo: Repo, plan: Plan) -> Outcome:
 
 
 def _publish_and_follow(
-    session: Session, repo: Repo, plan: Plan, options: DeliveryOptions, actor: str
+    session: Session,
+    repo: Repo,
+    plan: Plan,
+    options: DeliveryOptions,
+    actor: str,
+    argocd: ArgoCD | None,
 ) -> Delivery:
-    # --wait's endpoint and token are checked before anything is written or pushed
-    argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     texts = plan_texts(repo.root, plan)
     if not plan.empty:
         policy_gate(repo, plan, texts)
