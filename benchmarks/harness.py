@@ -162,9 +162,9 @@ GOALS = {
     "verify_full": Goal(0.25, of="usual_way", text="≤ ¼ of the usual tools"),
     "verify_unchanged": Goal(1.0, text="≤ 1 s"),
     "verify_one_changed": Goal(1 / 3, of="verify_full", text="≤ ⅓ of the full gate"),
-    "promote_one": Goal(0.5, text="≤ 0.5 s"),
-    "promote_all": Goal(2.0, text="≤ 2 s"),
-    "rollback": Goal(1.0, text="≤ 1 s"),
+    "promote_one": Goal(3.0, of="floor", text="≤ 3 times the floor"),
+    "promote_all": Goal(5.0, of="floor", text="≤ 5 times the floor"),
+    "rollback": Goal(4.0, of="floor", text="≤ 4 times the floor"),
 }
 
 
@@ -208,6 +208,25 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
         lambda _: bench.platform("verify"),
         runs=runs,
         prepare=change_one_value,
+    )
+    floor_file = fleet.root / "environments" / stages[-1] / f"{service}.yaml"
+
+    def touch_one_file(run: int) -> None:
+        bench.reset_to(start)(run)
+        with floor_file.open("a") as handle:
+            handle.write(f"# floor run {run}\n")
+
+    bench.measure(
+        "floor",
+        "a Python start plus one `git commit` of one file",
+        lambda run: combined(
+            [
+                bench.run(sys.executable, "-c", "pass"),
+                bench.run("git", "commit", "--quiet", "-m", f"floor {run}", "--", str(floor_file)),
+            ]
+        ),
+        runs=runs,
+        prepare=touch_one_file,
     )
     bench.measure(
         "promote_one",
