@@ -88,7 +88,7 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
     """Gates of the target, then build, verify and publish (unless refused or a dry run)."""
     options.check()
     assert plan.source is not None
-    actor = actor_of(Git(repo.root))
+    actor = actor_of(session.git if session else Git(repo.root))
     # --wait's endpoint and token, then where the commit goes: before any gate is asked
     argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     try:
@@ -124,7 +124,7 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
     if options.dry_run or session is None:
         return Delivery(_dry(repo, plan))
     argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
-    actor = actor_of(Git(repo.root))
+    actor = actor_of(session.git if session else Git(repo.root))
     try:
         preflight(session, repo, plan, publish=options.push or options.pull_request)
         return _publish_and_follow(session, repo, plan, options, actor, argocd)

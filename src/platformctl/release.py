@@ -494,7 +494,7 @@ def preflight(session: Session, repo: Repo, plan: Plan, *, publish: bool) -> Non
 def build(session: Session, plan: Plan, texts: Mapping[str, str], actor: str) -> tuple[str, str]:
     """Steps 3 and 4: the commit object on HEAD, checked to change exactly ``texts``."""
     git = session.git
-    head = git.head()
+    head = session.start  # under the lock, nothing has moved the branch since the start
     commit = git.write_commit(head, texts, plan.message(actor), sign=git.signs_commits)
     fault("built")
     changed = set(git.run("diff-tree", "-r", "--name-only", "--no-commit-id", head, commit).split())

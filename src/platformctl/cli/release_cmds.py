@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
         delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
         delivery_options.check()
         with options(ctx).session(dry_run) as (session, repo):
-            actor = actor_of(Git(repo.root))
+            actor = actor_of(session.git if session else Git(repo.root))
             plan = plan_rollback(
                 repo,
                 services or [],
