@@ -196,26 +196,27 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
     start = bench.git("rev-parse", "HEAD").strip()
     values = fleet.root / "environments" / stages[0] / f"{service}.yaml"
 
-    def change_one_value(run: int) -> None:
-        bench.reset_to(start)(run)
-        # a value no run has seen before: the service's manifests must be checked again
-        with values.open("a") as handle:
-            handle.write(f'podAnnotations:\n  benchmark/run: "{run}-{time.time_ns()}"\n')
+    def appending(path: Path, text: Callable[[int], str]) -> Callable[[int], None]:
+        """Before run N: the fleet at the start, with ``text(N)`` appended to ``path``."""
+
+        def prepare(run: int) -> None:
+            bench.reset_to(start)(run)
+            with path.open("a") as handle:
+                handle.write(text(run))
+
+        return prepare
 
     bench.measure(
         "verify_one_changed",
         f"platform verify, one value of {service} in {stages[0]} changed",
         lambda _: bench.platform("verify"),
         runs=runs,
-        prepare=change_one_value,
+        # a value no run has seen before: the service's manifests must be checked again
+        prepare=appending(
+            values, lambda run: f'podAnnotations:\n  benchmark/run: "{run}-{time.time_ns()}"\n'
+        ),
     )
     floor_file = fleet.root / "environments" / stages[-1] / f"{service}.yaml"
-
-    def touch_one_file(run: int) -> None:
-        bench.reset_to(start)(run)
-        with floor_file.open("a") as handle:
-            handle.write(f"# floor run {run}\n")
-
     bench.measure(
         "floor",
         "a Python start plus one `git commit` of one file",
@@ -226,7 +227,7 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
             ]
         ),
         runs=runs,
-        prepare=touch_one_file,
+        prepare=appending(floor_file, lambda run: f"# floor run {run}\n"),
     )
     bench.measure(
         "promote_one",

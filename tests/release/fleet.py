@@ -15,7 +15,7 @@ from pathlib import Path
 from platformctl.imagefile import with_image
 from platformctl.model import BASE_DIR, ENVIRONMENT_FILE, Image, load_repo
 from platformctl.release import holds_of
-from tests.conftest import PROJECT_ROOT, _without_gates, edit_yaml, git
+from tests.conftest import PROJECT_ROOT, _without_gates, edit_yaml, git, initial_commit
 
 REGISTRY = "registry.example/team"
 
@@ -76,11 +76,7 @@ def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
             assert edited is not None, f"{stage}/{template}.yaml has no one-line image"
             (environments / stage / f"{service}.yaml").write_text(edited)
     edit_yaml(environments / "pipeline.yaml", _without_gates, sequence_indent=4)
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "test@example.com")
-    git(path, "config", "user.name", "Test")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
+    initial_commit(path)
     return Fleet(path, project.environment_names, tuple(services))
 
 

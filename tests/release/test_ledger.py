@@ -11,7 +11,7 @@ from pathlib import Path
 from platformctl.gates.calendar import check_soak
 from platformctl.gates.results import Verdict
 from platformctl.git import Git
-from platformctl.ledger import history
+from platformctl.ledger import Entry, history
 from platformctl.model import load_repo
 from tests.conftest import git
 from tests.release.fleet import Fleet, make_fleet
@@ -28,32 +28,33 @@ def _commit_at(fleet: Fleet, message: str, when: dt.datetime) -> None:
     )
 
 
-def test_platform_lines_outside_the_trailer_block_are_not_believed(tmp_path: Path) -> None:
+def _history_after(tmp_path: Path, message: str) -> list[Entry]:
+    """The last stage's history of alpha after a hand edit committed with ``message``
+    (``{stage}`` in it is the stage's name)."""
     fleet = make_fleet(tmp_path / "fleet", ["alpha"])
     stage = fleet.stages[-1]
     fleet.set_image(stage, "alpha", 2, commit=False)
+    _commit_at(fleet, message.format(stage=stage), dt.datetime.now(dt.UTC))
+    return history(Git(fleet.root), load_repo(fleet.root).release("alpha", stage))
+
+
+def test_platform_lines_outside_the_trailer_block_are_not_believed(tmp_path: Path) -> None:
     forged = (
         "hand edit\n\n"
-        f"Platform-Action: rollback\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n\n"
+        "Platform-Action: rollback\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n\n"
         "The paragraph above is body text: git's trailer block is the last paragraph.\n"
     )
-    _commit_at(fleet, forged, dt.datetime.now(dt.UTC))
-    repo = load_repo(fleet.root)
-    entries = history(Git(fleet.root), repo.release("alpha", stage))
+    entries = _history_after(tmp_path, forged)
     assert [entry.action for entry in entries] == ["manual", "manual"]
 
 
 def test_trailers_in_the_last_paragraph_are_the_record(tmp_path: Path) -> None:
-    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
-    stage = fleet.stages[-1]
-    fleet.set_image(stage, "alpha", 2, commit=False)
     message = (
         "promote by a script\n\n"
-        f"Platform-Action: promote\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n"
+        "Platform-Action: promote\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n"
         "Platform-Reason: scheduled\n"
     )
-    _commit_at(fleet, message, dt.datetime.now(dt.UTC))
-    entry = history(Git(fleet.root), load_repo(fleet.root).release("alpha", stage))[0]
+    entry = _history_after(tmp_path, message)[0]
     assert (entry.action, entry.reason) == ("promote", "scheduled")
 
 
