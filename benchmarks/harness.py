@@ -162,9 +162,9 @@ GOALS = {
     "verify_full": Goal(0.25, of="usual_way", text="≤ ¼ of the usual tools"),
     "verify_unchanged": Goal(1.0, text="≤ 1 s"),
     "verify_one_changed": Goal(1 / 3, of="verify_full", text="≤ ⅓ of the full gate"),
-    "promote_one": Goal(0.5, text="≤ 0.5 s"),
-    "promote_all": Goal(2.0, text="≤ 2 s"),
-    "rollback": Goal(1.0, text="≤ 1 s"),
+    "promote_one": Goal(3.0, of="floor", text="≤ 3 times the floor"),
+    "promote_all": Goal(5.0, of="floor", text="≤ 5 times the floor"),
+    "rollback": Goal(4.0, of="floor", text="≤ 4 times the floor"),
 }
 
 
@@ -196,18 +196,38 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
     start = bench.git("rev-parse", "HEAD").strip()
     values = fleet.root / "environments" / stages[0] / f"{service}.yaml"
 
-    def change_one_value(run: int) -> None:
-        bench.reset_to(start)(run)
-        # a value no run has seen before: the service's manifests must be checked again
-        with values.open("a") as handle:
-            handle.write(f'podAnnotations:\n  benchmark/run: "{run}-{time.time_ns()}"\n')
+    def appending(path: Path, text: Callable[[int], str]) -> Callable[[int], None]:
+        """Before run N: the fleet at the start, with ``text(N)`` appended to ``path``."""
+
+        def prepare(run: int) -> None:
+            bench.reset_to(start)(run)
+            with path.open("a") as handle:
+                handle.write(text(run))
+
+        return prepare
 
     bench.measure(
         "verify_one_changed",
         f"platform verify, one value of {service} in {stages[0]} changed",
         lambda _: bench.platform("verify"),
         runs=runs,
-        prepare=change_one_value,
+        # a value no run has seen before: the service's manifests must be checked again
+        prepare=appending(
+            values, lambda run: f'podAnnotations:\n  benchmark/run: "{run}-{time.time_ns()}"\n'
+        ),
+    )
+    floor_file = fleet.root / "environments" / stages[-1] / f"{service}.yaml"
+    bench.measure(
+        "floor",
+        "a Python start plus one `git commit` of one file",
+        lambda run: combined(
+            [
+                bench.run(sys.executable, "-c", "pass"),
+                bench.run("git", "commit", "--quiet", "-m", f"floor {run}", "--", str(floor_file)),
+            ]
+        ),
+        runs=runs,
+        prepare=appending(floor_file, lambda run: f"# floor run {run}\n"),
     )
     bench.measure(
         "promote_one",

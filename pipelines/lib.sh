@@ -21,6 +21,14 @@ summary() {
 
 step() { echo "==> $*" >&2; }
 
+# A service or environment name as the CLI accepts it (a DNS label, at most 53 characters),
+# checked before it is passed on, so no value can become a flag or split into words.
+require_name() {
+  local kind="$1" value="$2"
+  [[ "$value" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ && ${#value} -le 53 ]] \
+    || fail "$kind '$value' is not a valid name (lower-case letters, digits and '-')"
+}
+
 fail() { echo "error: $1" >&2; exit "${2:-2}"; }
 
 require_pulumi() {

@@ -37,6 +37,11 @@ def init_repo(path: Path, *, gates: bool = False) -> Path:
         shutil.copytree(PROJECT_ROOT / folder, path / folder)
     if not gates:
         edit_yaml(path / "environments/pipeline.yaml", _without_gates, sequence_indent=4)
+    return initial_commit(path)
+
+
+def initial_commit(path: Path) -> Path:
+    """``path`` as a new git repository on main, its files in one commit."""
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "test@example.com")
     git(path, "config", "user.name", "Test")

@@ -1,8 +1,11 @@
-"""A promotion or rollback from start to finish: gates, commit, push, wait, notify.
+"""A promotion, rollback or hold from start to finish: the steps of ``release`` in order.
 
-``release`` makes the commit; this module decides whether to make it (the gates of the
-target stage), follows it to the cluster (``--wait``: Argo CD Synced and Healthy at the new
-revision) and tells the team (the environment's webhook), on success and on failure.
+plan (by the caller, under the lock) -> gates (the target stage's, then policy) -> build ->
+verify -> publish (``release.execute``) -> wait (``--wait``: Argo CD Synced and Healthy at
+the new revision) -> notify (the environment's webhook, on success and on failure).
+
+Once something is published, every later failure still reports what was published (commit,
+branch, pull request) and exits with the failing step's own code (``WaitFailed``: 4).
 """
 
 from __future__ import annotations
@@ -11,15 +14,38 @@ import time
 from dataclasses import dataclass, field, replace
 
 from platformctl.argocd import ArgoCD, Waited, application_name, wait_until_synced
-from platformctl.errors import EnvironmentProblem, InputError, PlatformError, RefusedError
+from platformctl.errors import (
+    EnvironmentProblem,
+    ExitCode,
+    InputError,
+    PlatformError,
+    RefusedError,
+)
 from platformctl.gates.results import GateReport
 from platformctl.gates.runner import GateOptions, evaluate
 from platformctl.git import Git
 from platformctl.model import Repo
 from platformctl.notify import Event, send
-from platformctl.release import Outcome, Plan, actor_of, check_digests, execute
+from platformctl.release import (
+    Outcome,
+    Plan,
+    Session,
+    actor_of,
+    check_digests,
+    execute,
+    plan_texts,
+    policy_gate,
+    preflight,
+    unified_diff,
+)
 
 DEFAULT_WAIT_SECONDS = 600.0
+
+
+class WaitFailed(PlatformError):
+    """The commit is pushed, but --wait did not see it Synced and Healthy (exit 4)."""
+
+    exit_code = ExitCode.WAIT_FAILED
 
 
 @dataclass(frozen=True)
@@ -39,6 +65,8 @@ class DeliveryOptions:
             raise InputError(
                 "--wait cannot follow a pull request", hint="wait after it is merged, or use --push"
             )
+        if self.push and self.pull_request:
+            raise InputError("--push or --pull-request, not both")
         if self.wait and not self.push:
             raise InputError("--wait needs --push: Argo CD deploys what is pushed")
         if self.gates.offline and not self.dry_run:
@@ -50,61 +78,110 @@ class DeliveryOptions:
 @dataclass
 class Delivery:
     outcome: Outcome
-    # why the gates refused (the plan and its report are still shown); None if they did not
+    # why the gates refused, or the step after publishing that failed (None: all went well)
     refusal: PlatformError | None = None
     waited: list[Waited] = field(default_factory=list)
     notification_problem: str | None = None
 
 
-def promote(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
-    """Evaluate the target's gates, then commit (unless refused or a dry run)."""
+def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
+    """Gates of the target, then build, verify and publish (unless refused or a dry run)."""
     options.check()
     assert plan.source is not None
+    actor = actor_of(session.git if session else Git(repo.root))
+    # --wait's endpoint and token, then where the commit goes: before any gate is asked
+    argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     try:
+        if session is not None and not options.dry_run:
+            preflight(session, repo, plan, publish=options.push or options.pull_request)
         source = repo.environment(plan.source)
         changes = [(change.service, change.after) for change in plan.changes]
         report, images = evaluate(repo, plan.environment, source, changes, options.gates)
-        plan.report = report
-        plan.changes = [replace(c, after=images[c.service]) for c in plan.changes]
+        plan = replace(
+            plan,
+            report=report,
+            changes=tuple(replace(c, after=images[c.service]) for c in plan.changes),
+        )
         refusal = report.error()
         if refusal is None:
             check_digests(plan)
-        if refusal is not None or options.dry_run:
-            delivery = Delivery(execute(repo, plan, dry_run=True), refusal=refusal)
+        if refusal is not None or options.dry_run or session is None:
+            delivery = Delivery(_dry(repo, plan), refusal=refusal)
             if refusal is not None and not options.dry_run:
-                delivery.notification_problem = _notify(repo, plan, refusal)
+                delivery.notification_problem = _notify(repo, plan, actor, refusal)
             return delivery
-        return _commit_and_follow(repo, plan, options)
+        return _publish_and_follow(session, repo, plan, options, actor, argocd)
     except (RefusedError, EnvironmentProblem) as error:  # a typo (exit 2) is not news
-        if not options.dry_run and plan.changes:
-            _notify(repo, plan, error)
+        if not options.dry_run and not plan.empty:
+            _notify(repo, plan, actor, error)
         raise
 
 
-def rollback(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
-    """No gates (a rollback must work when the registry or Prometheus does not); verify runs."""
+def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
+    """No gates (a rollback must work when the registry or Prometheus does not); policy runs."""
     options.check()
-    plan.report = GateReport(plan.environment.name)  # the policy gate's row, after verify
-    if options.dry_run:
-        return Delivery(execute(repo, plan, dry_run=True))
+    plan = replace(plan, report=GateReport(plan.environment.name))  # policy's row, after verify
+    if options.dry_run or session is None:
+        return Delivery(_dry(repo, plan))
+    argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
+    actor = actor_of(session.git if session else Git(repo.root))
     try:
-        return _commit_and_follow(repo, plan, options)
+        preflight(session, repo, plan, publish=options.push or options.pull_request)
+        return _publish_and_follow(session, repo, plan, options, actor, argocd)
     except (RefusedError, EnvironmentProblem) as error:
-        if plan.changes:
-            _notify(repo, plan, error)
+        if not plan.empty:
+            _notify(repo, plan, actor, error)
         raise
 
 
-def _commit_and_follow(repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
-    # --wait's endpoint and token are checked before anything is written or pushed
-    argocd = _argocd_of_target(plan) if options.wait and plan.changes else None
-    outcome = execute(repo, plan, push=options.push, pull_request=options.pull_request)
+def hold(session: Session, repo: Repo, plan: Plan, *, push: bool = False) -> Outcome:
+    """A hold or unhold: its own commit, checked like any other."""
+    preflight(session, repo, plan, publish=push)
+    texts = plan_texts(repo.root, plan)
+    if not plan.empty:
+        policy_gate(repo, plan, texts)
+    return execute(session, repo, plan, actor=actor_of(session.git), push=push, texts=texts)
+
+
+def _dry(repo: Repo, plan: Plan) -> Outcome:
+    return Outcome(plan, unified_diff(repo.root, plan_texts(repo.root, plan)))
+
+
+def _publish_and_follow(
+    session: Session,
+    repo: Repo,
+    plan: Plan,
+    options: DeliveryOptions,
+    actor: str,
+    argocd: ArgoCD | None,
+) -> Delivery:
+    texts = plan_texts(repo.root, plan)
+    if not plan.empty:
+        policy_gate(repo, plan, texts)
+    outcome = execute(
+        session,
+        repo,
+        plan,
+        actor=actor,
+        push=options.push,
+        pull_request=options.pull_request,
+        texts=texts,
+    )
     delivery = Delivery(outcome)
-    if not plan.changes:
+    if plan.empty:
         return delivery
     if argocd is not None and outcome.commit:
-        delivery.waited = _wait(argocd, repo, plan, outcome.commit, options)
-    delivery.notification_problem = _notify(repo, plan, None, outcome, delivery.waited)
+        try:
+            delivery.waited = _wait(argocd, repo, plan, outcome.commit, options)
+        except PlatformError as error:
+            delivery.refusal = WaitFailed(
+                f"pushed {outcome.commit[:12]} to {outcome.branch}, then --wait failed: "
+                f"{error.message}",
+                hint=error.hint,
+            )
+    delivery.notification_problem = _notify(
+        repo, plan, actor, delivery.refusal, outcome, delivery.waited
+    )
     return delivery
 
 
@@ -138,27 +215,29 @@ def _wait(
 def _notify(
     repo: Repo,
     plan: Plan,
+    actor: str,
     error: PlatformError | None,
     outcome: Outcome | None = None,
     waited: list[Waited] | None = None,
 ) -> str | None:
-    if error is not None:
-        detail = f"failed: {error}"
-    else:
-        assert outcome is not None
+    detail = ""
+    if outcome is not None:
         where = "pushed" if outcome.pushed else "committed"
         if outcome.pull_request:
             where = f"pull request #{outcome.pull_request.number} {outcome.pull_request.url}"
         detail = f"{where} {(outcome.commit or '')[:12]}"
         for item in waited or []:
             detail += f"; {item.state.name} {item.state.describe()} after {item.seconds:.1f} s"
+    if error is not None:
+        detail = f"{detail}; " if detail else ""
+        detail += f"failed: {error}"
     event = Event(
         action=plan.action,
         environment=plan.environment,
         subject=plan.subject(),
         succeeded=error is None,
         detail=detail,
-        actor=actor_of(Git(repo.root)),
+        actor=actor,
         gates=plan.report.results if plan.report else [],
     )
     return send(event)

@@ -95,10 +95,15 @@ class KnownValid:
         self.added = False
 
     def read(
-        self, path: Path, schema_text: str, validator: Callable[[], Draft202012Validator]
+        self,
+        path: Path,
+        schema_text: str,
+        validator: Callable[[], Draft202012Validator],
+        text: str | None = None,
     ) -> dict[str, Any]:
-        """The mapping in ``path``, checked against the schema unless known valid."""
-        text = read_text(path)
+        """The mapping in ``path`` (or ``text``, what it is about to hold), checked against the
+        schema unless known valid."""
+        text = read_text(path) if text is None else text
         data = mapping_of(text, path)
         key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
         if key not in self.entries:

@@ -7,6 +7,7 @@ one-line message (a traceback only with ``--debug``) and exits with ``exit_code`
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from enum import IntEnum
 
@@ -16,6 +17,28 @@ class ExitCode(IntEnum):
     REFUSED = 1
     USAGE = 2
     ENVIRONMENT = 3
+    # the commit is pushed, but --wait did not see it Synced and Healthy
+    WAIT_FAILED = 4
+    # a bug: an exception nobody expected (sysexits' EX_SOFTWARE)
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+# userinfo of a URL (https://user:token@host): a credential, never printed or posted
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+# a message longer than this is cut: an error is one readable line, never megabytes
+MESSAGE_LIMIT = 400
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` as one bounded line with credentials redacted (for errors and warnings)."""
+    flat = " ".join(redact(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class PlatformError(Exception):
@@ -29,7 +52,7 @@ class PlatformError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return one_line(f"{self.message} ({self.hint})" if self.hint else self.message)
 
 
 class InputError(PlatformError):

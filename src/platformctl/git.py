@@ -1,65 +1,122 @@
-"""The git CLI, so users' credential helpers, hooks and commit signing keep working."""
+"""The git CLI, so users' credential helpers and commit signing keep working.
+
+Writes go through plumbing (``write_commit``): the blobs and tree are built in a temporary
+index from files outside the working tree, ``commit-tree`` makes the commit and
+``update-ref <ref> <new> <old>`` moves the branch only if nobody else did. Nothing the user
+sees changes before that last, atomic step.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
-from platformctl.errors import EnvironmentProblem, InputError
+from platformctl.errors import EnvironmentProblem, InputError, redact
+
+# Test-only hook: PLATFORM_FAULT=<step> kills the process with SIGKILL when it reaches that
+# step boundary (see ``fault``), so tests can prove that a crash there loses nothing.
+FAULT_VARIABLE = "PLATFORM_FAULT"
+
+
+def fault(step: str) -> None:
+    """A step boundary: with PLATFORM_FAULT=<step> (tests only) the process dies right here."""
+    if os.environ.get(FAULT_VARIABLE) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class GitError(EnvironmentProblem):
     """git failed; the message carries git's own first line of complaint."""
 
 
+def _complaint(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = next((line for line in lines if line.startswith(("fatal", "error"))), None)
+    return redact(reason or (lines[0] if lines else "?"))
+
+
 class Git:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def run(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
+    def _process(
+        self, args: tuple[str, ...], input_text: str | None, env: Mapping[str, str] | None
+    ) -> subprocess.CompletedProcess[str]:
         try:
-            result = subprocess.run(
+            return subprocess.run(
                 ["git", "-C", str(self.root), *args],
                 input=input_text,
                 capture_output=True,
                 text=True,
                 check=False,
-                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})},
             )
         except FileNotFoundError:
             raise EnvironmentProblem(
                 "git is not installed", hint="install it (apt-get install git)"
             ) from None
+
+    def run(
+        self,
+        *args: str,
+        input_text: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        result = self._process(args, input_text, env)
         if check and result.returncode != 0:
-            lines = [line for line in result.stderr.splitlines() if line.strip()]
-            reason = next((line for line in lines if line.startswith(("fatal", "error"))), None)
-            raise GitError(f"git {args[0]} failed: {reason or (lines[0] if lines else '?')}")
+            raise GitError(f"git {args[0]} failed: {_complaint(result.stderr)}")
         return result.stdout
 
     def attempt(self, *args: str) -> tuple[bool, str]:
         """Run git where failure is an expected outcome: (succeeded, stderr)."""
-        result = subprocess.run(
-            ["git", "-C", str(self.root), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )
+        result = self._process(args, None, None)
         return result.returncode == 0, result.stderr
 
     def ok(self, *args: str) -> bool:
         return self.attempt(*args)[0]
 
+    @cached_property
+    def git_dir(self) -> Path:
+        return Path(self.run("rev-parse", "--absolute-git-dir").strip())
+
+    @cached_property
+    def config(self) -> dict[str, str]:
+        """Every configuration value, read once (``git config --list -z``: one process)."""
+        found: dict[str, str] = {}
+        for item in self.run("config", "--list", "-z", check=False).split("\0"):
+            key, _, value = item.partition("\n")
+            if key:
+                found[key.lower()] = value
+        return found
+
+    def rev(self, revision: str) -> str | None:
+        """The commit ``revision`` names, or None."""
+        ok, _ = self.attempt("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+        return self.run("rev-parse", f"{revision}^{{commit}}").strip() if ok else None
+
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").strip()
 
     def branch(self) -> str:
-        """The current branch; a detached HEAD is refused (a commit there would be lost)."""
+        """The current branch; a detached HEAD (or a rebase or bisect) is refused."""
         name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        for marker, what in (
+            ("rebase-merge", "a rebase is in progress"),
+            ("rebase-apply", "a rebase or am is in progress"),
+            ("MERGE_HEAD", "a merge is in progress"),
+            ("CHERRY_PICK_HEAD", "a cherry-pick is in progress"),
+            ("REVERT_HEAD", "a revert is in progress"),
+            ("BISECT_LOG", "a bisect is in progress"),
+        ):
+            if (self.git_dir / marker).exists():
+                raise InputError(what, hint="finish or abort it (git status says how), then rerun")
         if not name:
             raise InputError(
                 "HEAD is detached", hint="check out a branch (git switch main) and run again"
@@ -67,8 +124,13 @@ class Git:
         return name
 
     def require_clean(self) -> None:
-        """Refuse to start on uncommitted changes, so a failure can restore exactly."""
-        status = self.run("status", "--porcelain", "--untracked-files=all")
+        """Refuse to start on uncommitted changes or a held index lock."""
+        if (self.git_dir / "index.lock").exists():
+            raise EnvironmentProblem(
+                f"{self.git_dir / 'index.lock'} exists: another git command is running or crashed",
+                hint="if no git command is running, delete that file and run again",
+            )
+        status = self.run("--no-optional-locks", "status", "--porcelain", "--untracked-files=all")
         if status.strip():
             first = status.splitlines()[0][3:]
             raise InputError(
@@ -78,31 +140,106 @@ class Git:
 
     def upstream(self, branch: str) -> tuple[str, str]:
         """(remote, remote branch) that ``branch`` pushes to."""
-        remote = self.run("config", f"branch.{branch}.remote", check=False).strip()
+        remote = self.config.get(f"branch.{branch}.remote", "")
         if not remote:
-            remotes = self.run("remote").split()
+            remotes = sorted(
+                {key.split(".")[1] for key in self.config if key.startswith("remote.")}
+            )
             if not remotes:
                 raise EnvironmentProblem(
                     "no git remote to push to", hint="git remote add origin URL, or drop --push"
                 )
             remote = "origin" if "origin" in remotes else remotes[0]
-        merge = self.run("config", f"branch.{branch}.merge", check=False).strip()
+        merge = self.config.get(f"branch.{branch}.merge", "")
         return remote, merge.removeprefix("refs/heads/") or branch
 
     def show(self, revision: str, path: str) -> str | None:
-        result = subprocess.run(
-            ["git", "-C", str(self.root), "show", f"{revision}:{path}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = self._process(("show", f"{revision}:{path}"), None, None)
         return result.stdout if result.returncode == 0 else None
+
+    def output(self, *args: str, input_bytes: bytes = b"") -> bytes:
+        """Run git for its raw output (blobs and archives are bytes, not text)."""
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(self.root), *args],
+                input=input_bytes,
+                capture_output=True,
+                check=False,
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+            )
+        except FileNotFoundError:
+            raise EnvironmentProblem(
+                "git is not installed", hint="install it (apt-get install git)"
+            ) from None
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace")
+            raise GitError(f"git {args[0]} failed: {_complaint(stderr)}")
+        return result.stdout
+
+    def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The contents of (revision, path) pairs through one ``git cat-file --batch``."""
+        request = "".join(f"{revision}:{path}\n" for revision, path in items).encode()
+        data = self.output("cat-file", "--batch", input_bytes=request)
+        position, contents = 0, list[bytes | None]()
+        for _ in items:
+            end = data.index(b"\n", position)
+            header = data[position:end]
+            position = end + 1
+            if header.endswith((b" missing", b" ambiguous")):
+                contents.append(None)
+                continue
+            size = int(header.rsplit(b" ", 1)[1])
+            contents.append(data[position : position + size])
+            position += size + 1
+        return contents
+
+    def write_commit(
+        self, parent: str, files: Mapping[str, str], message: str, *, sign: bool
+    ) -> str:
+        """A commit of ``parent`` with ``files`` (path relative to the root -> text) replaced.
+
+        Four git processes, none of which touches the working tree, the index or a ref: the
+        texts are written to a scratch folder, hashed into a temporary index read from the
+        parent's tree, and committed with ``commit-tree`` (signed when commit.gpgSign asks).
+        """
+        with tempfile.TemporaryDirectory(prefix="platform-", dir=self.git_dir) as scratch:
+            work = Path(scratch) / "tree"
+            for relative, text in files.items():
+                target = work / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self.run("read-tree", parent, env=env)
+            self.run("--work-tree", str(work), "update-index", "--add", "--", *files, env=env)
+            tree = self.run("write-tree", env=env).strip()
+        signing = ["-S"] if sign else []
+        return self.run(
+            "commit-tree", tree, "-p", parent, *signing, "-F", "-", input_text=message
+        ).strip()
+
+    def move_branch(self, branch: str, new: str, old: str, reason: str) -> bool:
+        """Compare-and-swap the branch from ``old`` to ``new``; False if it was not at ``old``."""
+        ok, stderr = self.attempt("update-ref", "-m", reason, f"refs/heads/{branch}", new, old)
+        if not ok and "cannot lock ref" not in stderr and "but expected" not in stderr:
+            raise GitError(f"git update-ref failed: {_complaint(stderr)}")
+        return ok
+
+    @property
+    def signs_commits(self) -> bool:
+        return self.config.get("commit.gpgsign", "false").lower() in ("true", "yes", "on", "1")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Serialize writers on one clone (held for the whole edit-verify-commit-push)."""
-        git_dir = Path(self.run("rev-parse", "--absolute-git-dir").strip())
-        with (git_dir / "platform.lock").open("w") as handle:
+        """Serialize writers on one clone (held from the plan to the push)."""
+        path = self.git_dir / "platform.lock"
+        try:
+            handle = path.open("w")
+        except OSError as error:
+            raise EnvironmentProblem(
+                f"cannot write {path} ({error.strerror})",
+                hint="the clone must be writable by you: check its owner and permissions",
+            ) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -1,17 +1,19 @@
 """Git as the release ledger: the history of a values file's image is the release history.
 
 Releases are read from the file's *contents* across commits (so squash merges and hand edits
-count), and enriched by the ``Platform-*`` trailers of commits this tool made. git walks the
-history in C (``git log -- path``) and one ``git cat-file --batch`` process reads every version;
-nothing walks commits in Python.
+count), and enriched by the ``Platform-*`` trailers of commits this tool made, read as git
+reads a trailer block (``%(trailers)``: only the message's last paragraph, so no text in the
+body can pose as one). The history is the watched branch's first-parent line: a release's time
+is when it reached the branch (a merge's time), never when a pull-request commit was made.
+git walks the history in C and one ``git cat-file --batch`` reads every version.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from platformctl.gates.results import GateResult, parse_trailer
@@ -20,8 +22,9 @@ from platformctl.imagefile import image_of
 from platformctl.model import Image, Release
 from platformctl.status import same_artifact
 
-TRAILER = re.compile(r"^(Platform-[A-Za-z]+):[ \t]*(.*?)\s*$", re.MULTILINE)
 _RECORD, _FIELD = "\x1e", "\x1f"
+_TRAILERS = "%(trailers:only=true,unfold=true)"
+_LOG_FORMAT = f"%H{_FIELD}%cI{_FIELD}%an{_FIELD}%P{_FIELD}{_TRAILERS}{_RECORD}"
 
 
 @dataclass(frozen=True)
@@ -53,73 +56,76 @@ class Entry:
         }
 
 
-def trailers(message: str) -> dict[str, list[str]]:
+def parse_trailers(block: str) -> dict[str, list[str]]:
+    """``Key: value`` lines of a trailer block as git printed it (``%(trailers:only)``)."""
     found: dict[str, list[str]] = {}
-    for key, value in TRAILER.findall(message):
-        found.setdefault(key, []).append(value)
+    for line in block.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and key.startswith("Platform-"):
+            found.setdefault(key.strip(), []).append(value.strip())
     return found
 
 
-def _first(marks: dict[str, list[str]], key: str) -> str | None:
+def first_trailer(marks: dict[str, list[str]], key: str) -> str | None:
     values = marks.get(key)
     return values[0] if values else None
 
 
-def _read_versions(git: Git, commits: list[str], path: str) -> list[str | None]:
-    """Contents of ``path`` at each commit, through one ``git cat-file --batch``."""
-    output = git.run("cat-file", "--batch", input_text="".join(f"{c}:{path}\n" for c in commits))
-    contents: list[str | None] = []
-    position = 0
-    data = output.encode()
-    for _ in commits:
-        end = data.index(b"\n", position)
-        header = data[position:end].decode()
-        position = end + 1
-        if header.endswith("missing"):
-            contents.append(None)
-            continue
-        size = int(header.rsplit(" ", 1)[1])
-        contents.append(data[position : position + size].decode())
-        position += size + 1
-    return contents
+def values_path(release: Release) -> str:
+    """The release's values file relative to its repository (``environments/<env>/<svc>``)."""
+    environment = release.environment.path
+    return str(Path(environment.parent.name, environment.name, release.values_file.name))
 
 
-def iter_history(git: Git, release: Release, chunk: int = 64) -> Iterator[Entry]:
+def iter_history(
+    git: Git, release: Release, chunk: int = 64, revision: str = "HEAD"
+) -> Iterator[Entry]:
     """Releases of one service in one environment, newest first, read lazily.
 
-    ``git log -- path`` lists the commits that touched the file (in C); their versions are
-    read a chunk at a time, so a rollback that finds its release among the newest commits
-    never parses the rest of a long history.
+    ``git log --first-parent -- path`` lists the commits of the branch that changed the file
+    (a merged pull request is its merge commit); their versions are read a chunk at a time,
+    so a rollback that finds its release among the newest commits never parses the rest.
     """
-    path = str(release.values_file.relative_to(git.root))
-    log = git.run(
-        "log",
-        "--no-merges",
-        f"--format=%H{_FIELD}%cI{_FIELD}%an{_FIELD}%B{_RECORD}",
-        "--",
-        path,
-    )
-    records = [r.strip("\n").split(_FIELD, 3) for r in log.split(_RECORD) if r.strip()]
+    path = values_path(release)
+    log = git.run("log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path)
+    records = [r.strip("\n").split(_FIELD, 4) for r in log.split(_RECORD) if r.strip()]
     newer: tuple[list[str], Image] | None = None
     for offset in range(0, len(records), chunk):
         batch = records[offset : offset + chunk]
-        for fields, text in zip(
-            batch, _read_versions(git, [f[0] for f in batch], path), strict=True
-        ):
-            image = image_of(text) if text is not None else None
+        versions = git.read_files([(fields[0], path) for fields in batch])
+        for fields, blob in zip(batch, versions, strict=True):
+            image = image_of(blob.decode(errors="replace")) if blob is not None else None
             if image is None:
                 continue
             if newer is not None and newer[1] != image:
-                yield _entry(newer[0], newer[1], release)
+                yield _entry(git, newer[0], newer[1], release, path)
             # the oldest commit of a run with one image is the one that released it
             newer = (fields, image)
     if newer is not None:
-        yield _entry(newer[0], newer[1], release)
+        yield _entry(git, newer[0], newer[1], release, path)
 
 
-def _entry(fields: list[str], image: Image, release: Release) -> Entry:
-    commit, time, author, message = fields
-    marks = trailers(message)
+def _merged(git: Git, merge: str, path: str) -> tuple[str, str]:
+    """(author, trailers) of the newest commit a merge brought in that changed ``path``."""
+    record = git.run(
+        "log",
+        "-1",
+        "--no-merges",
+        f"--format=%an{_FIELD}{_TRAILERS}",
+        f"{merge}^1..{merge}",
+        "--",
+        path,
+    )
+    author, _, block = record.partition(_FIELD)
+    return author, block
+
+
+def _entry(git: Git, fields: list[str], image: Image, release: Release, path: str) -> Entry:
+    commit, time, author, parents, block = fields
+    if len(parents.split()) > 1 and not block.strip():
+        # a merged pull request: the time is the merge's, the author and evidence the PR's
+        author, block = _merged(git, commit, path)
+    marks = parse_trailers(block)
     ours = release.service in marks.get("Platform-Service", []) and (
         release.environment.name in marks.get("Platform-Environment", [])
     )
@@ -129,8 +135,8 @@ def _entry(fields: list[str], image: Image, release: Release) -> Entry:
         author=author,
         action=marks.get("Platform-Action", ["manual"])[0] if ours else "manual",
         image=image,
-        from_environment=_first(marks, "Platform-From") if ours else None,
-        reason=_first(marks, "Platform-Reason") if ours else None,
+        from_environment=first_trailer(marks, "Platform-From") if ours else None,
+        reason=first_trailer(marks, "Platform-Reason") if ours else None,
         gates=tuple(
             gate
             for text in (marks.get("Platform-Gate", []) if ours else [])

@@ -246,9 +246,12 @@ class Repo:
                 hint=f"add {display_path(env.path / (service + '.yaml'))}",
             ) from None
 
-    def with_release_files(self, paths: Iterable[Path]) -> Repo:
+    def with_release_files(
+        self, paths: Iterable[Path], texts: Mapping[Path, str] | None = None
+    ) -> Repo:
         """This model with some environments' values files read again (validated as
-        ``load_repo`` reads them): a promotion re-reads the files it edited, not the fleet."""
+        ``load_repo`` reads them): a promotion re-reads the files it edited, not the fleet.
+        With ``texts``, the files are read as they are about to be committed."""
         loader = _Loader(self.root)
         releases = dict(self.releases)
         for path in paths:
@@ -256,7 +259,11 @@ class Repo:
             if release is None:
                 raise ValueError(f"{path} is not the values file of a release")
             releases[(release.service, release.environment.name)] = loader.release(
-                release.service, release.environment, path, dict(release.base_values)
+                release.service,
+                release.environment,
+                path,
+                dict(release.base_values),
+                (texts or {}).get(path),
             )
         loader.known_valid.save()
         return replace(self, releases=releases)
@@ -326,13 +333,15 @@ class _Loader:
     def values_validator(self) -> Any:
         return validator_for(without_required(json.loads(self.values_schema())))
 
-    def values_file(self, path: Path) -> dict[str, Any]:
-        return self.known_valid.read(path, self.values_schema(), lambda: self.values_validator)
-
-    def packaged(self, path: Path, name: str) -> dict[str, Any]:
-        """A file checked against a schema shipped in the package."""
+    def values_file(self, path: Path, text: str | None = None) -> dict[str, Any]:
         return self.known_valid.read(
-            path, packaged_schema_text(name), lambda: validator_for(packaged_schema(name))
+            path, self.values_schema(), lambda: self.values_validator, text
+        )
+
+    def packaged(self, path: Path, name: str, text: str | None = None) -> dict[str, Any]:
+        """A file (or the ``text`` it is about to hold) checked against a packaged schema."""
+        return self.known_valid.read(
+            path, packaged_schema_text(name), lambda: validator_for(packaged_schema(name)), text
         )
 
     def load(self) -> Repo:
@@ -474,9 +483,14 @@ class _Loader:
         )
 
     def release(
-        self, service: str, env: Environment, path: Path, base_values: dict[str, Any]
+        self,
+        service: str,
+        env: Environment,
+        path: Path,
+        base_values: dict[str, Any],
+        text: str | None = None,
     ) -> Release:
-        values = self.values_file(path)
+        values = self.values_file(path, text)
         base_path = self.base_file(service)
         if "image" in base_values and set(base_values["image"]) - {"pullPolicy"}:
             raise InputError(
@@ -510,6 +524,13 @@ class _Loader:
 
 def _endpoint(raw: Mapping[str, str] | None) -> Endpoint | None:
     return Endpoint(raw["url"].rstrip("/"), raw.get("tokenEnv")) if raw else None
+
+
+def check_settings_text(root: Path, path: Path, text: str) -> None:
+    """Refuse an ``environment.yaml`` text that ``load_repo`` would refuse (before a commit)."""
+    loader = _Loader(root)
+    loader.packaged(path, "environment", text)
+    loader.known_valid.save()
 
 
 def load_repo(root: Path) -> Repo:

@@ -7,11 +7,13 @@ notification is reported to the caller, never raised: it must not undo a promoti
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from platformctl.errors import redact
 from platformctl.gates.results import GateResult, Verdict
 from platformctl.httpapi import TIMEOUT_SECONDS
 from platformctl.model import Environment
@@ -70,10 +72,17 @@ def send(event: Event) -> str | None:
     import httpx
 
     # the URL of an incoming webhook is its secret: messages name the host only
-    host = urlsplit(url).hostname
     try:
-        response = httpx.post(url, json=event.payload(), timeout=TIMEOUT_SECONDS)
-    except httpx.HTTPError as error:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if host is None or urlsplit(url).scheme not in ("http", "https"):
+        return "notification failed: the webhook URL is not an http(s) URL with a host"
+    body = redact(json.dumps(event.payload())).encode()
+    headers = {"Content-Type": "application/json"}
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
         return f"notification failed: webhook at {host} unreachable ({type(error).__name__})"
     if response.status_code >= 400:
         return f"notification failed: webhook at {host} answered {response.status_code}"

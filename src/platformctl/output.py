@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
+from platformctl.errors import redact
+
 
 class OutputFormat(StrEnum):
     table = "table"
@@ -42,10 +44,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def render_table(fmt: OutputFormat, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The table in ``fmt``, with the credentials of any URL in a cell redacted."""
     if fmt is OutputFormat.markdown:
-        return markdown_table(headers, rows)
-    return text_table(headers, rows)
+        return redact(markdown_table(headers, rows))
+    return redact(text_table(headers, rows))
 
 
 def to_json(payload: Any) -> str:
-    return json.dumps(payload, indent=2, sort_keys=False, default=str)
+    """JSON for scripts, with the credentials of any URL in it redacted."""
+    return redact(json.dumps(payload, indent=2, sort_keys=False, default=str))

@@ -1,37 +1,80 @@
-"""Promotions, rollbacks and holds as all-or-nothing git commits.
+"""Promotions, rollbacks and holds: explicit steps over a frozen plan, each one git commit.
 
-Every write is: lock the clone, refuse a dirty tree or a detached HEAD, edit, load and verify
-the affected releases of the target environment, commit (and push, retrying on a moved
-remote). Any failure, a crash or Ctrl-C included, resets the tree, index and branch to where
-they were.
+The steps, and what holds at each boundary (the names are ``fault`` points for tests):
+
+1. plan     under the clone's lock, from the model as it is at HEAD (clean tree, a branch,
+            no index lock, anything an interrupted run left finished first). Nothing written.
+2. gates    ``delivery``: freeze, soak, registry, signature, argocd, slo, then ``policy`` on
+            the changed releases as they will be committed. Nothing written.
+3. build    the commit object from the planned texts (``built``): nothing visible changes.
+4. verify   the commit changes exactly the planned files, to the planned images.
+5. publish  locally: journal, compare-and-swap the branch, write the tree (``transaction``:
+            ``journaled``, ``moved``, ``synced``); by push: then push, and on a moved remote
+            re-plan every unpushed commit's intent on the remote's tip (``pushed``); by pull
+            request: push a branch of its own and open the pull request, the local branch
+            untouched, the branch removed again if GitHub refuses.
+6. wait     ``delivery``: Argo CD Synced and Healthy at the commit.
+7. notify   ``delivery``: the environment's webhook (a failure there is a warning).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 import random
+import tarfile
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from io import StringIO
+from dataclasses import dataclass, field, replace
+from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any
 
-from platformctl.errors import InputError, RefusedError
+from platformctl.cachefile import CACHE_DIR
+from platformctl.errors import EnvironmentProblem, InputError, PlatformError, RefusedError, redact
+from platformctl.gates.calendar import check_freeze, check_soak
 from platformctl.gates.results import GateReport, GateResult, Verdict
-from platformctl.git import Git, GitError
+from platformctl.git import Git, GitError, fault
 from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import image_of, set_image
-from platformctl.ledger import iter_history, last_good
-from platformctl.model import Environment, Image, Repo, load_repo
+from platformctl.ledger import first_trailer as _first
+from platformctl.ledger import iter_history, last_good, parse_trailers
+from platformctl.model import (
+    ENVIRONMENTS_DIR,
+    Environment,
+    Image,
+    Repo,
+    check_settings_text,
+    load_repo,
+)
+from platformctl.status import same_artifact
+from platformctl.transaction import Journal, clear_journal, move, recover, write_journal
 from platformctl.verify import verify
+from platformctl.yamlio import parse_yaml
 
-# Enough for a handful of writers racing on one remote; each retry rebases and re-verifies.
+# Enough for a handful of writers racing on one remote; each retry re-plans on the new tip.
 PUSH_ATTEMPTS = 12
 # How git says that another writer got there first (as opposed to a hook or permissions).
 _RACE_MARKERS = ("fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref")
+_FIELD = "\x1f"
+
+
+def one_line_text(option: str, text: str | None) -> str | None:
+    """User text bound for a commit: one line of printable text, not blank (else exit 2)."""
+    if text is None:
+        return None
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\t" for c in text):
+        raise InputError(
+            f"{option} must be one line of text (it contains a newline or control character)",
+            hint="it is recorded in a commit trailer: say it in one line",
+        )
+    if not text.strip():
+        raise InputError(f"{option} is empty", hint=f"say why in {option} TEXT")
+    return redact(text.strip())
 
 
 @dataclass(frozen=True)
@@ -42,35 +85,41 @@ class ImageChange:
     path: Path
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """What a promotion or rollback will change, decided before anything is written."""
+    """What a write will change, decided under the lock before anything is written."""
 
-    action: str  # promote | rollback
+    action: str  # promote | rollback | hold | unhold
     environment: Environment
-    changes: list[ImageChange]
+    changes: tuple[ImageChange, ...] = ()
+    # service -> hold record to set, or None to lift it (rollbacks hold what they replaced)
+    holds: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict)
     source: str | None = None
     reason: str | None = None
-    unchanged: list[str] = field(default_factory=list)
+    unchanged: tuple[str, ...] = ()
     report: GateReport | None = None
 
     @property
-    def holds(self) -> bool:
-        """A rollback holds what it rolled back, so the bad release is not promoted again."""
-        return self.action == "rollback"
+    def empty(self) -> bool:
+        return not self.changes and not self.holds
+
+    @property
+    def services(self) -> list[str]:
+        return [c.service for c in self.changes] or list(self.holds)
 
     def subject(self) -> str:
-        services = ",".join(change.service for change in self.changes)
+        services = ",".join(self.services)
+        version = self.changes[0].after.tag if len(self.changes) == 1 else None
         if self.action == "promote":
-            version = self.changes[0].after.tag if len(self.changes) == 1 else None
             arrow = f"{self.source} → {self.environment.name}"
             return f"promote({services}): {arrow}" + (f" {version}" if version else "")
-        target = self.changes[0].after.tag if len(self.changes) == 1 else None
-        return f"rollback({services}): {self.environment.name}" + (
-            f" to {target}" if target else ""
-        )
+        if self.action == "rollback":
+            target = f" to {version}" if version else ""
+            return f"rollback({services}): {self.environment.name}{target}"
+        return f"{self.action}({services}): {self.environment.name}"
 
     def message(self, actor: str) -> str:
+        """Subject, the reason, and the trailer block (the last paragraph, as git reads it)."""
         lines = [self.subject(), ""]
         if self.reason:
             lines += [self.reason, ""]
@@ -78,11 +127,13 @@ class Plan:
         lines.append(f"Platform-Environment: {self.environment.name}")
         for change in self.changes:
             lines.append(f"Platform-Service: {change.service}")
-            lines.append(f"Platform-Image: {change.after.reference}")
+            lines.append(f"Platform-Image: {image_trailer(change.after)}")
+        if not self.changes:
+            lines += [f"Platform-Service: {service}" for service in self.holds]
         if self.source:
             lines.append(f"Platform-From: {self.source}")
         if self.reason:
-            lines.append(f"Platform-Reason: {' '.join(self.reason.split())}")
+            lines.append(f"Platform-Reason: {self.reason}")
         if self.report:
             lines += self.report.trailers()
         lines.append(f"Platform-Actor: {actor}")
@@ -104,10 +155,25 @@ class Plan:
                 }
                 for c in self.changes
             ],
-            "unchanged": self.unchanged,
+            "holds": {service: hold is not None for service, hold in self.holds.items()},
+            "unchanged": list(self.unchanged),
             "gates": [result.as_dict() for result in self.report.results] if self.report else [],
             "overrides": self.report.overrides if self.report else {},
         }
+
+
+def image_trailer(image: Image) -> str:
+    """``repository[:tag][@digest]``: the whole image, so a re-plan can read it back."""
+    text = image.repository + (f":{image.tag}" if image.tag else "")
+    return text + (f"@{image.digest}" if image.digest else "")
+
+
+def image_from_trailer(text: str) -> Image:
+    name, _, digest = text.partition("@")
+    repository, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:
+        repository, tag = name, ""
+    return Image(repository, tag or None, digest or None)
 
 
 def _services(repo: Repo, services: Iterable[str], all_services: bool) -> list[str]:
@@ -121,6 +187,15 @@ def _services(repo: Repo, services: Iterable[str], all_services: bool) -> list[s
     return [repo.service(name) for name in names]
 
 
+def _refuse_hold(environment: Environment, service: str) -> None:
+    hold = environment.holds.get(service)
+    if hold:
+        raise RefusedError(
+            f"{service} is held in {environment.name}: {hold.get('reason', 'after a rollback')}",
+            hint=f"lift it with: platform unhold {service} --env {environment.name}",
+        )
+
+
 def plan_promotion(
     repo: Repo,
     services: Iterable[str],
@@ -131,6 +206,7 @@ def plan_promotion(
     force: bool = False,
     reason: str | None = None,
 ) -> Plan:
+    reason = one_line_text("--reason", reason)
     target = repo.environment(to)
     previous = repo.previous(target.name)
     origin = repo.environment(source) if source else previous
@@ -138,14 +214,14 @@ def plan_promotion(
         raise InputError(f"'{target.name}' is the first stage: there is nothing to promote from")
     if origin.name == target.name:
         raise InputError("--from and --to name the same environment")
-    if (previous is None or origin.name != previous.name) and not (force and reason):
+    if force and not reason:
+        raise InputError("--force needs --reason TEXT (it is recorded in the commit)")
+    if (previous is None or origin.name != previous.name) and not force:
         raise RefusedError(
             f"{origin.name} → {target.name} skips or reverses the pipeline",
             hint="promote one stage at a time, or add --force --reason TEXT",
         )
-    if force and not reason:
-        raise InputError("--force needs --reason TEXT (it is recorded in the commit)")
-    plan = Plan("promote", target, [], source=origin.name, reason=reason)
+    changes, unchanged = [], []
     for service in _services(repo, services, all_services):
         if (service, origin.name) not in repo.releases:
             if all_services:
@@ -153,17 +229,19 @@ def plan_promotion(
             repo.release(service, origin.name)  # raises: not deployed there
         incoming = repo.releases[(service, origin.name)].image
         current = repo.release(service, target.name)
-        hold = target.holds.get(service)
-        if hold:
-            raise RefusedError(
-                f"{service} is held in {target.name}: {hold.get('reason', 'after a rollback')}",
-                hint=f"lift it with: platform unhold {service} --env {target.name}",
-            )
+        _refuse_hold(target, service)
         if incoming == current.image:
-            plan.unchanged.append(service)
+            unchanged.append(service)
             continue
-        plan.changes.append(ImageChange(service, current.image, incoming, current.values_file))
-    return plan
+        changes.append(ImageChange(service, current.image, incoming, current.values_file))
+    return Plan(
+        "promote",
+        target,
+        tuple(changes),
+        source=origin.name,
+        reason=reason,
+        unchanged=tuple(unchanged),
+    )
 
 
 def check_digests(plan: Plan) -> None:
@@ -180,6 +258,10 @@ def check_digests(plan: Plan) -> None:
             )
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
 def plan_rollback(
     repo: Repo,
     services: Iterable[str],
@@ -188,31 +270,18 @@ def plan_rollback(
     env: str,
     to: str | None = None,
     reason: str | None = None,
+    actor: str = "unknown",
 ) -> Plan:
+    reason = one_line_text("--reason", reason)
+    to = one_line_text("--to", to)
     environment = repo.environment(env)
     git = Git(repo.root)
-    plan = Plan("rollback", environment, [], reason=reason)
+    changes, unchanged = [], []
     for service in _services(repo, services, all_services):
         release = repo.release(service, environment.name)
         current = release.image
         if to:
-            wanted = to.lower()
-            match = next(
-                (
-                    e
-                    for e in iter_history(git, release)
-                    if e.image.tag == to
-                    or (e.image.digest and e.image.digest in (wanted, f"sha256:{wanted}"))
-                    or (len(wanted) >= 7 and e.commit.startswith(wanted))
-                ),
-                None,
-            )
-            if match is None:
-                raise InputError(
-                    f"'{to}' is not a release of {service} in {environment.name}",
-                    hint=f"see: platform history {service} --env {environment.name}",
-                )
-            chosen = match.image
+            chosen = _named_release(git, repo, service, environment, to)
         else:
             good = last_good(iter_history(git, release), current)
             if good is None:
@@ -222,25 +291,75 @@ def plan_rollback(
                 )
             chosen = good
         if chosen == current:
-            plan.unchanged.append(service)
+            unchanged.append(service)
             continue
-        plan.changes.append(ImageChange(service, current, chosen, release.values_file))
-    return plan
+        changes.append(ImageChange(service, current, chosen, release.values_file))
+    since = _now()
+    holds = {
+        c.service: {
+            "reason": reason or f"rolled back from {c.before.tag or c.before.digest}",
+            "since": since,
+            "by": actor,
+        }
+        for c in changes
+    }
+    return Plan(
+        "rollback", environment, tuple(changes), holds, reason=reason, unchanged=tuple(unchanged)
+    )
 
 
-def _hold_text(environment: Environment, holds: dict[str, dict[str, str] | None]) -> str:
-    """environment.yaml with holds added (dict) or lifted (None), comments kept."""
+def _named_release(git: Git, repo: Repo, service: str, environment: Environment, to: str) -> Image:
+    wanted = to.lower()
+    match = next(
+        (
+            e
+            for e in iter_history(git, repo.release(service, environment.name))
+            if e.image.tag == to
+            or (e.image.digest and e.image.digest in (wanted, f"sha256:{wanted}"))
+            or (len(wanted) >= 7 and e.commit.startswith(wanted))
+        ),
+        None,
+    )
+    if match is None:
+        raise InputError(
+            f"'{to}' is not a release of {service} in {environment.name}",
+            hint=f"see: platform history {service} --env {environment.name}",
+        )
+    return match.image
+
+
+def plan_hold(
+    repo: Repo, service: str, env: str, *, reason: str | None, lift: bool, actor: str
+) -> Plan:
+    """Hold (or with ``lift`` unhold) a service in an environment."""
+    environment = repo.environment(env)
+    repo.release(service, environment.name)
+    if lift:
+        holds: dict[str, Mapping[str, str] | None] = (
+            {service: None} if service in environment.holds else {}
+        )
+        return Plan("unhold", environment, holds=holds, unchanged=() if holds else (service,))
+    reason = one_line_text("--reason", reason)
+    assert reason is not None  # the CLI requires it
+    if environment.holds.get(service, {}).get("reason") == reason:
+        return Plan("hold", environment, reason=reason, unchanged=(service,))
+    record = {"reason": reason, "by": actor, "since": _now()}
+    return Plan("hold", environment, holds={service: record}, reason=reason)
+
+
+def hold_text(text: str, holds: Mapping[str, Mapping[str, str] | None]) -> str:
+    """environment.yaml with holds set (a record) or lifted (None), comments kept."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
     yaml.width = 4096
-    data = yaml.load(environment.settings_file.read_text())
+    data = yaml.load(text)
     current = data.get("holds") or {}
     for service, hold in holds.items():
         if hold is None:
             current.pop(service, None)
         else:
-            current[service] = hold
+            current[service] = dict(hold)
     if current:
         data["holds"] = current
     else:
@@ -250,38 +369,39 @@ def _hold_text(environment: Environment, holds: dict[str, dict[str, str] | None]
     return out.getvalue()
 
 
+def plan_texts(root: Path, plan: Plan) -> dict[str, str]:
+    """Path (relative to the root) -> the text it will hold after the plan."""
+    texts = {
+        str(change.path.relative_to(root)): set_image(change.path, change.after)
+        for change in plan.changes
+    }
+    if plan.holds:
+        settings = plan.environment.settings_file
+        texts[str(settings.relative_to(root))] = hold_text(
+            settings.read_text(encoding="utf-8"), plan.holds
+        )
+    return texts
+
+
 @dataclass
 class Outcome:
     plan: Plan
     diff: str
     commit: str | None = None
     pushed: bool = False
+    # where it went: remote/branch of a push, or the pull request's branch
+    branch: str | None = None
     attempts: int = 0
     pull_request: PullRequest | None = None
+    # a commit an interrupted run made and this one found (pushed with this one, or not yet)
+    recovered: str | None = None
 
 
-def _new_texts(plan: Plan, actor: str) -> dict[Path, str]:
-    texts = {change.path: set_image(change.path, change.after) for change in plan.changes}
-    if plan.holds and plan.changes:
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        holds: dict[str, dict[str, str] | None] = {
-            c.service: {
-                "reason": plan.reason or f"rolled back from {c.before.tag or c.before.digest}",
-                "since": now,
-                "by": actor,
-            }
-            for c in plan.changes
-        }
-        texts[plan.environment.settings_file] = _hold_text(plan.environment, holds)
-    return texts
-
-
-def unified_diff(root: Path, texts: dict[Path, str]) -> str:
+def unified_diff(root: Path, texts: Mapping[str, str]) -> str:
     chunks: list[str] = []
-    for path, text in texts.items():
-        name = str(path.relative_to(root))
+    for name, text in texts.items():
         chunks += difflib.unified_diff(
-            path.read_text().splitlines(keepends=True),
+            (root / name).read_text(encoding="utf-8").splitlines(keepends=True),
             text.splitlines(keepends=True),
             f"a/{name}",
             f"b/{name}",
@@ -290,24 +410,27 @@ def unified_diff(root: Path, texts: dict[Path, str]) -> str:
 
 
 def actor_of(git: Git) -> str:
-    name = git.run("config", "user.name", check=False).strip() or "unknown"
-    email = git.run("config", "user.email", check=False).strip()
+    name = git.config.get("user.name", "").strip() or "unknown"
+    email = git.config.get("user.email", "").strip()
     return f"{name} <{email}>" if email else name
 
 
-def _verify_target(root: Path, plan: Plan, repo: Repo | None = None) -> int:
+def policy_gate(repo: Repo, plan: Plan, texts: Mapping[str, str]) -> None:
     """The policy gate: verify the changed releases as they will be committed.
 
-    ``repo`` is the model the plan was made from: then only the edited values files are read
-    again. That is sound on this clone: the lock is held, the tree is clean, and the images
-    the plan replaces were checked to be unchanged; other writers through this tool change
-    only other files' images and holds, which this release's verdict does not read. After a
-    rebase onto a moved remote, where anything may have changed, the whole model is reloaded.
+    Only the edited values files are read again (from ``texts``): sound because the lock is
+    held, the tree is clean and the model was loaded under the lock; other writers through
+    this tool change only other files' images and holds, which this verdict does not read.
     """
-    edited = [change.path for change in plan.changes]
-    repo = repo.with_release_files(edited) if repo is not None else load_repo(root)
-    services = [c.service for c in plan.changes]
-    report = verify(repo, [plan.environment.name], services)
+    if plan.holds:
+        settings = plan.environment.settings_file
+        check_settings_text(repo.root, settings, texts[str(settings.relative_to(repo.root))])
+    if not plan.changes:
+        return
+    edited = {
+        change.path: texts[str(change.path.relative_to(repo.root))] for change in plan.changes
+    }
+    report = verify(repo.with_release_files(edited, edited), [plan.environment.name], plan.services)
     if not report.ok:
         first = report.failing[0]
         raise RefusedError(
@@ -315,168 +438,402 @@ def _verify_target(root: Path, plan: Plan, repo: Repo | None = None) -> int:
             f"{first.target} {first.check} {first.resource}: {first.message}",
             hint=f"see: platform verify --env {plan.environment.name}",
         )
-    return len(services)
-
-
-def _check_expected(git: Git, ref: str, plan: Plan) -> None:
-    """The images a plan replaces must still be the ones at ``ref`` (HEAD after waiting for
-    the lock, the remote's branch after a rejected push): else someone else changed them."""
-    for change in plan.changes:
-        text = git.show(ref, str(change.path.relative_to(git.root)))
-        if text is None or image_of(text) != change.before:
-            raise RefusedError(
-                f"conflict: {change.service} in {plan.environment.name} was changed since "
-                f"this {plan.action} was planned",
-                hint="nothing was written or pushed; pull and run the command again",
-            )
-
-
-def _push(git: Git, branch: str, plan: Plan) -> int:
-    remote, remote_branch = git.upstream(branch)
-    for attempt in range(1, PUSH_ATTEMPTS + 1):
-        pushed, complaint = git.attempt(
-            "push", "--quiet", remote, f"HEAD:refs/heads/{remote_branch}"
-        )
-        if pushed:
-            return attempt
-        if not any(marker in complaint for marker in _RACE_MARKERS):
-            # not a race: a hook, permissions or the network said no; retrying will not help
-            reason = next((ln for ln in complaint.splitlines() if "rejected" in ln), complaint)
-            raise GitError(
-                f"push to {remote}/{remote_branch} refused: {reason.strip() or 'no reason given'}",
-                hint="nothing was pushed and the local commit was undone",
-            )
-        git.run("fetch", "--quiet", remote, remote_branch)
-        _check_expected(git, "FETCH_HEAD", plan)
-        if not git.ok("rebase", "--quiet", "FETCH_HEAD"):
-            git.ok("rebase", "--abort")
-            raise RefusedError(
-                f"conflict while rebasing onto {remote}/{remote_branch}",
-                hint="nothing was pushed; pull and run the command again",
-            )
-        _verify_target(git.root, plan)
-        time.sleep(random.uniform(0.05, 0.25) * attempt)
-    raise GitError(
-        f"push to {remote}/{remote_branch} rejected {PUSH_ATTEMPTS} times",
-        hint="the remote is busy or refuses this branch; nothing was pushed",
-    )
-
-
-def pull_request_branch(plan: Plan) -> str:
-    services = "+".join(sorted(change.service for change in plan.changes))
-    return f"platform/{plan.action}/{plan.environment.name}/{services}"
-
-
-def execute(
-    repo: Repo,
-    plan: Plan,
-    *,
-    dry_run: bool = False,
-    push: bool = False,
-    pull_request: bool = False,
-) -> Outcome:
-    """Apply a plan as one commit (all services or none); a dry run only computes the diff.
-
-    With ``pull_request`` the commit goes to a branch of its own and a pull request; the local
-    branch is left as it was.
-    """
-    git = Git(repo.root)
-    actor = actor_of(git)
-    if dry_run or not plan.changes:
-        return Outcome(plan, unified_diff(repo.root, _new_texts(plan, actor)))
-    with _transaction(git) as branch:
-        # Another writer on this clone may have committed while we waited for the lock: the
-        # plan must still hold, and the texts are computed from the files as they are now.
-        _check_expected(git, "HEAD", plan)
-        texts = _new_texts(plan, actor)
-        outcome = Outcome(plan, unified_diff(repo.root, texts))
-        github = None
-        if pull_request:
-            remote, base = git.upstream(branch)
-            github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
-        original = git.head()
-        _commit(git, texts, lambda: plan.message(actor), lambda: _policy_gate(repo, plan))
-        outcome.commit = git.head()
-        if github is not None:
-            target = pull_request_branch(plan)
-            git.run("push", "--quiet", "--force", remote, f"HEAD:refs/heads/{target}")
-            outcome.pull_request = github.open_or_update(
-                branch=target,
-                base=base,
-                title=plan.subject(),
-                body=plan.message(actor),
-                supersedes_prefix=f"platform/{plan.action}/{plan.environment.name}/",
-                services={change.service for change in plan.changes},
-            )
-            git.run("reset", "--quiet", "--hard", original)
-        elif push:
-            outcome.attempts = _push(git, branch, plan)
-            outcome.pushed = True
-            outcome.commit = git.head()
-    return outcome
-
-
-@contextmanager
-def _transaction(git: Git) -> Iterator[str]:
-    """Locked, on a clean branch; any exception resets tree, index and branch to the start."""
-    with git.lock():
-        branch = git.branch()
-        git.require_clean()
-        original = git.head()
-        try:
-            yield branch
-        except BaseException:
-            git.ok("rebase", "--abort")
-            git.run("reset", "--quiet", "--hard", original)
-            raise
-
-
-def _policy_gate(repo: Repo, plan: Plan) -> None:
-    checked = _verify_target(repo.root, plan, repo)
     if plan.report is not None:
-        measured = f"platform verify: {checked} release(s) of {plan.environment.name} clean"
+        measured = (
+            f"platform verify: {len(plan.changes)} release(s) of {plan.environment.name} clean"
+        )
         plan.report.results.append(GateResult("policy", None, Verdict.passed, measured))
 
 
-def _commit(
-    git: Git, texts: dict[Path, str], message: Callable[[], str], check: Callable[[], object]
-) -> None:
-    """Write, check, then commit with the message as it is after the check."""
-    for path, text in texts.items():
-        path.write_text(text)
-    check()
-    git.run("add", "--", *(str(path) for path in texts))
-    git.run("commit", "--quiet", "-F", "-", input_text=message())
+@dataclass(frozen=True)
+class Session:
+    """A write under the clone's lock, on a branch, with a clean tree."""
+
+    git: Git
+    branch: str
+    # the journal of a commit an interrupted run made to push and did not
+    pending: Journal | None
+    # HEAD when the command started (after finishing what an interrupted run left)
+    start: str
 
 
-def set_hold(repo: Repo, service: str, env: str, *, reason: str | None, lift: bool) -> str | None:
-    """Hold or unhold a service in an environment, as its own commit; returns the commit."""
-    environment = repo.environment(env)
-    repo.release(service, environment.name)
-    if lift and service not in environment.holds:
-        return None
-    git = Git(repo.root)
-    actor = actor_of(git)
-    hold = (
-        None
-        if lift
-        else {
-            "reason": reason or "held by hand",
-            "by": actor,
-            "since": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        }
-    )
-    text = _hold_text(environment, {service: hold})
-    verb = "unhold" if lift else "hold"
-    message = (
-        f"{verb}({service}): {environment.name}\n\n"
-        f"Platform-Action: {verb}\nPlatform-Service: {service}\n"
-        f"Platform-Environment: {environment.name}\n"
-        + (f"Platform-Reason: {reason}\n" if reason else "")
-        + f"Platform-Actor: {actor}\n"
-    )
-    with _transaction(git):
-        _commit(
-            git, {environment.settings_file: text}, lambda: message, lambda: load_repo(repo.root)
+@contextmanager
+def writing(root: Path) -> Iterator[Session]:
+    """The lock, then whatever an interrupted run left finished, then the checks."""
+    git = Git(root)
+    with git.lock():
+        branch = git.branch()
+        pending = recover(git, branch)
+        git.require_clean()
+        yield Session(git, branch, pending, git.head())
+
+
+def preflight(session: Session, repo: Repo, plan: Plan, *, publish: bool) -> None:
+    """Before any gate: where the commit will go exists, and every file it changes can be
+    written in place (no symbolic link out of the clone, no read-only file)."""
+    if publish:
+        session.git.upstream(session.branch)
+    paths = [change.path for change in plan.changes]
+    if plan.holds:
+        paths.append(plan.environment.settings_file)
+    root = repo.root.resolve()
+    for path in paths:
+        name = path.relative_to(repo.root)
+        for part in (path, path.parent):
+            if part.is_symlink() or not part.resolve().is_relative_to(root):
+                raise InputError(
+                    f"{name} is a symbolic link out of the repository",
+                    hint="replace it with the file itself: this tool writes only inside the clone",
+                )
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise EnvironmentProblem(
+                f"{name} is not writable", hint="fix the permissions of the clone and run again"
+            )
+
+
+def build(session: Session, plan: Plan, texts: Mapping[str, str], actor: str) -> tuple[str, str]:
+    """Steps 3 and 4: the commit object on HEAD, checked to change exactly ``texts``."""
+    git = session.git
+    head = session.start  # under the lock, nothing has moved the branch since the start
+    commit = git.write_commit(head, texts, plan.message(actor), sign=git.signs_commits)
+    fault("built")
+    changed = set(git.run("diff-tree", "-r", "--name-only", "--no-commit-id", head, commit).split())
+    if changed != set(texts):
+        raise RefusedError(
+            f"the commit built for {plan.subject()} changes {sorted(changed)}, "
+            f"not the planned {sorted(texts)}",
+            hint="nothing was written; report this with the output of git status",
         )
-    return git.head()
+    return head, commit
+
+
+def execute(
+    session: Session,
+    repo: Repo,
+    plan: Plan,
+    *,
+    actor: str,
+    push: bool = False,
+    pull_request: bool = False,
+    texts: Mapping[str, str] | None = None,
+) -> Outcome:
+    """Steps 3 to 5 for a plan whose gates passed (``texts``: as the policy gate saw them)."""
+    git = session.git
+    texts = dict(texts) if texts is not None else plan_texts(repo.root, plan)
+    outcome = Outcome(plan, unified_diff(repo.root, texts))
+    outcome.recovered = session.pending.new if session.pending else None
+    if plan.empty:
+        if push and session.pending is not None:
+            _publish_push(session, outcome, session.pending.push or git.upstream(session.branch))
+        return outcome
+    if pull_request:
+        _publish_pull_request(session, outcome, texts, actor)
+        return outcome
+    target = git.upstream(session.branch) if push else None
+    head, commit = build(session, plan, texts, actor)
+    move(git, Journal(session.branch, head, commit, tuple(texts), target), texts)
+    outcome.commit = commit
+    if target is not None:
+        _publish_push(session, outcome, target)
+    return outcome
+
+
+def _publish_push(session: Session, outcome: Outcome, target: tuple[str, str]) -> None:
+    """Push HEAD; on a moved remote, re-plan every unpushed commit on its tip and retry."""
+    git, (remote, remote_branch) = session.git, target
+    where = f"{remote}/{remote_branch}"
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        head = git.head()
+        pushed, complaint = git.attempt(
+            "push", "--quiet", remote, f"{head}:refs/heads/{remote_branch}"
+        )
+        if pushed:
+            fault("pushed")
+            clear_journal(git)
+            outcome.commit, outcome.pushed, outcome.attempts = head, True, attempt
+            outcome.branch = where
+            return
+        if not any(marker in complaint for marker in _RACE_MARKERS):
+            # a hook, permissions or the network said no: retrying will not help
+            reason = next((ln for ln in complaint.splitlines() if "rejected" in ln), complaint)
+            raise GitError(
+                f"push to {where} refused: {reason.strip() or 'no reason given'}",
+                hint=_undo_unpushed(session),
+            )
+        try:
+            replan_on_remote(session, remote, remote_branch)
+        except PlatformError as error:
+            undone = _undo_unpushed(session)
+            error.hint = f"{undone}; {error.hint}" if error.hint else undone
+            raise
+        time.sleep(random.uniform(0.02, 0.1) * attempt)
+    raise GitError(
+        f"push to {where} rejected {PUSH_ATTEMPTS} times",
+        hint="the remote is busy; " + _undo_unpushed(session),
+    )
+
+
+def _remote_tip(git: Git, remote: str, remote_branch: str) -> str:
+    git.run(
+        "fetch",
+        "--quiet",
+        remote,
+        f"+refs/heads/{remote_branch}:refs/remotes/{remote}/{remote_branch}",
+    )
+    tip = git.rev(f"refs/remotes/{remote}/{remote_branch}")
+    if tip is None:
+        raise GitError(f"{remote}/{remote_branch} does not exist")
+    return tip
+
+
+def _undo_unpushed(session: Session) -> str:
+    """After a push that cannot succeed: the branch back where this command found it (a
+    commit an interrupted run left stays, still to push), so nothing is half-published."""
+    git = session.git
+    head = git.head()
+    if head != session.start:
+        move(git, Journal(session.branch, head, session.start, _changed(git, head, session.start)))
+    clear_journal(git)
+    if session.pending is not None:
+        write_journal(git, session.pending)
+    return "nothing was pushed and the local commit was undone"
+
+
+def _changed(git: Git, old: str, new: str) -> tuple[str, ...]:
+    return tuple(git.run("diff-tree", "-r", "--name-only", "--no-commit-id", old, new).split())
+
+
+def _unpushed(git: Git, base: str) -> list[str]:
+    return git.run("rev-list", "--reverse", f"{base}..HEAD").split()
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What an unpushed commit of this tool meant, read back from its trailers and parent."""
+
+    commit: str
+    action: str
+    environment: str
+    images: tuple[tuple[str, Image, Image | None], ...]  # service, after, before
+    holds: Mapping[str, Mapping[str, str] | None]
+    source: str | None
+    overrides: tuple[str, ...]
+    message: str
+
+
+def intent_of(git: Git, commit: str) -> Intent | None:
+    """The intent of a commit this tool made (None for any other commit)."""
+    record = git.run(
+        "log", "-1", f"--format=%P{_FIELD}%B{_FIELD}%(trailers:only=true,unfold=true)", commit
+    )
+    parents, message, block = record.split(_FIELD, 2)
+    marks = parse_trailers(block)
+    action = (marks.get("Platform-Action") or [""])[0]
+    environment = (marks.get("Platform-Environment") or [""])[0]
+    if action not in ("promote", "rollback", "hold", "unhold") or not environment:
+        return None
+    services = marks.get("Platform-Service", [])
+    settings = f"{ENVIRONMENTS_DIR}/{environment}/environment.yaml"
+    images: list[tuple[str, Image, Image | None]] = []
+    if action in ("promote", "rollback"):
+        paths = [f"{ENVIRONMENTS_DIR}/{environment}/{s}.yaml" for s in services]
+        before = git.read_files([(parents.split()[0], path) for path in paths])
+        for service, trailer, blob in zip(
+            services, marks.get("Platform-Image", []), before, strict=False
+        ):
+            previous = image_of(blob.decode(errors="replace")) if blob is not None else None
+            images.append((service, image_from_trailer(trailer), previous))
+    holds: dict[str, Mapping[str, str] | None] = {}
+    if action == "unhold":
+        holds = dict.fromkeys(services)
+    elif action != "promote":
+        recorded = holds_of(git.show(commit, settings) or "")
+        holds = {service: recorded[service] for service in services if service in recorded}
+    return Intent(
+        commit,
+        action,
+        environment,
+        tuple(images),
+        holds,
+        _first(marks, "Platform-From"),
+        tuple(marks.get("Platform-Override", [])),
+        message.rstrip("\n") + "\n",
+    )
+
+
+def holds_of(text: str) -> dict[str, Mapping[str, str]]:
+    """The ``holds`` of an environment.yaml text (none if it does not parse)."""
+    try:
+        data = parse_yaml(text, Path("environment.yaml"))
+    except InputError:
+        return {}
+    holds = data.get("holds") if isinstance(data, dict) else None
+    if not isinstance(holds, dict):
+        return {}
+    return {str(k): v for k, v in holds.items() if isinstance(v, dict)}
+
+
+def replan_on_remote(session: Session, remote: str, remote_branch: str) -> None:
+    """Re-plan, don't rebase: each unpushed commit's intent again on the remote's tip.
+
+    The tip is checked out aside (``git archive``) and loaded as a model; each intent is
+    planned on it as on a fresh clone (holds, the source stage's image, the image it
+    replaces, freeze and soak, the policy gate), a new commit is built on the tip, and the
+    local branch moves to the result in one journaled step. Raises RefusedError on a real
+    conflict (exit 1: nothing pushed).
+    """
+    git = session.git
+    tip = _remote_tip(git, remote, remote_branch)
+    base = git.run("merge-base", tip, "HEAD", check=False).strip() or tip
+    intents = []
+    for commit in _unpushed(git, base):
+        intent = intent_of(git, commit)
+        if intent is None:
+            raise InputError(
+                f"{session.branch} has an unpushed commit {commit[:12]} this tool did not make",
+                hint=f"push or drop it first (git log {remote}/{remote_branch}..HEAD)",
+            )
+        intents.append(intent)
+    head = git.head()
+    parent = tip
+    with tempfile.TemporaryDirectory(prefix="platform-replan-") as scratch:
+        root = Path(scratch)
+        _checkout_aside(git, tip, root)
+        for intent in intents:
+            repo = load_repo(root)
+            texts = _replanned_texts(git, repo, intent, tip)
+            if not texts:
+                continue  # someone else did the same already
+            parent = git.write_commit(parent, texts, intent.message, sign=git.signs_commits)
+            for name, text in texts.items():
+                (root / name).write_text(text, encoding="utf-8")
+    journal = Journal(
+        session.branch, head, parent, _changed(git, head, parent), (remote, remote_branch)
+    )
+    if parent == tip:
+        # every intent is already on the remote: the branch simply catches up
+        journal = replace(journal, push=None)
+    move(git, journal)
+
+
+def _checkout_aside(git: Git, commit: str, root: Path) -> None:
+    """The environments and charts of ``commit`` in ``root``, sharing the clone's cache."""
+    archive = git.output("archive", "--format=tar", commit, "--", ENVIRONMENTS_DIR, "charts")
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    cache = git.root / CACHE_DIR
+    if cache.is_dir():
+        (root / CACHE_DIR).symlink_to(cache)
+
+
+def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str, str]:
+    """The texts that carry ``intent`` out on ``repo`` (the tip), or refuse on a conflict."""
+    environment = repo.environment(intent.environment)
+    changes = []
+    now = dt.datetime.now(dt.UTC)
+    for service, after, before in intent.images:
+        current = repo.release(service, environment.name)
+        if intent.action == "promote":
+            _refuse_hold(environment, service)
+            _check_source(repo, intent, service, after)
+        if current.image == after:
+            continue
+        if current.image != before:
+            raise RefusedError(
+                f"conflict: {service} in {environment.name} is {current.image.label} on the "
+                f"remote, not {before.label if before else 'what'} this {intent.action} replaced",
+                hint="pull and run the command again",
+            )
+        changes.append(ImageChange(service, current.image, after, current.values_file))
+    holds = {
+        service: hold
+        for service, hold in intent.holds.items()
+        if (hold is None and service in environment.holds)
+        or (hold is not None and environment.holds.get(service) != hold)
+    }
+    if intent.action == "rollback" and not changes:
+        holds = {}
+    plan = Plan(intent.action, environment, tuple(changes), holds, source=intent.source)
+    if plan.empty:
+        return {}
+    if plan.action == "promote":
+        _offline_gates(git, repo, plan, intent, tip, now)
+    texts = plan_texts(repo.root, plan)
+    policy_gate(repo, plan, texts)
+    return texts
+
+
+def _check_source(repo: Repo, intent: Intent, service: str, after: Image) -> None:
+    assert intent.source is not None
+    source = repo.releases.get((service, intent.source))
+    if source is None or not same_artifact(source.image, after):
+        now = source.image.label if source else "nothing"
+        raise RefusedError(
+            f"{intent.source} runs {now} of {service} on the remote now, not {after.label}: "
+            "it was rolled back or replaced meanwhile",
+            hint=f"see platform history {service} --env {intent.source}",
+        )
+
+
+def _offline_gates(
+    git: Git, repo: Repo, plan: Plan, intent: Intent, tip: str, now: dt.datetime
+) -> None:
+    """Freeze and soak again on the remote's tip (the network gates judged the image)."""
+    gates = plan.environment.gates
+    assert plan.source is not None
+    results: list[GateResult] = []
+    if gates.freeze is not None and "freeze" not in intent.overrides:
+        results.append(check_freeze(gates.freeze, now))
+    if gates.soak is not None and "soak" not in intent.overrides:
+        for change in plan.changes:
+            source = repo.release(change.service, plan.source)
+            results.append(check_soak(git, source, gates.soak, now, revision=tip))
+    failed = [r for r in results if r.verdict is Verdict.failed]
+    if failed:
+        raise RefusedError(
+            f"on the remote's tip, {failed[0].subject}: {failed[0].measured}",
+            hint="run the command again when the gate passes",
+        )
+
+
+def pull_request_branch(plan: Plan) -> str:
+    services = "+".join(sorted(plan.services))
+    return f"platform/{plan.action}/{plan.environment.name}/{services}"
+
+
+def _publish_pull_request(
+    session: Session, outcome: Outcome, texts: Mapping[str, str], actor: str
+) -> None:
+    """The commit on a branch of its own and a pull request; the local branch untouched.
+
+    If GitHub refuses, the branch is put back as it was (deleted, or at its old commit)."""
+    git, plan = session.git, outcome.plan
+    remote, base = git.upstream(session.branch)
+    github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
+    _, commit = build(session, plan, texts, actor)
+    target = pull_request_branch(plan)
+    listed = git.run("ls-remote", remote, f"refs/heads/{target}").split()
+    previous = listed[0] if listed else ""
+    lease = f"--force-with-lease=refs/heads/{target}:{previous}"
+    git.run("push", "--quiet", lease, remote, f"{commit}:refs/heads/{target}")
+    fault("pushed")
+    outcome.commit, outcome.branch = commit, f"{remote}/{target}"
+    try:
+        outcome.pull_request = github.open_or_update(
+            branch=target,
+            base=base,
+            title=plan.subject(),
+            body=plan.message(actor),
+            supersedes_prefix=f"platform/{plan.action}/{plan.environment.name}/",
+            services=set(plan.services),
+        )
+    except PlatformError as error:
+        restore = f"{previous}:refs/heads/{target}" if previous else f":refs/heads/{target}"
+        cleaned = git.ok(
+            "push", "--quiet", f"--force-with-lease=refs/heads/{target}:{commit}", remote, restore
+        )
+        left = "the branch was put back" if cleaned else f"the branch {target} is still there"
+        raise EnvironmentProblem(
+            f"pull request not opened: {error.message}",
+            hint=f"{left}; nothing else changed; run again when GitHub answers",
+        ) from None

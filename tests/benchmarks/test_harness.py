@@ -136,6 +136,7 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         "verify_full",
         "verify_unchanged",
         "verify_one_changed",
+        "floor",
         "promote_one",
         "promote_all",
         "rollback",
@@ -146,6 +147,9 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         assert row["name"] in result.stdout
     full = next(r for r in report["results"] if r["name"] == "verify_full")
     assert set(full["ratio"]) == {"usual_way"}
+    for name in ("promote_one", "promote_all", "rollback"):
+        row = next(r for r in report["results"] if r["name"] == name)
+        assert set(row["ratio"]) == {"floor"}
     assert report["fleet"] == {
         "services": services,
         "environments": ["dev", "staging", "production"],

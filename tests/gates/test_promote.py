@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -258,12 +257,10 @@ def test_wait_times_out_with_the_last_state_and_keeps_the_push(
     clone, fake = pushed
     fake.on_refresh = lambda _name: None
     fake.apps["user-service-production"].health = "Degraded"
-    started = time.monotonic()
     promote = ("promote", "user-service", "--to", "production")
     result = cli(clone, *promote, *PUSH_AND_WAIT, "--wait-timeout", "0.3")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output  # the step that failed: --wait
     assert "last seen: Synced/Degraded" in result.stderr
-    assert time.monotonic() - started < 30
     assert git(clone, "status", "-sb").startswith("## main...origin/main\n")  # pushed
 
 

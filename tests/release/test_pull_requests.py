@@ -26,6 +26,8 @@ class FakeGitHub:
         self.comments: list[tuple[int, str]] = []
         self.requests: list[tuple[str, str]] = []
         self.authorization: set[str] = set()
+        # GitHub refuses to open pull requests (as it does for a base branch that is gone)
+        self.refuse_create = False
 
     def pull(self, number: int, head: str, base: str, title: str) -> dict[str, Any]:
         return {
@@ -49,6 +51,8 @@ class FakeGitHub:
             if "base" in query:
                 found = [p for p in found if p["base"]["ref"] == query["base"][0]]
             return 200, found
+        if method == "POST" and path == "/pulls" and self.refuse_create:
+            return 422, {"message": "Validation Failed", "errors": [{"code": "invalid"}]}
         if method == "POST" and path == "/pulls":
             number = len(self.pulls) + 1
             self.pulls[number] = self.pull(number, body["head"], body["base"], body["title"])
@@ -146,3 +150,17 @@ def test_repository_comes_from_the_remote_url(monkeypatch: pytest.MonkeyPatch) -
     assert repository_slug("https://github.com/acme-corp/platform") == "acme-corp/platform"
     with pytest.raises(EnvironmentProblem, match="GITHUB_REPOSITORY"):
         repository_slug("/srv/git/platform.git")
+
+
+def test_a_pull_request_github_refuses_leaves_no_branch_behind(
+    work: Path, cli: Cli, github: FakeGitHub
+) -> None:
+    github.refuse_create = True
+    before = git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")
+    result = cli(work, "promote", "user-service", "--to", "production", "--pull-request")
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("error: pull request not opened:")
+    assert "the branch was put back" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert git(work, "ls-remote", "origin", "refs/heads/platform/*") == ""
+    assert (git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")) == before

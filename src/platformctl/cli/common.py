@@ -1,31 +1,81 @@
-"""What every command shares: the app, global options and how the repository is found."""
+"""What every command shares: the app, global options, how the repository is found, and the
+exit-code contract.
+
+Every failure is one line on stderr and a documented code: a ``PlatformError`` its own
+(1 refused, 2 usage or input, 3 environment, 4 --wait failed after a push), a click usage
+error 2, a file the system would not read or write 3, Ctrl-C 130, anything unexpected 70
+("internal error"). ``--debug`` adds the traceback and changes nothing else.
+"""
 
 from __future__ import annotations
 
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
-from platformctl.errors import PlatformError
+from platformctl.errors import ExitCode, PlatformError, one_line
 from platformctl.model import Repo, find_root, load_repo
 from platformctl.output import OutputFormat
+from platformctl.release import Session, writing
+
+
+def _fail(message: str, code: int, debug: bool) -> NoReturn:
+    if debug:
+        traceback.print_exc()
+    typer.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
 
 
 class PlatformGroup(TyperGroup):
-    """Prints a PlatformError as one line and exits with its code (a traceback with --debug)."""
+    """Maps every way a command can end to the exit-code contract of the module doc."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
+        arguments = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in arguments
+        extra["standalone_mode"] = False
+        try:
+            result = super().main(arguments, *rest, **extra)
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(ExitCode.USAGE)
+        except click.exceptions.UsageError as error:
+            _fail(f"{error.format_message()} (see: platform --help)", ExitCode.USAGE, debug)
+        except (typer.Abort, KeyboardInterrupt):
+            _fail("interrupted: nothing was left half-done", ExitCode.INTERRUPTED, debug)
+        except click.exceptions.ClickException as error:
+            _fail(error.format_message(), ExitCode.USAGE, debug)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PlatformError as error:
-            if isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug:
-                raise
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(int(error.exit_code)) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except BaseException as error:  # the contract: even a bug is one line and its own code
+            debug = isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug
+            _fail(*_contract(error), debug)
+
+
+def _contract(error: BaseException) -> tuple[str, int]:
+    """The one line and the exit code of an exception a command raised."""
+    if isinstance(error, PlatformError):
+        return str(error), int(error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted: nothing was left half-done", ExitCode.INTERRUPTED
+    if isinstance(error, SystemExit):
+        raise error
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}", ExitCode.ENVIRONMENT
+    return f"internal error: {type(error).__name__}: {error}; run with --debug", ExitCode.INTERNAL
 
 
 app = typer.Typer(
@@ -43,8 +93,22 @@ class GlobalOptions:
     repo_path: Path | None
     debug: bool
 
+    def root(self) -> Path:
+        return find_root(self.repo_path or Path.cwd())
+
     def repo(self) -> Repo:
-        return load_repo(find_root(self.repo_path or Path.cwd()))
+        return load_repo(self.root())
+
+    @contextmanager
+    def session(self, dry_run: bool) -> Iterator[tuple[Session | None, Repo]]:
+        """A write: the clone's lock first, then the model (so every plan is made under the
+        lock). A dry run writes nothing and takes no lock."""
+        root = self.root()
+        if dry_run:
+            yield None, load_repo(root)
+            return
+        with writing(root) as session:
+            yield session, load_repo(root)
 
 
 @app.callback()

@@ -8,11 +8,14 @@ import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.delivery import DEFAULT_WAIT_SECONDS, Delivery, DeliveryOptions
+from platformctl.delivery import hold as deliver_hold
 from platformctl.delivery import promote as deliver_promotion
 from platformctl.delivery import rollback as deliver_rollback
+from platformctl.errors import one_line
 from platformctl.gates.runner import GateOptions
+from platformctl.git import Git
 from platformctl.output import OutputFormat, render_table, to_json
-from platformctl.release import plan_promotion, plan_rollback, set_hold
+from platformctl.release import Outcome, actor_of, plan_hold, plan_promotion, plan_rollback
 
 SERVICES = typer.Argument(None, help="Services (or --all).", show_default=False)
 PULL_REQUEST_OPTION = typer.Option(
@@ -38,10 +41,14 @@ def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
             **plan.as_dict(),
             "commit": outcome.commit,
             "pushed": outcome.pushed,
+            "branch": outcome.branch,
+            "push_attempts": outcome.attempts,
+            "recovered": outcome.recovered,
             "pull_request": pull
             and {"number": pull.number, "url": pull.url, "superseded": list(pull.superseded)},
             "dry_run": dry_run,
             "refused": delivery.refusal is not None,
+            "error": str(delivery.refusal) if delivery.refusal is not None else None,
             "waited": [
                 {"application": w.state.name, "state": w.state.describe(), "seconds": w.seconds}
                 for w in delivery.waited
@@ -53,7 +60,7 @@ def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
         return
     _report_text(delivery, output, dry_run)
     if delivery.notification_problem:
-        typer.echo(f"warning: {delivery.notification_problem}", err=True)
+        typer.echo(f"warning: {one_line(delivery.notification_problem)}", err=True)
 
 
 def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
@@ -67,29 +74,56 @@ def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> Non
         for gate, reason in report.overrides.items():
             typer.echo(f"overridden: {gate} ({reason})")
         typer.echo("")
-    if delivery.refusal is not None and not dry_run:
+    if delivery.refusal is not None and not dry_run and not outcome.commit:
         return
-    if not plan.changes:
-        typer.echo(
-            f"nothing to {plan.action}: {', '.join(plan.unchanged) or 'no services'} "
-            f"already as planned in {plan.environment.name}"
-        )
+    if plan.empty:
+        _report_nothing(outcome)
         return
     rows = [[c.service, c.before.tag, c.after.tag, c.after.short_digest] for c in plan.changes]
-    typer.echo(render_table(output, ["service", "from", "to", "digest"], rows))
+    if rows:
+        typer.echo(render_table(output, ["service", "from", "to", "digest"], rows))
     if dry_run:
         typer.echo(f"\ndry run, nothing written. {plan.subject()}\n")
         typer.echo(outcome.diff, nl=False)
         return
+    _report_published(delivery)
+
+
+def _report_nothing(outcome: Outcome) -> None:
+    plan = outcome.plan
+    if outcome.pushed and outcome.commit:
+        typer.echo(
+            f"pushed {outcome.commit[:12]} to {outcome.branch}: the commit an interrupted run "
+            f"left unpushed ({', '.join(plan.unchanged)} already as planned)"
+        )
+        return
+    if outcome.recovered:
+        typer.echo(
+            f"{', '.join(plan.unchanged) or 'nothing'} already as planned in "
+            f"{plan.environment.name} by {outcome.recovered[:12]}, which an interrupted run "
+            "committed and did not push: run this command again with --push"
+        )
+        return
+    typer.echo(
+        f"nothing to {plan.action}: {', '.join(plan.unchanged) or 'no services'} "
+        f"already as planned in {plan.environment.name}"
+    )
+
+
+def _report_published(delivery: Delivery) -> None:
+    outcome = delivery.outcome
+    plan = outcome.plan
     if outcome.pull_request:
         pull = outcome.pull_request
         verb = "opened" if pull.created else "updated"
-        typer.echo(f"\n{verb} pull request #{pull.number}: {pull.url}")
+        typer.echo(f"\n{verb} pull request #{pull.number}: {pull.url} (branch {outcome.branch})")
         for number in pull.superseded:
             typer.echo(f"closed superseded pull request #{number}")
         return
-    where = " and pushed" if outcome.pushed else ""
+    where = f" and pushed to {outcome.branch}" if outcome.pushed else ""
     typer.echo(f"\ncommitted {outcome.commit and outcome.commit[:12]}{where}: {plan.subject()}")
+    if outcome.recovered and outcome.pushed:
+        typer.echo(f"also pushed {outcome.recovered[:12]}, left unpushed by an interrupted run")
     for waited in delivery.waited:
         typer.echo(
             f"{waited.state.name}: {waited.state.describe()} after {waited.seconds:.2f} s "
@@ -145,19 +179,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Copy the image of services from the stage before (or --from) into --to, if the
         gates of --to pass."""
-        repo = options(ctx).repo()
-        plan = plan_promotion(
-            repo,
-            services or [],
-            all_services=all_services,
-            to=to,
-            source=source,
-            force=force,
-            reason=reason,
-        )
         delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
         gates = GateOptions(overrides=override or [], reason=reason, offline=offline)
-        delivery = deliver_promotion(repo, plan, replace(delivery_options, gates=gates))
+        delivery_options = replace(delivery_options, gates=gates)
+        delivery_options.check()
+        with options(ctx).session(dry_run) as (session, repo):
+            plan = plan_promotion(
+                repo,
+                services or [],
+                all_services=all_services,
+                to=to,
+                source=source,
+                force=force,
+                reason=reason,
+            )
+            delivery = deliver_promotion(session, repo, plan, delivery_options)
         _finish(delivery, output, dry_run)
 
     @app.command()
@@ -177,12 +213,20 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Restore the last good release and hold the service in that environment."""
-        repo = options(ctx).repo()
-        plan = plan_rollback(
-            repo, services or [], all_services=all_services, env=env, to=to, reason=reason
-        )
         delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
-        delivery = deliver_rollback(repo, plan, delivery_options)
+        delivery_options.check()
+        with options(ctx).session(dry_run) as (session, repo):
+            actor = actor_of(session.git if session else Git(repo.root))
+            plan = plan_rollback(
+                repo,
+                services or [],
+                all_services=all_services,
+                env=env,
+                to=to,
+                reason=reason,
+                actor=actor,
+            )
+            delivery = deliver_rollback(session, repo, plan, delivery_options)
         _finish(delivery, output, dry_run)
 
     @app.command()
@@ -191,21 +235,40 @@ def register(app: typer.Typer) -> None:
         service: str = typer.Argument(...),
         env: str = typer.Option(..., "--env", "-e"),
         reason: str = typer.Option(..., "--reason", help="Why promotions must wait."),
+        push: bool = typer.Option(False, "--push", help="Push the commit (re-planned on races)."),
     ) -> None:
         """Refuse promotions of SERVICE into ENV until unheld."""
-        commit = set_hold(options(ctx).repo(), service, env, reason=reason, lift=False)
-        typer.echo(f"held {service} in {env} ({commit and commit[:12]})")
+        _hold(ctx, service, env, reason, push, lift=False)
 
     @app.command()
     def unhold(
         ctx: typer.Context,
         service: str = typer.Argument(...),
         env: str = typer.Option(..., "--env", "-e"),
+        push: bool = typer.Option(False, "--push", help="Push the commit (re-planned on races)."),
     ) -> None:
         """Allow promotions of SERVICE into ENV again."""
-        commit = set_hold(options(ctx).repo(), service, env, reason=None, lift=True)
-        typer.echo(
-            f"{service} was not held in {env}"
-            if commit is None
-            else f"unheld {service} in {env} ({commit[:12]})"
+        _hold(ctx, service, env, None, push, lift=True)
+
+
+def _hold(
+    ctx: typer.Context, service: str, env: str, reason: str | None, push: bool, *, lift: bool
+) -> None:
+    with options(ctx).session(False) as (session, repo):
+        assert session is not None
+        actor = actor_of(session.git)
+        plan = plan_hold(repo, service, env, reason=reason, lift=lift, actor=actor)
+        outcome = deliver_hold(session, repo, plan, push=push)
+    verb = "unheld" if lift else "held"
+    if outcome.commit is None:
+        state = "not held" if lift else "already held"
+        left = (
+            f" by {outcome.recovered[:12]}, which an interrupted run committed and did not "
+            "push: run this command again with --push"
+            if outcome.recovered
+            else ""
         )
+        typer.echo(f"{service} {state} in {env}{left}")
+        return
+    where = f", pushed to {outcome.branch}" if outcome.pushed else ""
+    typer.echo(f"{verb} {service} in {env} ({outcome.commit[:12]}{where})")

@@ -12,18 +12,21 @@ from platformctl.model import Release
 from platformctl.status import same_artifact
 
 
-def arrival(git: Git, source: Release) -> dt.datetime | None:
-    """When the source's current image was committed there (the oldest commit of the run)."""
+def arrival(git: Git, source: Release, revision: str = "HEAD") -> dt.datetime | None:
+    """When the source's current image reached the branch there (first-parent: a merged pull
+    request counts from its merge, not from when its commit was made)."""
     arrived = None
-    for entry in iter_history(git, source):
+    for entry in iter_history(git, source, revision=revision):
         if not same_artifact(entry.image, source.image):
             break
         arrived = dt.datetime.fromisoformat(entry.time)
     return arrived
 
 
-def check_soak(git: Git, source: Release, minimum: dt.timedelta, now: dt.datetime) -> GateResult:
-    arrived = arrival(git, source)
+def check_soak(
+    git: Git, source: Release, minimum: dt.timedelta, now: dt.datetime, revision: str = "HEAD"
+) -> GateResult:
+    arrived = arrival(git, source, revision)
     env = source.environment.name
     if arrived is None:
         measured = f"{source.image.label} is not committed in {env}"

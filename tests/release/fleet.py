@@ -1,0 +1,100 @@
+"""Fixture repositories with services of the test's own, whatever this template ships.
+
+The stages, their settings and the charts are this repository's; the services are copies of
+whichever service it ships first, renamed, with images the test sets. Nothing here knows the
+sample services' names or number.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from platformctl.imagefile import with_image
+from platformctl.model import BASE_DIR, ENVIRONMENT_FILE, Image, load_repo
+from platformctl.release import holds_of
+from tests.conftest import PROJECT_ROOT, _without_gates, edit_yaml, git, initial_commit
+
+REGISTRY = "registry.example/team"
+
+
+def digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def image(service: str, n: int) -> Image:
+    """Build ``n`` of a service: tag 1.n.0 with its own digest."""
+    return Image(f"{REGISTRY}/{service}", f"1.{n}.0", digest(n))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    root: Path
+    stages: tuple[str, ...]
+    services: tuple[str, ...]
+
+    def values(self, stage: str, service: str) -> Path:
+        return self.root / "environments" / stage / f"{service}.yaml"
+
+    def image(self, stage: str, service: str) -> Image:
+        return load_repo(self.root).release(service, stage).image
+
+    def set_image(self, stage: str, service: str, build: int, *, commit: bool = True) -> None:
+        path = self.values(stage, service)
+        edited = with_image(path.read_text(), image(service, build))
+        assert edited is not None
+        path.write_text(edited)
+        if commit:
+            git(self.root, "commit", "-qam", f"ci: {service} build {build} in {stage}")
+
+    def holds(self, stage: str) -> set[str]:
+        return set(load_repo(self.root).environment(stage).holds)
+
+
+def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
+    """A git repository with ``services`` in every stage, all at ``build``, no gates."""
+    project = load_repo(PROJECT_ROOT)
+    template = project.services[0]
+    shutil.copytree(PROJECT_ROOT / "charts", path / "charts")
+    shutil.copytree(PROJECT_ROOT / "environments", path / "environments")
+    environments = path / "environments"
+    for stage in project.environment_names:
+        for file in (environments / stage).glob("*.yaml"):
+            if file.name != ENVIRONMENT_FILE:
+                file.unlink()
+    for file in (environments / BASE_DIR).glob("*.yaml"):
+        file.unlink()
+    base = (PROJECT_ROOT / "environments" / BASE_DIR / f"{template}.yaml").read_text()
+    for service in services:
+        (environments / BASE_DIR / f"{service}.yaml").write_text(base.replace(template, service))
+        for stage in project.environment_names:
+            text = (PROJECT_ROOT / "environments" / stage / f"{template}.yaml").read_text()
+            renamed = text.replace(template, service)
+            edited = with_image(renamed, image(service, build))
+            assert edited is not None, f"{stage}/{template}.yaml has no one-line image"
+            (environments / stage / f"{service}.yaml").write_text(edited)
+    edit_yaml(environments / "pipeline.yaml", _without_gates, sequence_indent=4)
+    initial_commit(path)
+    return Fleet(path, project.environment_names, tuple(services))
+
+
+def bare_remote(fleet: Fleet, path: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", "--bare", str(fleet.root), str(path)], check=True)
+    return path
+
+
+def clone_of(remote: Path, path: Path, fleet: Fleet, name: str) -> Fleet:
+    subprocess.run(["git", "clone", "-q", str(remote), str(path)], check=True)
+    git(path, "config", "user.email", f"{name}@example.com")
+    git(path, "config", "user.name", name)
+    cache = fleet.root / ".platform-cache"
+    if cache.is_dir():
+        shutil.copytree(cache, path / ".platform-cache")
+    return Fleet(path, fleet.stages, fleet.services)
+
+
+def remote_holds(remote: Path, revision: str, stage: str) -> set[str]:
+    """The services held in ``stage`` at ``revision`` of a (bare) repository."""
+    return set(holds_of(git(remote, "show", f"{revision}:environments/{stage}/environment.yaml")))

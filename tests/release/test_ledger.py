@@ -1,0 +1,81 @@
+"""The ledger believes only git's trailer block, and a release's time is when it reached the
+watched branch (first-parent history), not when a pull-request commit was made."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from pathlib import Path
+
+from platformctl.gates.calendar import check_soak
+from platformctl.gates.results import Verdict
+from platformctl.git import Git
+from platformctl.ledger import Entry, history
+from platformctl.model import load_repo
+from tests.conftest import git
+from tests.release.fleet import Fleet, make_fleet
+
+
+def _commit_at(fleet: Fleet, message: str, when: dt.datetime) -> None:
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    subprocess.run(
+        ["git", "-C", str(fleet.root), "commit", "-qa", "-F", "-"],
+        input=message,
+        text=True,
+        check=True,
+        env={**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
+    )
+
+
+def _history_after(tmp_path: Path, message: str) -> list[Entry]:
+    """The last stage's history of alpha after a hand edit committed with ``message``
+    (``{stage}`` in it is the stage's name)."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    stage = fleet.stages[-1]
+    fleet.set_image(stage, "alpha", 2, commit=False)
+    _commit_at(fleet, message.format(stage=stage), dt.datetime.now(dt.UTC))
+    return history(Git(fleet.root), load_repo(fleet.root).release("alpha", stage))
+
+
+def test_platform_lines_outside_the_trailer_block_are_not_believed(tmp_path: Path) -> None:
+    forged = (
+        "hand edit\n\n"
+        "Platform-Action: rollback\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n\n"
+        "The paragraph above is body text: git's trailer block is the last paragraph.\n"
+    )
+    entries = _history_after(tmp_path, forged)
+    assert [entry.action for entry in entries] == ["manual", "manual"]
+
+
+def test_trailers_in_the_last_paragraph_are_the_record(tmp_path: Path) -> None:
+    message = (
+        "promote by a script\n\n"
+        "Platform-Action: promote\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n"
+        "Platform-Reason: scheduled\n"
+    )
+    entry = _history_after(tmp_path, message)[0]
+    assert (entry.action, entry.reason) == ("promote", "scheduled")
+
+
+def test_a_merged_pull_request_counts_from_its_merge(tmp_path: Path) -> None:
+    """A commit made three days ago and merged now has soaked for minutes, not three days."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    source = fleet.stages[0]
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    git(fleet.root, "switch", "-q", "-c", "pr")
+    fleet.set_image(source, "alpha", 2, commit=False)
+    trailers = (
+        f"Platform-Action: promote\nPlatform-Service: alpha\nPlatform-Environment: {source}\n"
+    )
+    _commit_at(fleet, f"build 2\n\n{trailers}", now - dt.timedelta(days=3))
+    git(fleet.root, "switch", "-q", "main")
+    git(fleet.root, "merge", "-q", "--no-ff", "-m", "Merge pull request #1", "pr")
+    release = load_repo(fleet.root).release("alpha", source)
+    entry = history(Git(fleet.root), release)[0]
+    merged_at = dt.datetime.fromisoformat(entry.time)
+    assert now - dt.timedelta(minutes=5) <= merged_at
+    assert entry.commit == git(fleet.root, "rev-parse", "HEAD").strip()  # the merge
+    assert entry.action == "promote"  # the evidence is the pull request's commit's
+    soak = check_soak(Git(fleet.root), release, dt.timedelta(days=1), now + dt.timedelta(hours=1))
+    assert soak.verdict is Verdict.failed, soak.measured

@@ -1,0 +1,111 @@
+"""After a rejected push the intent is planned again on the remote's tip, never rebased: a
+hold or a rollback of the source that arrived meanwhile refuses it (exit 1, nothing pushed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from platformctl.imagefile import image_of
+from tests.conftest import PLATFORM_BINARY, git
+from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet, remote_holds
+
+
+def platform(work: Fleet, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PLATFORM_FAULT": fault} if fault else {}
+    return subprocess.run(
+        [PLATFORM_BINARY, *args],
+        cwd=work.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> tuple[Path, Fleet, Fleet]:
+    """A remote and two clones; build 2 of alpha is in the first stage."""
+    fleet = make_fleet(tmp_path / "origin", ["alpha", "beta"])
+    fleet.set_image(fleet.stages[0], "alpha", 2)
+    fleet.set_image(fleet.stages[0], "beta", 2)
+    remote = bare_remote(fleet, tmp_path / "remote.git")
+    return (
+        remote,
+        clone_of(remote, tmp_path / "a", fleet, "a"),
+        clone_of(remote, tmp_path / "b", fleet, "b"),
+    )
+
+
+def state(work: Fleet) -> tuple[str, str]:
+    return git(work.root, "rev-parse", "HEAD"), git(work.root, "status", "--porcelain")
+
+
+def test_a_hold_that_reached_the_remote_refuses_the_promotion(
+    two: tuple[Path, Fleet, Fleet],
+) -> None:
+    remote, first, second = two
+    target = first.stages[1]
+    held = platform(second, "hold", "alpha", "--env", target, "--reason", "incident 7", "--push")
+    assert held.returncode == 0, held.stderr
+    tip, before = git(remote, "rev-parse", "main"), state(first)
+    refused = platform(first, "promote", "alpha", "--to", target, "--push")
+    assert refused.returncode == 1, refused.stderr
+    assert "held" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    assert git(remote, "rev-parse", "main") == tip  # nothing pushed
+    assert state(first) == before
+
+
+def test_a_source_stage_rolled_back_meanwhile_refuses_the_promotion(
+    two: tuple[Path, Fleet, Fleet],
+) -> None:
+    remote, first, second = two
+    source, target = first.stages[0], first.stages[1]
+    rolled = platform(second, "rollback", "alpha", "--env", source, "--push")
+    assert rolled.returncode == 0, rolled.stderr
+    tip, before = git(remote, "rev-parse", "main"), state(first)
+    refused = platform(first, "promote", "alpha", "--to", target, "--push")
+    assert refused.returncode == 1, refused.stderr
+    assert "rolled back or replaced meanwhile" in refused.stderr
+    assert git(remote, "rev-parse", "main") == tip
+    assert state(first) == before
+
+
+def test_a_different_service_moved_meanwhile_is_no_conflict(
+    two: tuple[Path, Fleet, Fleet],
+) -> None:
+    remote, first, second = two
+    target = first.stages[1]
+    assert platform(second, "promote", "beta", "--to", target, "--push").returncode == 0
+    landed = platform(first, "promote", "alpha", "--to", target, "--push", "--output", "json")
+    assert landed.returncode == 0, landed.stderr
+    tip = git(remote, "rev-parse", "main").strip()
+    for service in ("alpha", "beta"):
+        text = git(remote, "show", f"{tip}:environments/{target}/{service}.yaml")
+        assert image_of(text) == image(service, 2)
+    # re-planned, not rebased: the new commit's parent is the remote's tip it found
+    assert git(remote, "log", "-1", "--format=%s", tip).startswith("promote(alpha)")
+    assert git(first.root, "status", "--porcelain") == ""
+
+
+def test_a_commit_an_interrupted_run_left_is_replanned_on_a_moved_remote(
+    two: tuple[Path, Fleet, Fleet],
+) -> None:
+    remote, first, second = two
+    target = first.stages[1]
+    hold = ("hold", "alpha", "--env", target, "--reason", "incident 8", "--push")
+    assert platform(first, *hold, fault="synced").returncode == -signal.SIGKILL
+    other = platform(second, "hold", "beta", "--env", target, "--reason", "y", "--push")
+    assert other.returncode == 0, other.stderr
+    again = platform(first, *hold)
+    assert again.returncode == 0, again.stderr
+    assert "pushed" in again.stdout
+    tip = git(remote, "rev-parse", "main").strip()
+    assert remote_holds(remote, tip, target) == {"alpha", "beta"}
+    assert git(first.root, "rev-parse", "HEAD").strip() == tip
+    assert git(first.root, "status", "--porcelain") == ""
