@@ -50,10 +50,10 @@ from platformctl.policy.rules import (
 from platformctl.render import ADDONS_TARGET, GITOPS_TARGET, Job, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
 from platformctl.stacks import stack_findings
-from platformctl.yamlio import display_path, located, read_mapping
 from platformctl.twin import check_environment
 from platformctl.twin.stack import StackFacts, stack_facts
 from platformctl.twin.world import Target
+from platformctl.yamlio import display_path, located, read_mapping
 
 CACHE_FILE = "verify.json"
 _CRD = "CustomResourceDefinition"
@@ -402,6 +402,7 @@ def _twin_findings(
         for job in (
             renderer.gitops_job(environment),
             renderer.addons_job(environment),
+            *renderer.addon_chart_jobs(environment),
             *(renderer.release_job(release) for release in repo.select([name])),
         ):
             every.setdefault(job.key, job)
@@ -499,26 +500,24 @@ def verify(
     checked = gate.finish(context)
     reused = {target.rendered.key for target in gate.checked if target.cached}
 
-    results = []
-    all_findings: list[Finding] = []
-    for key in order:
-        findings = (answered[key] if key in answered else checked[key]) + twin.get(key, [])
-        env_name, target_name = key.split("/", 1)
-        results.append(
-            TargetResult(
-                key=key,
-                environment=env_name,
-                name=target_name,
-                cached=key in answered or key in reused,
-                findings=sorted(findings),
-            )
+    results = [
+        TargetResult(
+            key=key,
+            environment=key.split("/", 1)[0],
+            name=key.split("/", 1)[1],
+            cached=key in answered or key in reused,
+            findings=sorted(
+                (answered[key] if key in answered else checked[key]) + twin.get(key, [])
+            ),
         )
-        all_findings += findings
+        for key in order
+    ]
+    all_findings = [finding for result in results for finding in result.findings]
     day = today or dt.date.today()
     # The stacks are whole-environment targets, like the Argo CD objects.
-    stacks, warnings = stack_findings(repo, [] if services else env_names, day)
+    stack_problems, warnings = stack_findings(repo, [] if services else env_names, day)
     failing, excepted, unused = apply_exceptions(
-        sorted(all_findings + stacks), exceptions, day, repo.exceptions_file
+        sorted(all_findings + stack_problems), exceptions, day, repo.exceptions_file
     )
     return VerifyReport(
         targets=results,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from platformctl.stacks import load_settings, stack_file
 from platformctl.model import load_repo
+from platformctl.stacks import load_settings, stack_file
 from platformctl.vendor import VENDOR_DIR, Lock, lock_problems, tree_digest
 from tests.conftest import PROJECT_ROOT
 

@@ -16,7 +16,6 @@ from platformctl.gates.config import DEFAULT_OBJECTIVES, Objective
 from platformctl.model import Repo
 from platformctl.policy.findings import Finding
 from platformctl.render import ADDONS_TARGET, Rendered
-from platformctl.twin.stack import NETWORK_POLICY_KEY
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Rollout", "ReplicaSet"})
 RESOURCE_KEYS = ("cpu", "memory")
@@ -300,11 +299,11 @@ def workload_namespace_guarded(
         return
     namespace = rendered.environment.namespace
     if context.network_policy.get(rendered.environment.name) is False:
-        section, key = NETWORK_POLICY_KEY
         yield (
             "EksAddon/vpc-cni",
             f"the NetworkPolicies of {namespace} are not enforced: the VPC CNI add-on of the "
-            f"environment's stack does not enable network policy (set {section}: {key}: true)",
+            f"environment's stack does not enable network policy (set platform:cluster: "
+            "networkPolicy: true in its stack file)",
         )
     found = {resource_id(d): d for d in rendered.documents}
     labels = ((found.get(f"Namespace/{namespace}") or {}).get("metadata") or {}).get("labels") or {}
