@@ -10,6 +10,7 @@ from platformctl.model import Environment, Repo
 from platformctl.render import ADDONS_TARGET, GITOPS_TARGET
 from platformctl.twin import crds as crd_index
 from platformctl.twin.bootstrap import ARGOCD_KINDS, Bootstrap, bootstrap_of
+from platformctl.twin.controllers import made_by_controllers
 from platformctl.twin.world import (
     App,
     Target,
@@ -67,6 +68,19 @@ def _bootstrap_documents(environment: Environment, bootstrap: Bootstrap) -> list
         }
         for kind in ARGOCD_KINDS
     ]
+    # The API server's own Service, which every cluster has (kube-apiserver keeps it).
+    documents.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 443}]},
+        }
+    )
     documents.append(dict(bootstrap.cluster_secret))
     return documents
 
@@ -172,6 +186,8 @@ def _contents(
 ) -> None:
     for document in target.rendered.documents:
         world.add(document, app, target.rendered.key)
+        for made in made_by_controllers(document):
+            world.add(made, app, target.rendered.key)
         if document.get("kind") != "Application" or depth >= MAX_DEPTH:
             continue
         where = position(document)
