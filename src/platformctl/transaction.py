@@ -153,8 +153,8 @@ def _contents(git: Git, commit: str, paths: tuple[str, ...]) -> dict[str, bytes]
 def recover(git: Git, branch: str) -> Journal | None:
     """Finish what an interrupted run left; the journal of a commit still to push, if any."""
     journal = read_journal(git)
-    if journal is None:
-        return None
+    if journal is None or journal.branch != branch:
+        return None  # another branch's: finished when that branch is checked out again
     tip = git.rev(f"refs/heads/{journal.branch}")
     if tip == journal.old:  # killed before the branch moved: nothing visible happened
         clear_journal(git)
@@ -165,7 +165,7 @@ def recover(git: Git, branch: str) -> Journal | None:
         # the branch was reset or rewritten since: the unpushed commit is not on it any more
         clear_journal(git)
         return None
-    if journal.push is None or journal.branch != branch:
+    if journal.push is None:
         clear_journal(git)
         return None
     return journal
