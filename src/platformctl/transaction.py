@@ -106,24 +106,9 @@ def sync_tree(git: Git, files: Mapping[str, bytes]) -> None:
     git.run("update-index", "-q", "--", *files)
 
 
-def commit(
-    git: Git,
-    branch: str,
-    old: str,
-    files: Mapping[str, str],
-    message: str,
-    *,
-    push: tuple[str, str] | None = None,
-) -> str:
-    """Make and check out the commit of ``old`` with ``files`` replaced; returns it."""
-    new = git.write_commit(old, files, message, sign=git.signs_commits)
-    fault("built")
-    move(git, Journal(branch, old, new, tuple(files), push), files)
-    return new
-
-
 def move(git: Git, journal: Journal, files: Mapping[str, str] | None = None) -> None:
-    """Journal, compare-and-swap the branch, write the tree: the steps of the module doc."""
+    """Journal, compare-and-swap the branch, write the tree: the steps of the module doc
+    (``files``: the new texts when the caller has them, else read from the new commit)."""
     write_journal(git, journal)
     fault("journaled")
     with _no_interrupt():
