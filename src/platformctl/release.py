@@ -596,6 +596,8 @@ def _undo_unpushed(session: Session) -> str:
     clear_journal(git)
     if session.pending is not None:
         write_journal(git, session.pending)
+        left = session.pending.new[:12]
+        return f"nothing was pushed; {left} of an interrupted run stays local, still to push"
     return "nothing was pushed and the local commit was undone"
 
 

@@ -106,24 +106,9 @@ def sync_tree(git: Git, files: Mapping[str, bytes]) -> None:
     git.run("update-index", "-q", "--", *files)
 
 
-def commit(
-    git: Git,
-    branch: str,
-    old: str,
-    files: Mapping[str, str],
-    message: str,
-    *,
-    push: tuple[str, str] | None = None,
-) -> str:
-    """Make and check out the commit of ``old`` with ``files`` replaced; returns it."""
-    new = git.write_commit(old, files, message, sign=git.signs_commits)
-    fault("built")
-    move(git, Journal(branch, old, new, tuple(files), push), files)
-    return new
-
-
 def move(git: Git, journal: Journal, files: Mapping[str, str] | None = None) -> None:
-    """Journal, compare-and-swap the branch, write the tree: the steps of the module doc."""
+    """Journal, compare-and-swap the branch, write the tree: the steps of the module doc
+    (``files``: the new texts when the caller has them, else read from the new commit)."""
     write_journal(git, journal)
     fault("journaled")
     with _no_interrupt():
@@ -153,8 +138,8 @@ def _contents(git: Git, commit: str, paths: tuple[str, ...]) -> dict[str, bytes]
 def recover(git: Git, branch: str) -> Journal | None:
     """Finish what an interrupted run left; the journal of a commit still to push, if any."""
     journal = read_journal(git)
-    if journal is None:
-        return None
+    if journal is None or journal.branch != branch:
+        return None  # another branch's: finished when that branch is checked out again
     tip = git.rev(f"refs/heads/{journal.branch}")
     if tip == journal.old:  # killed before the branch moved: nothing visible happened
         clear_journal(git)
@@ -165,7 +150,7 @@ def recover(git: Git, branch: str) -> Journal | None:
         # the branch was reset or rewritten since: the unpushed commit is not on it any more
         clear_journal(git)
         return None
-    if journal.push is None or journal.branch != branch:
+    if journal.push is None:
         clear_journal(git)
         return None
     return journal

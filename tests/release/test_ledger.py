@@ -7,13 +7,17 @@ import datetime as dt
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from typer.testing import CliRunner
+
+from platformctl.cli import app
 from platformctl.gates.calendar import check_soak
 from platformctl.gates.results import Verdict
 from platformctl.git import Git
 from platformctl.ledger import Entry, history
 from platformctl.model import load_repo
-from tests.conftest import git
+from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, make_fleet
 
 
@@ -79,3 +83,25 @@ def test_a_merged_pull_request_counts_from_its_merge(tmp_path: Path) -> None:
     assert entry.action == "promote"  # the evidence is the pull request's commit's
     soak = check_soak(Git(fleet.root), release, dt.timedelta(days=1), now + dt.timedelta(hours=1))
     assert soak.verdict is Verdict.failed, soak.measured
+
+
+def test_a_history_git_cannot_read_is_exit_3_not_a_gate_to_override(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    source, target = fleet.stages[0], fleet.stages[1]
+
+    def soak(pipeline: Any) -> None:
+        pipeline["stages"][1]["gates"] = {"soak": {"minimum": "1h"}}
+
+    edit_yaml(fleet.root / "environments/pipeline.yaml", soak, sequence_indent=4)
+    git(fleet.root, "commit", "-qam", "soak before the second stage")
+    fleet.set_image(source, "alpha", 2)
+    first = git(fleet.root, "rev-list", "--max-parents=0", "HEAD").strip()
+    (fleet.root / ".git" / "objects" / first[:2] / first[2:]).unlink()  # a corrupt clone
+    before = git(fleet.root, "rev-parse", "HEAD")
+    result = CliRunner().invoke(
+        app, ["--repo", str(fleet.root), "promote", "alpha", "--to", target]
+    )
+    assert result.exit_code == 3, result.output
+    assert "--override" not in result.stderr
+    assert result.stderr.startswith("error: git log failed")
+    assert git(fleet.root, "rev-parse", "HEAD") == before

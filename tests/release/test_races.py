@@ -89,3 +89,31 @@ def test_eight_clones_ten_rounds_nothing_lost_nothing_refused(tmp_path: Path) ->
         assert git(remote, "rev-list", "--count", f"{start}..{tip}").strip() == "7", number
     assert refusals == []
     assert max(attempts) > 1  # the writers did race: pushes were rejected and re-planned
+
+
+def test_four_holds_at_once_in_one_clone_are_all_kept(tmp_path: Path) -> None:
+    """Each plan is made under the clone's lock, so no writer builds on a text it read
+    before another writer committed."""
+    services = [f"svc-{n}" for n in range(4)]
+    fleet = make_fleet(tmp_path / "fleet", services)
+    target = fleet.stages[-1]
+    for number in range(3):
+        processes = [
+            subprocess.Popen(
+                [PLATFORM_BINARY, "hold", service, "--env", target, "--reason", f"round {number}"],
+                cwd=fleet.root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for service in services
+        ]
+        for process in processes:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr
+        assert fleet.holds(target) == set(services)
+        reasons = {
+            hold["reason"] for hold in load_repo(fleet.root).environment(target).holds.values()
+        }
+        assert reasons == {f"round {number}"}
+        assert git(fleet.root, "status", "--porcelain") == ""

@@ -9,7 +9,7 @@ closed). An overridden gate is not asked; it is recorded with the reason instead
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -21,7 +21,7 @@ from platformctl.gates.config import GATE_ORDER, NETWORK_GATES
 from platformctl.gates.health import check_argocd, check_slo
 from platformctl.gates.images import Registries, check_registry, check_signature
 from platformctl.gates.results import GateReport, GateResult, Verdict
-from platformctl.git import Git
+from platformctl.git import Git, GitError
 from platformctl.httpapi import EndpointUnreachable
 from platformctl.model import Endpoint, Environment, Image, Release, Repo
 from platformctl.prometheus import Prometheus
@@ -67,6 +67,20 @@ def _failure(gate: str, service: str | None, error: PlatformError) -> GateResult
     """A gate that could not decide fails closed, and says why (the endpoint, if any)."""
     unreachable = isinstance(error, EndpointUnreachable)
     return GateResult(gate, service, Verdict.failed, str(error), unreachable=unreachable)
+
+
+Ask = Callable[[str, Release, Image], tuple[list[GateResult], Image]]
+
+
+def _ask(run: Ask, gate: str, release: Release, image: Image) -> tuple[list[GateResult], Image]:
+    """One gate for one service; what it could not decide fails closed. A git failure is the
+    clone's problem, not the gate's (overriding the gate would not help): it is raised."""
+    try:
+        return run(gate, release, image)
+    except GitError:
+        raise
+    except PlatformError as error:
+        return [_failure(gate, release.service, error)], image
 
 
 def evaluate(
@@ -128,10 +142,7 @@ def evaluate(
             if instead is not None:
                 results.append(instead)
                 continue
-            try:
-                found, image = run(gate, release, image)
-            except PlatformError as error:
-                found = [_failure(gate, service, error)]
+            found, image = _ask(run, gate, release, image)
             results += found
         return results, image
 
