@@ -49,6 +49,7 @@ network = Network(
         name=name,
         environment=settings.environment,
         region=settings.region,
+        account_id=account_id,
         cidr=settings.network.cidr,
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
@@ -115,7 +116,10 @@ if settings.registry.owned:
     registry = Registry(
         "registry",
         RegistryArgs(
-            settings=settings.registry, environment=settings.environment, account_id=account_id
+            settings=settings.registry,
+            environment=settings.environment,
+            account_id=account_id,
+            existing=account.repositories,
         ),
     )
     pulumi.export("repositoryUrls", registry.repository_urls)

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from platform_infra.common import child, log_group, tags
+from platform_infra.common import child, log_group, recovery_window, tags
 from platform_infra.iam import external_dns_policy, load_balancer_controller_policy
 from platform_infra.identity import OidcProvider, irsa_role
 from platformctl.bridge import ADDON_ROLES, addon_secret_name, cluster_log_group
@@ -183,7 +183,7 @@ class AddonIdentity(pulumi.ComponentResource):
             name=addon_secret_name(args.cluster_name, "grafana"),
             description=f"Grafana admin login of {args.environment} (admin-user, admin-password)",
             kms_key_id=args.kms_key_arn,
-            recovery_window_in_days=30 if args.deletion_protection else 7,
+            recovery_window_in_days=recovery_window(args.deletion_protection),
             tags=tags(args.environment, f"{args.cluster_name}-grafana"),
             opts=child(self),
         )

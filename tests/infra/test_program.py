@@ -25,6 +25,7 @@ from tests.infra.conftest import (
     VPC_ID,
     AwsMocks,
     Program,
+    run_program,
     stack_config,
 )
 
@@ -294,3 +295,51 @@ def test_the_kubeconfig_gets_tokens_from_aws_and_holds_no_credentials(program: P
     assert user["exec"]["command"] == "aws"
     assert "token" not in user
     assert config["clusters"][0]["cluster"]["server"].startswith("https://")
+
+
+def test_dev_is_rebuildable_and_production_keeps_what_it_deletes(
+    programs: dict[str, Program],
+) -> None:
+    """Finding 9: a destroyed dev could not be rebuilt - its secrets sat in a 7-day recovery
+    window under the same names, and its kept ECR repositories already existed."""
+    for stack, days in (("dev", 0), ("production", 30)):
+        secrets = programs[stack].of_type("aws:secretsmanager/secret:Secret")
+        assert secrets
+        assert {s.inputs["recoveryWindowInDays"] for s in secrets} == {days}
+
+
+def test_a_rebuilt_first_stage_adopts_the_repositories_it_kept() -> None:
+    repo = load_repo(ROOT)
+    kept = sorted(
+        repo.release(s, repo.environments[0].name).image.repository for s in repo.services
+    )
+    paths = [image.partition("/")[2] for image in kept]
+    program = run_program(repo.environments[0].name, mocks=AwsMocks(repositories=paths[:1]))
+    imports = {
+        r.inputs["name"]: r.import_id for r in program.of_type("aws:ecr/repository:Repository")
+    }
+    assert imports[paths[0]] == paths[0]
+    assert all(imports[path] == "" for path in paths[1:])
+
+
+def test_only_this_accounts_flow_logs_assume_the_flow_log_role(program: Program) -> None:
+    role = next(
+        r
+        for r in program.of_type("aws:iam/role:Role")
+        if "vpc-flow-logs.amazonaws.com" in r.inputs["assumeRolePolicy"]
+    )
+    condition = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert condition["ArnLike"]["aws:SourceArn"].startswith(f"arn:aws:ec2:{REGION}:{ACCOUNT}:")
+
+
+def test_every_vpc_endpoint_serves_this_account_only(program: Program) -> None:
+    endpoints = program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert len(endpoints) == 5
+    for endpoint in endpoints:
+        statements = json.loads(endpoint.inputs["policy"])["Statement"]
+        wildcard = [s for s in statements if s["Action"] == "*"]
+        assert {json.dumps(s["Condition"]) for s in wildcard} == {
+            json.dumps({"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}),
+            json.dumps({"StringEquals": {"aws:ResourceAccount": ACCOUNT}}),
+        }
