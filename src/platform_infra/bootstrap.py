@@ -52,25 +52,58 @@ class GitOpsBootstrapArgs:
 
 
 def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
-    """Chart values: no local exec or Dex by default, HA replicas and Redis HA when asked."""
+    """Chart values: no local exec or Dex; SSO through the stack's OIDC issuer with the local
+    admin off outside the first stage; HA replicas and Redis HA when asked; the UI and API on
+    an internal ALB at ``argocd.<domain>`` (the certificate found by host, the record written
+    by external-dns), which the gates and ``--wait`` call from inside the network."""
     replicas = 2 if settings.high_availability else 1
+    cm: dict[str, Any] = {
+        "exec.enabled": False,
+        "admin.enabled": settings.local_admin,
+        "timeout.reconciliation": "180s",
+        # An Application is healthy when its resources are: the add-ons' sync waves
+        # then wait for each wave's add-ons (Argo CD no longer assesses this itself).
+        "resource.customizations.health.argoproj.io_Application": APPLICATION_HEALTH,
+    }
+    rbac: dict[str, Any] = {"policy.default": "role:readonly", "scopes": "[groups]"}
+    if settings.sso is not None:
+        cm["oidc.config"] = json.dumps(
+            {
+                "name": "SSO",
+                "issuer": settings.sso.issuer,
+                "clientID": settings.sso.client_id,
+                "enablePKCEAuthentication": True,
+                "requestedScopes": ["openid", "profile", "email", "groups"],
+            }
+        )
+        rbac["policy.csv"] = "".join(
+            f"g, {group}, role:admin\n" for group in settings.sso.admin_groups
+        )
     return {
         "global": {"domain": settings.hostname},
         # Uninstalling the chart must not delete the CRDs, and with them every Application.
         "crds": {"keep": True},
-        "configs": {
-            "cm": {
-                "exec.enabled": False,
-                "timeout.reconciliation": "180s",
-                # An Application is healthy when its resources are: the add-ons' sync waves
-                # then wait for each wave's add-ons (Argo CD no longer assesses this itself).
-                "resource.customizations.health.argoproj.io_Application": APPLICATION_HEALTH,
-            },
-            "params": {"server.insecure": False},
-        },
+        "configs": {"cm": cm, "rbac": rbac, "params": {"server.insecure": False}},
         "dex": {"enabled": False},
         "redis-ha": {"enabled": settings.high_availability},
-        "server": {"replicas": replicas},
+        "server": {
+            "replicas": replicas,
+            "ingress": {
+                "enabled": True,
+                "controller": "aws",
+                "ingressClassName": "alb",
+                "hostname": settings.hostname,
+                "annotations": {
+                    "alb.ingress.kubernetes.io/scheme": "internal",
+                    "alb.ingress.kubernetes.io/target-type": "ip",
+                    "alb.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                    "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]',
+                    "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                    "external-dns.alpha.kubernetes.io/hostname": settings.hostname,
+                },
+                "aws": {"serviceType": "ClusterIP", "backendProtocolVersion": "GRPC"},
+            },
+        },
         "repoServer": {"replicas": replicas},
         "applicationSet": {"replicas": replicas},
     }

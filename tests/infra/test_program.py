@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pulumi
+import pytest
 from pulumi.runtime import rpc
 
 from platform_infra.rules import (
@@ -343,3 +346,63 @@ def test_every_vpc_endpoint_serves_this_account_only(program: Program) -> None:
             json.dumps({"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}),
             json.dumps({"StringEquals": {"aws:ResourceAccount": ACCOUNT}}),
         }
+
+
+def _argocd_values(program: Program) -> dict[str, Any]:
+    values: dict[str, Any] = program.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    return values
+
+
+def test_argocd_logs_in_through_sso_with_the_local_admin_off_outside_the_first_stage(
+    programs: dict[str, Program],
+) -> None:
+    """Finding 10: the local admin was on everywhere and there was no SSO."""
+    first = load_repo(ROOT).environments[0].name
+    for stack, program in programs.items():
+        cm = _argocd_values(program)["configs"]["cm"]
+        assert cm["admin.enabled"] is (stack == first)
+        sso = stack_config(stack)["platform:argocd"].get("sso")
+        if stack != first:
+            assert sso is not None
+        if sso:
+            oidc = json.loads(cm["oidc.config"])
+            assert (oidc["issuer"], oidc["clientID"]) == (sso["issuer"], sso["clientId"])
+            assert oidc["enablePKCEAuthentication"] is True
+            rbac = _argocd_values(program)["configs"]["rbac"]
+            assert rbac["policy.default"] == "role:readonly"
+            for group in sso["adminGroups"]:
+                assert f"g, {group}, role:admin" in rbac["policy.csv"]
+
+
+def test_argocd_answers_at_its_url_on_an_internal_load_balancer(program: Program) -> None:
+    """Finding 7: `https://argocd.<domain>` was exported and called by the gates and --wait,
+    but nothing made it: no ingress, no DNS record."""
+    url = load_repo(ROOT).environment(program.stack).argocd
+    assert url is not None
+    ingress = _argocd_values(program)["server"]["ingress"]
+    host = url.url.removeprefix("https://")
+    assert (ingress["enabled"], ingress["ingressClassName"], ingress["hostname"]) == (
+        True,
+        "alb",
+        host,
+    )
+    annotations = ingress["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internal"
+    assert annotations["external-dns.alpha.kubernetes.io/hostname"] == host
+
+
+@pytest.mark.parametrize(
+    ("stack", "edit", "message"),
+    [
+        ("staging", {"localAdmin": True}, "the local admin login is for the first stage only"),
+        ("production", {"sso": None}, "no way to log in: set sso"),
+    ],
+)
+def test_argocd_login_settings_that_lock_people_out_or_leave_admin_on_are_refused(
+    stack: str, edit: dict[str, Any], message: str
+) -> None:
+    config = stack_config(stack)
+    argocd = {**config["platform:argocd"], **edit}
+    config["platform:argocd"] = {k: v for k, v in argocd.items() if v is not None}
+    with pytest.raises(pulumi.RunError, match=message):
+        run_program(stack, config)
