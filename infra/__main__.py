@@ -63,6 +63,7 @@ cluster = Cluster(
         settings=settings.cluster,
         environment=settings.environment,
         region=settings.region,
+        vpc_id=network.vpc.id,
         subnet_ids=network.private_subnet_ids,
         kms_key_arn=encryption.key.arn,
         deletion_protection=settings.deletion_protection,
@@ -76,7 +77,8 @@ database = Database(
         settings=settings.database,
         vpc_id=network.vpc.id,
         subnet_ids=network.private_subnet_ids,
-        client_security_group_id=cluster.cluster.vpc_config.cluster_security_group_id,
+        # Pods share their node's network interfaces, so the nodes' group is the client.
+        client_security_group_id=cluster.node_security_group.id,
         kms_key_arn=encryption.key.arn,
         log_retention_days=settings.cluster.log_retention_days,
     ),

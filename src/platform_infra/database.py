@@ -50,18 +50,18 @@ class Database(pulumi.ComponentResource):
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=args.vpc_id,
-            description=f"PostgreSQL of {args.name}: from the cluster only",
+            description=f"PostgreSQL of {args.name}: from the nodes only",
             tags=tags(env, f"{args.name}-db"),
             opts=child(self),
         )
         aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-cluster",
+            f"{name}-from-nodes",
             security_group_id=group.id,
             referenced_security_group_id=args.client_security_group_id,
             ip_protocol="tcp",
             from_port=5432,
             to_port=5432,
-            description="PostgreSQL from the EKS cluster",
+            description="PostgreSQL from the EKS nodes (and their pods)",
             tags=tags(env),
             opts=child(self),
         )

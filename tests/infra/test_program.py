@@ -156,8 +156,39 @@ def test_the_database_is_private_encrypted_and_keeps_its_password_in_secrets_man
         if r.inputs.get("fromPort") == 5432
     ]
     assert len(ingress) == 1
-    assert ingress[0]["referencedSecurityGroupId"] == "sg-0cluster"
+    # Finding 10: from the nodes' own group, not the cluster group everything shares.
+    assert ingress[0]["referencedSecurityGroupId"] == "cluster-nodes-id"
     assert "cidrIpv4" not in ingress[0]
+
+
+def test_nodes_have_their_own_security_group_with_the_recommended_rules(
+    program: Program,
+) -> None:
+    """Finding 10: nodes shared the cluster security group (anything in it reaches anything).
+    terraform-aws-eks v21's node group: control plane to 443, 10250 and webhook ports; nodes
+    to each other on DNS and ephemeral ports; the API open to the nodes on 443."""
+    node_group = program.named("aws:ec2/securityGroup:SecurityGroup", "cluster-nodes")
+    name = f"platform-{program.stack}"
+    assert node_group.inputs["tags"][f"kubernetes.io/cluster/{name}"] == "owned"
+    for template in program.of_type(LAUNCH_TEMPLATE):
+        assert template.inputs["vpcSecurityGroupIds"] == ["cluster-nodes-id"]
+    rules = program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    into_nodes = {
+        (r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"])
+        for r in rules
+        if r.inputs["securityGroupId"] == "cluster-nodes-id"
+    }
+    for port in (443, 10250, 4443, 6443, 8443, 9443):
+        assert ("tcp", port, "sg-0cluster") in into_nodes
+    assert {("tcp", 53, "cluster-nodes-id"), ("udp", 53, "cluster-nodes-id")} <= into_nodes
+    assert ("tcp", 1025, "cluster-nodes-id") in into_nodes
+    api = [
+        r.inputs
+        for r in rules
+        if r.inputs["securityGroupId"] == "sg-0cluster"
+        and r.inputs.get("referencedSecurityGroupId") == "cluster-nodes-id"
+    ]
+    assert [(r["fromPort"], r["toPort"]) for r in api] == [(443, 443)]
 
 
 def test_production_is_stricter_than_dev(programs: dict[str, Program]) -> None:
