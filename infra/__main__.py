@@ -13,9 +13,10 @@ from platform_infra.addons import AddonIdentity, AddonIdentityArgs
 from platform_infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
 from platform_infra.cluster import Cluster, ClusterArgs, kubeconfig
 from platform_infra.database import Database, DatabaseArgs
+from platform_infra.dbusers import DatabaseUsers, DatabaseUsersArgs
 from platform_infra.encryption import Encryption, EncryptionArgs
 from platform_infra.engine import engine_settings
-from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs, database_user
 from platform_infra.network import Network, NetworkArgs
 from platform_infra.preflight import auto_scaling_role, check, read_account
 from platform_infra.registry import Registry, RegistryArgs
@@ -126,7 +127,7 @@ if settings.registry.owned:
     )
     pulumi.export("repositoryUrls", registry.repository_urls)
 
-GitOpsBootstrap(
+gitops = GitOpsBootstrap(
     "gitops",
     GitOpsBootstrapArgs(
         cluster_name=name,
@@ -144,6 +145,23 @@ GitOpsBootstrap(
         ),
     ),
     opts=pulumi.ResourceOptions(depends_on=[cluster]),
+)
+
+DatabaseUsers(
+    "database-users",
+    DatabaseUsersArgs(
+        cluster_name=name,
+        environment=settings.environment,
+        region=settings.region,
+        users=[database_user(service) for service in settings.services],
+        address=database.instance.address,
+        master_secret_arn=database.master_secret_arn,
+        kms_key_arn=encryption.key.arn,
+        provider=cluster.oidc,
+        namespace=settings.argocd.namespace,
+        kubernetes=gitops.provider,
+        ready=[gitops.namespace],
+    ),
 )
 
 pulumi.export("clusterName", cluster.cluster.name)

@@ -121,6 +121,9 @@ def _metadata(document: Mapping[str, Any]) -> dict[str, Any]:
 
 class GitOpsBootstrap(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
+    # For what else runs in the cluster at deploy time (the database users' Job).
+    provider: k8s.Provider
+    namespace: k8s.core.v1.Namespace
 
     def __init__(
         self, name: str, args: GitOpsBootstrapArgs, opts: pulumi.ResourceOptions | None = None
@@ -131,7 +134,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
             raise ValueError(
                 f"charts/gitops must render AppProjects and ApplicationSets, not {sorted(kinds)}"
             )
-        provider = k8s.Provider(
+        provider = self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=args.kubeconfig,
             enable_server_side_apply=True,
@@ -139,7 +142,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
         )
         within = pulumi.ResourceOptions(parent=self, provider=provider)
 
-        namespace = k8s.core.v1.Namespace(
+        namespace = self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
                 "name": args.argocd.namespace,

@@ -126,12 +126,14 @@ class Database(pulumi.ComponentResource):
             tags=tags(env, args.name),
             opts=child(self, depends_on=log_groups),
         )
+        # The secret RDS keeps the master user's password in (the users' Job reads it).
+        self.master_secret_arn: pulumi.Output[str] = self.instance.master_user_secrets.apply(
+            lambda secrets: str(secrets[0].secret_arn) if secrets else ""
+        )
         self.register_outputs(
             {
                 "address": self.instance.address,
                 "resourceId": self.instance.resource_id,
-                "masterSecretArn": self.instance.master_user_secrets.apply(
-                    lambda secrets: secrets[0].secret_arn if secrets else None
-                ),
+                "masterSecretArn": self.master_secret_arn,
             }
         )
