@@ -45,6 +45,24 @@ def grant_sql(users: Sequence[str]) -> str:
     return "".join(statements)
 
 
+def _container(name: str, image: str, script: str, **env: pulumi.Input[str]) -> dict[str, Any]:
+    """A container of the Job: restricted, sharing the in-memory /work with the other."""
+    return {
+        "name": name,
+        "image": image,
+        "command": ["sh", "-ec", script],
+        "env": [{"name": key, "value": value} for key, value in env.items()],
+        "security_context": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volume_mounts": [{"name": "work", "mount_path": "/work"}],
+    }
+
+
 @dataclass(frozen=True)
 class DatabaseUsersArgs:
     cluster_name: str
@@ -120,13 +138,6 @@ class DatabaseUsers(pulumi.ComponentResource):
             },
             opts=within,
         )
-        restricted = {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        }
         fetch = (
             'aws secretsmanager get-secret-value --secret-id "$MASTER_SECRET" '
             "--query SecretString --output text > /work/master.json"
@@ -145,31 +156,17 @@ class DatabaseUsers(pulumi.ComponentResource):
                     "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
                     "volumes": [{"name": "work", "empty_dir": {"medium": "Memory"}}],
                     "init_containers": [
-                        {
-                            "name": "master-secret",
-                            "image": AWS_CLI_IMAGE,
-                            "command": ["sh", "-ec", fetch],
-                            "env": [
-                                {"name": "MASTER_SECRET", "value": args.master_secret_arn},
-                                {"name": "AWS_REGION", "value": args.region},
-                                {"name": "HOME", "value": "/work"},
-                            ],
-                            "security_context": restricted,
-                            "volume_mounts": [{"name": "work", "mount_path": "/work"}],
-                        }
+                        _container(
+                            "master-secret",
+                            AWS_CLI_IMAGE,
+                            fetch,
+                            MASTER_SECRET=args.master_secret_arn,
+                            AWS_REGION=args.region,
+                            HOME="/work",
+                        )
                     ],
                     "containers": [
-                        {
-                            "name": "grant",
-                            "image": PSQL_IMAGE,
-                            "command": ["sh", "-ec", grant],
-                            "env": [
-                                {"name": "PGHOST", "value": args.address},
-                                {"name": "GRANTS", "value": sql},
-                            ],
-                            "security_context": restricted,
-                            "volume_mounts": [{"name": "work", "mount_path": "/work"}],
-                        }
+                        _container("grant", PSQL_IMAGE, grant, PGHOST=args.address, GRANTS=sql)
                     ],
                 }
             },
