@@ -17,10 +17,12 @@ import pulumi_aws as aws
 
 from platform_infra.common import assume_role_policy, child, log_group, managed_policy, tags
 from platform_infra.identity import OidcProvider, irsa_role
-from platform_infra.rules import CONTROL_PLANE_LOG_TYPES
 from platformctl.stacks import ClusterSettings, NodeGroupSettings
 
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# Every control-plane log EKS can send to CloudWatch (the pack's eks-control-plane-logging,
+# checkov's CKV_AWS_37, holds its own list of the ones it requires).
+LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 # Add-ons that call AWS APIs get an IRSA role of their own instead of borrowing the node's.
 ADDON_ROLES = {
     "vpc-cni": ("aws-node", managed_policy("AmazonEKS_CNI_Policy")),
@@ -116,7 +118,7 @@ class Cluster(pulumi.ComponentResource):
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=args.kms_key_arn),
                 resources=["secrets"],
             ),
-            enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
+            enabled_cluster_log_types=list(LOG_TYPES),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
                 bootstrap_cluster_creator_admin_permissions=False,

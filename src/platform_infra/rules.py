@@ -23,6 +23,8 @@ from platform_infra.iam import lint
 from platformctl.model import find_root, load_repo
 from platformctl.support import Calendar
 
+# What CKV_AWS_37 requires of an EKS cluster (the rules hold their own expectations; the
+# components never read them).
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 REQUIRED_TAGS = ("environment", "managed-by")
 PRODUCTION = "production"
