@@ -13,9 +13,10 @@ from platform_infra.addons import AddonIdentity, AddonIdentityArgs
 from platform_infra.bootstrap import GitOpsBootstrap, GitOpsBootstrapArgs, bridge_annotations
 from platform_infra.cluster import Cluster, ClusterArgs, kubeconfig
 from platform_infra.database import Database, DatabaseArgs
+from platform_infra.dbusers import DatabaseUsers, DatabaseUsersArgs
 from platform_infra.encryption import Encryption, EncryptionArgs
 from platform_infra.engine import engine_settings
-from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from platform_infra.identity import WorkloadIdentity, WorkloadIdentityArgs, database_user
 from platform_infra.network import Network, NetworkArgs
 from platform_infra.preflight import auto_scaling_role, check, read_account
 from platform_infra.registry import Registry, RegistryArgs
@@ -49,6 +50,7 @@ network = Network(
         name=name,
         environment=settings.environment,
         region=settings.region,
+        account_id=account_id,
         cidr=settings.network.cidr,
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
@@ -62,6 +64,7 @@ cluster = Cluster(
         settings=settings.cluster,
         environment=settings.environment,
         region=settings.region,
+        vpc_id=network.vpc.id,
         subnet_ids=network.private_subnet_ids,
         kms_key_arn=encryption.key.arn,
         deletion_protection=settings.deletion_protection,
@@ -75,7 +78,8 @@ database = Database(
         settings=settings.database,
         vpc_id=network.vpc.id,
         subnet_ids=network.private_subnet_ids,
-        client_security_group_id=cluster.cluster.vpc_config.cluster_security_group_id,
+        # Pods share their node's network interfaces, so the nodes' group is the client.
+        client_security_group_id=cluster.node_security_group.id,
         kms_key_arn=encryption.key.arn,
         log_retention_days=settings.cluster.log_retention_days,
     ),
@@ -115,12 +119,15 @@ if settings.registry.owned:
     registry = Registry(
         "registry",
         RegistryArgs(
-            settings=settings.registry, environment=settings.environment, account_id=account_id
+            settings=settings.registry,
+            environment=settings.environment,
+            account_id=account_id,
+            existing=account.repositories,
         ),
     )
     pulumi.export("repositoryUrls", registry.repository_urls)
 
-GitOpsBootstrap(
+gitops = GitOpsBootstrap(
     "gitops",
     GitOpsBootstrapArgs(
         cluster_name=name,
@@ -138,6 +145,23 @@ GitOpsBootstrap(
         ),
     ),
     opts=pulumi.ResourceOptions(depends_on=[cluster]),
+)
+
+DatabaseUsers(
+    "database-users",
+    DatabaseUsersArgs(
+        cluster_name=name,
+        environment=settings.environment,
+        region=settings.region,
+        users=[database_user(service) for service in settings.services],
+        address=database.instance.address,
+        master_secret_arn=database.master_secret_arn,
+        kms_key_arn=encryption.key.arn,
+        provider=cluster.oidc,
+        namespace=settings.argocd.namespace,
+        kubernetes=gitops.provider,
+        ready=[gitops.namespace],
+    ),
 )
 
 pulumi.export("clusterName", cluster.cluster.name)

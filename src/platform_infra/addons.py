@@ -14,10 +14,20 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from platform_infra.common import child, log_group, tags
-from platform_infra.iam import external_dns_policy, load_balancer_controller_policy
+from platform_infra.common import child, log_group, recovery_window, tags
+from platform_infra.iam import (
+    cluster_autoscaler_policy,
+    external_dns_policy,
+    load_balancer_controller_policy,
+)
 from platform_infra.identity import OidcProvider, irsa_role
-from platformctl.bridge import ADDON_ROLES, addon_secret_name, cluster_log_group
+from platformctl.bridge import (
+    ADDON_ROLES,
+    AUTOSCALER,
+    AUTOSCALER_ROLE,
+    addon_secret_name,
+    cluster_log_group,
+)
 
 Document = dict[str, Any]
 
@@ -141,7 +151,12 @@ def grafana(resources: Mapping[str, str]) -> Document:
     )
 
 
+def cluster_autoscaler(resources: Mapping[str, str]) -> Document:
+    return cluster_autoscaler_policy(resources["cluster"])
+
+
 POLICIES: Mapping[str, Callable[[Mapping[str, str]], Document]] = {
+    AUTOSCALER: cluster_autoscaler,
     "aws-load-balancer-controller": load_balancer_controller,
     "external-dns": external_dns,
     "fluent-bit": fluent_bit,
@@ -151,9 +166,16 @@ POLICIES: Mapping[str, Callable[[Mapping[str, str]], Document]] = {
 
 
 def _policy(
-    document: Callable[[Mapping[str, str]], Document], region: str, found: Mapping[str, str]
+    document: Callable[[Mapping[str, str]], Document],
+    region: str,
+    cluster: str,
+    found: Mapping[str, str],
 ) -> str:
-    resources = {**found, "secretsmanager": f"secretsmanager.{region}.amazonaws.com"}
+    resources = {
+        **found,
+        "cluster": cluster,
+        "secretsmanager": f"secretsmanager.{region}.amazonaws.com",
+    }
     return json.dumps(document(resources), sort_keys=True)
 
 
@@ -166,7 +188,8 @@ class AddonIdentity(pulumi.ComponentResource):
         self, name: str, args: AddonIdentityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("platform:infra:AddonIdentity", name, None, opts)
-        if set(POLICIES) != set(ADDON_ROLES):
+        owners = {**ADDON_ROLES, AUTOSCALER: AUTOSCALER_ROLE}
+        if set(POLICIES) != set(owners):
             raise ValueError("every add-on role in platformctl.bridge needs a policy here")
         zone = aws.route53.get_zone_output(zone_id=args.zone_id)
         self.hosted_zone_id = zone.zone_id
@@ -183,7 +206,7 @@ class AddonIdentity(pulumi.ComponentResource):
             name=addon_secret_name(args.cluster_name, "grafana"),
             description=f"Grafana admin login of {args.environment} (admin-user, admin-password)",
             kms_key_id=args.kms_key_arn,
-            recovery_window_in_days=30 if args.deletion_protection else 7,
+            recovery_window_in_days=recovery_window(args.deletion_protection),
             tags=tags(args.environment, f"{args.cluster_name}-grafana"),
             opts=child(self),
         )
@@ -195,7 +218,7 @@ class AddonIdentity(pulumi.ComponentResource):
             key=args.kms_key_arn,
         )
         self.role_arns = {}
-        for owner, (namespace, account) in ADDON_ROLES.items():
+        for owner, (namespace, account) in owners.items():
             role = irsa_role(
                 f"{name}-{owner}",
                 f"{args.cluster_name}-{owner}",
@@ -208,7 +231,9 @@ class AddonIdentity(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-{owner}",
                 role=role.id,
-                policy=resources.apply(partial(_policy, POLICIES[owner], args.region)),
+                policy=resources.apply(
+                    partial(_policy, POLICIES[owner], args.region, args.cluster_name)
+                ),
                 opts=child(self),
             )
             self.role_arns[owner] = role.arn

@@ -44,25 +44,58 @@ class GitOpsBootstrapArgs:
 
 
 def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
-    """Chart values: no local exec or Dex by default, HA replicas and Redis HA when asked."""
+    """Chart values: no local exec or Dex; SSO through the stack's OIDC issuer with the local
+    admin off outside the first stage; HA replicas and Redis HA when asked; the UI and API on
+    an internal ALB at ``argocd.<domain>`` (the certificate found by host, the record written
+    by external-dns), which the gates and ``--wait`` call from inside the network."""
     replicas = 2 if settings.high_availability else 1
+    cm: dict[str, Any] = {
+        "exec.enabled": False,
+        "admin.enabled": settings.local_admin,
+        "timeout.reconciliation": "180s",
+        # An Application is healthy when its resources are: the add-ons' sync waves
+        # then wait for each wave's add-ons (Argo CD no longer assesses this itself).
+        APPLICATION_HEALTH_KEY: APPLICATION_HEALTH,
+    }
+    rbac: dict[str, Any] = {"policy.default": "role:readonly", "scopes": "[groups]"}
+    if settings.sso is not None:
+        cm["oidc.config"] = json.dumps(
+            {
+                "name": "SSO",
+                "issuer": settings.sso.issuer,
+                "clientID": settings.sso.client_id,
+                "enablePKCEAuthentication": True,
+                "requestedScopes": ["openid", "profile", "email", "groups"],
+            }
+        )
+        rbac["policy.csv"] = "".join(
+            f"g, {group}, role:admin\n" for group in settings.sso.admin_groups
+        )
     return {
         "global": {"domain": settings.hostname},
         # Uninstalling the chart must not delete the CRDs, and with them every Application.
         "crds": {"keep": True},
-        "configs": {
-            "cm": {
-                "exec.enabled": False,
-                "timeout.reconciliation": "180s",
-                # An Application is healthy when its resources are: the add-ons' sync waves
-                # then wait for each wave's add-ons (Argo CD no longer assesses this itself).
-                APPLICATION_HEALTH_KEY: APPLICATION_HEALTH,
-            },
-            "params": {"server.insecure": False},
-        },
+        "configs": {"cm": cm, "rbac": rbac, "params": {"server.insecure": False}},
         "dex": {"enabled": False},
         "redis-ha": {"enabled": settings.high_availability},
-        "server": {"replicas": replicas},
+        "server": {
+            "replicas": replicas,
+            "ingress": {
+                "enabled": True,
+                "controller": "aws",
+                "ingressClassName": "alb",
+                "hostname": settings.hostname,
+                "annotations": {
+                    "alb.ingress.kubernetes.io/scheme": "internal",
+                    "alb.ingress.kubernetes.io/target-type": "ip",
+                    "alb.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                    "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]',
+                    "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                    "external-dns.alpha.kubernetes.io/hostname": settings.hostname,
+                },
+                "aws": {"serviceType": "ClusterIP", "backendProtocolVersion": "GRPC"},
+            },
+        },
         "repoServer": {"replicas": replicas},
         "applicationSet": {"replicas": replicas},
     }
@@ -94,6 +127,9 @@ def _metadata(document: Mapping[str, Any]) -> dict[str, Any]:
 
 class GitOpsBootstrap(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
+    # For what else runs in the cluster at deploy time (the database users' Job).
+    provider: k8s.Provider
+    namespace: k8s.core.v1.Namespace
 
     def __init__(
         self, name: str, args: GitOpsBootstrapArgs, opts: pulumi.ResourceOptions | None = None
@@ -104,7 +140,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
             raise ValueError(
                 f"charts/gitops must render AppProjects and ApplicationSets, not {sorted(kinds)}"
             )
-        provider = k8s.Provider(
+        provider = self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=args.kubeconfig,
             enable_server_side_apply=True,
@@ -112,7 +148,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
         )
         within = pulumi.ResourceOptions(parent=self, provider=provider)
 
-        namespace = k8s.core.v1.Namespace(
+        namespace = self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
                 "name": args.argocd.namespace,

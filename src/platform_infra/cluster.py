@@ -17,10 +17,12 @@ import pulumi_aws as aws
 
 from platform_infra.common import assume_role_policy, child, log_group, managed_policy, tags
 from platform_infra.identity import OidcProvider, irsa_role
-from platform_infra.rules import CONTROL_PLANE_LOG_TYPES
 from platformctl.stacks import ClusterSettings, NodeGroupSettings
 
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# Every control-plane log EKS can send to CloudWatch (the pack's eks-control-plane-logging,
+# checkov's CKV_AWS_37, holds its own list of the ones it requires).
+LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 # Add-ons that call AWS APIs get an IRSA role of their own instead of borrowing the node's.
 ADDON_ROLES = {
     "vpc-cni": ("aws-node", managed_policy("AmazonEKS_CNI_Policy")),
@@ -31,6 +33,19 @@ ADDON_ROLES = {
 }
 # Started once nodes exist: their pods would sit Pending (and the add-on fail) before.
 NEEDS_NODES = ("coredns", "aws-ebs-csi-driver")
+# The node security group's rules, as terraform-aws-eks v21 recommends them: (description,
+# protocol, from, to, source) where source is "cluster" (the control plane) or "self".
+NODE_INGRESS = (
+    ("Control plane to webhooks and the metrics API", "tcp", 443, 443, "cluster"),
+    ("Control plane to kubelets", "tcp", 10250, 10250, "cluster"),
+    ("Control plane to webhooks on 4443", "tcp", 4443, 4443, "cluster"),
+    ("Control plane to webhooks on 6443", "tcp", 6443, 6443, "cluster"),
+    ("Control plane to webhooks on 8443", "tcp", 8443, 8443, "cluster"),
+    ("Control plane to webhooks on 9443", "tcp", 9443, 9443, "cluster"),
+    ("CoreDNS between nodes (TCP)", "tcp", 53, 53, "self"),
+    ("CoreDNS between nodes (UDP)", "udp", 53, 53, "self"),
+    ("Pods and nodes on ephemeral ports", "tcp", 1025, 65535, "self"),
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class ClusterArgs:
     settings: ClusterSettings
     environment: str
     region: str
+    vpc_id: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[str]]
     kms_key_arn: pulumi.Input[str]
     # Production's cluster cannot be deleted by a stray `pulumi destroy`.
@@ -55,6 +71,7 @@ class Cluster(pulumi.ComponentResource):
     cluster: aws.eks.Cluster
     oidc: OidcProvider
     node_groups: list[aws.eks.NodeGroup]
+    node_security_group: aws.ec2.SecurityGroup
 
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -101,7 +118,7 @@ class Cluster(pulumi.ComponentResource):
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=args.kms_key_arn),
                 resources=["secrets"],
             ),
-            enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
+            enabled_cluster_log_types=list(LOG_TYPES),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
                 bootstrap_cluster_creator_admin_permissions=False,
@@ -158,6 +175,7 @@ class Cluster(pulumi.ComponentResource):
             self.api_access += [entry, association]
 
         node_role, node_policies = self._node_role(name, env, settings.name)
+        self.node_security_group = self._node_security_group(name, args)
         # The add-ons nodes need to join and network (vpc-cni replaces the self-managed
         # aws-node EKS installs) come first; those that run pods (coredns) wait for nodes.
         before_nodes = self._addons(
@@ -177,6 +195,56 @@ class Cluster(pulumi.ComponentResource):
                 "oidcIssuer": issuer,
             }
         )
+
+    def _node_security_group(self, name: str, args: ClusterArgs) -> aws.ec2.SecurityGroup:
+        """The nodes' own group instead of the cluster's (which lets anything in it reach
+        anything): the control plane reaches kubelets and webhooks, nodes reach each other on
+        DNS and ephemeral ports, and the API accepts the nodes on 443. Tagged as the cluster's
+        so the Load Balancer Controller opens it to its load balancers' targets."""
+        env, cluster_name = args.environment, args.settings.name
+        cluster_group = self.cluster.vpc_config.cluster_security_group_id
+        group = aws.ec2.SecurityGroup(
+            f"{name}-nodes",
+            vpc_id=args.vpc_id,
+            description=f"Nodes of {cluster_name}",
+            tags=tags(
+                env, f"{cluster_name}-nodes", **{f"kubernetes.io/cluster/{cluster_name}": "owned"}
+            ),
+            opts=child(self),
+        )
+        for index, (description, protocol, low, high, source) in enumerate(NODE_INGRESS):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-nodes-in-{index}",
+                security_group_id=group.id,
+                referenced_security_group_id=cluster_group if source == "cluster" else group.id,
+                ip_protocol=protocol,
+                from_port=low,
+                to_port=high,
+                description=description,
+                tags=tags(env),
+                opts=child(self),
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nodes-out",
+            security_group_id=group.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="-1",
+            description="Nodes to the VPC endpoints, NAT and the API",
+            tags=tags(env),
+            opts=child(self),
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-api-from-nodes",
+            security_group_id=cluster_group,
+            referenced_security_group_id=group.id,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="Kubernetes API from the nodes",
+            tags=tags(env),
+            opts=child(self),
+        )
+        return group
 
     def _attach(
         self, name: str, role: aws.iam.Role, policy_arns: Sequence[str]
@@ -249,6 +317,9 @@ class Cluster(pulumi.ComponentResource):
                 {"resource_type": kind, "tags": tags(env, group_name)}
                 for kind in ("instance", "volume")
             ],
+            # Only the node group: with its own groups the template keeps EKS from adding the
+            # cluster's, which would admit anything else in that group.
+            vpc_security_group_ids=[self.node_security_group.id],
             update_default_version=True,
             tags=tags(env, group_name),
             opts=child(self),

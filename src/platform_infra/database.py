@@ -50,18 +50,18 @@ class Database(pulumi.ComponentResource):
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=args.vpc_id,
-            description=f"PostgreSQL of {args.name}: from the cluster only",
+            description=f"PostgreSQL of {args.name}: from the nodes only",
             tags=tags(env, f"{args.name}-db"),
             opts=child(self),
         )
         aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-cluster",
+            f"{name}-from-nodes",
             security_group_id=group.id,
             referenced_security_group_id=args.client_security_group_id,
             ip_protocol="tcp",
             from_port=5432,
             to_port=5432,
-            description="PostgreSQL from the EKS cluster",
+            description="PostgreSQL from the EKS nodes (and their pods)",
             tags=tags(env),
             opts=child(self),
         )
@@ -126,12 +126,14 @@ class Database(pulumi.ComponentResource):
             tags=tags(env, args.name),
             opts=child(self, depends_on=log_groups),
         )
+        # The secret RDS keeps the master user's password in (the users' Job reads it).
+        self.master_secret_arn: pulumi.Output[str] = self.instance.master_user_secrets.apply(
+            lambda secrets: str(secrets[0].secret_arn) if secrets else ""
+        )
         self.register_outputs(
             {
                 "address": self.instance.address,
                 "resourceId": self.instance.resource_id,
-                "masterSecretArn": self.instance.master_user_secrets.apply(
-                    lambda secrets: secrets[0].secret_arn if secrets else None
-                ),
+                "masterSecretArn": self.master_secret_arn,
             }
         )

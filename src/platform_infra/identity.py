@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from platform_infra.common import child, policy_document, tags
+from platform_infra.common import child, policy_document, recovery_window, tags
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class WorkloadIdentityArgs:
     services: Sequence[str]
     provider: OidcProvider
     kms_key_arn: pulumi.Input[str]
-    # Deleted secrets stay recoverable for 30 days instead of 7.
+    # Deleted secrets stay recoverable for 30 days (instead of being deleted at once).
     deletion_protection: bool
     # ``rds-db:connect`` is granted per database user, named after the service.
     database_resource_id: pulumi.Input[str]
@@ -109,7 +109,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 name=f"{args.cluster_name}/{service}",
                 description=f"Settings of {service} in {args.environment}",
                 kms_key_id=args.kms_key_arn,
-                recovery_window_in_days=30 if args.deletion_protection else 7,
+                recovery_window_in_days=recovery_window(args.deletion_protection),
                 tags=resource_tags,
                 opts=child(self),
             )

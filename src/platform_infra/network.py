@@ -14,6 +14,7 @@ import pulumi_aws as aws
 from platform_infra.common import (
     assume_role_policy,
     child,
+    endpoint_policy,
     log_group,
     policy_document,
     tags,
@@ -28,6 +29,7 @@ class NetworkArgs:
     name: str
     environment: str
     region: str
+    account_id: str
     cidr: ipaddress.IPv4Network
     availability_zones: int
     # One NAT gateway per zone survives a zone outage; one in all is cheaper (dev).
@@ -204,7 +206,18 @@ class Network(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-flow-logs",
-            assume_role_policy=assume_role_policy("vpc-flow-logs.amazonaws.com"),
+            # AWS's documented guard: only flow logs of this account's VPCs assume the role.
+            assume_role_policy=assume_role_policy(
+                "vpc-flow-logs.amazonaws.com",
+                {
+                    "StringEquals": {"aws:SourceAccount": args.account_id},
+                    "ArnLike": {
+                        "aws:SourceArn": (
+                            f"arn:aws:ec2:{args.region}:{args.account_id}:vpc-flow-log/*"
+                        )
+                    },
+                },
+            ),
             tags=tags(env, f"{args.name}-flow-logs"),
             opts=child(self),
         )
@@ -275,6 +288,7 @@ class Network(pulumi.ComponentResource):
                 private_dns_enabled=True,
                 subnet_ids=[subnet.id for subnet in subnets],
                 security_group_ids=[group.id],
+                policy=endpoint_policy(args.account_id),
                 tags=tags(env, f"{args.name}-{service}"),
                 opts=child(self),
             )
@@ -285,6 +299,17 @@ class Network(pulumi.ComponentResource):
             service_name=f"com.amazonaws.{args.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[table.id for table in tables],
+            # ECR serves image layers from its own bucket, fetched with URLs ECR signs.
+            policy=endpoint_policy(
+                args.account_id,
+                {
+                    "Sid": "EcrImageLayers",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::prod-{args.region}-starport-layer-bucket/*",
+                },
+            ),
             tags=tags(env, f"{args.name}-s3"),
             opts=child(self),
         )

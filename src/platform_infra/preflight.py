@@ -43,6 +43,8 @@ class Account:
     stack: str
     # The configured hosted zone as Route 53 has it: (name, private), or None when missing.
     zone: tuple[str, bool] | None
+    # ECR repositories that exist (kept by an earlier stack on destroy): adopted, not created.
+    repositories: frozenset[str]
 
     @property
     def creates_auto_scaling_role(self) -> bool:
@@ -72,6 +74,7 @@ def read_account(region: str, environment: str, stack: str, zone_id: str) -> Acc
         found = aws.route53.get_zone(zone_id=zone_id)
         zone = (found.name.rstrip("."), bool(found.private_zone))
     return Account(
+        repositories=frozenset(aws.ecr.get_repositories(region=region).names),
         zone=zone,
         elastic_ip_quota=int(quota.value),
         elastic_ips_of_others=len(set(every.allocation_ids) - set(ours.allocation_ids)),

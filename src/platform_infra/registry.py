@@ -26,6 +26,8 @@ class RegistryArgs:
     environment: str
     # The account being deployed to: it must be the one the images live in.
     account_id: str
+    # Repositories that already exist (the preflight read them).
+    existing: frozenset[str] = frozenset()
 
 
 def lifecycle_policy(keep_images: int) -> str:
@@ -90,7 +92,13 @@ class Registry(pulumi.ComponentResource):
                 encryption_configurations=[{"encryption_type": "KMS"}],
                 force_delete=False,
                 tags=tags(args.environment, path, service=service),
-                opts=child(self, retain_on_delete=True),
+                # Kept on destroy, so a rebuilt stack adopts what is there instead of failing
+                # on a name that exists.
+                opts=child(
+                    self,
+                    retain_on_delete=True,
+                    import_=path if path in args.existing else None,
+                ),
             )
             aws.ecr.LifecyclePolicy(
                 f"{name}-{service}",

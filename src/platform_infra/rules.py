@@ -23,6 +23,8 @@ from platform_infra.iam import lint
 from platformctl.model import find_root, load_repo
 from platformctl.support import Calendar
 
+# What CKV_AWS_37 requires of an EKS cluster (the rules hold their own expectations; the
+# components never read them).
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 REQUIRED_TAGS = ("environment", "managed-by")
 PRODUCTION = "production"
@@ -325,6 +327,21 @@ def _flow_log_all_traffic(resource: Resource) -> Iterator[str]:
         yield "flow logs must record ALL traffic, rejected included"
 
 
+def _endpoint_policy(resource: Resource) -> Iterator[str]:
+    raw = resource.props.get("policy")
+    if not isinstance(raw, str) or not raw:
+        yield "no endpoint policy: anyone's credentials can use this network path to AWS"
+        return
+    for statement in _items(json.loads(raw).get("Statement")):
+        if (
+            statement.get("Effect") == "Allow"
+            and _principal_is_public(statement.get("Principal"))
+            and "*" in _items(statement.get("Resource"))
+            and not statement.get("Condition")
+        ):
+            yield f"statement {statement.get('Sid', '?')} lets any principal do anything"
+
+
 def _iam_documents_lint(resource: Resource) -> Iterator[str]:
     key, trust = IAM_DOCUMENTS[resource.type]
     document = resource.props.get(key)
@@ -519,6 +536,12 @@ RULES: tuple[Rule, ...] = (
         "VPC flow logs record all traffic",
         [FLOW_LOG],
         _flow_log_all_traffic,
+    ),
+    _rule(
+        "vpc-endpoint-policy",
+        "VPC endpoints serve this account's principals and resources only",
+        [VPC_ENDPOINT],
+        _endpoint_policy,
     ),
     _rule(
         "iam-documents-lint",

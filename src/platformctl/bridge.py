@@ -26,6 +26,12 @@ ADDON_ROLES: Mapping[str, tuple[str, str]] = {
     "opentelemetry-collector": ("observability", "opentelemetry-collector"),
 }
 
+# The cluster autoscaler (node groups leave their desired size to it) gets its role too; its
+# Application in charts/addons runs it as this service account and reads
+# cluster_autoscaler_iam_role_arn.
+AUTOSCALER = "cluster-autoscaler"
+AUTOSCALER_ROLE = ("kube-system", "cluster-autoscaler")
+
 PLACEHOLDER_ACCOUNT = "000000000000"
 # The Argo CD setting the bootstrap writes that the sync order depends on: an Application is
 # Healthy when its resources are, so a wave of Applications (app of apps) waits for them. Argo
@@ -100,7 +106,7 @@ def placeholder_annotations(repo: Repo, environment: Environment) -> dict[str, s
         role_annotation(owner): (
             f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/{environment.cluster_name}-{owner}"
         )
-        for owner in (*ADDON_ROLES, *repo.services)
+        for owner in (*ADDON_ROLES, AUTOSCALER, *repo.services)
     }
     return {
         "aws_account_id": PLACEHOLDER_ACCOUNT,

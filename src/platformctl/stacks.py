@@ -108,11 +108,24 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class SsoSettings:
+    """Argo CD's OIDC login (a public client with PKCE: no client secret to hand over)."""
+
+    issuer: str
+    client_id: str
+    # Members of these groups (the ``groups`` claim) are Argo CD admins; others read only.
+    admin_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ArgoCDSettings:
     chart_version: str
     high_availability: bool
     hostname: str
     namespace: str
+    # The built-in ``admin`` login: the first stage only; elsewhere people log in with SSO.
+    local_admin: bool = False
+    sso: SsoSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -344,9 +357,21 @@ def _registry(config: Mapping[str, Any], repo: Repo, region: str, stack: str) ->
     )
 
 
-def _argocd(config: Mapping[str, Any], environment: Environment, domain: str) -> ArgoCDSettings:
+def _argocd(
+    config: Mapping[str, Any], environment: Environment, domain: str, first: bool, check: _Checker
+) -> ArgoCDSettings:
     raw = _section(config, "argocd")
+    key = f"{NAMESPACE}:argocd"
     hostname = f"argocd.{domain}"
+    local_admin = raw.get("localAdmin", False)
+    if local_admin and not first:
+        raise check.fail(
+            [key, "localAdmin"],
+            "the local admin login is for the first stage only: log in with sso here",
+        )
+    sso = raw.get("sso")
+    if sso is None and not local_admin:
+        raise check.fail([key], "no way to log in: set sso (issuer, clientId, adminGroups)")
     if environment.argocd is not None:
         declared = urlsplit(environment.argocd.url).hostname
         if declared != hostname:
@@ -360,6 +385,8 @@ def _argocd(config: Mapping[str, Any], environment: Environment, domain: str) ->
         high_availability=raw.get("highAvailability", False),
         hostname=hostname,
         namespace=environment.argocd_namespace,
+        local_admin=local_admin,
+        sso=SsoSettings(sso["issuer"], sso["clientId"], tuple(sso["adminGroups"])) if sso else None,
     )
 
 
@@ -401,7 +428,7 @@ def load_settings(
         cluster=cluster,
         database=database,
         registry=_registry(config, repo, region, stack),
-        argocd=_argocd(config, environment, domain),
+        argocd=_argocd(config, environment, domain, stack == repo.environments[0].name, check),
         warnings=tuple(check.warnings),
     )
 
@@ -477,6 +504,13 @@ def deployment_blockers(settings: StackSettings) -> list[str]:
         found.append(
             f"{stack}: platform:dnsZoneId is a placeholder: set the ID of {domain}'s public "
             "hosted zone"
+        )
+    sso = settings.argocd.sso
+    issuer = urlsplit(sso.issuer).hostname or "" if sso else ""
+    if any(issuer == r or issuer.endswith(f".{r}") for r in RESERVED_DOMAINS):
+        found.append(
+            f"{stack}: platform:argocd.sso.issuer {sso.issuer if sso else ''} is a placeholder: "
+            "set your identity provider's OIDC issuer and Argo CD's client ID there"
         )
     cluster = settings.cluster
     for field_name, cidrs in (

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,7 @@ class AwsMocks(pulumi.runtime.Mocks):
         elastic_ip_quota: float = 5.0,
         elastic_ips: Mapping[str, Mapping[str, str]] | None = None,
         zones: Mapping[str, tuple[str, bool]] | None = None,
+        repositories: Sequence[str] = (),
     ) -> None:
         self.account = account
         # The account as the preflight reads it: a fresh one by default (no service-linked
@@ -122,6 +123,7 @@ class AwsMocks(pulumi.runtime.Mocks):
         self.service_roles = dict(service_roles or {})
         self.elastic_ip_quota = elastic_ip_quota
         self.elastic_ips = dict(elastic_ips or {})
+        self.repositories = list(repositories)
         # Hosted zones by ID: (name, private). None: the stack's own public zone exists.
         self.zones = dict(zones) if zones is not None else None
         self.preview = False
@@ -221,6 +223,8 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "userId": "AROAEXAMPLE",
                 "id": self.account,
             }
+        if args.token == "aws:ecr/getRepositories:getRepositories":
+            return {"names": self.repositories, "id": REGION, "region": REGION}
         if args.token == "aws:route53/getZones:getZones":
             return {"ids": sorted(self.zones), "id": "zones"}
         if args.token == "aws:route53/getZone:getZone":

@@ -21,6 +21,8 @@ from platform_infra.iam import (
 from platform_infra.identity import OidcProvider
 from platformctl.bridge import (
     ADDON_ROLES,
+    AUTOSCALER,
+    AUTOSCALER_ROLE,
     addon_cluster_values,
     cluster_log_group,
     fill,
@@ -214,3 +216,25 @@ def test_a_domain_that_is_not_one_is_refused_at_construction(domain: str) -> Non
             log_retention_days=90,
             deletion_protection=False,
         )
+
+
+def test_the_cluster_autoscaler_gets_its_own_role_with_upstreams_policy(program: Program) -> None:
+    """Finding 9: node groups leave their desired size to an autoscaler that had no role.
+    Upstream's recommended policy, its scaling actions limited to this cluster's groups."""
+    namespace, account = AUTOSCALER_ROLE
+    name = f"platform-{program.stack}"
+    role = program.named("aws:iam/role:Role", f"addons-{AUTOSCALER}")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]
+    assert trust["StringEquals"][f"{ISSUER.removeprefix('https://')}:sub"] == (
+        f"system:serviceaccount:{namespace}:{account}"
+    )
+    document = _document(program, f"addons-{AUTOSCALER}")
+    upstream = upstream_policy("cluster-autoscaler")
+    assert document["Statement"][0] == upstream["Statement"][0]
+    scaling = document["Statement"][1]
+    assert {k: v for k, v in scaling.items() if k != "Condition"} == upstream["Statement"][1]
+    assert scaling["Condition"] == {
+        "StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{name}": "owned"}
+    }
+    annotation = _annotations(program)["cluster_autoscaler_iam_role_arn"]
+    assert annotation == program.exports["addonRoleArns"][AUTOSCALER]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pulumi
+import pytest
 from pulumi.runtime import rpc
 
 from platform_infra.rules import (
@@ -26,6 +29,7 @@ from tests.infra.conftest import (
     VPC_ID,
     AwsMocks,
     Program,
+    run_program,
     stack_config,
 )
 
@@ -153,8 +157,39 @@ def test_the_database_is_private_encrypted_and_keeps_its_password_in_secrets_man
         if r.inputs.get("fromPort") == 5432
     ]
     assert len(ingress) == 1
-    assert ingress[0]["referencedSecurityGroupId"] == "sg-0cluster"
+    # Finding 10: from the nodes' own group, not the cluster group everything shares.
+    assert ingress[0]["referencedSecurityGroupId"] == "cluster-nodes-id"
     assert "cidrIpv4" not in ingress[0]
+
+
+def test_nodes_have_their_own_security_group_with_the_recommended_rules(
+    program: Program,
+) -> None:
+    """Finding 10: nodes shared the cluster security group (anything in it reaches anything).
+    terraform-aws-eks v21's node group: control plane to 443, 10250 and webhook ports; nodes
+    to each other on DNS and ephemeral ports; the API open to the nodes on 443."""
+    node_group = program.named("aws:ec2/securityGroup:SecurityGroup", "cluster-nodes")
+    name = f"platform-{program.stack}"
+    assert node_group.inputs["tags"][f"kubernetes.io/cluster/{name}"] == "owned"
+    for template in program.of_type(LAUNCH_TEMPLATE):
+        assert template.inputs["vpcSecurityGroupIds"] == ["cluster-nodes-id"]
+    rules = program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    into_nodes = {
+        (r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"])
+        for r in rules
+        if r.inputs["securityGroupId"] == "cluster-nodes-id"
+    }
+    for port in (443, 10250, 4443, 6443, 8443, 9443):
+        assert ("tcp", port, "sg-0cluster") in into_nodes
+    assert {("tcp", 53, "cluster-nodes-id"), ("udp", 53, "cluster-nodes-id")} <= into_nodes
+    assert ("tcp", 1025, "cluster-nodes-id") in into_nodes
+    api = [
+        r.inputs
+        for r in rules
+        if r.inputs["securityGroupId"] == "sg-0cluster"
+        and r.inputs.get("referencedSecurityGroupId") == "cluster-nodes-id"
+    ]
+    assert [(r["fromPort"], r["toPort"]) for r in api] == [(443, 443)]
 
 
 def test_production_is_stricter_than_dev(programs: dict[str, Program]) -> None:
@@ -294,3 +329,111 @@ def test_the_kubeconfig_gets_tokens_from_aws_and_holds_no_credentials(program: P
     assert user["exec"]["command"] == "aws"
     assert "token" not in user
     assert config["clusters"][0]["cluster"]["server"].startswith("https://")
+
+
+def test_dev_is_rebuildable_and_production_keeps_what_it_deletes(
+    programs: dict[str, Program],
+) -> None:
+    """Finding 9: a destroyed dev could not be rebuilt - its secrets sat in a 7-day recovery
+    window under the same names, and its kept ECR repositories already existed."""
+    for stack, days in (("dev", 0), ("production", 30)):
+        secrets = programs[stack].of_type("aws:secretsmanager/secret:Secret")
+        assert secrets
+        assert {s.inputs["recoveryWindowInDays"] for s in secrets} == {days}
+
+
+def test_a_rebuilt_first_stage_adopts_the_repositories_it_kept() -> None:
+    repo = load_repo(ROOT)
+    kept = sorted(
+        repo.release(s, repo.environments[0].name).image.repository for s in repo.services
+    )
+    paths = [image.partition("/")[2] for image in kept]
+    program = run_program(repo.environments[0].name, mocks=AwsMocks(repositories=paths[:1]))
+    imports = {
+        r.inputs["name"]: r.import_id for r in program.of_type("aws:ecr/repository:Repository")
+    }
+    assert imports[paths[0]] == paths[0]
+    assert all(imports[path] == "" for path in paths[1:])
+
+
+def test_only_this_accounts_flow_logs_assume_the_flow_log_role(program: Program) -> None:
+    role = next(
+        r
+        for r in program.of_type("aws:iam/role:Role")
+        if "vpc-flow-logs.amazonaws.com" in r.inputs["assumeRolePolicy"]
+    )
+    condition = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert condition["ArnLike"]["aws:SourceArn"].startswith(f"arn:aws:ec2:{REGION}:{ACCOUNT}:")
+
+
+def test_every_vpc_endpoint_serves_this_account_only(program: Program) -> None:
+    endpoints = program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert len(endpoints) == 5
+    for endpoint in endpoints:
+        statements = json.loads(endpoint.inputs["policy"])["Statement"]
+        wildcard = [s for s in statements if s["Action"] == "*"]
+        assert {json.dumps(s["Condition"]) for s in wildcard} == {
+            json.dumps({"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}),
+            json.dumps({"StringEquals": {"aws:ResourceAccount": ACCOUNT}}),
+        }
+
+
+def _argocd_values(program: Program) -> dict[str, Any]:
+    values: dict[str, Any] = program.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    return values
+
+
+def test_argocd_logs_in_through_sso_with_the_local_admin_off_outside_the_first_stage(
+    programs: dict[str, Program],
+) -> None:
+    """Finding 10: the local admin was on everywhere and there was no SSO."""
+    first = load_repo(ROOT).environments[0].name
+    for stack, program in programs.items():
+        cm = _argocd_values(program)["configs"]["cm"]
+        assert cm["admin.enabled"] is (stack == first)
+        sso = stack_config(stack)["platform:argocd"].get("sso")
+        if stack != first:
+            assert sso is not None
+        if sso:
+            oidc = json.loads(cm["oidc.config"])
+            assert (oidc["issuer"], oidc["clientID"]) == (sso["issuer"], sso["clientId"])
+            assert oidc["enablePKCEAuthentication"] is True
+            rbac = _argocd_values(program)["configs"]["rbac"]
+            assert rbac["policy.default"] == "role:readonly"
+            for group in sso["adminGroups"]:
+                assert f"g, {group}, role:admin" in rbac["policy.csv"]
+
+
+def test_argocd_answers_at_its_url_on_an_internal_load_balancer(program: Program) -> None:
+    """Finding 7: `https://argocd.<domain>` was exported and called by the gates and --wait,
+    but nothing made it: no ingress, no DNS record."""
+    url = load_repo(ROOT).environment(program.stack).argocd
+    assert url is not None
+    ingress = _argocd_values(program)["server"]["ingress"]
+    host = url.url.removeprefix("https://")
+    assert (ingress["enabled"], ingress["ingressClassName"], ingress["hostname"]) == (
+        True,
+        "alb",
+        host,
+    )
+    annotations = ingress["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internal"
+    assert annotations["external-dns.alpha.kubernetes.io/hostname"] == host
+
+
+@pytest.mark.parametrize(
+    ("stack", "edit", "message"),
+    [
+        ("staging", {"localAdmin": True}, "the local admin login is for the first stage only"),
+        ("production", {"sso": None}, "no way to log in: set sso"),
+    ],
+)
+def test_argocd_login_settings_that_lock_people_out_or_leave_admin_on_are_refused(
+    stack: str, edit: dict[str, Any], message: str
+) -> None:
+    config = stack_config(stack)
+    argocd = {**config["platform:argocd"], **edit}
+    config["platform:argocd"] = {k: v for k, v in argocd.items() if v is not None}
+    with pytest.raises(pulumi.RunError, match=message):
+        run_program(stack, config)

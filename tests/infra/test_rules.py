@@ -26,6 +26,7 @@ from platform_infra.rules import (
     RDS_INSTANCE,
     RULES,
     SUBNET,
+    VPC_ENDPOINT,
     Resource,
     Rule,
     evaluate,
@@ -211,6 +212,21 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
         {"trafficType": "ALL"},
         {"trafficType": "REJECT"},
         "ALL traffic",
+    ),
+    "vpc-endpoint-policy": (
+        VPC_ENDPOINT,
+        {
+            "policy": _document(
+                {
+                    "Principal": "*",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:PrincipalAccount": "123456789012"}},
+                }
+            )
+        },
+        {"serviceName": "com.amazonaws.eu-west-1.sts"},
+        "no endpoint policy",
     ),
     "iam-documents-lint": (
         IAM_ROLE_POLICY,
