@@ -147,7 +147,7 @@ class _History:
         if self.mark > 1:
             lines.append(f"from :{self.mark - 1}\n".encode())
         for path, text in changed.items():
-            data = text.encode("utf-8", "surrogateescape")
+            data = text.encode(errors="surrogateescape")
             lines.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
         self.chunks.append(b"".join(lines) + b"\n")
 
@@ -267,8 +267,8 @@ def generate(
     release_files = {str(r.values_file.relative_to(source)) for r in repo.releases.values()}
     base_files = {f"{ENVIRONMENTS_DIR}/{BASE_DIR}/{name}.yaml" for name in archetypes}
     files = {
-        # surrogateescape: vendored charts carry binary files (compressed CRDs), kept byte for byte
-        path: (source / path).read_bytes().decode("utf-8", "surrogateescape")
+        # surrogateescape: the vendored charts hold a few binary files, kept byte for byte
+        path: (source / path).read_text(errors="surrogateescape")
         for path in _tracked(source)
         if path not in release_files and path not in base_files
     }

@@ -70,11 +70,11 @@ class Rendered:
     @property
     def text(self) -> str:
         """One multi-document YAML stream, as ``helm template`` prints it."""
-        return "".join(
-            f"---\n# Source: {path}\n{body.strip()}\n"
-            for path, body in self.manifests.items()
-            if body.strip()
-        )
+        # ``---# comment`` separates documents for Helm, not for every YAML reader
+        bodies = {
+            path: _SEPARATOR.sub("---\n", body).strip() for path, body in self.manifests.items()
+        }
+        return "".join(f"---\n# Source: {path}\n{body}\n" for path, body in bodies.items() if body)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def drop_default_deny(repo: Path) -> None:
             set_value(
                 "environments/addons/production.yaml",
                 "addons",
-                "kube-prometheus-stack",
+                "prometheus-operator-crds",
                 "enabled",
                 False,
             ),
