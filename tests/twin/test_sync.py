@@ -11,6 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from platformctl.model import load_repo
 from platformctl.twin.crds import pinned
 from tests.twin.conftest import about, kind, releases_with, twin, world_of
@@ -170,10 +172,25 @@ def test_this_repository_converges_in_every_environment(stacked: Path) -> None:
         assert twin(stacked, env) == [], env
 
 
+def vendored(document: dict[str, Any]) -> dict[str, Any]:
+    """An add-on Application deploying its chart from this repository, as a vendored copy."""
+    chart = document["spec"]["source"].pop("chart")
+    document["spec"]["source"].update(
+        repoURL="https://github.com/acme-corp/platform.git", path=f"charts/vendor/{chart}/1.0.0"
+    )
+    return document
+
+
+@pytest.mark.parametrize("source", ["helm repository", "vendored"])
 def test_a_wave_that_waits_for_a_later_wave_stalls_and_what_nothing_provides_is_named(
-    stacked: Path,
+    stacked: Path, source: str
 ) -> None:
-    findings = twin(stacked, ENV, **stack_addons())
+    addons = stack_addons()
+    if source == "vendored":
+        addons["addons"] = [
+            vendored(d) if d["kind"] == "Application" else d for d in addons["addons"]
+        ]
+    findings = twin(stacked, ENV, **addons)
     stalls = about(findings, "PLAT012", f"{ENV}/addons/stack")
     assert any(
         s.startswith("Deployment/grafana: stalls at wave 0 of stack: waits for Secret admin")

@@ -431,8 +431,8 @@ def convergence(world: World) -> Iterator[tuple[Obj, str, str]]:
                 failed_apply.setdefault(key, []).append(obj)
                 messages[key] = (
                     f"cannot be applied before {need.what}, which {_where(world, best)} "
-                    f"provides and nothing orders first; its {app.retry.describe()}, then "
-                    "the sync stops"
+                    f"provides and nothing orders first; {app.retry.describe()}, then the "
+                    "sync stops"
                 )
     for key, objs in failed_apply.items():
         first = min(objs, key=lambda o: (o.phase, o.wave, o.kind_index, o.name))

@@ -146,10 +146,11 @@ class Retry:
         )
 
     def describe(self) -> str:
+        """How long the Application keeps trying, as a clause of a finding."""
         if self.limit == 0:
-            return "no retry"
+            return "it has no retry policy"
         minutes, seconds = divmod(int(self.give_up_after()), 60)
-        return f"retry limit {self.limit}: gives up after {minutes}m{seconds:02d}s of backoff"
+        return f"its retry limit {self.limit}: gives up after {minutes}m{seconds:02d}s of backoff"
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
