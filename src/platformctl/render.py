@@ -178,6 +178,7 @@ class Renderer:
         self._chart_digests: dict[Path, str] = {}
         self._addons: dict[str, Rendered] = {}
         self._lock: Lock | None = None
+        self._api_readers: dict[Path, bool] = {}
 
     def _chart(self, path: Path) -> Any:
         if path not in self._charts:
@@ -208,7 +209,7 @@ class Renderer:
             "name": job.release_name,
             "namespace": job.namespace,
             "kube_version": f"v{job.environment.kubernetes_version}.0",
-            "api_versions": crd_api_versions(),
+            "api_versions": crd_api_versions() if self._reads_api_versions(job.chart) else [],
         }
         try:
             # Chart.render takes no capabilities (helm-python 0.2.2); its native call does.
@@ -226,6 +227,17 @@ class Renderer:
         for crd in chart.crds:
             manifests[crd["filename"]] = crd["data"]
         return dict(sorted(manifests.items()))
+
+    def _reads_api_versions(self, chart: Path) -> bool:
+        """Whether a template of the chart or of a subchart reads the API versions: the list
+        (every pinned CRD, read from disk) changes nothing for the others."""
+        if chart not in self._api_readers:
+            self._api_readers[chart] = any(
+                b".Capabilities.APIVersions" in path.read_bytes()
+                for path in chart.rglob("*")
+                if path.is_file() and "templates" in path.relative_to(chart).parts
+            )
+        return self._api_readers[chart]
 
     def render(self, job: Job) -> Rendered:
         manifests = self._render(job)
