@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from platformctl.stacks import load_settings, stack_file
 from platformctl.model import load_repo
+from platformctl.stacks import load_settings, stack_file
 from platformctl.vendor import Lock
 from tests.conftest import PROJECT_ROOT
 
