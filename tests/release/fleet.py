@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from platformctl.imagefile import with_image
 from platformctl.model import BASE_DIR, ENVIRONMENT_FILE, Image, load_repo
@@ -69,6 +71,7 @@ def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
     base = (PROJECT_ROOT / "environments" / BASE_DIR / f"{template}.yaml").read_text()
     for service in services:
         (environments / BASE_DIR / f"{service}.yaml").write_text(base.replace(template, service))
+        edit_yaml(environments / BASE_DIR / f"{service}.yaml", _peers_within(services))
         for stage in project.environment_names:
             text = (PROJECT_ROOT / "environments" / stage / f"{template}.yaml").read_text()
             renamed = text.replace(template, service)
@@ -78,6 +81,27 @@ def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
     edit_yaml(environments / "pipeline.yaml", _without_gates, sequence_indent=4)
     initial_commit(path)
     return Fleet(path, project.environment_names, tuple(services))
+
+
+def _peers_within(services: list[str]) -> Callable[[Any], None]:
+    """Network policy peers only among the fleet's services: the sync twin refuses a peer that
+    selects no pods, and the template's peers are services this fleet does not have."""
+
+    def prune(data: Any) -> None:
+        policy = data.get("networkPolicy") or {}
+        for direction in ("egressTo", "ingressFrom"):
+            peers = policy.get(direction)
+            if not isinstance(peers, dict) or "services" not in peers:
+                continue
+            kept = [peer for peer in peers["services"] if peer in services]
+            if kept:
+                peers["services"] = kept
+            else:
+                del peers["services"]
+            if not peers:
+                del policy[direction]
+
+    return prune
 
 
 def bare_remote(fleet: Fleet, path: Path) -> Path:
