@@ -394,7 +394,8 @@ def _twin_findings(
     targets this run did not render are rendered now."""
     renderer = gate.renderer
     rendered = {target.rendered.key: target.rendered for target in gate.checked}
-    fingerprint = _twin_fingerprint()
+    # the twin's code and the gate's engines (the pinned CRDs it reads included)
+    fingerprint = _twin_fingerprint() + gate.fingerprint
     found: dict[str, list[Finding]] = {}
     for name, stack in stacks.items():
         environment = repo.environment(name)

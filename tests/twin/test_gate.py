@@ -27,8 +27,9 @@ def test_the_gate_reports_the_twin_and_reuses_it_only_while_no_target_changes(
 ) -> None:
     first = run(stacked)
     assert first.ok, first.failing
-    # The stacks do not enable network policy yet: PLAT011 finds it, the exceptions accept it.
-    assert {e.finding.check for e in first.excepted} == {"PLAT011"}
+    # Only the twin's own verdicts matter here: what the other engines find (and the
+    # exceptions accept) changes with the charts verify renders, not with the twin.
+    assert not [e for e in first.excepted if e.finding.engine == "twin"]
     key = releases_with(stacked, "production", kind("Ingress"))[0]
     set_values(stacked, key, ingress={"host": "www.example.com"})
     second = run(stacked)

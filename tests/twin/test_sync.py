@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from platformctl.model import load_repo
-from platformctl.twin.crds import pinned
+from platformctl.twin.crds import Pinned, pinned
 from tests.twin.conftest import about, kind, releases_with, twin, world_of
 
 ENV = "dev"
@@ -330,19 +331,28 @@ def test_services_that_need_the_addons_crds_give_up_with_a_finite_retry(stacked:
         ), key
 
 
-def _without_exclude() -> dict[tuple[str, str], Any]:
-    """The pinned CRDs, with the ApplicationSet's git files entry as Argo CD 3.0 has it: no
-    ``exclude`` (it came in 3.1)."""
-    crds = dict(pinned())
-    appset = copy.deepcopy(crds[("argoproj.io", "ApplicationSet")])
-    for version in appset["spec"]["versions"]:
+ARGO_CD_3_0 = Path(__file__).resolve().parents[1] / "fixtures" / "crds-argo-cd-v3.0.6"
+APPSET = ("argoproj.io", "ApplicationSet")
+
+
+def _git_file_fields(crd: Mapping[str, Any]) -> set[str]:
+    fields: set[str] = set()
+    for version in crd["spec"]["versions"]:
         node = version["schema"]["openAPIV3Schema"]
         for step in ("spec", "generators", "git", "files"):
             node = node["properties"][step]
             node = node.get("items", node)
-        assert "exclude" in node["properties"]
-        del node["properties"]["exclude"]
-    crds[("argoproj.io", "ApplicationSet")] = appset
+        fields |= set(node["properties"])
+    return fields
+
+
+def _argo_cd_3_0() -> dict[tuple[str, str], Any]:
+    """The pinned CRDs, with Argo CD v3.0.6's own ApplicationSet CRD (the vendored upstream
+    fixture): its git files entry has no ``exclude`` (that came in 3.1)."""
+    crds = dict(pinned())
+    older = Pinned(ARGO_CD_3_0)[APPSET]
+    assert "exclude" not in _git_file_fields(older)
+    crds[APPSET] = older
     return crds
 
 
@@ -369,13 +379,14 @@ def test_each_service_file_makes_one_application_and_the_settings_file_none(stac
         generated = [a for a in world.apps.values() if a.parent is None and "services" in a.made_by]
         assert sorted(a.target for a in generated) == sorted(r.key for r in repo.select([env]))
         assert not world.notes
-    assert twin(stacked, ENV, pinned=_without_exclude()) == []
+    assert twin(stacked, ENV, pinned=_argo_cd_3_0()) == []
 
 
 def test_exclude_does_nothing_where_the_deployed_crd_lacks_it(stacked: Path) -> None:
     _seed_exclude(stacked)
+    assert "exclude" in _git_file_fields(pinned()[APPSET])  # the pin is Argo CD 3.1 or later
     assert twin(stacked, ENV) == []  # a CRD with exclude (Argo CD 3.1+) honours it
-    findings = twin(stacked, ENV, pinned=_without_exclude())
+    findings = twin(stacked, ENV, pinned=_argo_cd_3_0())
     assert about(findings, "PLAT019", f"{ENV}/argocd") == [
         f"ApplicationSet/{ENV}-services: generates Application 'environment-{ENV}' from "
         f"environments/{ENV}/environment.yaml, which no target renders: Argo CD would deploy it "

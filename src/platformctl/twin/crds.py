@@ -10,15 +10,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from platformctl.schemas import CRD_DIR, _crd_index, _read_crd
 
-from platformctl.schemas import CRD_DIR
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Key = tuple[str, str]
 Crds = Mapping[Key, Mapping[str, Any]]
 _HEAD = 4096
 CRD_KIND = "CustomResourceDefinition"
+# `scope: Cluster` in YAML, `"scope": "Cluster"` in JSON
+_SCOPE = re.compile(r'^\s+"?scope"?:\s*"?(\w+)', re.MULTILINE)
 
 
 def _key(crd: Mapping[str, Any]) -> Key:
@@ -30,31 +29,24 @@ class Pinned(Mapping[Key, Mapping[str, Any]]):
     """The pinned CRDs by (group, kind), each file parsed only when asked for: together they
     are megabytes of YAML, and an environment needs a few of them."""
 
-    def __init__(self) -> None:
-        self._paths: dict[Key, Path] = {}
-        self.scopes: dict[Key, str] = {}  # read with the names, without parsing the schemas
-        for path in sorted(CRD_DIR.rglob("*.yaml")):
+    def __init__(self, folder: Path = CRD_DIR) -> None:
+        # (group, kind) from the file names (``<group>_<Kind>.json``, as ``platform vendor``
+        # writes them, or ``.yaml``), the scope from the head: no schema is parsed here.
+        self._paths: dict[Key, Path] = dict(_crd_index(folder))
+        self.scopes: dict[Key, str] = {}
+        for key, path in self._paths.items():
             with path.open(encoding="utf-8") as handle:
                 head = handle.read(_HEAD)
-            group = re.search(r"^\s+group:\s*(\S+)", head, re.MULTILINE)
-            kind = re.search(r"^\s+kind:\s*(\S+)", head, re.MULTILINE)
-            scope = re.search(r"^\s+scope:\s*(\S+)", head, re.MULTILINE)
-            if group and kind:
-                self._paths[(group[1], kind[1])] = path
-                self.scopes[(group[1], kind[1])] = scope[1] if scope else "Namespaced"
+            scope = _SCOPE.search(head)
+            self.scopes[key] = scope[1] if scope else "Namespaced"
         self._parsed: dict[Key, Mapping[str, Any]] = {}
 
     def __getitem__(self, key: Key) -> Mapping[str, Any]:
         if key not in self._parsed:
-            path = self._paths[key]
-            for document in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Loader):
-                if (
-                    isinstance(document, dict)
-                    and document.get("kind") == "CustomResourceDefinition"
-                ):
-                    self._parsed[_key(document)] = document
-            if key not in self._parsed:
+            document = _read_crd(self._paths[key])
+            if not isinstance(document, dict) or document.get("kind") != CRD_KIND:
                 raise KeyError(key)
+            self._parsed[key] = document
         return self._parsed[key]
 
     def __iter__(self) -> Iterator[Key]:
@@ -91,8 +83,10 @@ def index(
 
 
 def schema(crd: Mapping[str, Any], version: str) -> Mapping[str, Any] | None:
+    """The version's schema, if the CRD serves it: an unserved version is neither accepted nor
+    defaulted by the API server (external-secrets 2.x still lists v1beta1, unserved)."""
     for entry in (crd.get("spec") or {}).get("versions") or []:
-        if entry.get("name") == version:
+        if entry.get("name") == version and entry.get("served", True):
             found: Mapping[str, Any] | None = (entry.get("schema") or {}).get("openAPIV3Schema")
             return found
     return None
