@@ -20,7 +20,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from platformctl.bridge import APPLICATION_HEALTH, APPLICATION_HEALTH_KEY, role_annotation
-from platformctl.model import find_root
 from platformctl.stacks import ArgoCDSettings, StackSettings
 from platformctl.vendor import Lock
 
@@ -101,10 +100,11 @@ def argocd_values(settings: ArgoCDSettings) -> dict[str, Any]:
     }
 
 
-def vendored_argocd_chart(version: str) -> str:
-    """charts/vendor/argo-cd (relative to the program's directory, so the state does not
-    depend on where the checkout is), refused unless it is the version the stack pins."""
-    root = find_root(Path.cwd())
+def vendored_argocd_chart(version: str, root: Path) -> str:
+    """charts/vendor/argo-cd of the repository at ``root`` (the one the stack settings were
+    read from, not whichever holds the working directory), relative to the program's
+    directory so the state does not depend on where the checkout is; refused unless it is the
+    version the stack pins."""
     lock = Lock.load(root)
     vendored = lock.get("argo-cd").version
     if vendored != version:
@@ -163,7 +163,7 @@ class GitOpsBootstrap(pulumi.ComponentResource):
         self.release = k8s.helm.v3.Release(
             f"{name}-argocd",
             name="argocd",
-            chart=vendored_argocd_chart(args.argocd.chart_version),
+            chart=vendored_argocd_chart(args.argocd.chart_version, args.argocd.root),
             namespace=namespace.metadata.name,
             values=argocd_values(args.argocd),
             atomic=True,

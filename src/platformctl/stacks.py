@@ -123,6 +123,8 @@ class ArgoCDSettings:
     high_availability: bool
     hostname: str
     namespace: str
+    # The repository the stack is read from: the bootstrap installs its charts/vendor/argo-cd.
+    root: Path
     # The built-in ``admin`` login: the first stage only; elsewhere people log in with SSO.
     local_admin: bool = False
     sso: SsoSettings | None = None
@@ -358,7 +360,12 @@ def _registry(config: Mapping[str, Any], repo: Repo, region: str, stack: str) ->
 
 
 def _argocd(
-    config: Mapping[str, Any], environment: Environment, domain: str, first: bool, check: _Checker
+    config: Mapping[str, Any],
+    environment: Environment,
+    domain: str,
+    first: bool,
+    root: Path,
+    check: _Checker,
 ) -> ArgoCDSettings:
     raw = _section(config, "argocd")
     key = f"{NAMESPACE}:argocd"
@@ -385,6 +392,7 @@ def _argocd(
         high_availability=raw.get("highAvailability", False),
         hostname=hostname,
         namespace=environment.argocd_namespace,
+        root=root,
         local_admin=local_admin,
         sso=SsoSettings(sso["issuer"], sso["clientId"], tuple(sso["adminGroups"])) if sso else None,
     )
@@ -428,7 +436,9 @@ def load_settings(
         cluster=cluster,
         database=database,
         registry=_registry(config, repo, region, stack),
-        argocd=_argocd(config, environment, domain, stack == repo.environments[0].name, check),
+        argocd=_argocd(
+            config, environment, domain, stack == repo.environments[0].name, repo.root, check
+        ),
         warnings=tuple(check.warnings),
     )
 

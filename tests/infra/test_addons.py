@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from platform_infra.addons import AddonIdentityArgs
 from platform_infra.iam import (
@@ -30,6 +31,7 @@ from platformctl.bridge import (
 )
 from platformctl.model import load_repo
 from platformctl.render import Renderer
+from platformctl.vendor import VENDOR_DIR, Lock
 from tests.infra.conftest import HOSTED_ZONE, ISSUER, ROOT, VPC_ID, Program, stack_config
 
 
@@ -165,6 +167,17 @@ def test_external_dns_changes_records_only_in_its_own_zone(program: Program) -> 
     assert document["Statement"][1:] == upstream["Statement"][1:]
 
 
+def _vendored_chart(source: dict[str, Any]) -> dict[str, Any]:
+    """The Chart.yaml an Application's source deploys: a path in this repository, locked."""
+    assert "chart" not in source, "add-ons deploy the vendored charts, not a Helm repository"
+    path = Path(source["path"])
+    assert path.parent == VENDOR_DIR
+    chart: dict[str, Any] = yaml.safe_load((ROOT / path / "Chart.yaml").read_text())
+    locked = Lock.load(ROOT).get(path.name)
+    assert (chart["name"], chart["version"]) == (path.name, locked.version)
+    return chart
+
+
 def test_the_vendored_policies_are_upstreams_at_the_pinned_versions() -> None:
     """Each file hashes to its lock entry, and the lock's tag is the controller version of the
     chart the add-ons deploy (a chart bump without re-vendoring fails here)."""
@@ -180,9 +193,11 @@ def test_the_vendored_policies_are_upstreams_at_the_pinned_versions() -> None:
         assert hashlib.sha256(text).hexdigest() == entry.sha256
         upstream_policy(name)  # the same check, as the program makes it
         if entry.chart is not None:
-            source = sources[entry.chart["name"]]
-            assert source.get("chart") == entry.chart["name"]
-            assert source["targetRevision"] == entry.chart["version"]
+            # The Application deploys the chart vendored in this repository at source.path.
+            chart = _vendored_chart(sources[entry.chart["name"]])
+            assert chart["name"] == entry.chart["name"]
+            assert chart["version"] == entry.chart["version"]
+            assert chart["appVersion"].removeprefix("v") == entry.tag.removeprefix("v")
 
 
 def test_a_vendored_policy_edited_by_hand_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,13 @@ import pytest
 from platformctl.errors import InputError
 from platformctl.model import Repo, load_repo
 from platformctl.stacks import read_stack, stack_findings
-from platformctl.support import ARGOCD_CHART, Calendar, argocd_verdict, load_calendar
+from platformctl.support import (
+    ARGOCD_CHART,
+    Calendar,
+    argocd_app_version,
+    argocd_verdict,
+    load_calendar,
+)
 from tests.infra.conftest import ROOT, STACKS
 
 TODAY = dt.date(2026, 12, 1)
@@ -151,9 +157,25 @@ def test_a_stack_on_1_33_is_refused_as_pulumi_and_verify_see_it(stack: str) -> N
     assert "environment.yaml:" in findings[0].message
 
 
+def _pinned_ends(repo: Repo) -> list[dt.date]:
+    """The calendar's end of support of every version the repository pins today: each
+    environment's Kubernetes minor and PostgreSQL major, and the vendored Argo CD's minor."""
+    calendar = repo.support
+    ends = [calendar.kubernetes[e.kubernetes_version].ends for e in repo.environments]
+    for stack in STACKS:
+        major = read_stack(repo, stack).database.engine_version.split(".")[0]
+        ends.append(calendar.postgres[major].ends)
+    app_version = argocd_app_version(repo.root)
+    assert app_version is not None
+    ends.append(calendar.argocd[".".join(app_version.removeprefix("v").split(".")[:2])].ends)
+    return ends
+
+
 def test_verify_reports_what_is_due_soon_as_warnings() -> None:
+    """30 days before the first end of support among what is pinned (whichever it is): no
+    finding yet, and a warning for it."""
     repo = load_repo(ROOT)
-    end = repo.support.kubernetes[repo.environments[0].kubernetes_version].ends
-    findings, warnings = stack_findings(repo, repo.environment_names, end - dt.timedelta(days=30))
+    first = min(_pinned_ends(repo))
+    findings, warnings = stack_findings(repo, repo.environment_names, first - dt.timedelta(days=30))
     assert findings == []
-    assert any("leaves standard support" in w for w in warnings)
+    assert any(f"leaves standard support on {first.isoformat()} (30 days)" in w for w in warnings)
