@@ -123,6 +123,21 @@ config:
         exporters: [awsxray]
 {{- end -}}
 
+{{- define "addons.facts.cluster-autoscaler" -}}
+cloudProvider: aws
+awsRegion: {{ .Values.cluster.region }}
+fullnameOverride: cluster-autoscaler
+# The Auto Scaling groups tagged k8s.io/cluster-autoscaler/enabled and
+# k8s.io/cluster-autoscaler/<cluster> (the chart's default tags), i.e. this cluster's node groups.
+autoDiscovery:
+  clusterName: {{ .Values.cluster.name }}
+rbac:
+  serviceAccount:
+    name: cluster-autoscaler
+    annotations:
+      {{- include "addons.role" (dict "root" . "owner" "cluster-autoscaler") | nindent 6 }}
+{{- end -}}
+
 {{- define "addons.facts.metrics-server" -}}
 {}
 {{- end -}}
