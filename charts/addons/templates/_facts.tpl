@@ -86,6 +86,26 @@ grafana:
       jsonData:
         authType: default
         defaultRegion: {{ .Values.cluster.region }}
+{{- with .Values.prometheus.host }}
+# The promotion gates of the next stage query it here, from inside the network; the load
+# balancer controller finds the environment's ACM certificate by the host.
+prometheus:
+  ingress:
+    enabled: true
+    ingressClassName: alb
+    hosts:
+      - {{ . }}
+    paths:
+      - /
+    pathType: Prefix
+    annotations:
+      alb.ingress.kubernetes.io/scheme: internal
+      alb.ingress.kubernetes.io/target-type: ip
+      alb.ingress.kubernetes.io/listen-ports: '[{"HTTPS":443}]'
+      alb.ingress.kubernetes.io/ssl-policy: ELBSecurityPolicy-TLS13-1-2-2021-06
+      alb.ingress.kubernetes.io/healthcheck-path: /-/ready
+      external-dns.alpha.kubernetes.io/hostname: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{- define "addons.facts.fluent-bit" -}}
