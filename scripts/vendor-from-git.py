@@ -177,6 +177,15 @@ PINS = (
         ),
     ),
     Pin(
+        "cluster-autoscaler",
+        "https://kubernetes.github.io/autoscaler",
+        Source(
+            "kubernetes/autoscaler",
+            "cluster-autoscaler-chart-9.59.0",
+            "cluster-autoscaler/charts/cluster-autoscaler",
+        ),
+    ),
+    Pin(
         "fluent-bit",
         "https://fluent.github.io/helm-charts",
         Source("fluent/helm-charts", "fluent-bit-0.58.1", "charts/fluent-bit"),

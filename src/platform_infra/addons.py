@@ -24,7 +24,6 @@ from platform_infra.identity import OidcProvider, irsa_role
 from platformctl.bridge import (
     ADDON_ROLES,
     AUTOSCALER,
-    AUTOSCALER_ROLE,
     addon_secret_name,
     cluster_log_group,
 )
@@ -188,7 +187,7 @@ class AddonIdentity(pulumi.ComponentResource):
         self, name: str, args: AddonIdentityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("platform:infra:AddonIdentity", name, None, opts)
-        owners = {**ADDON_ROLES, AUTOSCALER: AUTOSCALER_ROLE}
+        owners = ADDON_ROLES
         if set(POLICIES) != set(owners):
             raise ValueError("every add-on role in platformctl.bridge needs a policy here")
         zone = aws.route53.get_zone_output(zone_id=args.zone_id)

@@ -48,6 +48,16 @@ NODE_INGRESS = (
 )
 
 
+def autoscaler_tags(cluster_name: str) -> dict[str, str]:
+    """The tags the cluster autoscaler discovers its groups by (charts/addons' autoDiscovery)
+    and its policy limits scaling to. EKS also puts them on the groups' Auto Scaling groups;
+    stated here, a group the program makes is this cluster's whatever EKS does."""
+    return {
+        "k8s.io/cluster-autoscaler/enabled": "true",
+        f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
+    }
+
+
 @dataclass(frozen=True)
 class ClusterArgs:
     settings: ClusterSettings
@@ -342,7 +352,7 @@ class Cluster(pulumi.ComponentResource):
             update_config={"max_unavailable_percentage": 33},
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             labels={"platform.acme.io/node-group": group.name},
-            tags=tags(env, group_name),
+            tags=tags(env, group_name, **autoscaler_tags(args.settings.name)),
             # The cluster autoscaler owns the desired size once the group exists.
             opts=child(self, ignore_changes=["scalingConfig.desiredSize"], depends_on=ready),
         )

@@ -16,21 +16,20 @@ from urllib.parse import urlsplit
 
 from platformctl.model import Environment, Repo
 
+# The cluster autoscaler: node groups leave their desired size to it.
+AUTOSCALER = "cluster-autoscaler"
+AUTOSCALER_ROLE = ("kube-system", "cluster-autoscaler")
+
 # Add-ons that call AWS, each with an IRSA role of its own made by the infra program, trusted
 # only by this (namespace, service account); charts/addons runs them exactly there.
 ADDON_ROLES: Mapping[str, tuple[str, str]] = {
     "aws-load-balancer-controller": ("kube-system", "aws-load-balancer-controller"),
+    AUTOSCALER: AUTOSCALER_ROLE,
     "external-dns": ("external-dns", "external-dns"),
     "fluent-bit": ("logging", "fluent-bit"),
     "grafana": ("monitoring", "kube-prometheus-stack-grafana"),
     "opentelemetry-collector": ("observability", "opentelemetry-collector"),
 }
-
-# The cluster autoscaler (node groups leave their desired size to it) gets its role too; its
-# Application in charts/addons runs it as this service account and reads
-# cluster_autoscaler_iam_role_arn.
-AUTOSCALER = "cluster-autoscaler"
-AUTOSCALER_ROLE = ("kube-system", "cluster-autoscaler")
 
 PLACEHOLDER_ACCOUNT = "000000000000"
 # The Argo CD setting the bootstrap writes that the sync order depends on: an Application is
@@ -106,7 +105,7 @@ def placeholder_annotations(repo: Repo, environment: Environment) -> dict[str, s
         role_annotation(owner): (
             f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/{environment.cluster_name}-{owner}"
         )
-        for owner in (*ADDON_ROLES, AUTOSCALER, *repo.services)
+        for owner in (*ADDON_ROLES, *repo.services)
     }
     return {
         "aws_account_id": PLACEHOLDER_ACCOUNT,

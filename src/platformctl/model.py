@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from platformctl.documents import (
     KnownValid,
@@ -145,6 +146,12 @@ class Environment:
     @property
     def settings_file(self) -> Path:
         return self.path / ENVIRONMENT_FILE
+
+    @property
+    def prometheus_host(self) -> str | None:
+        """The host the next stage's gates ask for this environment's Prometheus: charts/addons
+        gives Prometheus an Ingress there, so the URL and the Ingress cannot disagree."""
+        return urlsplit(self.prometheus.url).hostname if self.prometheus else None
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def platform_values(environment: Environment) -> dict[str, Any]:
 def addons_values(environment: Environment) -> dict[str, Any]:
     """What the add-ons' ApplicationSet passes to ``charts/addons`` (``helm.valuesObject``):
     the cluster facts and this repository's URL and revision (where the vendored charts are) as
-    references to the cluster secret, and the model's workload namespace."""
+    references to the cluster secret, and the model's workload namespace and Prometheus host."""
     return {
         **addon_cluster_values(),
         "source": {
@@ -145,6 +145,7 @@ def addons_values(environment: Environment) -> dict[str, Any]:
             "targetRevision": reference("workload_repo_revision"),
         },
         "workloads": {"namespace": environment.namespace},
+        "prometheus": {"host": environment.prometheus_host or ""},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -281,3 +282,35 @@ def test_the_monitoring_stack_syncs_after_what_it_waits_for() -> None:
             "serviceAccountRef"
         ]["name"],
     }
+
+
+def test_prometheus_answers_at_the_url_the_next_stages_gates_ask() -> None:
+    """Finding 7: the slo gate asks an environment's Prometheus at endpoints.prometheus.url;
+    an internal ALB Ingress answers at exactly that host, and none where no URL is declared."""
+    repo = load_repo(PROJECT_ROOT)
+    renderer = Renderer(repo)
+    declared = 0
+    for environment in repo.environments:
+        (job,) = [
+            j
+            for j in renderer.addon_chart_jobs(environment)
+            if j.name == "addons/kube-prometheus-stack"
+        ]
+        ingresses = [
+            d
+            for d in renderer.render(job).documents
+            if d["kind"] == "Ingress" and d["metadata"]["name"].endswith("-prometheus")
+        ]
+        if environment.prometheus is None:
+            assert ingresses == []
+            continue
+        declared += 1
+        (ingress,) = ingresses
+        host = urlsplit(environment.prometheus.url).hostname
+        assert [rule["host"] for rule in ingress["spec"]["rules"]] == [host]
+        assert ingress["spec"]["ingressClassName"] == "alb"
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["alb.ingress.kubernetes.io/scheme"] == "internal"
+        assert annotations["external-dns.alpha.kubernetes.io/hostname"] == host
+        assert "alb.ingress.kubernetes.io/certificate-arn" not in annotations  # found by host
+    assert declared  # some environment's gates ask a Prometheus

@@ -83,7 +83,8 @@ def test_the_addons_render_from_what_the_program_wrote(program: Program) -> None
                 if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == account
             ]
             assert values["serviceAccount"]["namespace"] == namespace
-        account_values = values["serviceAccount"]
+        # the autoscaler's chart keeps its account under rbac
+        account_values = (values["rbac"] if owner == AUTOSCALER else values)["serviceAccount"]
         assert account_values["name"] == account
         assert (
             account_values["annotations"]["eks.amazonaws.com/role-arn"]
@@ -260,3 +261,47 @@ def test_the_cluster_autoscaler_gets_its_own_role_with_upstreams_policy(program:
     }
     annotation = _annotations(program)["cluster_autoscaler_iam_role_arn"]
     assert annotation == program.exports["addonRoleArns"][AUTOSCALER]
+
+
+def test_the_cluster_autoscaler_runs_as_its_role_and_finds_this_clusters_groups(
+    program: Program,
+) -> None:
+    """The vendored chart, rendered with what the program wrote: the account the role trusts,
+    annotated with that role, discovering exactly the tags every node group carries."""
+    namespace, account = AUTOSCALER_ROLE
+    repo = load_repo(ROOT)
+    renderer = Renderer(repo)
+    environment = repo.environment(program.stack)
+    (job,) = [
+        j
+        for j in renderer.addon_chart_jobs(environment, _annotations(program))
+        if j.name == f"addons/{AUTOSCALER}"
+    ]
+    documents = renderer.render(job).documents
+    (service_account,) = [d for d in documents if d["kind"] == "ServiceAccount"]
+    assert (service_account["metadata"]["namespace"], service_account["metadata"]["name"]) == (
+        namespace,
+        account,
+    )
+    assert (
+        service_account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        == program.exports["addonRoleArns"][AUTOSCALER]
+    )
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account
+    (discovery,) = [
+        a.removeprefix("--node-group-auto-discovery=asg:tag=")
+        for a in pod["containers"][0]["command"]
+        if a.startswith("--node-group-auto-discovery=")
+    ]
+    wanted = set(discovery.split(","))
+    assert f"k8s.io/cluster-autoscaler/{environment.cluster_name}" in wanted
+    groups = program.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert groups
+    for group in groups:
+        assert wanted <= set(group.inputs["tags"])
+        # the tag the role's scaling statement is conditioned on
+        assert group.inputs["tags"][f"k8s.io/cluster-autoscaler/{environment.cluster_name}"] == (
+            "owned"
+        )

@@ -143,9 +143,11 @@ def test_yamllint_passes() -> None:
 def test_jobs_that_talk_to_a_cluster_run_inside_its_network() -> None:
     """Finding 4: GitHub-hosted runners reach no private API endpoint, so `pulumi up`, the
     previews (they diff Kubernetes objects) and drift run on the runner labelled with their
-    stack, which sits in a network apiAccessCidrs admits; nothing else needs one."""
+    stack, which sits in a network apiAccessCidrs admits; nothing else needs one. Releases run
+    on the target's: `--wait` and the gates ask internal Argo CD and Prometheus URLs."""
     inside = {
         ("pulumi-stack.yml", "up"): "${{ inputs.stack }}",
+        ("release.yml", "release"): "${{ inputs.environment }}",
         ("pull-request.yml", "preview"): "${{ matrix.stack }}",
         ("drift.yml", "drift"): "${{ matrix.stack }}",
     }
@@ -163,3 +165,4 @@ def test_jobs_that_talk_to_a_cluster_run_inside_its_network() -> None:
     gitlab = _load(ROOT / "pipelines/gitlab-ci.yml")
     for job_name in (".deploy", "preview", "drift"):
         assert gitlab[job_name]["tags"] == ["platform-$STACK"], job_name
+    assert gitlab["release"]["tags"] == ["platform-$ENVIRONMENT"]

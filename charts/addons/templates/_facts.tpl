@@ -86,6 +86,26 @@ grafana:
       jsonData:
         authType: default
         defaultRegion: {{ .Values.cluster.region }}
+{{- with .Values.prometheus.host }}
+# The promotion gates of the next stage query it here, from inside the network; the load
+# balancer controller finds the environment's ACM certificate by the host.
+prometheus:
+  ingress:
+    enabled: true
+    ingressClassName: alb
+    hosts:
+      - {{ . }}
+    paths:
+      - /
+    pathType: Prefix
+    annotations:
+      alb.ingress.kubernetes.io/scheme: internal
+      alb.ingress.kubernetes.io/target-type: ip
+      alb.ingress.kubernetes.io/listen-ports: '[{"HTTPS":443}]'
+      alb.ingress.kubernetes.io/ssl-policy: ELBSecurityPolicy-TLS13-1-2-2021-06
+      alb.ingress.kubernetes.io/healthcheck-path: /-/ready
+      external-dns.alpha.kubernetes.io/hostname: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{- define "addons.facts.fluent-bit" -}}
@@ -121,6 +141,21 @@ config:
         receivers: [otlp]
         processors: [memory_limiter, batch]
         exporters: [awsxray]
+{{- end -}}
+
+{{- define "addons.facts.cluster-autoscaler" -}}
+cloudProvider: aws
+awsRegion: {{ .Values.cluster.region }}
+fullnameOverride: cluster-autoscaler
+# The Auto Scaling groups tagged k8s.io/cluster-autoscaler/enabled and
+# k8s.io/cluster-autoscaler/<cluster> (the chart's default tags), i.e. this cluster's node groups.
+autoDiscovery:
+  clusterName: {{ .Values.cluster.name }}
+rbac:
+  serviceAccount:
+    name: cluster-autoscaler
+    annotations:
+      {{- include "addons.role" (dict "root" . "owner" "cluster-autoscaler") | nindent 6 }}
 {{- end -}}
 
 {{- define "addons.facts.metrics-server" -}}
