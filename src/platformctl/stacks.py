@@ -16,10 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
-
-from jsonschema import Draft202012Validator
 
 from platformctl.documents import check_document, packaged_schema
 from platformctl.errors import InputError
@@ -27,6 +25,9 @@ from platformctl.model import Environment, Repo
 from platformctl.policy.findings import Finding
 from platformctl.support import ARGOCD_CHART, Calendar, Verdict, argocd_verdict
 from platformctl.yamlio import display_path, located, read_mapping
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 NAMESPACE = "platform"
 INSTANCE_TYPE = re.compile(
@@ -155,6 +156,9 @@ class StackSettings:
 
 @cache
 def _validator() -> Draft202012Validator:
+    # imported here: every command imports this module, few read a stack file
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(packaged_schema("stack"))
 
 
