@@ -13,6 +13,7 @@ from pathlib import Path
 from platformctl.documents import check_document, validator_for
 from platformctl.errors import InputError
 from platformctl.policy.findings import Finding
+from platformctl.render import ADDONS_TARGET
 from platformctl.yamlio import display_path, located, read_mapping
 
 EXPIRED_CHECK = "PLAT900"
@@ -54,7 +55,8 @@ class PolicyException:
         return located(self.path, ["exceptions", self.index])
 
     def matches(self, finding: Finding) -> bool:
-        """``target`` is ``env/service`` or ``env/service/Kind/name``; '*' matches one part."""
+        """``target`` is ``env/service`` or ``env/service/Kind/name`` (an add-on chart's service
+        is ``addons/<add-on>``); '*' matches one part."""
         if not fnmatchcase(finding.check, self.check):
             return False
         wanted = self.target.split("/")
@@ -65,6 +67,13 @@ class PolicyException:
 
     def expired(self, today: dt.date) -> bool:
         return self.expires < today
+
+
+def _well_formed(target: str) -> bool:
+    """``env/service[/Kind/name]``; an add-on chart's targets are ``env/addons/<add-on>``, so
+    they take one part more (``env/addons/Kind/name`` stays the add-ons chart's own object)."""
+    parts = target.split("/")
+    return len(parts) in (2, 4) or (parts[1] == ADDONS_TARGET and len(parts) in (3, 5))
 
 
 def load_exceptions(path: Path) -> list[PolicyException]:
@@ -86,10 +95,11 @@ def load_exceptions(path: Path) -> list[PolicyException]:
                 "not a date (use YYYY-MM-DD)"
             )
         target = entry["target"]
-        if len(target.split("/")) not in (2, 4):
+        if not _well_formed(target):
             raise InputError(
                 f"{located(path, ['exceptions', index, 'target'])}: target '{target}' must be "
-                "env/service or env/service/Kind/name"
+                "env/service or env/service/Kind/name (an add-on's chart: "
+                f"env/{ADDONS_TARGET}/<add-on>[/Kind/name])"
             )
         exceptions.append(
             PolicyException(
