@@ -73,7 +73,7 @@ def _well_formed(target: str) -> bool:
     """``env/service[/Kind/name]``; an add-on chart's targets are ``env/addons/<add-on>``, so
     they take one part more (``env/addons/Kind/name`` stays the add-ons chart's own object)."""
     parts = target.split("/")
-    return len(parts) in (2, 4) or (parts[1] == ADDONS_TARGET and len(parts) in (3, 5))
+    return len(parts) in (2, 4) or (len(parts) in (3, 5) and parts[1] == ADDONS_TARGET)
 
 
 def load_exceptions(path: Path) -> list[PolicyException]:
