@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,15 @@ def test_the_hook_watches_every_file_it_maps() -> None:
     for name in ("environments/addons/qa.yaml", "charts/x/values.yaml", "Pulumi.qa.yaml"):
         assert re.search(pattern, name), name
     assert not re.search(pattern, "src/platformctl/cli/__init__.py")
+
+
+def test_pre_commit_itself_accepts_the_hooks() -> None:
+    """pre-commit is a dev dependency; its own validator reads the configuration."""
+    pre_commit = Path(sys.executable).parent / "pre-commit"
+    result = subprocess.run(
+        [str(pre_commit), "validate-config", str(ROOT / ".pre-commit-config.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
