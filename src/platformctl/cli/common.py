@@ -83,9 +83,17 @@ app = typer.Typer(
     name="platform",
     help="Render, verify, promote and roll back the services of this GitOps repository.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"platform {version('platformctl')}")
+        raise typer.Exit()
 
 
 @dataclass
@@ -118,6 +126,14 @@ def _global_options(
         None, "--repo", help="The repository to work on (default: the one containing the cwd)."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     ctx.obj = GlobalOptions(repo_path=repo, debug=debug)
 

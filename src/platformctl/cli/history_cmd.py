@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def history(
         ctx: typer.Context,
-        service: str = typer.Argument(...),
-        env: str = typer.Option(..., "--env", "-e"),
-        limit: int = typer.Option(20, "--limit", "-n", min=1),
+        service: str = typer.Argument(..., help="The service."),
+        env: str = typer.Option(..., "--env", "-e", help="The environment."),
+        limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many."),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Releases of SERVICE in ENV, newest first, read from the values file's history."""
@@ -48,9 +48,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def diff(
         ctx: typer.Context,
-        services: list[str] | None = typer.Argument(None),
-        source: str = typer.Option(..., "--from"),
-        target: str = typer.Option(..., "--to"),
+        services: list[str] | None = typer.Argument(
+            None, help="Only these services (default: all).", show_default=False
+        ),
+        source: str = typer.Option(..., "--from", help="The environment to compare from."),
+        target: str = typer.Option(..., "--to", help="The environment to compare with."),
         rendered: bool = typer.Option(False, "--rendered", help="Unified diff of manifests."),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
