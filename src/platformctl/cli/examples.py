@@ -9,7 +9,7 @@ import typer
 EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "render": (
         ("The manifests of a service in dev", "platform render my-service -e dev"),
-        ("The environment's Argo CD objects", "platform render gitops -e staging"),
+        ("The environment's Argo CD objects", "platform render argocd -e staging"),
         ("The add-on Applications", "platform render addons -e production"),
     ),
     "status": (
