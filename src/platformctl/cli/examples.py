@@ -62,6 +62,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "diff": (
         ("What production lacks of staging", "platform diff --from staging --to production"),
+        ("With full image references", "platform diff --from staging --to production --wide"),
         (
             "The manifests of one service",
             "platform diff my-service --from staging --to production --rendered",

@@ -9,6 +9,7 @@ import typer
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.git import Git
 from platformctl.ledger import history as read_history
+from platformctl.model import Release
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.render import Renderer
 from platformctl.status import same_artifact
@@ -54,6 +55,9 @@ def register(app: typer.Typer) -> None:
         source: str = typer.Option(..., "--from", help="The environment to compare from."),
         target: str = typer.Option(..., "--to", help="The environment to compare with."),
         rendered: bool = typer.Option(False, "--rendered", help="Unified diff of manifests."),
+        wide: bool = typer.Option(
+            False, "--wide", help="Full image references (default: tag@short digest)."
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Image differences between two environments (and the manifests with --rendered)."""
@@ -93,9 +97,21 @@ def register(app: typer.Typer) -> None:
         if output is OutputFormat.json:
             typer.echo(to_json(rows))
             return
-        table = [[r["service"], r["from"], r["to"], r["differs"]] for r in rows if r["differs"]]
-        typer.echo(
-            render_table(output, ["service", left.name, right.name, "differs"], table)
-            if table
-            else f"{left.name} and {right.name} run the same images"
-        )
+
+        def shown(release: Release | None) -> str:
+            if release is None:
+                return "-"
+            return release.image.reference if wide else release.image.label
+
+        table = [
+            [n, shown(a), shown(b)]
+            for (n, a, b), r in zip(pairs, rows, strict=True)
+            if r["differs"]
+        ]
+        same = len(rows) - len(table)
+        if not table:
+            typer.echo(f"{left.name} and {right.name} run the same images")
+            return
+        typer.echo(render_table(output, ["service", left.name, right.name], table))
+        if same:
+            typer.echo(f"\n{same} more the same in both")
