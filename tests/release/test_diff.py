@@ -57,3 +57,13 @@ def test_the_same_images_say_so(fleet: Fleet, cli: Cli) -> None:
     second, third = fleet.stages[1:3]
     result = cli(fleet.root, "diff", "--from", second, "--to", third)
     assert result.stdout.strip() == f"{second} and {third} run the same images"
+
+
+def test_rendered_is_a_unified_diff_of_the_manifests(fleet: Fleet, cli: Cli) -> None:
+    first, second = fleet.stages[:2]
+    result = cli(fleet.root, "diff", "alpha", "--from", first, "--to", second, "--rendered")
+    assert result.exit_code == 0, result.output
+    assert f"--- {first}/alpha" in result.stdout
+    assert f"+++ {second}/alpha" in result.stdout
+    assert f'-          image: "{fleet.image(first, "alpha").reference}"' in result.stdout
+    assert f'+          image: "{fleet.image(second, "alpha").reference}"' in result.stdout
