@@ -3,6 +3,7 @@ on every option and argument, and examples in every command's help that really p
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -96,3 +97,38 @@ def test_the_policy_gate_cannot_be_overridden(repo: Path, cli: Any) -> None:
     assert result.exit_code == 2
     assert "cannot be overridden" in result.output
     assert "policy-exceptions.yaml" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("status", "-e", "no-such-env", "-o", "json"), 2),
+        (("status", "--output=JSON", "--bogus"), 2),
+        (("history", "no-such-service", "-e", "x", "--output", "json"), 2),
+    ],
+    ids=["unknown-environment", "usage-error", "unknown-service"],
+)
+def test_with_json_output_an_error_is_json_on_stdout_too(
+    repo: Path, args: tuple[str, ...], code: int
+) -> None:
+    result = run_platform(repo, *args)
+    assert result.returncode == code
+    [line] = result.stderr.splitlines()
+    assert json.loads(result.stdout) == {"error": line.removeprefix("error: "), "exit_code": code}
+
+
+def test_without_json_output_an_error_leaves_stdout_empty(repo: Path) -> None:
+    result = run_platform(repo, "status", "-e", "no-such-env")
+    assert result.returncode == 2
+    assert result.stdout == ""
+
+
+def test_a_refusal_reported_as_json_is_one_document(repo: Path) -> None:
+    """promote prints its report, which carries the error; no second object follows."""
+    model = load_repo(repo)
+    service = model.services[0]
+    first, last = model.environments[0].name, model.environments[-1].name
+    result = run_platform(repo, "promote", service, "--from", last, "--to", first, "-o", "json")
+    assert result.returncode in (1, 2), result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["error"]

@@ -153,6 +153,7 @@ def _delivery(
 def _finish(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
     _report(delivery, output, dry_run)
     if delivery.refusal is not None:
+        delivery.refusal.in_json_report = output is OutputFormat.json
         raise delivery.refusal
 
 
