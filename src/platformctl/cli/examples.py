@@ -49,6 +49,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ),
         ("Preview only", "platform rollback my-service -e production --dry-run"),
     ),
+    "holds": (
+        ("Every hold", "platform holds"),
+        ("Production's, as JSON", "platform holds -e production -o json"),
+    ),
     "hold": (
         (
             "Stop promotions into production",
