@@ -37,7 +37,8 @@ def test_status_json_carries_the_hold(held: Fleet, cli: Cli) -> None:
     marks = {(r["service"], r["environment"]): r["held"] for r in rows}
     hold = marks.pop(("beta", held.stages[-1]))
     assert hold["reason"] == "INC-7 pager"
-    assert hold["by"] and hold["since"]
+    assert hold["by"]
+    assert hold["since"]
     assert set(marks.values()) == {None}
 
 
