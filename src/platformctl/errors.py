@@ -45,6 +45,8 @@ class PlatformError(Exception):
     """Base of every error the tool reports to a user."""
 
     exit_code: ExitCode = ExitCode.USAGE
+    # Set when the command already printed its JSON report, which carries this error.
+    in_json_report: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ class StatusRow:
     image: Image
     previous_environment: str | None
     differs_from_previous: bool
+    # the environment's hold on the service ({reason, by, since}), or None
+    hold: Mapping[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class StatusRow:
             "digest": self.image.digest,
             "previous_environment": self.previous_environment,
             "differs_from_previous": self.differs_from_previous,
+            "held": dict(self.hold) if self.hold is not None else None,
         }
 
 
@@ -51,9 +55,39 @@ def status(repo: Repo, environments: list[str] | None = None) -> list[StatusRow]
                 previous_environment=previous.name if previous else None,
                 differs_from_previous=before is not None
                 and not same_artifact(before.image, release.image),
+                hold=release.environment.holds.get(release.service),
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class Hold:
+    service: str
+    environment: str
+    reason: str
+    by: str | None
+    since: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "environment": self.environment,
+            "reason": self.reason,
+            "by": self.by,
+            "since": self.since,
+        }
+
+
+def holds(repo: Repo, environments: list[str] | None = None) -> list[Hold]:
+    """Every hold, in pipeline order then by service (unknown environment names raise)."""
+    wanted = {repo.environment(name).name for name in environments or ()}
+    return [
+        Hold(service, env.name, str(hold.get("reason", "")), hold.get("by"), hold.get("since"))
+        for env in repo.environments
+        if not wanted or env.name in wanted
+        for service, hold in sorted(env.holds.items())
+    ]
 
 
 def live_states(repo: Repo, rows: list[StatusRow]) -> dict[tuple[str, str], AppState]:

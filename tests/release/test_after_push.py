@@ -113,3 +113,17 @@ def test_a_credential_in_the_remote_url_is_never_printed(work: Fleet, cli: Cli) 
     assert SECRET not in result.output
     assert len(result.stderr.splitlines()) == 1
     assert (git(work.root, "rev-parse", "HEAD"), git(work.root, "status", "--porcelain")) == before
+
+
+@pytest.mark.parametrize("in_ci", [False, True], ids=["laptop", "ci"])
+def test_an_unset_webhook_variable_warns_only_in_ci(
+    work: Fleet, cli: Cli, monkeypatch: pytest.MonkeyPatch, in_ci: bool
+) -> None:
+    monkeypatch.delenv("PLATFORM_WEBHOOK_TEST")
+    monkeypatch.delenv("CI", raising=False)
+    if in_ci:
+        monkeypatch.setenv("CI", "true")
+    result = cli(work.root, "promote", "alpha", "--to", work.stages[1], "--push")
+    assert result.exit_code == 0, result.output
+    expected = ["warning: not notified: $PLATFORM_WEBHOOK_TEST is not set"] if in_ci else []
+    assert result.stderr.splitlines() == expected

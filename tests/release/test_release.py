@@ -186,26 +186,6 @@ def test_rollback_without_an_earlier_release_is_refused(repo: Path, cli: Cli) ->
     assert "no earlier good release" in result.stderr
 
 
-def test_diff_between_environments(repo: Path, cli: Cli) -> None:
-    result = cli(repo, "diff", "--from", "staging", "--to", "production", "--output", "json")
-    rows = {r["service"]: r["differs"] for r in json.loads(result.stdout)}
-    assert rows == {
-        "api-gateway": False,
-        "auth-service": False,
-        "product-service": True,
-        "user-service": True,
-    }
-    rendered = cli(
-        repo, "diff", "--from", "staging", "--to", "production", "user-service", "--rendered"
-    )
-    model = load_repo(repo)
-    staging = model.release("user-service", "staging").image.reference
-    production = model.release("user-service", "production").image.reference
-    assert f'-          image: "{staging}"' in rendered.stdout
-    assert f'+          image: "{production}"' in rendered.stdout
-    assert "+++ production/user-service" in rendered.stdout
-
-
 # --- races on one remote -------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from platformctl.cli import (
     verify_cmd,
 )
 from platformctl.cli.common import app
+from platformctl.cli.examples import attach
 
 __all__ = ["app", "main"]
 
@@ -25,6 +26,7 @@ for module in (
     vendor_cmd,
 ):
     module.register(app)
+attach(app)
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def comment(
 
 @ci.command()
 def issue(
-    title: str = typer.Option(..., "--title"),
+    title: str = typer.Option(..., "--title", help="The issue's title."),
     label: str = typer.Option(..., "--label", help="One open issue per label."),
     file: Path = typer.Option(..., "--file", help="Markdown body."),
 ) -> None:

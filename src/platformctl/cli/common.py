@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,11 +28,30 @@ from platformctl.output import OutputFormat
 from platformctl.release import Session, writing
 
 
-def _fail(message: str, code: int, debug: bool) -> NoReturn:
+def _fail(message: str, code: int, debug: bool, *, json_report: bool = False) -> NoReturn:
+    """The one line on stderr; with ``-o json`` the same as a JSON object on stdout, so a
+    script reading stdout sees the failure too."""
     if debug:
         traceback.print_exc()
-    typer.echo(f"error: {one_line(message)}", err=True)
+    line = one_line(message)
+    if json_report:
+        from platformctl.output import to_json
+
+        typer.echo(to_json({"error": line, "exit_code": int(code)}))
+    typer.echo(f"error: {line}", err=True)
     sys.exit(code)
+
+
+def _wants_json(arguments: Sequence[str]) -> bool:
+    """Whether the command line asks for ``-o json`` (read before click parses it, since a
+    usage error happens before any option is known)."""
+    for index, word in enumerate(arguments):
+        if word in ("-o", "--output") and index + 1 < len(arguments):
+            if arguments[index + 1].lower() == "json":
+                return True
+        elif word.lower() in ("-ojson", "--output=json"):
+            return True
+    return False
 
 
 class PlatformGroup(TyperGroup):
@@ -40,18 +60,20 @@ class PlatformGroup(TyperGroup):
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         arguments = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in arguments
+        self.json_errors = _wants_json(arguments)
         extra["standalone_mode"] = False
+        fail = partial(_fail, debug=debug, json_report=self.json_errors)
         try:
             result = super().main(arguments, *rest, **extra)
         except click.exceptions.NoArgsIsHelpError as error:
             error.show()
             sys.exit(ExitCode.USAGE)
         except click.exceptions.UsageError as error:
-            _fail(f"{error.format_message()} (see: platform --help)", ExitCode.USAGE, debug)
+            fail(f"{error.format_message()} (see: platform --help)", ExitCode.USAGE)
         except (typer.Abort, KeyboardInterrupt):
-            _fail("interrupted: nothing was left half-done", ExitCode.INTERRUPTED, debug)
+            fail("interrupted: nothing was left half-done", ExitCode.INTERRUPTED)
         except click.exceptions.ClickException as error:
-            _fail(error.format_message(), ExitCode.USAGE, debug)
+            fail(error.format_message(), ExitCode.USAGE)
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -61,7 +83,9 @@ class PlatformGroup(TyperGroup):
             raise
         except BaseException as error:  # the contract: even a bug is one line and its own code
             debug = isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug
-            _fail(*_contract(error), debug)
+            reported = isinstance(error, PlatformError) and error.in_json_report
+            json_report = getattr(self, "json_errors", False) and not reported
+            _fail(*_contract(error), debug, json_report=json_report)
 
 
 def _contract(error: BaseException) -> tuple[str, int]:
@@ -83,9 +107,17 @@ app = typer.Typer(
     name="platform",
     help="Render, verify, promote and roll back the services of this GitOps repository.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"platform {version('platformctl')}")
+        raise typer.Exit()
 
 
 @dataclass
@@ -118,6 +150,14 @@ def _global_options(
         None, "--repo", help="The repository to work on (default: the one containing the cwd)."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     ctx.obj = GlobalOptions(repo_path=repo, debug=debug)
 

@@ -9,6 +9,7 @@ import typer
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.git import Git
 from platformctl.ledger import history as read_history
+from platformctl.model import Release
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.render import Renderer
 from platformctl.status import same_artifact
@@ -18,9 +19,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def history(
         ctx: typer.Context,
-        service: str = typer.Argument(...),
-        env: str = typer.Option(..., "--env", "-e"),
-        limit: int = typer.Option(20, "--limit", "-n", min=1),
+        service: str = typer.Argument(..., help="The service."),
+        env: str = typer.Option(..., "--env", "-e", help="The environment."),
+        limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many."),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Releases of SERVICE in ENV, newest first, read from the values file's history."""
@@ -48,10 +49,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def diff(
         ctx: typer.Context,
-        services: list[str] | None = typer.Argument(None),
-        source: str = typer.Option(..., "--from"),
-        target: str = typer.Option(..., "--to"),
+        services: list[str] | None = typer.Argument(
+            None, help="Only these services (default: all).", show_default=False
+        ),
+        source: str = typer.Option(..., "--from", help="The environment to compare from."),
+        target: str = typer.Option(..., "--to", help="The environment to compare with."),
         rendered: bool = typer.Option(False, "--rendered", help="Unified diff of manifests."),
+        wide: bool = typer.Option(
+            False, "--wide", help="Full image references (default: tag@short digest)."
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Image differences between two environments (and the manifests with --rendered)."""
@@ -91,9 +97,21 @@ def register(app: typer.Typer) -> None:
         if output is OutputFormat.json:
             typer.echo(to_json(rows))
             return
-        table = [[r["service"], r["from"], r["to"], r["differs"]] for r in rows if r["differs"]]
-        typer.echo(
-            render_table(output, ["service", left.name, right.name, "differs"], table)
-            if table
-            else f"{left.name} and {right.name} run the same images"
-        )
+
+        def shown(release: Release | None) -> str:
+            if release is None:
+                return "-"
+            return release.image.reference if wide else release.image.label
+
+        table = [
+            [n, shown(a), shown(b)]
+            for (n, a, b), r in zip(pairs, rows, strict=True)
+            if r["differs"]
+        ]
+        same = len(rows) - len(table)
+        if not table:
+            typer.echo(f"{left.name} and {right.name} run the same images")
+            return
+        typer.echo(render_table(output, ["service", left.name, right.name], table))
+        if same:
+            typer.echo(f"\n{same} more the same in both")

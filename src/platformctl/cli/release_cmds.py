@@ -12,6 +12,7 @@ from platformctl.delivery import hold as deliver_hold
 from platformctl.delivery import promote as deliver_promotion
 from platformctl.delivery import rollback as deliver_rollback
 from platformctl.errors import one_line
+from platformctl.gates.config import GATE_ORDER
 from platformctl.gates.runner import GateOptions
 from platformctl.git import Git
 from platformctl.output import OutputFormat, render_table, to_json
@@ -131,6 +132,11 @@ def _report_published(delivery: Delivery) -> None:
         )
 
 
+def _gate_names(overrides: list[str] | None) -> list[str]:
+    """``--override a,b --override c`` as ``[a, b, c]`` (each checked by the gate runner)."""
+    return [name.strip() for value in overrides or [] for name in value.split(",")]
+
+
 def _delivery(
     dry_run: bool, push: bool, pull_request: bool, wait: bool, timeout: float, interval: float
 ) -> DeliveryOptions:
@@ -147,6 +153,7 @@ def _delivery(
 def _finish(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
     _report(delivery, output, dry_run)
     if delivery.refusal is not None:
+        delivery.refusal.in_json_report = output is OutputFormat.json
         raise delivery.refusal
 
 
@@ -165,7 +172,8 @@ def register(app: typer.Typer) -> None:
         override: list[str] | None = typer.Option(
             None,
             "--override",
-            help="Do not ask this gate (repeat; needs --reason).",
+            help=f"Do not ask these gates: {', '.join(GATE_ORDER)} (comma-separated or repeated; "
+            "needs --reason). The policy gate cannot be overridden.",
             show_default=False,
         ),
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
@@ -180,7 +188,7 @@ def register(app: typer.Typer) -> None:
         """Copy the image of services from the stage before (or --from) into --to, if the
         gates of --to pass."""
         delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
-        gates = GateOptions(overrides=override or [], reason=reason, offline=offline)
+        gates = GateOptions(overrides=_gate_names(override), reason=reason, offline=offline)
         delivery_options = replace(delivery_options, gates=gates)
         delivery_options.check()
         with options(ctx).session(dry_run) as (session, repo):
@@ -232,8 +240,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def hold(
         ctx: typer.Context,
-        service: str = typer.Argument(...),
-        env: str = typer.Option(..., "--env", "-e"),
+        service: str = typer.Argument(..., help="The service to hold."),
+        env: str = typer.Option(..., "--env", "-e", help="The environment it is held in."),
         reason: str = typer.Option(..., "--reason", help="Why promotions must wait."),
         push: bool = typer.Option(False, "--push", help="Push the commit (re-planned on races)."),
     ) -> None:
@@ -243,8 +251,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def unhold(
         ctx: typer.Context,
-        service: str = typer.Argument(...),
-        env: str = typer.Option(..., "--env", "-e"),
+        service: str = typer.Argument(..., help="The held service."),
+        env: str = typer.Option(..., "--env", "-e", help="The environment it is held in."),
         push: bool = typer.Option(False, "--push", help="Push the commit (re-planned on races)."),
     ) -> None:
         """Allow promotions of SERVICE into ENV again."""

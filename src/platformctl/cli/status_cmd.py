@@ -10,6 +10,7 @@ from platformctl.argocd import AppState
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.status import StatusRow, live_states
+from platformctl.status import holds as list_holds
 from platformctl.status import status as build_status
 
 
@@ -43,9 +44,34 @@ def register(app: typer.Typer) -> None:
             )
         else:
             typer.echo(render_table(output, *_matrix(repo.services, rows, states)))
+            for row in rows:
+                if row.hold is not None:
+                    reason = row.hold.get("reason")
+                    typer.echo(f"held: {row.service} in {row.environment}: {reason}")
         if drifted:
             typer.echo(f"drift: not Synced in Argo CD: {', '.join(drifted)}", err=True)
             raise typer.Exit(1)
+
+    _holds_command(app)
+
+
+def _holds_command(app: typer.Typer) -> None:
+    @app.command()
+    def holds(
+        ctx: typer.Context,
+        env: list[str] = typer.Option([], "--env", "-e", help="Only these environments."),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """List the holds: which services cannot be promoted where, why, since when, by whom."""
+        found = list_holds(options(ctx).repo(), env)
+        if output is OutputFormat.json:
+            typer.echo(to_json([hold.as_dict() for hold in found]))
+            return
+        if not found:
+            typer.echo("no holds")
+            return
+        rows = [[h.environment, h.service, h.reason, h.since, h.by] for h in found]
+        typer.echo(render_table(output, ["environment", "service", "reason", "since", "by"], rows))
 
 
 def _live(state: AppState | None) -> dict[str, Any]:
@@ -71,6 +97,7 @@ def _matrix(
             if row.image.short_digest:
                 text += f" @{row.image.short_digest}"
             text += " *" if row.differs_from_previous else ""
+            text += " (held)" if row.hold is not None else ""
             state = states.get((service, environment))
             line.append(f"{text} [{state.sync}/{state.health}]" if state else text)
         table.append(line)

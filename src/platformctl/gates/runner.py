@@ -41,6 +41,12 @@ class GateOptions:
 def check_overrides(target: Environment, overrides: Collection[str], reason: str | None) -> None:
     declared = target.gates.names
     for gate in overrides:
+        if gate == "policy":
+            raise InputError(
+                "--override policy: the policy gate cannot be overridden",
+                hint="fix the finding, or accept it with a dated entry in "
+                "environments/policy-exceptions.yaml",
+            )
         if gate not in GATE_ORDER:
             raise InputError(
                 f"--override {gate}: no such gate", hint=f"gates: {', '.join(GATE_ORDER)}"

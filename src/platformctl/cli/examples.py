@@ -1,0 +1,115 @@
+"""The examples at the end of each command's ``--help``: kept in one place so that a test can
+hold every command to having them, and so the help reads like gh's and kubectl's."""
+
+from __future__ import annotations
+
+import typer
+
+# command path -> (what it does, the command line); service names are placeholders.
+EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "render": (
+        ("The manifests of a service in dev", "platform render my-service -e dev"),
+        ("The environment's Argo CD objects", "platform render argocd -e staging"),
+        ("The add-on Applications", "platform render addons -e production"),
+    ),
+    "status": (
+        ("Every release in every environment", "platform status"),
+        ("One environment, as JSON", "platform status -e production -o json"),
+        ("What Argo CD reports right now", "platform status --live"),
+    ),
+    "verify": (
+        ("The whole gate, as CI runs it", "platform verify"),
+        ("Only what a change to one service touches", "platform verify -e dev -s my-service"),
+        ("A pull-request comment", "platform verify -o markdown"),
+    ),
+    "promote": (
+        ("See the plan and the gates first", "platform promote my-service --to staging --dry-run"),
+        (
+            "Promote and push (re-planned on races)",
+            "platform promote my-service --to staging --push",
+        ),
+        (
+            "Every service, as one unit, by pull request",
+            "platform promote --all --to production --pull-request",
+        ),
+        (
+            "Skip two gates, with the reason recorded",
+            "platform promote my-service --to production --override soak,slo "
+            "--reason 'INC-42 hotfix' --push",
+        ),
+    ),
+    "rollback": (
+        (
+            "Back to the last good release",
+            "platform rollback my-service -e production --reason 'p95 up' --push",
+        ),
+        (
+            "Back to a release from history",
+            "platform rollback my-service -e production --to v1.4.2 --reason 'bad migration'",
+        ),
+        ("Preview only", "platform rollback my-service -e production --dry-run"),
+    ),
+    "holds": (
+        ("Every hold", "platform holds"),
+        ("Production's, as JSON", "platform holds -e production -o json"),
+    ),
+    "hold": (
+        (
+            "Stop promotions into production",
+            "platform hold my-service -e production --reason 'INC-42' --push",
+        ),
+    ),
+    "unhold": (("Allow them again", "platform unhold my-service -e production --push"),),
+    "history": (
+        ("The last releases in production", "platform history my-service -e production"),
+        ("The last five, as JSON", "platform history my-service -e production -n 5 -o json"),
+    ),
+    "diff": (
+        ("What production lacks of staging", "platform diff --from staging --to production"),
+        ("With full image references", "platform diff --from staging --to production --wide"),
+        (
+            "The manifests of one service",
+            "platform diff my-service --from staging --to production --rendered",
+        ),
+    ),
+    "vendor": (
+        (
+            "Bump a chart from an HTTP repository",
+            "platform vendor argo-rollouts --version 2.41.0 --from https://argoproj.github.io/argo-helm",
+        ),
+        (
+            "From an OCI registry",
+            "platform vendor my-chart --version 1.2.3 --from oci://registry.example/charts",
+        ),
+    ),
+    "ci comment": (
+        (
+            "Post the verify report on PR 42",
+            "platform ci comment --pull-request 42 --marker verify --file report.md",
+        ),
+    ),
+    "ci issue": (
+        (
+            "Open or update the drift issue",
+            "platform ci issue --title 'Drift' --label drift --file drift.md",
+        ),
+    ),
+}
+
+
+def epilog(command: str) -> str:
+    """Rich-formatted examples for ``command`` (one paragraph each, so rich keeps the lines)."""
+    lines = ["[bold]Examples[/bold]"]
+    for what, line in EXAMPLES[command]:
+        lines.append(f"{what}:\n\n  [cyan]$ {line}[/cyan]")
+    return "\n\n".join(lines)
+
+
+def attach(app: typer.Typer, prefix: str = "") -> None:
+    """Give every registered command (and sub-app command) its examples."""
+    for info in app.registered_commands:
+        name = info.name or (info.callback.__name__ if info.callback else "")
+        info.epilog = epilog(f"{prefix}{name}")
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            attach(group.typer_instance, f"{prefix}{group.name} ")
