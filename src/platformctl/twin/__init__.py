@@ -22,7 +22,7 @@ from platformctl.twin.drift import perpetual_diffs
 from platformctl.twin.pss import pod_security
 from platformctl.twin.refs import hosts, names, network_policies
 from platformctl.twin.stack import StackFacts
-from platformctl.twin.sync import convergence
+from platformctl.twin.sync import convergence, declared_crds
 from platformctl.twin.world import Obj, Target
 
 ENGINE = "twin"
@@ -56,6 +56,7 @@ def check_environment(
     ]
     for found in (
         convergence(world),
+        declared_crds(world),
         names(world),
         network_policies(world, stack),
         hosts(world, stack),
