@@ -351,7 +351,8 @@ def test_services_that_need_the_addons_crds_give_up_with_a_finite_retry(stacked:
         assert any(
             r.startswith("Rollout/")
             and "the Rollout CRD (argoproj.io), which CustomResourceDefinition/"
-            "rollouts.argoproj.io in wave 0 of Application argo-rollouts provides" in r
+            "rollouts.argoproj.io in wave 0 of Application argo-rollouts provides"
+            in r
             for r in about(findings, "PLAT012", key)
         ), key
 
