@@ -29,7 +29,8 @@ ENGINE = "twin"
 CHECKS: Mapping[str, str] = {
     "PLAT012": "Every resource's requirements are met before Argo CD waits for it",
     "PLAT013": "Every name a resource refers to exists in the environment",
-    "PLAT014": "Network policies select existing peers, agree both ways, stay in the VPC",
+    "PLAT014": "Network policies select existing peers, agree both ways on ports pods listen on, "
+    "stay in the VPC",
     "PLAT015": "Ingress hosts are covered by the certificate and the DNS domain filter",
     "PLAT016": "No field that Argo CD's diff never settles",
     "PLAT017": "Pods pass the Pod Security Standard their namespace enforces",
