@@ -357,6 +357,30 @@ def test_services_that_need_the_addons_crds_give_up_with_a_finite_retry(stacked:
         ), key
 
 
+def test_an_unlimited_retry_converges_only_if_the_provider_syncs_by_itself(stacked: Path) -> None:
+    """The services' retry without a limit ends once the add-ons' CRDs exist, because the
+    add-ons Application syncs automatically; synced by hand, nothing ever makes them."""
+    template = stacked / "charts/gitops/templates/addons-applicationset.yaml"
+    text = template.read_text()
+    automated = (
+        "        automated:\n          prune: {{ .Values.sync.prune }}\n"
+        "          selfHeal: {{ .Values.sync.selfHeal }}\n"
+    )
+    assert automated in text
+    template.write_text(text.replace(automated, ""))
+    findings = twin(stacked, "production", charts=True)
+    for key in releases_with(stacked, "production", kind("Rollout")):
+        assert any(
+            r.startswith("Rollout/")
+            and "retries without a limit until the Rollout CRD (argoproj.io) exists, which "
+            "CustomResourceDefinition/rollouts.argoproj.io in wave 0 of Application argo-rollouts "
+            "provides and nothing orders first, but Application production-addons syncs only "
+            "when someone syncs it"
+            in r
+            for r in about(findings, "PLAT012", key)
+        ), key
+
+
 ARGO_CD_3_0 = Path(__file__).resolve().parents[1] / "fixtures" / "crds-argo-cd-v3.0.6"
 APPSET = ("argoproj.io", "ApplicationSet")
 

@@ -7,6 +7,19 @@ name that must exist, with no effect on the order: a ServiceMonitor's port). Arg
 every resource of a wave to be Healthy before the next wave, so a health requirement met only
 by a later wave stalls the sync for good; an apply requirement met by another Application that
 nothing orders first is met only if the retry policy keeps trying until it arrives.
+
+Why an unlimited retry (``limit: -1``, the services') converges although nothing orders the
+services' Applications after the add-ons': Argo CD re-runs a failed sync after a backoff capped
+at ``maxDuration``, without end; the provider's Application and every Application above it sync
+automatically, the root ones being made by the bootstrap, so the provider is applied without
+anyone acting, and the first attempt after that succeeds, at most ``maxDuration`` later. The
+twin reports the provider's own problems on the provider, and a provider in a chain with a
+manual sync (nothing would ever make it exist) as PLAT012. A real order would need either an
+app of apps whose root orders both ApplicationSets' Applications (the Pulumi bootstrap would
+own a root Application instead of the ApplicationSets; a wave of ApplicationSets orders
+nothing, the Applications they generate are not their resources) or Progressive Syncs, which
+order only the Applications of one ApplicationSet and need the ApplicationSet controller's
+``--enable-progressive-syncs``.
 """
 
 from __future__ import annotations
@@ -419,7 +432,18 @@ def convergence(world: World) -> Iterator[tuple[Obj, str, str]]:
                         f"{_where(world, best)} provides only after it"
                     ),
                 )
-            elif need.kind == "apply" and not app.retry.unlimited:
+            elif need.kind == "apply" and app.retry.unlimited:
+                manual = _manual(world, best)
+                if manual is not None:
+                    key = (app.name, need.what)
+                    failed_apply.setdefault(key, []).append(obj)
+                    messages[key] = (
+                        f"retries without a limit until {need.what} exists, which "
+                        f"{_where(world, best)} provides and nothing orders first, but "
+                        f"Application {manual} syncs only when someone syncs it (no automated "
+                        "sync policy): the retry never ends on its own"
+                    )
+            elif need.kind == "apply":
                 key = (app.name, need.what)
                 failed_apply.setdefault(key, []).append(obj)
                 messages[key] = (
@@ -458,6 +482,15 @@ def declared_crds(world: World) -> Iterator[tuple[Obj, str, str]]:
                         f"{world.environment.name} provides them"
                     ),
                 )
+
+
+def _manual(world: World, provider: Provider) -> str | None:
+    """The first Application from the root down to the provider's that does not sync
+    automatically: what is in it is never applied unless someone syncs it."""
+    for name, _, _ in world.lineage(provider.app):
+        if name and not world.apps[name].automated:
+            return name
+    return None
 
 
 def _possibly_opaque(world: World, need: Need) -> bool:
