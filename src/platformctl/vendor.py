@@ -280,6 +280,23 @@ def _staging(root: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _swap_in(lock: Lock, name: str, folder: Path, staging: Path) -> None:
+    """Rename ``folder`` (checked, in ``staging``) into place and save ``lock`` (which already
+    holds its entry); if saving fails, the previous copy comes back."""
+    target = lock.chart_dir(name)
+    previous = staging / "previous"
+    if target.exists():
+        target.rename(previous)
+    folder.rename(target)
+    try:
+        lock.save()
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        if previous.exists():
+            previous.rename(target)
+        raise
+
+
 def install(
     root: Path,
     archive: Path,
@@ -321,19 +338,8 @@ def install(
             dependencies=_dependencies(chart_dir, dependencies or {}),
             upstream=upstream,
         )
-        target = lock.chart_dir(name)
-        previous = staging / "previous"
-        if target.exists():
-            target.rename(previous)
-        chart_dir.rename(target)
         lock.charts[name] = entry
-        try:
-            lock.save()
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
-            if previous.exists():
-                previous.rename(target)
-            raise
+        _swap_in(lock, name, chart_dir, staging)
     return entry
 
 
@@ -363,19 +369,8 @@ def install_manifests(
             upstream=upstream,
             sha256s={n: f"sha256:{hashlib.sha256(c).hexdigest()}" for n, c in files.items()},
         )
-        target = lock.chart_dir(name)
-        previous = staging / "previous"
-        if target.exists():
-            target.rename(previous)
-        folder.rename(target)
         lock.manifests[name] = entry
-        try:
-            lock.save()
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
-            if previous.exists():
-                previous.rename(target)
-            raise
+        _swap_in(lock, name, folder, staging)
     return entry
 
 
@@ -579,6 +574,11 @@ def vendor_chart(
     the digest its repository publishes, and a version already locked must match the lock's
     digest (a re-pushed tag is refused). Nothing changes unless all of that holds."""
     lock = Lock.load(root)
+    if chart in lock.manifests:
+        raise InputError(
+            f"{chart} is vendored manifests, not a chart",
+            hint="they are copied from their upstream tag: scripts/vendor-from-git.py",
+        )
     locked = lock.charts.get(chart)
     if repository is None:
         if locked is None:
