@@ -156,6 +156,17 @@ def test_ingress_on_a_port_the_pods_do_not_listen_on_or_do_not_name(stacked: Pat
     ), found
 
 
+def test_dns_egress_on_a_port_coredns_does_not_serve(stacked: Path) -> None:
+    """CoreDNS (the EKS add-on the bootstrap provides) serves 53 over UDP and TCP."""
+    key = first(stacked, "staging", "NetworkPolicy")
+    replace_in(stacked, "networkpolicy.yaml", "- port: 53\n          protocol: UDP", "- port: 5353")
+    policy = f"NetworkPolicy/{key.split('/')[1]}"
+    assert (
+        f"{policy}: egress to kube-system/coredns allows TCP 5353, which nothing there listens "
+        "on (its pods listen on TCP 53, TCP 9153, UDP 53)"
+    ) in about(twin(stacked, "staging"), "PLAT014", key)
+
+
 def test_a_peer_that_selects_no_pods(stacked: Path) -> None:
     sender, _ = _egress_services(stacked, "staging")
     set_values(stacked, sender, networkPolicy={"egressTo": {"services": ["no-such-service"]}})
