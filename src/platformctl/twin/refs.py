@@ -269,8 +269,8 @@ class _Network:
         selected: list[Pods],
         peers: list[Pods],
     ) -> Found:
-        """If A may send to B on a port, B must admit A on it (and the reverse), or the packets
-        are dropped."""
+        """If A may send to B, B must admit A (and the reverse), on each port the rule names,
+        or the packets are dropped."""
         other_side = "Ingress" if direction == "Egress" else "Egress"
         verb = "admits" if other_side == "Ingress" else "lets it send to"
         verbs = "admit" if other_side == "Ingress" else "let it send to"
@@ -280,10 +280,9 @@ class _Network:
             for pod in selected:
                 if pod.owner is peer.owner:
                     continue
-                receiver = peer if direction == "Egress" else pod
-                ports = rule_ports(rule, receiver)[0]
                 if not guarding:
                     continue  # not isolated that way: everything is admitted
+                receiver = peer if direction == "Egress" else pod
                 admitted = [self.admits(g, other_side, pod, receiver) for g in guarding]
                 if None in admitted:
                     continue
@@ -297,7 +296,7 @@ class _Network:
                             f"{peer.name} {verb} {pod.name}"
                         ),
                     )
-                elif ports is not None and (missing := _uncovered(ports, spans)):
+                elif missing := _refused(rule_ports(rule, receiver)[0], spans):
                     yield (
                         policy,
                         "PLAT014",
@@ -317,7 +316,7 @@ class _Network:
         peers: list[Pods],
     ) -> Found:
         """A rule's ports that none of the pods receiving that traffic listens on (by number,
-        or a name no container of theirs has): what it allows reaches nothing."""
+        or a name no container of theirs has): what it allows there reaches nothing."""
         receivers = peers if direction == "Egress" else selected
         known = [r for r in receivers if self.listening(r)]
         if not rule.get("ports") or not known:
@@ -334,8 +333,7 @@ class _Network:
                 f"{key} {names} allows port {quoted}, which no container there names",
             )
         listening = [span for r in known for span in self.listening(r)]
-        wanted = [span for ports, _ in found for span in ports or []]
-        missing = _uncovered(wanted, listening)
+        missing = _refused([span for ports, _ in found for span in ports or []], listening)
         if missing:
             yield (
                 policy,
@@ -379,21 +377,15 @@ def rule_ports(rule: Mapping[str, Any], receiver: Pods) -> tuple[list[Span] | No
     return spans, unnamed
 
 
-def _uncovered(wanted: list[Span], given: list[Span]) -> list[Span]:
-    """The parts of ``wanted`` no span of ``given`` covers."""
-    left = list(wanted)
-    for protocol, first, last in given:
-        remaining: list[Span] = []
-        for kind, low, high in left:
-            if kind != protocol or high < first or low > last:
-                remaining.append((kind, low, high))
-                continue
-            if low < first:
-                remaining.append((kind, low, first - 1))
-            if high > last:
-                remaining.append((kind, last + 1, high))
-        left = remaining
-    return left
+def _refused(wanted: list[Span] | None, given: list[Span]) -> list[Span]:
+    """The ports or ranges ``wanted`` names explicitly that overlap nothing in ``given``: a
+    rule for every port, or a range that partly overlaps, is not a mistake of its own."""
+    return [
+        (protocol, low, high)
+        for protocol, low, high in wanted or []
+        if (low, high) != EVERY_PORT
+        and not any(p == protocol and low <= last and high >= first for p, first, last in given)
+    ]
 
 
 def _spans(spans: list[Span]) -> str:
