@@ -5,6 +5,8 @@ snapshots): each chart is packaged from the tree of its release tag exactly as i
 workflow does (`helm package`, after `helm dependency build` put the dependency archives, each
 packaged the same way from its own tag, into `charts/`), then vendored by `platform vendor`'s own
 `install` (unpack, lock). Where the workflow does more than `helm package`, RECIPES says so.
+Plain manifests a project publishes outside its chart (MANIFESTS) are copied verbatim from the
+tag's tree (`install_manifests`: each file's sha256 in the lock).
 
     uv run python scripts/vendor-from-git.py --git argoproj/argo-helm=/path/to/bare.git ...
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import helm_python
 
-from platformctl.vendor import Upstream, install
+from platformctl.vendor import Upstream, install, install_manifests
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,9 @@ _CERT_MANAGER_RECIPE = (
 _EXTERNAL_SECRETS_RECIPE = (
     "the tag's tree as is: the release also generates templates/crds/ from deploy/crds/bundle.yaml "
     "(hack/helm.generate.sh, mikefarah yq), which could not be run here, so this copy installs no "
-    "CRDs; replace it with the published archive (platform vendor external-secrets --version 2.9.0)"
+    "CRDs (installCRDs: false); they are deployed from the same tag's bundle "
+    "(manifests: external-secrets-crds), as External Secrets documents for installing them "
+    "outside Helm"
 )
 _BITWARDEN_RECIPE = ".github/workflows/release.yaml: helm package --version --app-version"
 
@@ -202,6 +206,32 @@ PINS = (
 )
 
 
+@dataclass(frozen=True)
+class Manifests:
+    """Upstream files deployed as a plain directory: vendored name -> path in the tag's tree."""
+
+    name: str
+    version: str  # the release they belong to
+    repo: str
+    tag: str
+    files: tuple[tuple[str, str], ...]
+    recipe: str
+
+
+MANIFESTS = (
+    Manifests(
+        "external-secrets-crds",
+        "2.9.0",
+        "external-secrets/external-secrets",
+        "helm-chart-2.9.0",
+        (("bundle.yaml", "deploy/crds/bundle.yaml"), ("LICENSE", "LICENSE")),
+        "verbatim (git show <commit>:<path>): bundle.yaml is deploy/crds/bundle.yaml, the CRDs "
+        "docs/introduction/getting-started.md installs outside Helm (kubectl apply "
+        "--server-side); LICENSE is the project's (Apache-2.0)",
+    ),
+)
+
+
 def _git(git_dir: Path, *args: str) -> bytes:
     return subprocess.run(
         ["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True
@@ -250,6 +280,15 @@ def vendor(pin: Pin, root: Path, git_dirs: dict[str, Path]) -> None:
         print(f"{entry.name} {entry.version} ({entry.app_version}) {entry.digest}")
 
 
+def vendor_manifests(pin: Manifests, root: Path, git_dirs: dict[str, Path]) -> None:
+    git_dir = git_dirs[pin.repo]
+    commit = _git(git_dir, "rev-parse", f"{pin.tag}^{{commit}}").decode().strip()
+    files = {name: _git(git_dir, "show", f"{commit}:{path}") for name, path in pin.files}
+    upstream = Upstream(f"github:{pin.repo}", pin.tag, commit, pin.files[0][1], pin.recipe)
+    entry = install_manifests(root, pin.name, pin.version, files, upstream)
+    print(f"{entry.name} {entry.version} {entry.files}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
@@ -262,6 +301,9 @@ def main() -> int:
     for pin in PINS:
         if not args.charts or pin.name in args.charts:
             vendor(pin, args.root, git_dirs)
+    for manifests in MANIFESTS:
+        if not args.charts or manifests.name in args.charts:
+            vendor_manifests(manifests, args.root, git_dirs)
     return 0
 
 

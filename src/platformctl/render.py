@@ -3,11 +3,13 @@
 A service release is ``charts/service`` with the two values files of the model; the Argo CD
 objects of an environment are ``charts/gitops`` with values taken from the model; its add-ons
 are ``charts/addons`` and, for each add-on Application that renders, the vendored upstream chart
-it points at with the release name, namespace and values that Application passes.
+it points at with the release name, namespace and values that Application passes (or, for a
+directory of vendored manifests, the files Argo CD reads from it).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -89,6 +91,9 @@ class Job:
     namespace: str
     where: str = field(compare=False)
     release: Release | None = field(default=None, compare=False)
+    # A plain-manifests source (Argo CD's directory type): its ``directory`` options; ``chart``
+    # is then the folder. None: a Helm chart.
+    directory: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -170,6 +175,34 @@ def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
     }
 
 
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _matches(path: str, pattern: str) -> bool:
+    """Argo CD's include/exclude glob, ``{a,b}`` alternatives included."""
+    alternatives = pattern[1:-1].split(",") if pattern.startswith("{") else [pattern]
+    return any(fnmatch.fnmatchcase(path, item.strip()) for item in alternatives if item.strip())
+
+
+def _directory(folder: Path, options: dict[str, Any], where: str) -> dict[str, str]:
+    """A directory source as Argo CD reads it (user-guide/directory.md): the .yaml, .yml and
+    .json files at its root (below it too with ``recurse``) that ``include`` matches, if
+    given, and ``exclude`` does not."""
+    if not folder.is_dir():
+        raise InputError(f"{where}: {display_path(folder)} is missing", hint="restore it from git")
+    include, exclude = str(options.get("include") or ""), str(options.get("exclude") or "")
+    found = folder.rglob("*") if options.get("recurse") else folder.glob("*")
+    manifests: dict[str, str] = {}
+    for path in sorted(found):
+        relative = str(path.relative_to(folder))
+        wanted = (not include or _matches(relative, include)) and not (
+            exclude and _matches(relative, exclude)
+        )
+        if path.is_file() and path.suffix in _MANIFEST_SUFFIXES and wanted:
+            manifests[relative] = path.read_text()
+    return manifests
+
+
 class Renderer:
     """Loads each chart once and renders releases from it (~2-8 ms per release)."""
 
@@ -197,6 +230,11 @@ class Renderer:
         return self._charts[path]
 
     def _render(self, job: Job) -> dict[str, str]:
+        if job.directory is not None:
+            return _directory(job.chart, job.directory, job.where)
+        return self._helm(job)
+
+    def _helm(self, job: Job) -> dict[str, str]:
         """``helm template`` as Argo CD runs it: with the cluster's Kubernetes version and the
         API versions it serves (the pinned CRDs', see ``schemas.crd_api_versions``), the CRDs
         of ``crds/`` included, NOTES.txt left out."""
@@ -349,8 +387,11 @@ class Renderer:
         where = f"{where} (addons.{name})"
         source = application["spec"]["source"]
         path = Path(str(source["path"]))
-        locked = self.lock.get(path.name)
-        pinned = application["metadata"].get("annotations", {}).get("platform.acme.io/chart")
+        # Argo CD takes a source with ``directory`` options as plain manifests.
+        plain = "directory" in source
+        locked = self.lock.get_manifests(path.name) if plain else self.lock.get(path.name)
+        note = "platform.acme.io/manifests" if plain else "platform.acme.io/chart"
+        pinned = application["metadata"].get("annotations", {}).get(note)
         if pinned != f"{locked.name}-{locked.version}":
             raise InputError(
                 f"{where}: pins {pinned}, but {VENDOR_DIR}/{path.name} is {locked.version}",
@@ -366,13 +407,17 @@ class Renderer:
             release_name=str(helm.get("releaseName") or name),
             namespace=str(application["spec"]["destination"]["namespace"]),
             where=where,
+            directory=dict(source["directory"] or {}) if plain else None,
         )
 
     def unknown_values(self, job: Job) -> list[str]:
         """Keys of ``job.values`` the chart does not define (dotted paths): a misspelt key is
         silently ignored by Helm. A key counts as defined when the chart's defaults have it,
         or when its parent is free-form: empty in the defaults, or used whole by a template
-        (``toYaml .Values.podAnnotations``, ``with .Values.extraEnv``)."""
+        (``toYaml .Values.podAnnotations``, ``with .Values.extraEnv``). A directory of
+        manifests takes no values."""
+        if job.directory is not None:
+            return []
         return sorted(self._unknown(job.chart, job.values, ()))
 
     def _unknown(

@@ -1,4 +1,4 @@
-"""Upstream charts vendored in this repository at their pinned versions, under a lock.
+"""Upstream charts (and plain manifests) vendored in this repository at their pins, under a lock.
 
 ``charts/vendor/<name>/`` holds each chart unpacked (its dependency subcharts unpacked under
 its ``charts/``), exactly as ``helm pull`` delivers it; ``charts/vendor/lock.yaml`` records,
@@ -6,6 +6,11 @@ per chart, the version, where it is published, the sha256 of the packaged chart 
 verified when it was vendored and a digest of the unpacked files the gate checks on every run.
 Argo CD deploys the add-ons from these directories, so an upstream outage or a re-pushed tag
 cannot change what runs, and the gate renders byte-for-byte what Argo CD renders.
+
+Some upstream artefacts are not charts: External Secrets documents installing its CRDs from
+the release's ``deploy/crds/bundle.yaml`` with the chart's ``installCRDs: false``. Those are
+vendored verbatim under ``charts/vendor/<name>/`` as a ``manifests`` entry of the lock (the
+sha256 of each file as upstream's tree holds it), and deployed as a directory source.
 
 Installing a chart is all-or-nothing: it is unpacked and checked in a staging directory next to
 the vendored ones, then swapped in with renames; the lock is written last, atomically.
@@ -39,6 +44,8 @@ _LOCK_HEADER = """\
 #   digest:     sha256 of the packaged chart (.tgz) that was verified and unpacked
 #   files:      sha256 over the unpacked directory (relative paths and contents)
 #   upstream:   the source it was built from when it was packaged from a git tag
+# manifests: upstream files copied verbatim from a tag (sha256 of each: sha256s), deployed as a
+# plain directory of manifests
 """
 
 
@@ -136,12 +143,45 @@ class LockedChart:
         )
 
 
+@dataclass(frozen=True)
+class LockedManifests:
+    """Upstream files vendored verbatim (no chart): ``sha256s`` of each, as the tag holds it."""
+
+    name: str
+    version: str  # the upstream release they belong to
+    files: str
+    checked: str
+    upstream: Upstream
+    sha256s: Mapping[str, str]  # vendored file name -> sha256 of its bytes
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "files": self.files,
+            "checked": self.checked,
+            "upstream": _present(asdict(self.upstream)),
+            "sha256s": dict(sorted(self.sha256s.items())),
+        }
+
+    @classmethod
+    def from_yaml(cls, name: str, data: Mapping[str, Any]) -> LockedManifests:
+        return cls(
+            name=name,
+            version=str(data["version"]),
+            files=str(data["files"]),
+            checked=str(data.get("checked", "")),
+            upstream=Upstream(**data["upstream"]),
+            sha256s={str(k): str(v) for k, v in (data.get("sha256s") or {}).items()},
+        )
+
+
 @dataclass
 class Lock:
     """``charts/vendor/lock.yaml`` of one repository."""
 
     root: Path
     charts: dict[str, LockedChart] = field(default_factory=dict)
+    manifests: dict[str, LockedManifests] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -155,8 +195,13 @@ class Lock:
         path = root / LOCK_FILE
         data = read_mapping(path) if path.is_file() else {}
         charts = data.get("charts") or {}
+        manifests = data.get("manifests") or {}
         try:
-            return cls(root, {n: LockedChart.from_yaml(n, c) for n, c in charts.items()})
+            return cls(
+                root,
+                {n: LockedChart.from_yaml(n, c) for n, c in charts.items()},
+                {n: LockedManifests.from_yaml(n, m) for n, m in manifests.items()},
+            )
         except (KeyError, TypeError, AttributeError) as error:
             raise InputError(
                 f"{display_path(path)}: malformed entry ({error})",
@@ -170,12 +215,18 @@ class Lock:
             raise unknown_name("vendored chart", name, self.charts)
         return self.charts[name]
 
+    def get_manifests(self, name: str) -> LockedManifests:
+        from platformctl.errors import unknown_name
+
+        if name not in self.manifests:
+            raise unknown_name("vendored manifests", name, self.manifests)
+        return self.manifests[name]
+
     def save(self) -> None:
-        body = yaml.safe_dump(
-            {"charts": {n: self.charts[n].to_yaml() for n in sorted(self.charts)}},
-            sort_keys=False,
-            width=100,
-        )
+        data: dict[str, Any] = {"charts": {n: c.to_yaml() for n, c in sorted(self.charts.items())}}
+        if self.manifests:
+            data["manifests"] = {n: m.to_yaml() for n, m in sorted(self.manifests.items())}
+        body = yaml.safe_dump(data, sort_keys=False, width=100)
         fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".lock-")
         with os.fdopen(fd, "w") as handle:
             handle.write(_LOCK_HEADER + body)
@@ -229,6 +280,23 @@ def _staging(root: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _swap_in(lock: Lock, name: str, folder: Path, staging: Path) -> None:
+    """Rename ``folder`` (checked, in ``staging``) into place and save ``lock`` (which already
+    holds its entry); if saving fails, the previous copy comes back."""
+    target = lock.chart_dir(name)
+    previous = staging / "previous"
+    if target.exists():
+        target.rename(previous)
+    folder.rename(target)
+    try:
+        lock.save()
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        if previous.exists():
+            previous.rename(target)
+        raise
+
+
 def install(
     root: Path,
     archive: Path,
@@ -270,20 +338,55 @@ def install(
             dependencies=_dependencies(chart_dir, dependencies or {}),
             upstream=upstream,
         )
-        target = lock.chart_dir(name)
-        previous = staging / "previous"
-        if target.exists():
-            target.rename(previous)
-        chart_dir.rename(target)
         lock.charts[name] = entry
-        try:
-            lock.save()
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
-            if previous.exists():
-                previous.rename(target)
-            raise
+        _swap_in(lock, name, chart_dir, staging)
     return entry
+
+
+def install_manifests(
+    root: Path,
+    name: str,
+    version: str,
+    files: Mapping[str, bytes],
+    upstream: Upstream,
+    today: dt.date | None = None,
+) -> LockedManifests:
+    """Vendor upstream ``files`` (vendored name -> bytes, exactly as the tag holds them) as
+    ``charts/vendor/<name>`` and lock them; all-or-nothing, like ``install``."""
+    lock = Lock.load(root)
+    if name in lock.charts:
+        raise InputError(f"{name} is a vendored chart, not manifests")
+    with _staging(root) as staging:
+        folder = staging / "unpacked"
+        folder.mkdir()
+        for file_name, content in files.items():
+            (folder / file_name).write_bytes(content)
+        entry = LockedManifests(
+            name=name,
+            version=version,
+            files=tree_digest(folder),
+            checked=(today or dt.date.today()).isoformat(),
+            upstream=upstream,
+            sha256s={n: f"sha256:{hashlib.sha256(c).hexdigest()}" for n, c in files.items()},
+        )
+        lock.manifests[name] = entry
+        _swap_in(lock, name, folder, staging)
+    return entry
+
+
+def _manifests_problems(lock: Lock, entry: LockedManifests) -> list[str]:
+    folder = lock.chart_dir(entry.name)
+    if not folder.is_dir():
+        return [f"{entry.name}: locked but {display_path(folder)} is missing"]
+    present = {p.name for p in folder.iterdir() if p.is_file()}
+    problems = [
+        f"{entry.name}: {file_name} is not {digest} (edited by hand?)"
+        for file_name, digest in sorted(entry.sha256s.items())
+        if file_name not in present or file_digest(folder / file_name) != digest
+    ]
+    if not problems and tree_digest(folder) != entry.files:
+        problems.append(f"{entry.name}: files differ from the lock (added or removed by hand?)")
+    return problems
 
 
 def lock_problems(root: Path) -> list[str]:
@@ -303,8 +406,11 @@ def lock_problems(root: Path) -> list[str]:
             )
         elif tree_digest(folder) != entry.files:
             problems.append(f"{name}: files differ from the lock (edited by hand?)")
+    for manifests in sorted(lock.manifests.values(), key=lambda m: m.name):
+        problems += _manifests_problems(lock, manifests)
+    known = set(lock.charts) | set(lock.manifests)
     for folder in sorted((root / VENDOR_DIR).glob("*")):
-        if folder.is_dir() and not folder.name.startswith(".") and folder.name not in lock.charts:
+        if folder.is_dir() and not folder.name.startswith(".") and folder.name not in known:
             problems.append(f"{folder.name}: vendored but not in {display_path(lock.path)}")
     return problems
 
@@ -319,10 +425,10 @@ def crd_file_name(crd: Mapping[str, Any]) -> str:
 
 
 def pinned_crds(root: Path) -> dict[str, dict[str, Any]]:
-    """The CRDs the environments install, as the vendored charts render them: every add-on
-    chart with the values its Application passes (the first environment's; CRDs do not
-    depend on the environment), and Argo CD's chart with its defaults (the bootstrap sets no
-    CRD value but ``crds.keep``, an annotation)."""
+    """The CRDs the environments install, as the vendored material renders them: every add-on
+    chart (or directory of manifests) with the values its Application passes (the first
+    environment's; CRDs do not depend on the environment), and Argo CD's chart with its
+    defaults (the bootstrap sets no CRD value but ``crds.keep``, an annotation)."""
     from platformctl.model import load_repo
     from platformctl.render import Job, Renderer
 
@@ -468,6 +574,11 @@ def vendor_chart(
     the digest its repository publishes, and a version already locked must match the lock's
     digest (a re-pushed tag is refused). Nothing changes unless all of that holds."""
     lock = Lock.load(root)
+    if chart in lock.manifests:
+        raise InputError(
+            f"{chart} is vendored manifests, not a chart",
+            hint="they are copied from their upstream tag: scripts/vendor-from-git.py",
+        )
     locked = lock.charts.get(chart)
     if repository is None:
         if locked is None:

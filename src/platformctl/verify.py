@@ -249,6 +249,7 @@ def input_key(job: Job, chart_digest: str, fingerprint: str, context: str) -> st
             job.values,
             job.release_name,
             job.namespace,
+            job.directory,
             environment.name,
             environment.kubernetes_version,
             repr(environment.policy),

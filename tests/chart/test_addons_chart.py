@@ -3,6 +3,7 @@ workload namespace's guard rails, the cluster facts read from the cluster secret
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,21 +39,50 @@ def test_every_addon_deploys_its_vendored_chart_from_this_repository() -> None:
         assert spec["project"] == "staging-platform"
         source = spec["source"]
         assert (source["repoURL"], source["targetRevision"]) == (repo.repository_url, repo.revision)
-        chart = lock.get(PurePosixPath(source["path"]).name)
-        assert source["path"] == f"charts/vendor/{chart.name}"
-        assert application["metadata"]["annotations"]["platform.acme.io/chart"] == (
-            f"{chart.name}-{chart.version}"
+        name = PurePosixPath(source["path"]).name
+        # a directory of vendored manifests (External Secrets' CRDs), or a vendored chart
+        plain = "directory" in source
+        vendored = lock.get_manifests(name) if plain else lock.get(name)
+        assert source["path"] == f"charts/vendor/{vendored.name}"
+        note = "platform.acme.io/manifests" if plain else "platform.acme.io/chart"
+        assert application["metadata"]["annotations"][note] == (
+            f"{vendored.name}-{vendored.version}"
         )
+        assert plain != ("helm" in source)
         assert "ServerSideApply=true" in spec["syncPolicy"]["syncOptions"]
-        assert application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].isdigit()
+        assert int(application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) >= -1
 
 
-def test_crd_installers_come_in_the_first_wave() -> None:
+def test_crd_installers_come_before_their_users() -> None:
     documents = rendered(PROJECT_ROOT)
-    for name in ("cert-manager", "external-secrets", "prometheus-operator-crds"):
+    for name in ("cert-manager", "external-secrets-crds", "prometheus-operator-crds"):
         annotations = documents[f"Application/{name}"]["metadata"]["annotations"]
-        assert annotations["argocd.argoproj.io/sync-wave"] == "0"
+        assert int(annotations["argocd.argoproj.io/sync-wave"]) <= 0
         assert annotations["platform.acme.io/installs-crds"]
+    external_secrets = documents["Application/external-secrets"]
+    assert external_secrets["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0"
+    assert external_secrets["spec"]["source"]["helm"]["valuesObject"]["installCRDs"] is False
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "production"])
+def test_each_addon_declares_exactly_the_crd_groups_it_renders(environment: str) -> None:
+    """PLAT010 orders an add-on's users by what it declares it installs; only the CRDs it
+    renders exist (a declaration that renders nothing let External Secrets' CRDs go missing)."""
+    repo = load_repo(PROJECT_ROOT)
+    renderer = Renderer(repo)
+    declared = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]["platform.acme.io/installs-crds"]
+        for d in renderer.addons(repo.environment(environment)).documents
+        if d["kind"] == "Application"
+    }
+    for job in renderer.addon_chart_jobs(repo.environment(environment)):
+        groups = {
+            d["spec"]["group"]
+            for d in renderer.render(job).documents
+            if d["kind"] == "CustomResourceDefinition"
+        }
+        name = job.name.removeprefix("addons/")
+        assert set(filter(None, declared[name].split(","))) == groups, name
 
 
 def test_namespaces_carry_the_pod_security_level_they_need() -> None:
@@ -198,9 +228,34 @@ def test_each_addon_application_renders_its_vendored_chart_as_argo_cd_would() ->
         application = applications[job.name.removeprefix("addons/")]
         source = application["spec"]["source"]
         assert job.chart == PROJECT_ROOT / source["path"]
+        assert job.namespace == application["spec"]["destination"]["namespace"]
+        if "directory" in source:
+            assert (job.directory, job.values) == (source["directory"], {})
+            continue
+        assert job.directory is None
         assert job.values == source["helm"]["valuesObject"]
         assert job.release_name == source["helm"]["releaseName"]
-        assert job.namespace == application["spec"]["destination"]["namespace"]
+
+
+def test_a_directory_of_manifests_renders_the_files_argo_cd_reads(repo: Path) -> None:
+    """Only .yaml, .yml and .json files, at the root unless ``recurse`` (Argo CD's directory
+    source); the vendored bundle's CRDs are the add-on's documents."""
+    folder = repo / "charts/vendor/external-secrets-crds"
+    (folder / "nested").mkdir()
+    (folder / "nested" / "extra.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n"
+    )
+    renderer = Renderer(load_repo(repo))
+    (job,) = (
+        j
+        for j in renderer.addon_chart_jobs(load_repo(repo).environment("dev"))
+        if j.name == "addons/external-secrets-crds"
+    )
+    documents = renderer.render(job).documents
+    assert {d["kind"] for d in documents} == {"CustomResourceDefinition"}
+    assert len(documents) == 25  # LICENSE, nested/ and anything not YAML or JSON are not read
+    recursive = dataclasses.replace(job, directory={"recurse": True})
+    assert "extra" in {d["metadata"]["name"] for d in renderer.render(recursive).documents}
 
 
 def test_an_addon_chart_renders_with_the_cluster_facts_of_its_environment() -> None:

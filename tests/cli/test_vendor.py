@@ -146,6 +146,24 @@ def test_a_re_pushed_version_is_refused(repo: Path, cli: Any, charts: ChartRepos
     _untouched(repo)
 
 
+def test_a_bump_keeps_the_vendored_manifests_locked(
+    repo: Path, cli: Any, charts: ChartRepository
+) -> None:
+    """The lock's manifests (External Secrets' CRD bundle) survive a chart's re-vendoring, and
+    are not something `platform vendor` fetches."""
+    before = Lock.load(repo).get_manifests("external-secrets-crds")
+    charts.publish("demo", "0.1.0")
+    assert cli(repo, "vendor", "demo", "--version", "0.1.0", "--from", charts.url).exit_code == 0
+    assert Lock.load(repo).get_manifests("external-secrets-crds") == before
+    assert lock_problems(repo) == []
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "vendor demo")
+    result = cli(repo, "vendor", "external-secrets-crds", "--version", "2.9.0")
+    assert result.exit_code == 2
+    assert "external-secrets-crds is vendored manifests, not a chart" in result.output
+    _untouched(repo)
+
+
 def test_no_repository_answering_is_an_environment_problem(repo: Path, cli: Any) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = cli(repo, "vendor", "demo", "--version", "0.1.0", "--from", url)

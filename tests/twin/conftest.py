@@ -31,12 +31,14 @@ def stacked(tmp_path: Path) -> Path:
 
 
 def targets(
-    repo: Repo, environment: Environment, **extra: Iterable[dict[str, Any]]
+    repo: Repo, environment: Environment, charts: bool = False, **extra: Iterable[dict[str, Any]]
 ) -> dict[str, Target]:
-    """Every target verify renders for the environment, plus synthetic ones: ``name=documents``
+    """The targets verify renders for the environment (its add-on Applications' vendored charts
+    only with ``charts``: they cost seconds), plus synthetic ones: ``name=documents``
     (``addons`` replaces the add-ons target; ``addons/<app>`` is an add-on's own chart)."""
     renderer = Renderer(repo)
     jobs = [renderer.gitops_job(environment), renderer.addons_job(environment)]
+    jobs += renderer.addon_chart_jobs(environment) if charts else []
     jobs += [renderer.release_job(release) for release in repo.select([environment.name])]
     found = {
         job.key: Target(renderer.render(job), str(job.chart.relative_to(repo.root))) for job in jobs
@@ -55,6 +57,7 @@ def twin(
     *,
     bootstrap: Callable[[Bootstrap], Bootstrap] | None = None,
     pinned: Crds | None = None,
+    charts: bool = False,
     **extra: Iterable[dict[str, Any]],
 ) -> list[Finding]:
     repo = load_repo(root)
@@ -62,7 +65,7 @@ def twin(
     return check_environment(
         repo,
         environment,
-        targets(repo, environment, **extra),
+        targets(repo, environment, charts, **extra),
         stack_facts(repo, environment),
         bootstrap(bootstrap_of(repo, environment)) if bootstrap else None,
         pinned,

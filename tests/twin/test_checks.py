@@ -103,6 +103,76 @@ def test_traffic_one_side_allows_the_other_must_admit(stacked: Path) -> None:
     assert f"NetworkPolicy/{a.split('/')[1]}: {expected}" in about(twin(stacked, "dev"), "PLAT014")
 
 
+def _names(root: Path, *keys: str) -> list[str]:
+    namespace = load_repo(root).environment(keys[0].split("/")[0]).namespace
+    return [f"{namespace}/{key.split('/')[1]}" for key in keys]
+
+
+def test_egress_on_a_port_the_receiver_neither_admits_nor_listens_on(stacked: Path) -> None:
+    """Network policies match pod ports: egress opened to the Service's port (80) while the pods
+    listen on 8000 and admit only that drops every packet, though both policies name the peer."""
+    sender, receiver = _egress_services(stacked, "dev")
+    replace_in(
+        stacked,
+        "networkpolicy.yaml",
+        "              app.kubernetes.io/name: {{ . }}\n        {{- end }}\n    {{- end }}\n"
+        "    {{- range .Values.networkPolicy.egressTo.cidrs }}",
+        "              app.kubernetes.io/name: {{ . }}\n        {{- end }}\n      ports:\n"
+        "        - port: 80\n          protocol: TCP\n    {{- end }}\n"
+        "    {{- range .Values.networkPolicy.egressTo.cidrs }}",
+    )
+    a, b = _names(stacked, sender, receiver)
+    found = about(twin(stacked, "dev"), "PLAT014", sender)
+    policy = f"NetworkPolicy/{a.split('/')[1]}"
+    assert (
+        f"{policy}: lets {a} send to {b} on TCP 80, but the NetworkPolicies of {b} admit {a} "
+        "only on TCP 8000"
+    ) in found, found
+    assert (
+        f"{policy}: egress to {b} allows TCP 80, which nothing there listens on (its pods "
+        "listen on TCP 8000)"
+    ) in found, found
+
+
+def test_ingress_on_a_port_the_pods_do_not_listen_on_or_do_not_name(stacked: Path) -> None:
+    sender, receiver = _egress_services(stacked, "dev")
+    replace_in(
+        stacked,
+        "networkpolicy.yaml",
+        "              app.kubernetes.io/name: {{ . }}\n        {{- end }}\n      ports:\n"
+        "        - port: {{ $port }}",
+        "              app.kubernetes.io/name: {{ . }}\n        {{- end }}\n      ports:\n"
+        "        - port: 9090\n          protocol: TCP\n        - port: metrics",
+    )
+    _, b = _names(stacked, sender, receiver)
+    found = about(twin(stacked, "dev"), "PLAT014", receiver)
+    policy = f"NetworkPolicy/{b.split('/')[1]}"
+    assert (
+        f"{policy}: ingress of {b} allows TCP 9090, which nothing there listens on (its pods "
+        "listen on TCP 8000)"
+    ) in found, found
+    assert f"{policy}: ingress of {b} allows port 'metrics', which no container there names" in (
+        found
+    ), found
+
+
+def test_dns_egress_on_a_port_coredns_does_not_serve(stacked: Path) -> None:
+    """CoreDNS (the EKS add-on the bootstrap provides) serves 53 over UDP and TCP."""
+    key = first(stacked, "staging", "NetworkPolicy")
+    replace_in(stacked, "networkpolicy.yaml", "- port: 53\n          protocol: UDP", "- port: 5353")
+    policy = f"NetworkPolicy/{key.split('/')[1]}"
+    assert (
+        f"{policy}: egress to kube-system/coredns allows TCP 5353, which nothing there listens "
+        "on (its pods listen on TCP 53, TCP 9153, UDP 53)"
+    ) in about(twin(stacked, "staging"), "PLAT014", key)
+    # every port of a protocol, or a range that holds a served port, names no port of its own
+    replace_in(stacked, "networkpolicy.yaml", "- port: 5353", "- port: 50\n          endPort: 60")
+    replace_in(
+        stacked, "networkpolicy.yaml", "- port: 53\n          protocol: TCP", "- protocol: TCP"
+    )
+    assert not about(twin(stacked, "staging"), "PLAT014", key)
+
+
 def test_a_peer_that_selects_no_pods(stacked: Path) -> None:
     sender, _ = _egress_services(stacked, "staging")
     set_values(stacked, sender, networkPolicy={"egressTo": {"services": ["no-such-service"]}})

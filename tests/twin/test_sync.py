@@ -169,8 +169,32 @@ def stack_addons() -> dict[str, list[dict[str, Any]]]:
 
 
 def test_this_repository_converges_in_every_environment(stacked: Path) -> None:
+    """With every add-on's vendored chart rendered, as verify renders them."""
     for env in load_repo(stacked).environment_names:
-        assert twin(stacked, env) == [], env
+        assert twin(stacked, env, charts=True) == [], env
+
+
+def test_an_addon_provides_only_the_crds_its_chart_renders(stacked: Path) -> None:
+    """Declaring CRD groups (``installs``) creates none: External Secrets packaged without its
+    CRD templates left every ExternalSecret unappliable while the declaration said otherwise."""
+    addons = stack_addons()
+    eso = addons["addons"][2]
+    eso["metadata"]["annotations"]["platform.acme.io/installs-crds"] = "external-secrets.io"
+    addons["addons__eso"] = [deployment("external-secrets", "external-secrets")]
+    findings = twin(stacked, ENV, **addons)
+    missing = about(findings, "PLAT013", f"{ENV}/addons")
+    assert (
+        f"Application/eso: wave 0 of {ENV}-addons: declares it installs the CRDs of "
+        "external-secrets.io (platform.acme.io/installs-crds), but its chart renders no "
+        f"CustomResourceDefinition of that group: nothing in {ENV} provides them"
+    ) in missing, missing
+    for kind_name, name in (("ExternalSecret", "admin"), ("SecretStore", "aws")):
+        assert (
+            f"{kind_name}/{name}: wave 1 of {ENV}-addons: waits for the {kind_name} CRD "
+            f"(external-secrets.io), which nothing in {ENV} provides"
+        ) in missing, missing
+    addons["addons__eso"] += store_crds()
+    assert not about(twin(stacked, ENV, **addons), "PLAT013", f"{ENV}/addons")
 
 
 def vendored(document: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +341,7 @@ def test_services_that_need_the_addons_crds_give_up_with_a_finite_retry(stacked:
     )
     assert needing
     _seed_retry(stacked, 5)
-    findings = twin(stacked, "production")
+    findings = twin(stacked, "production", charts=True)
     for key in needing:
         retries = about(findings, "PLAT012", key)
         assert retries, key
@@ -326,7 +350,33 @@ def test_services_that_need_the_addons_crds_give_up_with_a_finite_retry(stacked:
     for key in rollouts:
         assert any(
             r.startswith("Rollout/")
-            and "the Rollout CRD (argoproj.io), which Application argo-rollouts" in r
+            and "the Rollout CRD (argoproj.io), which CustomResourceDefinition/"
+            "rollouts.argoproj.io in wave 0 of Application argo-rollouts provides"
+            in r
+            for r in about(findings, "PLAT012", key)
+        ), key
+
+
+def test_an_unlimited_retry_converges_only_if_the_provider_syncs_by_itself(stacked: Path) -> None:
+    """The services' retry without a limit ends once the add-ons' CRDs exist, because the
+    add-ons Application syncs automatically; synced by hand, nothing ever makes them."""
+    template = stacked / "charts/gitops/templates/addons-applicationset.yaml"
+    text = template.read_text()
+    automated = (
+        "        automated:\n          prune: {{ .Values.sync.prune }}\n"
+        "          selfHeal: {{ .Values.sync.selfHeal }}\n"
+    )
+    assert automated in text
+    template.write_text(text.replace(automated, ""))
+    findings = twin(stacked, "production", charts=True)
+    for key in releases_with(stacked, "production", kind("Rollout")):
+        assert any(
+            r.startswith("Rollout/")
+            and "retries without a limit until the Rollout CRD (argoproj.io) exists, which "
+            "CustomResourceDefinition/rollouts.argoproj.io in wave 0 of Application argo-rollouts "
+            "provides and nothing orders first, but Application production-addons syncs only "
+            "when someone syncs it"
+            in r
             for r in about(findings, "PLAT012", key)
         ), key
 

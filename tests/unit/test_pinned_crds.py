@@ -12,25 +12,24 @@ import yaml
 from platformctl.model import load_repo
 from platformctl.render import Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
-from platformctl.vendor import pinned_crds
+from platformctl.vendor import Lock, pinned_crds
 from tests.conftest import PROJECT_ROOT
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-# Taken from a tag's bundle, not from a vendored chart (see crds/README.md).
-_FROM_BUNDLE = ("external-secrets.io_", "generators.external-secrets.io_")
 
 
 def _load(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def test_every_crd_file_is_what_the_vendored_charts_render() -> None:
+def test_every_crd_file_is_what_the_vendored_charts_and_manifests_render() -> None:
+    """External Secrets' included: its CRDs are the vendored bundle's (a directory source)."""
     rendered = pinned_crds(PROJECT_ROOT)
     files = {p.name for p in CRD_DIR.glob("*_*.json")}
-    assert set(rendered) <= files
+    assert set(rendered) == files
     for name, crd in rendered.items():
         assert _load(CRD_DIR / name) == crd, name
-    assert all(name.startswith(_FROM_BUNDLE) for name in files - set(rendered))
+    assert "external-secrets.io_ExternalSecret.json" in rendered
 
 
 def test_argo_cds_crds_are_those_of_the_version_the_stacks_install() -> None:
@@ -42,10 +41,12 @@ def test_argo_cds_crds_are_those_of_the_version_the_stacks_install() -> None:
     assert f"argo-cd {chart['version']}, Argo CD {chart['appVersion']}" in readme
 
 
-def test_the_bundle_crds_match_the_recorded_version() -> None:
+def test_the_bundle_crds_are_those_of_the_chart_version_deployed() -> None:
     readme = (CRD_DIR / "README.md").read_text()
     chart = yaml.safe_load((PROJECT_ROOT / "charts/vendor/external-secrets/Chart.yaml").read_text())
-    assert f"tag `helm-chart-{chart['version']}`" in readme
+    bundle = Lock.load(PROJECT_ROOT).get_manifests("external-secrets-crds")
+    assert bundle.upstream.tag == f"helm-chart-{chart['version']}" == f"helm-chart-{bundle.version}"
+    assert f"tag `{bundle.upstream.tag}`" in readme
 
 
 def _applicationset(environment: str = "dev") -> dict[str, Any]:

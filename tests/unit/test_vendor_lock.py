@@ -30,8 +30,12 @@ def test_every_addon_pin_is_the_vendored_version() -> None:
     values = yaml.safe_load((PROJECT_ROOT / "charts/addons/values.yaml").read_text())
     lock = Lock.load(PROJECT_ROOT)
     for name, addon in values["addons"].items():
-        chart = addon["chart"]
-        assert lock.get(chart["name"]).version == str(chart["version"]), name
+        if "manifests" in addon:
+            pin = addon["manifests"]
+            assert lock.get_manifests(pin["name"]).version == str(pin["version"]), name
+        else:
+            chart = addon["chart"]
+            assert lock.get(chart["name"]).version == str(chart["version"]), name
 
 
 def _copy_vendor(tmp_path: Path) -> Path:
@@ -61,6 +65,29 @@ def test_an_unlocked_or_missing_chart_is_found(tmp_path: Path) -> None:
     assert missing.startswith("fluent-bit: locked but ")
     assert missing.endswith("charts/vendor/fluent-bit is missing")
     assert stray.startswith("fluentbit: vendored but not in ")
+
+
+def test_vendored_manifests_are_the_upstream_files_they_are_locked_as(tmp_path: Path) -> None:
+    """The External Secrets CRD bundle is the tag's own file: its sha256 is the one the CRD
+    schemas record, and a hand edit, a missing or an added file is found."""
+    entry = Lock.load(PROJECT_ROOT).get_manifests("external-secrets-crds")
+    assert entry.upstream.path == "deploy/crds/bundle.yaml"
+    readme = (PROJECT_ROOT / "src/platformctl/crds/README.md").read_text()
+    assert entry.sha256s["bundle.yaml"].removeprefix("sha256:") in readme
+    root = _copy_vendor(tmp_path)
+    folder = root / VENDOR_DIR / "external-secrets-crds"
+    (folder / "extra.yaml").write_text("{}\n")
+    assert lock_problems(root) == [
+        "external-secrets-crds: files differ from the lock (added or removed by hand?)"
+    ]
+    (folder / "extra.yaml").unlink()
+    bundle = folder / "bundle.yaml"
+    bundle.write_text(bundle.read_text().replace("served: true", "served: false", 1))
+    (problem,) = lock_problems(root)
+    assert problem.startswith("external-secrets-crds: bundle.yaml is not sha256:08b08d88")
+    bundle.unlink()
+    (problem,) = lock_problems(root)
+    assert problem.startswith("external-secrets-crds: bundle.yaml is not ")
 
 
 def test_the_tree_digest_covers_names_and_contents(tmp_path: Path) -> None:

@@ -42,7 +42,9 @@ serviceAccount:
 {{- end -}}
 
 {{- define "addons.facts.external-secrets" -}}
-installCRDs: true
+# The CRDs are the external-secrets-crds add-on's (the release's deploy/crds/bundle.yaml, an
+# earlier wave): the chart vendored from the git tag has no CRD templates.
+installCRDs: false
 {{- end -}}
 
 {{- define "addons.facts.prometheus-operator-crds" -}}

@@ -22,14 +22,15 @@ from platformctl.twin.drift import perpetual_diffs
 from platformctl.twin.pss import pod_security
 from platformctl.twin.refs import hosts, names, network_policies
 from platformctl.twin.stack import StackFacts
-from platformctl.twin.sync import convergence
+from platformctl.twin.sync import convergence, declared_crds
 from platformctl.twin.world import Obj, Target
 
 ENGINE = "twin"
 CHECKS: Mapping[str, str] = {
     "PLAT012": "Every resource's requirements are met before Argo CD waits for it",
     "PLAT013": "Every name a resource refers to exists in the environment",
-    "PLAT014": "Network policies select existing peers, agree both ways, stay in the VPC",
+    "PLAT014": "Network policies select existing peers, agree both ways on ports pods listen on, "
+    "stay in the VPC",
     "PLAT015": "Ingress hosts are covered by the certificate and the DNS domain filter",
     "PLAT016": "No field that Argo CD's diff never settles",
     "PLAT017": "Pods pass the Pod Security Standard their namespace enforces",
@@ -56,6 +57,7 @@ def check_environment(
     ]
     for found in (
         convergence(world),
+        declared_crds(world),
         names(world),
         network_policies(world, stack),
         hosts(world, stack),

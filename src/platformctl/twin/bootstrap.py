@@ -18,10 +18,14 @@ from platformctl.model import Environment, Repo
 # name, served by the EBS CSI driver add-on; not the default class on clusters made at 1.30+).
 EKS_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 EKS_STORAGE_CLASSES = ("gp2",)
-# CoreDNS, the EKS add-on: the peer of every pod's DNS egress.
+# CoreDNS, the EKS add-on: the peer of every pod's DNS egress, and the ports its container
+# declares (dns, dns-tcp, metrics), which network policies towards it must match.
 EKS_PODS: tuple[tuple[str, str, Mapping[str, str]], ...] = (
     ("kube-system", "coredns", {"k8s-app": "kube-dns", "eks.amazonaws.com/component": "coredns"}),
 )
+EKS_POD_PORTS: Mapping[str, tuple[tuple[str, int, str], ...]] = {
+    "coredns": (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")),
+}
 # Argo CD's own CRDs, installed by the argo-cd chart the bootstrap deploys.
 ARGOCD_KINDS = ("Application", "ApplicationSet", "AppProject")
 # The bootstrap writes the bridge's Application health check (``bridge.APPLICATION_HEALTH_KEY``)

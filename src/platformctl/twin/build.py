@@ -9,7 +9,7 @@ from typing import Any
 from platformctl.model import Environment, Repo
 from platformctl.render import ADDONS_TARGET, GITOPS_TARGET
 from platformctl.twin import crds as crd_index
-from platformctl.twin.bootstrap import ARGOCD_KINDS, Bootstrap, bootstrap_of
+from platformctl.twin.bootstrap import ARGOCD_KINDS, EKS_POD_PORTS, Bootstrap, bootstrap_of
 from platformctl.twin.controllers import made_by_controllers
 from platformctl.twin.world import (
     App,
@@ -55,7 +55,12 @@ def _bootstrap_documents(environment: Environment, bootstrap: Bootstrap) -> list
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"template": {"metadata": {"labels": dict(labels)}, "spec": {}}},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": {"containers": _containers(name)},
+                }
+            },
         }
         for namespace, name, labels in bootstrap.pods
     ]
@@ -83,6 +88,15 @@ def _bootstrap_documents(environment: Environment, bootstrap: Bootstrap) -> list
     )
     documents.append(dict(bootstrap.cluster_secret))
     return documents
+
+
+def _containers(pod: str) -> list[dict[str, Any]]:
+    """The container of an EKS add-on's pods, with the ports it declares (none if unknown)."""
+    ports = [
+        {"name": name, "containerPort": port, "protocol": protocol}
+        for name, port, protocol in EKS_POD_PORTS.get(pod, ())
+    ]
+    return [{"name": pod, "ports": ports}] if ports else []
 
 
 def _resolve(chart: str, value_file: str) -> str:

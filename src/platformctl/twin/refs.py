@@ -3,7 +3,8 @@
 Names resolved here: Services behind Ingresses (and their port names), ServiceMonitor port
 names, HPA and PDB targets, the IAM role a secret store's service account assumes. Network
 policies: every peer selects something that exists, traffic one side allows the other side
-admits, and ipBlocks lie inside the VPC. Ingress hosts: inside the certificate's names and
+admits on the same ports, those ports are ones the receiving pods listen on, and ipBlocks lie
+inside the VPC. Ingress hosts: inside the certificate's names and
 external-dns's domain (both from the stack's domain).
 """
 
@@ -16,10 +17,13 @@ from typing import Any
 
 from platformctl.twin.bootstrap import CERTIFICATE_NAMES
 from platformctl.twin.stack import StackFacts
-from platformctl.twin.sync import pod_labels, pod_spec
+from platformctl.twin.sync import containers, pod_labels, pod_spec
 from platformctl.twin.world import Obj, World, annotations_of, labels_of, selects
 
 Found = Iterator[tuple[Obj, str, str]]
+# A range of ports of one protocol: (protocol, first, last).
+Span = tuple[str, int, int]
+EVERY_PORT = (1, 65535)
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 
@@ -176,6 +180,7 @@ class _Network:
         for policy in world.by_kind("NetworkPolicy"):
             self.policies.setdefault(policy.namespace, []).append(policy)
         self._guarding: dict[tuple[str, str, str], list[Obj]] = {}
+        self._listening: dict[tuple[str, str], list[Span]] = {}
 
     def peer_pods(self, peer: Mapping[str, Any], home: str) -> tuple[list[Pods], list[str]]:
         """The pods a peer selects, and the namespaces it selects (for an existence check)."""
@@ -208,32 +213,81 @@ class _Network:
             ]
         return self._guarding[key]
 
-    def allows(self, policy: Obj, direction: str, other: Pods) -> bool:
+    def admits(self, policy: Obj, direction: str, other: Pods, receiver: Pods) -> list[Span] | None:
+        """The ports of ``receiver`` on which ``policy`` lets traffic with ``other`` through
+        that way (None: every port; empty: none)."""
         key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+        spans: list[Span] = []
         for rule in (policy.document.get("spec") or {}).get(key) or []:
             peers = rule.get(peers_key)
-            if not peers:
-                return True  # no peers: everything
-            for peer in peers:
-                if "ipBlock" not in peer and other in self.peer_pods(peer, policy.namespace)[0]:
-                    return True
-        return False
+            if peers and not any(
+                "ipBlock" not in peer and other in self.peer_pods(peer, policy.namespace)[0]
+                for peer in peers
+            ):
+                continue
+            ports = rule_ports(rule, receiver)[0]
+            if ports is None:
+                return None
+            spans += ports
+        return spans
+
+    def listening(self, pods: Pods) -> list[Span]:
+        """The ports ``pods`` are known to listen on: their containers' ports and the numeric
+        target ports of the Services that select them. Empty (unknown) when the containers
+        declare none: a Service names one port the pods serve, not all of them."""
+        key = (pods.namespace, pods.owner.name)
+        if key not in self._listening:
+            self._listening[key] = self._listens(pods)
+        return self._listening[key]
+
+    def _listens(self, pods: Pods) -> list[Span]:
+        spans = [
+            (str(port.get("protocol") or "TCP"), int(number), int(number))
+            for port in container_ports(pods.owner)
+            if isinstance(number := port.get("containerPort"), int)
+        ]
+        if not spans:
+            return []
+        for service in self.world.by_kind("Service"):
+            spec = service.document.get("spec") or {}
+            selector = spec.get("selector")
+            if service.namespace != pods.namespace or not selector:
+                continue
+            if selects({"matchLabels": selector}, pods.labels):
+                spans += [
+                    (str(p.get("protocol") or "TCP"), int(target), int(target))
+                    for p in spec.get("ports") or []
+                    if isinstance(target := p.get("targetPort", p.get("port")), int)
+                ]
+        return spans
 
     def reciprocal(
-        self, policy: Obj, direction: str, selected: list[Pods], peers: list[Pods]
+        self,
+        policy: Obj,
+        direction: str,
+        rule: Mapping[str, Any],
+        selected: list[Pods],
+        peers: list[Pods],
     ) -> Found:
-        """If A may send to B, B must admit A (and the reverse), or the packets are dropped."""
+        """If A may send to B, B must admit A (and the reverse), on each port the rule names,
+        or the packets are dropped."""
         other_side = "Ingress" if direction == "Egress" else "Egress"
         verb = "admits" if other_side == "Ingress" else "lets it send to"
+        verbs = "admit" if other_side == "Ingress" else "let it send to"
         allowed = "send to" if direction == "Egress" else "receive from"
         for peer in peers:
             guarding = self.guarding(peer, other_side)
-            if not guarding:
-                continue  # not isolated that way: everything is admitted
             for pod in selected:
-                if pod.owner is not peer.owner and not any(
-                    self.allows(g, other_side, pod) for g in guarding
-                ):
+                if pod.owner is peer.owner:
+                    continue
+                if not guarding:
+                    continue  # not isolated that way: everything is admitted
+                receiver = peer if direction == "Egress" else pod
+                admitted = [self.admits(g, other_side, pod, receiver) for g in guarding]
+                if None in admitted:
+                    continue
+                spans = [span for found in admitted for span in found or []]
+                if not spans:
                     yield (
                         policy,
                         "PLAT014",
@@ -242,6 +296,104 @@ class _Network:
                             f"{peer.name} {verb} {pod.name}"
                         ),
                     )
+                elif missing := _refused(rule_ports(rule, receiver)[0], spans):
+                    yield (
+                        policy,
+                        "PLAT014",
+                        (
+                            f"lets {pod.name} {allowed} {peer.name} on {_spans(missing)}, but "
+                            f"the NetworkPolicies of {peer.name} {verbs} {pod.name} only on "
+                            f"{_spans(spans)}"
+                        ),
+                    )
+
+    def deaf(
+        self,
+        policy: Obj,
+        direction: str,
+        rule: Mapping[str, Any],
+        selected: list[Pods],
+        peers: list[Pods],
+    ) -> Found:
+        """A rule's ports that none of the pods receiving that traffic listens on (by number,
+        or a name no container of theirs has): what it allows there reaches nothing."""
+        receivers = peers if direction == "Egress" else selected
+        known = [r for r in receivers if self.listening(r)]
+        if not rule.get("ports") or not known:
+            return
+        key = "egress to" if direction == "Egress" else "ingress of"
+        names = ", ".join(sorted(r.name for r in known))
+        found = [rule_ports(rule, r) for r in known]
+        unnamed = set.intersection(*(set(names_) for _, names_ in found))
+        if unnamed:
+            quoted = ", ".join(repr(n) for n in sorted(unnamed))
+            yield (
+                policy,
+                "PLAT014",
+                f"{key} {names} allows port {quoted}, which no container there names",
+            )
+        listening = [span for r in known for span in self.listening(r)]
+        missing = _refused([span for ports, _ in found for span in ports or []], listening)
+        if missing:
+            yield (
+                policy,
+                "PLAT014",
+                (
+                    f"{key} {names} allows {_spans(missing)}, which nothing there listens on "
+                    f"(its pods listen on {_spans(listening)})"
+                ),
+            )
+
+
+def container_ports(obj: Obj) -> list[Mapping[str, Any]]:
+    spec = pod_spec(obj) or {}
+    return [port for c in containers(spec) for port in c.get("ports") or []]
+
+
+def rule_ports(rule: Mapping[str, Any], receiver: Pods) -> tuple[list[Span] | None, list[str]]:
+    """The ports of ``receiver`` a policy rule allows (None: every port) and the port names it
+    gives that no container of ``receiver`` has (a named port matches nothing then)."""
+    entries = rule.get("ports") or []
+    if not entries:
+        return None, []
+    spans: list[Span] = []
+    unnamed: list[str] = []
+    for entry in entries:
+        protocol = str(entry.get("protocol") or "TCP")
+        port = entry.get("port")
+        if port is None:
+            spans.append((protocol, *EVERY_PORT))
+        elif isinstance(port, str) and not port.isdigit():
+            numbers = [
+                int(p["containerPort"])
+                for p in container_ports(receiver.owner)
+                if p.get("name") == port and str(p.get("protocol") or "TCP") == protocol
+            ]
+            spans += [(protocol, n, n) for n in numbers]
+            if not numbers:
+                unnamed.append(port)
+        else:
+            spans.append((protocol, int(port), int(entry.get("endPort") or port)))
+    return spans, unnamed
+
+
+def _refused(wanted: list[Span] | None, given: list[Span]) -> list[Span]:
+    """The ports or ranges ``wanted`` names explicitly that overlap nothing in ``given``: a
+    rule for every port, or a range that partly overlaps, is not a mistake of its own."""
+    return [
+        (protocol, low, high)
+        for protocol, low, high in wanted or []
+        if (low, high) != EVERY_PORT
+        and not any(p == protocol and low <= last and high >= first for p, first, last in given)
+    ]
+
+
+def _spans(spans: list[Span]) -> str:
+    return ", ".join(
+        sorted(
+            {f"{p} {a}" if a == b else f"{p} {a}-{b}" for p, a, b in spans},
+        )
+    )
 
 
 def network_policies(world: World, stack: StackFacts | None) -> Found:
@@ -271,7 +423,8 @@ def network_policies(world: World, stack: StackFacts | None) -> Found:
                         if all(_known(world, ns) for ns in chosen):
                             yield policy, "PLAT014", f"{key} peer {_peer(peer)} selects no pods"
                     else:
-                        yield from network.reciprocal(policy, direction, selected, found)
+                        yield from network.reciprocal(policy, direction, rule, selected, found)
+                        yield from network.deaf(policy, direction, rule, selected, found)
 
 
 def _peer(peer: Mapping[str, Any]) -> str:

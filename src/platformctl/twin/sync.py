@@ -7,6 +7,19 @@ name that must exist, with no effect on the order: a ServiceMonitor's port). Arg
 every resource of a wave to be Healthy before the next wave, so a health requirement met only
 by a later wave stalls the sync for good; an apply requirement met by another Application that
 nothing orders first is met only if the retry policy keeps trying until it arrives.
+
+Why an unlimited retry (``limit: -1``, the services') converges although nothing orders the
+services' Applications after the add-ons': Argo CD re-runs a failed sync after a backoff capped
+at ``maxDuration``, without end; the provider's Application and every Application above it sync
+automatically, the root ones being made by the bootstrap, so the provider is applied without
+anyone acting, and the first attempt after that succeeds, at most ``maxDuration`` later. The
+twin reports the provider's own problems on the provider, and a provider in a chain with a
+manual sync (nothing would ever make it exist) as PLAT012. A real order would need either an
+app of apps whose root orders both ApplicationSets' Applications (the Pulumi bootstrap would
+own a root Application instead of the ApplicationSets; a wave of ApplicationSets orders
+nothing, the Applications they generate are not their resources) or Progressive Syncs, which
+order only the Applications of one ApplicationSet and need the ApplicationSet controller's
+``--enable-progressive-syncs``.
 """
 
 from __future__ import annotations
@@ -305,17 +318,14 @@ class Provider:
     obj: Obj | None = None
 
 
-def _app_provides(world: World, app: App) -> Iterator[str]:
-    """What an Application provides as a whole: its chart's controllers and the CRD groups its
-    add-on declares it installs (what counts when its chart's CRDs are not rendered)."""
+INSTALLS = "platform.acme.io/installs-crds"
+
+
+def _app_provides(app: App) -> Iterator[str]:
+    """What an Application provides as a whole: its chart's controllers. Never CRDs: only a
+    rendered CustomResourceDefinition makes a kind exist (a declared ``installs`` does not)."""
     for capability in CONTROLLERS.get(app.chart, frozenset()):
         yield f"controller:{capability}"
-    holders = (
-        o for o in world.objects if o.kind == "Application" and o.app == app.parent and app.parent
-    )
-    for holder in (o for o in holders if o.name == app.name):
-        groups = annotations_of(holder.document).get("platform.acme.io/installs-crds") or ""
-        yield from (f"crdgroup:{g.strip()}" for g in str(groups).split(",") if g.strip())
 
 
 class Providers:
@@ -329,17 +339,13 @@ class Providers:
                     Provider(obj.ref, obj.app, obj.phase, obj.wave, obj)
                 )
         for app in world.apps.values():
-            for key in _app_provides(world, app):
+            for key in _app_provides(app):
                 self.index.setdefault(key, []).append(
                     Provider(f"Application {app.name}", app.name, 1, 0)
                 )
 
     def of(self, key: str) -> list[Provider]:
-        found = list(self.index.get(key, []))
-        if key.startswith("crd:"):
-            group = key[4:].rpartition("/")[0]
-            found += self.index.get(f"crdgroup:{group}", [])
-        return found
+        return list(self.index.get(key, []))
 
 
 def relation(world: World, provider: Provider, obj: Obj) -> str:
@@ -426,7 +432,18 @@ def convergence(world: World) -> Iterator[tuple[Obj, str, str]]:
                         f"{_where(world, best)} provides only after it"
                     ),
                 )
-            elif need.kind == "apply" and not app.retry.unlimited:
+            elif need.kind == "apply" and app.retry.unlimited:
+                manual = _manual(world, best)
+                if manual is not None:
+                    key = (app.name, need.what)
+                    failed_apply.setdefault(key, []).append(obj)
+                    messages[key] = (
+                        f"retries without a limit until {need.what} exists, which "
+                        f"{_where(world, best)} provides and nothing orders first, but "
+                        f"Application {manual} syncs only when someone syncs it (no automated "
+                        "sync policy): the retry never ends on its own"
+                    )
+            elif need.kind == "apply":
                 key = (app.name, need.what)
                 failed_apply.setdefault(key, []).append(obj)
                 messages[key] = (
@@ -438,6 +455,42 @@ def convergence(world: World) -> Iterator[tuple[Obj, str, str]]:
         first = min(objs, key=lambda o: (o.phase, o.wave, o.kind_index, o.name))
         more = f" (and {len(objs) - 1} more of its resources)" if len(objs) > 1 else ""
         yield first, "PLAT012", f"{_wave(first)} of {key[0]}: {messages[key]}{more}"
+
+
+def declared_crds(world: World) -> Iterator[tuple[Obj, str, str]]:
+    """Each CRD group a rendered add-on declares it installs (PLAT010 orders its users by that
+    declaration) but whose chart renders no CustomResourceDefinition of: nothing provides it."""
+    rendered: dict[str, set[str]] = {}
+    for obj in world.by_kind("CustomResourceDefinition"):
+        if obj.app is not None:
+            group = (obj.document.get("spec") or {}).get("group")
+            rendered.setdefault(obj.app, set()).add(str(group))
+    for holder in world.by_kind("Application"):
+        app = world.apps.get(holder.name)
+        if app is None or not app.rendered or app.parent != holder.app:
+            continue
+        declared = str(annotations_of(holder.document).get(INSTALLS) or "").split(",")
+        for group in sorted({g.strip() for g in declared if g.strip()}):
+            if group not in rendered.get(app.name, set()):
+                yield (
+                    holder,
+                    "PLAT013",
+                    (
+                        f"{_wave(holder)} of {holder.app}: declares it installs the CRDs of "
+                        f"{group} ({INSTALLS}), but its chart renders no "
+                        "CustomResourceDefinition of that group: nothing in "
+                        f"{world.environment.name} provides them"
+                    ),
+                )
+
+
+def _manual(world: World, provider: Provider) -> str | None:
+    """The first Application from the root down to the provider's that does not sync
+    automatically: what is in it is never applied unless someone syncs it."""
+    for name, _, _ in world.lineage(provider.app):
+        if name and not world.apps[name].automated:
+            return name
+    return None
 
 
 def _possibly_opaque(world: World, need: Need) -> bool:

@@ -204,6 +204,12 @@ class App:
         return retry_of(self.spec)
 
     @property
+    def automated(self) -> bool:
+        """Whether Argo CD syncs it by itself (``syncPolicy.automated``, not ``enabled: false``)."""
+        automated = (self.spec.get("syncPolicy") or {}).get("automated")
+        return isinstance(automated, Mapping) and automated.get("enabled") is not False
+
+    @property
     def sync_options(self) -> frozenset[str]:
         return options((self.spec.get("syncPolicy") or {}).get("syncOptions") or [])
 
