@@ -192,6 +192,25 @@ def test_the_pull_request_script_end_to_end(
     assert len(fake.comments) == 1
 
 
+def test_the_tests_step_fails_when_pytest_collects_nothing(run: Any) -> None:
+    result = run(
+        "pull-request",
+        "tests",
+        PYTEST_ARGS="tests/unit -k no_test_has_this_name -p no:cacheprovider --cov-fail-under=0",
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "pytest collected no tests" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["scripts/test", "pipelines/pull-request"])
+def test_the_checks_are_defined_once(script: str) -> None:
+    """The quickstart's test command and the pull-request gate run the same checks."""
+    text = (ROOT / script).read_text()
+    assert "scripts/lib/checks.sh" in text
+    for tool in ("ruff", "mypy", "pytest"):
+        assert f"run --frozen {tool}" not in text, f"{script} runs {tool} itself"
+
+
 def test_the_pull_request_script_refuses_an_unknown_step(run: Any) -> None:
     result = run("pull-request", "lint", "deploy")
     assert result.returncode == 2

@@ -1,0 +1,20 @@
+# Sourced by scripts/test and pipelines/pull-request: the checks themselves, defined once, so
+# the quickstart's test command and the pull-request gate cannot drift apart. Needs $UV.
+
+check_lint() {
+  "$UV" run --frozen ruff check .
+  "$UV" run --frozen ruff format --check .
+}
+
+check_types() { "$UV" run --frozen mypy; }
+
+# Arguments are passed to pytest. Exit 5 (no tests collected) is a failure, never a pass.
+check_tests() {
+  local status=0
+  "$UV" run --frozen pytest --cov --cov-report=term "$@" || status=$?
+  if [ "$status" -eq 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    return 1
+  fi
+  return "$status"
+}
