@@ -9,9 +9,12 @@ check_lint() {
 check_types() { "$UV" run --frozen mypy; }
 
 # Arguments are passed to pytest. Exit 5 (no tests collected) is a failure, never a pass.
+# One worker per core (pytest-xdist), each test file on one worker so that a file's fixtures
+# (a cloned repository, a started registry) are made once; PYTEST_WORKERS=0 runs in-process.
 check_tests() {
   local status=0
-  "$UV" run --frozen pytest --cov --cov-report=term "$@" || status=$?
+  "$UV" run --frozen pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile \
+    --cov --cov-report=term "$@" || status=$?
   if [ "$status" -eq 5 ]; then
     echo "error: pytest collected no tests" >&2
     return 1

@@ -212,7 +212,8 @@ def test_the_pull_request_script_end_to_end(
         "run --frozen ruff check .",
         "run --frozen ruff format --check .",
         "run --frozen mypy",
-        f"run --frozen pytest --cov --cov-report=term --cov-report=xml:{run.out}/coverage.xml "
+        "run --frozen pytest -n auto --dist loadfile --cov --cov-report=term "
+        f"--cov-report=xml:{run.out}/coverage.xml "
         "-q -k smoke",
         "run --frozen actionlint -no-color -oneline "
         + " ".join(f".github/workflows/{p.name}" for p in sorted(run.workflows)),
@@ -230,14 +231,18 @@ def test_the_pull_request_script_end_to_end(
     assert len(fake.comments) == 1
 
 
-def test_the_tests_step_fails_when_pytest_collects_nothing(run: Any) -> None:
-    result = run(
-        "pull-request",
-        "tests",
-        PYTEST_ARGS="tests/unit -k no_test_has_this_name -p no:cacheprovider --cov-fail-under=0",
+@pytest.mark.parametrize(("pytest_exit", "expected"), [(5, 1), (0, 0), (1, 1), (2, 2)])
+def test_no_tests_collected_is_a_failure(tmp_path: Path, pytest_exit: int, expected: int) -> None:
+    """check_tests (scripts/lib/checks.sh) turns pytest's exit 5 into a failure."""
+    fake_uv = tmp_path / "uv"
+    fake_uv.write_text(f"#!/usr/bin/env bash\nexit {pytest_exit}\n")
+    fake_uv.chmod(0o755)
+    script = f'UV={fake_uv}; source {ROOT}/scripts/lib/checks.sh; check_tests -q; echo "rc=$?"'
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=False, timeout=30
     )
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert "pytest collected no tests" in result.stderr
+    assert result.stdout.strip() == f"rc={expected}"
+    assert ("pytest collected no tests" in result.stderr) == (pytest_exit == 5)
 
 
 @pytest.mark.parametrize("script", ["scripts/test", "pipelines/pull-request"])
