@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platformctl.argocd import AppState, ArgoCD, application_name
+from platformctl.errors import EnvironmentProblem, InputError, PlatformError
 from platformctl.model import Image, Repo
 
 
@@ -90,19 +91,33 @@ def holds(repo: Repo, environments: list[str] | None = None) -> list[Hold]:
     ]
 
 
-def live_states(repo: Repo, rows: list[StatusRow]) -> dict[tuple[str, str], AppState]:
+@dataclass(frozen=True)
+class LiveStates:
+    """What the environments' Argo CDs reported, and the ones that could not be asked."""
+
+    states: dict[tuple[str, str], AppState]
+    # environment -> the error that kept it from being asked
+    unreachable: dict[str, PlatformError]
+
+
+def live_states(repo: Repo, rows: list[StatusRow]) -> LiveStates:
     """What each environment's Argo CD reports for the rows' Applications.
 
-    Environments without an Argo CD endpoint are left out. An endpoint that cannot be reached
-    raises EnvironmentProblem, naming it: a drift check must not pass because it saw nothing.
+    Environments without an Argo CD endpoint are left out. One that cannot be asked (no token,
+    nothing answering) is recorded with its error and the others are still asked: the caller
+    shows what it could see and fails, since a drift check must not pass on seeing nothing.
     """
     clients: dict[str, ArgoCD] = {}
-    states: dict[tuple[str, str], AppState] = {}
+    live = LiveStates({}, {})
     for row in rows:
         endpoint = repo.environment(row.environment).argocd
-        if endpoint is None:
+        if endpoint is None or row.environment in live.unreachable:
             continue
-        client = clients.setdefault(row.environment, ArgoCD(endpoint))
-        name = application_name(row.service, row.environment)
-        states[(row.service, row.environment)] = client.application(name)
-    return states
+        try:
+            client = clients.get(row.environment) or ArgoCD(endpoint)
+            clients[row.environment] = client
+            name = application_name(row.service, row.environment)
+            live.states[(row.service, row.environment)] = client.application(name)
+        except (EnvironmentProblem, InputError) as error:
+            live.unreachable[row.environment] = error
+    return live

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+from platformctl.argocd import application_name
+from platformctl.imagefile import with_image
+from platformctl.model import Image, load_repo
 from tests.conftest import _without_gates, edit_yaml, git
 from tests.support.argocd import TOKEN as ARGOCD_TOKEN
 from tests.support.argocd import AppState as ArgoApp
@@ -31,12 +34,28 @@ case " $* " in *" --stack ${PULUMI_DRIFTS:-none} "*) echo "~ 1 to update"; exit 
 """
 
 
+MODEL = load_repo(ROOT)
+SERVICES = MODEL.services
+FIRST, *_, LAST = (env.name for env in MODEL.environments)
+# What the pipeline scripts run through uv; the real tools run in scripts/test and in
+# tests/pipelines/test_workflows.py, so here a stand-in records that each step calls them.
+FAKE_UV = """#!/usr/bin/env bash
+echo "$*" >> "$UV_LOG"
+case "$1 $2 $3" in
+  "run --frozen "ruff | "run --frozen "mypy | "run --frozen "pytest | "run --frozen "actionlint \\
+    | "run --frozen "checkov) exit 0 ;;
+esac
+echo "stand-in uv: unexpected call: $*" >&2
+exit 99
+"""
+
+
 @pytest.fixture(scope="module")
 def argocd() -> Iterator[tuple[FakeArgoCD, str]]:
     fake = FakeArgoCD()
-    for env in ("dev", "staging", "production"):
-        for service in ("api-gateway", "auth-service", "product-service", "user-service"):
-            fake.apps[f"{service}-{env}"] = ArgoApp()
+    for env in MODEL.environments:
+        for service in SERVICES:
+            fake.apps[application_name(service, env.name)] = ArgoApp()
     with serve(fake.handle) as url:
         yield fake, url
 
@@ -54,14 +73,15 @@ def clone(tmp_path_factory: pytest.TempPathFactory, argocd: tuple[FakeArgoCD, st
             shutil.copy2(source, target / name)
     # Release scripts run offline: the gates would ask the example endpoints.
     edit_yaml(target / "environments/pipeline.yaml", _without_gates, sequence_indent=4)
-    for env in ("dev", "staging", "production"):
+    for env in (e.name for e in MODEL.environments):
         edit_yaml(
             target / f"environments/{env}/environment.yaml",
             lambda data: data["endpoints"]["argocd"].update(url=argocd[1]),
         )
-        # No stack's platform:domain can name the stand-in, so `platform verify` would refuse
-        # every stack file; the stacks are tested in tests/infra, Pulumi is a stand-in here.
-        (target / f"Pulumi.{env}.yaml").unlink()
+    # No stack's platform:domain can name the stand-in, so `platform verify` would refuse
+    # every stack file; the stacks are tested in tests/infra, Pulumi is a stand-in here.
+    for stack in target.glob("Pulumi.*.yaml"):
+        stack.unlink()
     for args in (
         ("init", "-q", "-b", "main"),
         ("config", "user.email", "ci@example.com"),
@@ -113,6 +133,8 @@ def run(clone: Path, tmp_path: Path) -> Iterator[Any]:
     )  # type: ignore[attr-defined]
     runner.pulumi = lambda: log.read_text().splitlines() if log.exists() else []  # type: ignore[attr-defined]
     runner.out = tmp_path / "out"  # type: ignore[attr-defined]
+    runner.bin = bin_dir  # type: ignore[attr-defined]
+    runner.workflows = list((clone / ".github/workflows").glob("*.yml"))  # type: ignore[attr-defined]
     return runner
 
 
@@ -167,29 +189,69 @@ def github() -> Iterator[tuple[FakeGitHub, dict[str, str]]]:
 
 
 def test_the_pull_request_script_end_to_end(
-    run: Any, github: tuple[FakeGitHub, dict[str, str]]
+    run: Any, github: tuple[FakeGitHub, dict[str, str]], tmp_path: Path
 ) -> None:
     fake, env = github
+    uv_log = tmp_path / "uv.log"
+    (run.bin / "uv").write_text(FAKE_UV)
+    (run.bin / "uv").chmod(0o755)
     result = run(
         "pull-request",
-        PYTEST_ARGS="tests/unit -q -p no:cacheprovider --cov-fail-under=0",
+        PYTEST_ARGS="-q -k smoke",
         BASE_REF="main",
         PR_NUMBER="42",
+        PLATFORM_CLI=str(PLATFORM),
+        UV_LOG=str(uv_log),
         **env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for step in ("lint", "types", "tests", "verify", "workflows", "preview"):
         assert f"==> {step}" in result.stderr
+    calls = uv_log.read_text().splitlines()
+    assert calls == [
+        "run --frozen ruff check .",
+        "run --frozen ruff format --check .",
+        "run --frozen mypy",
+        "run --frozen pytest -n auto --dist loadfile --cov --cov-report=term "
+        f"--cov-report=xml:{run.out}/coverage.xml "
+        "-q -k smoke",
+        "run --frozen actionlint -no-color -oneline "
+        + " ".join(f".github/workflows/{p.name}" for p in sorted(run.workflows)),
+        "run --frozen checkov --quiet --compact --skip-download --framework github_actions "
+        "-d .github/workflows",
+    ]
     summary = run.summary()
     assert "## platform verify" in summary
     assert "no change under infra/" in summary
-    assert (run.out / "coverage.xml").is_file()
     # The verify report became one PR comment; a second run edits it instead of adding one.
     assert len(fake.comments) == 1
     assert "<!-- platform:verify -->" in fake.comments[0]["body"]
-    again = run("pull-request", "verify", PR_NUMBER="42", **env)
+    again = run("pull-request", "verify", PR_NUMBER="42", PLATFORM_CLI=str(PLATFORM), **env)
     assert again.returncode == 0, again.stderr
     assert len(fake.comments) == 1
+
+
+@pytest.mark.parametrize(("pytest_exit", "expected"), [(5, 1), (0, 0), (1, 1), (2, 2)])
+def test_no_tests_collected_is_a_failure(tmp_path: Path, pytest_exit: int, expected: int) -> None:
+    """check_tests (scripts/lib/checks.sh) turns pytest's exit 5 into a failure."""
+    fake_uv = tmp_path / "uv"
+    fake_uv.write_text(f"#!/usr/bin/env bash\nexit {pytest_exit}\n")
+    fake_uv.chmod(0o755)
+    script = f'UV={fake_uv}; source {ROOT}/scripts/lib/checks.sh; check_tests -q; echo "rc=$?"'
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.stdout.strip() == f"rc={expected}"
+    assert ("pytest collected no tests" in result.stderr) == (pytest_exit == 5)
+
+
+@pytest.mark.parametrize("script", ["scripts/test", "pipelines/pull-request"])
+def test_the_checks_are_defined_once(script: str) -> None:
+    """The quickstart's test command and the pull-request gate run the same checks."""
+    text = (ROOT / script).read_text()
+    assert "scripts/lib/checks.sh" in text
+    for tool in ("ruff", "mypy", "pytest"):
+        assert f"run --frozen {tool}" not in text, f"{script} runs {tool} itself"
 
 
 def test_the_pull_request_script_refuses_an_unknown_step(run: Any) -> None:
@@ -244,18 +306,27 @@ def test_no_drift_exits_zero_and_opens_nothing(
 
 
 def test_release_promote_dry_run_prints_the_plan(run: Any, clone: Path) -> None:
+    """A new build in the first stage, then the release script's dry run into the next."""
+    service, second = SERVICES[0], MODEL.environments[1].name
+    values = clone / "environments" / FIRST / f"{service}.yaml"
+    current = load_repo(clone).release(service, FIRST).image
+    build = Image(current.repository, tag="9.9.9", digest="sha256:" + "ab" * 32)
+    edited = with_image(values.read_text(), build)
+    assert edited is not None
+    values.write_text(edited)
+    git(clone, "commit", "-qam", f"ci: {service} 9.9.9")
     head = git(clone, "rev-parse", "HEAD")
     result = run(
         "release",
         "promote",
-        SERVICES="user-service,auth-service",
-        ENVIRONMENT="production",
+        SERVICES=service,
+        ENVIRONMENT=second,
         REASON="weekly release",
         DRY_RUN="true",
         PLATFORM_CLI=str(PLATFORM),
     )
     assert result.returncode == 0, result.stderr
-    assert "user-service" in run.summary()
+    assert "9.9.9" in run.summary()
     assert "dry run" in run.summary()
     assert git(clone, "rev-parse", "HEAD") == head
 
@@ -263,12 +334,12 @@ def test_release_promote_dry_run_prints_the_plan(run: Any, clone: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SERVICES": "user-service", "ENVIRONMENT": "staging"}, "REASON"),
-        ({"SERVICES": "user-service", "REASON": "x"}, "ENVIRONMENT"),
-        ({"ENVIRONMENT": "staging", "REASON": "x"}, "set SERVICES"),
+        ({"SERVICES": SERVICES[0], "ENVIRONMENT": LAST}, "REASON"),
+        ({"SERVICES": SERVICES[0], "REASON": "x"}, "ENVIRONMENT"),
+        ({"ENVIRONMENT": LAST, "REASON": "x"}, "set SERVICES"),
         (
-            {"SERVICES": "usr-service", "ENVIRONMENT": "staging", "REASON": "x", "DRY_RUN": "true"},
-            "did you mean 'user-service'",
+            {"SERVICES": SERVICES[0][:-1], "ENVIRONMENT": LAST, "REASON": "x", "DRY_RUN": "true"},
+            f"did you mean '{SERVICES[0]}'",
         ),
     ],
 )
@@ -287,12 +358,13 @@ def test_an_application_out_of_sync_is_drift_too(
 ) -> None:
     fake, env = github
     apps, _ = argocd
-    apps.apps["user-service-production"] = ArgoApp(sync="OutOfSync")
+    app = application_name(SERVICES[0], LAST)
+    apps.apps[app] = ArgoApp(sync="OutOfSync")
     try:
         # Each stack's job asks its own environment's Argo CD (from inside its network).
-        result = run("drift", "production", PLATFORM_CLI=str(PLATFORM), **env)
+        result = run("drift", LAST, PLATFORM_CLI=str(PLATFORM), **env)
     finally:
-        apps.apps["user-service-production"] = ArgoApp()
+        apps.apps[app] = ArgoApp()
     assert result.returncode == 1
-    assert "user-service-production" in run.summary()
+    assert app in run.summary()
     assert [issue["title"] for issue in fake.issues] == ["Infrastructure drift: argocd"]

@@ -8,8 +8,9 @@ import typer
 
 from platformctl.argocd import AppState
 from platformctl.cli.common import OUTPUT_OPTION, options
+from platformctl.errors import EnvironmentProblem, InputError, PlatformError
 from platformctl.output import OutputFormat, render_table, to_json
-from platformctl.status import StatusRow, live_states
+from platformctl.status import LiveStates, StatusRow, live_states
 from platformctl.status import holds as list_holds
 from platformctl.status import status as build_status
 
@@ -29,13 +30,20 @@ def register(app: typer.Typer) -> None:
         """Show the services x environments matrix; '*' marks a change from the stage before."""
         repo = options(ctx).repo()
         rows = build_status(repo, env)
-        states = live_states(repo, rows) if live else {}
+        seen = live_states(repo, rows) if live else LiveStates({}, {})
+        states = seen.states
         drifted = sorted(state.name for state in states.values() if state.sync != "Synced")
         if output is OutputFormat.json:
             typer.echo(
                 to_json(
                     [
-                        {**row.as_dict(), **_live(states.get((row.service, row.environment)))}
+                        {
+                            **row.as_dict(),
+                            **_live(
+                                states.get((row.service, row.environment)),
+                                seen.unreachable.get(row.environment),
+                            ),
+                        }
                         for row in rows
                     ]
                     if live
@@ -43,11 +51,17 @@ def register(app: typer.Typer) -> None:
                 )
             )
         else:
-            typer.echo(render_table(output, *_matrix(repo.services, rows, states)))
+            typer.echo(render_table(output, *_matrix(repo.services, rows, seen)))
             for row in rows:
                 if row.hold is not None:
                     reason = row.hold.get("reason")
                     typer.echo(f"held: {row.service} in {row.environment}: {reason}")
+        if seen.unreachable:
+            if drifted:
+                typer.echo(f"drift: not Synced in Argo CD: {', '.join(drifted)}", err=True)
+            problem = _not_asked(seen.unreachable)
+            problem.in_json_report = output is OutputFormat.json  # each row says it
+            raise problem
         if drifted:
             typer.echo(f"drift: not Synced in Argo CD: {', '.join(drifted)}", err=True)
             raise typer.Exit(1)
@@ -74,14 +88,24 @@ def _holds_command(app: typer.Typer) -> None:
         typer.echo(render_table(output, ["environment", "service", "reason", "since", "by"], rows))
 
 
-def _live(state: AppState | None) -> dict[str, Any]:
+def _not_asked(unreachable: dict[str, PlatformError]) -> PlatformError:
+    """One error for every environment that could not be asked, with the first one's code."""
+    first = next(iter(unreachable.values()))
+    kind = InputError if isinstance(first, InputError) else EnvironmentProblem
+    problems = "; ".join(f"{env}: {error}" for env, error in unreachable.items())
+    return kind(f"live state unknown for {', '.join(unreachable)} ({problems})")
+
+
+def _live(state: AppState | None, problem: PlatformError | None) -> dict[str, Any]:
+    if problem is not None:
+        return {"live": {"unreachable": str(problem)}}
     if state is None:
         return {"live": None}
     return {"live": {"sync": state.sync, "health": state.health, "revision": state.revision}}
 
 
 def _matrix(
-    services: tuple[str, ...], rows: list[StatusRow], states: dict[tuple[str, str], AppState]
+    services: tuple[str, ...], rows: list[StatusRow], seen: LiveStates
 ) -> tuple[list[str], list[list[str | None]]]:
     environments = list(dict.fromkeys(row.environment for row in rows))
     cells = {(row.service, row.environment): row for row in rows}
@@ -98,7 +122,11 @@ def _matrix(
                 text += f" @{row.image.short_digest}"
             text += " *" if row.differs_from_previous else ""
             text += " (held)" if row.hold is not None else ""
-            state = states.get((service, environment))
-            line.append(f"{text} [{state.sync}/{state.health}]" if state else text)
+            state = seen.states.get((service, environment))
+            if environment in seen.unreachable:
+                text += " [unreachable]"
+            elif state is not None:
+                text += f" [{state.sync}/{state.health}]"
+            line.append(text)
         table.append(line)
     return ["service", *environments], table
