@@ -4,6 +4,7 @@ on every option and argument, and examples in every command's help that really p
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -80,23 +81,24 @@ def test_shell_completion_is_available(tmp_path: Path) -> None:
     assert "_PLATFORM_COMPLETE" in result.stdout
 
 
-def test_override_takes_comma_separated_gates(repo: Path, cli: Any) -> None:
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("no-such,other", ["--override no-such: no such gate"]),
+        ("policy", ["cannot be overridden", "policy-exceptions.yaml"]),
+    ],
+    ids=["comma-separated", "policy"],
+)
+def test_override_names_gates_comma_separated_and_never_policy(
+    repo: Path, cli: Any, override: str, said: list[str]
+) -> None:
     model = load_repo(repo)
     service, target = model.services[0], model.environments[1].name
     args = ("promote", service, "--to", target, "--dry-run", "--reason", "r")
-    result = cli(repo, *args, "--override", "no-such,other")
+    result = cli(repo, *args, "--override", override)
     assert result.exit_code == 2
-    assert "--override no-such: no such gate" in result.output
-
-
-def test_the_policy_gate_cannot_be_overridden(repo: Path, cli: Any) -> None:
-    model = load_repo(repo)
-    service, target = model.services[0], model.environments[1].name
-    args = ("promote", service, "--to", target, "--dry-run", "--reason", "r")
-    result = cli(repo, *args, "--override", "policy")
-    assert result.exit_code == 2
-    assert "cannot be overridden" in result.output
-    assert "policy-exceptions.yaml" in result.output
+    for text in said:
+        assert text in result.output
 
 
 @pytest.mark.parametrize(
@@ -132,3 +134,25 @@ def test_a_refusal_reported_as_json_is_one_document(repo: Path) -> None:
     assert result.returncode in (1, 2), result.stderr
     payload = json.loads(result.stdout)
     assert payload["error"]
+
+
+def test_verify_says_how_long_it_took(repo: Path, cli: Any) -> None:
+    model = load_repo(repo)
+    env, service = model.environments[0].name, model.services[0]
+    result = cli(repo, "verify", "-e", env, "-s", service)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"targets verified .* in \d+\.\d s$", result.stdout.strip())
+
+
+def test_progress_rewrites_one_line_and_erases_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from platformctl.cli.verify_cmd import _progress
+
+    for done in range(4):
+        _progress("render", done, 3)
+    err = capsys.readouterr().err
+    assert err.split("\r")[1:] == [
+        "\x1b[Krendering 0/3",
+        "\x1b[Krendering 1/3",
+        "\x1b[Krendering 2/3",
+        "\x1b[K",
+    ]

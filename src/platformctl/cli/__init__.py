@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from platformctl.cli import (
     ci_cmds,
+    doctor_cmd,
     history_cmd,
     release_cmds,
     render_cmd,
@@ -24,6 +25,7 @@ for module in (
     history_cmd,
     ci_cmds,
     vendor_cmd,
+    doctor_cmd,
 ):
     module.register(app)
 attach(app)

@@ -82,6 +82,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "platform vendor my-chart --version 1.2.3 --from oci://registry.example/charts",
         ),
     ),
+    "doctor": (
+        ("What this machine lacks, with the fixes", "platform doctor"),
+        ("For a script", "platform doctor -o json"),
+    ),
     "ci comment": (
         (
             "Post the verify report on PR 42",

@@ -10,7 +10,7 @@ from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.git import Git
 from platformctl.ledger import history as read_history
 from platformctl.model import Release
-from platformctl.output import OutputFormat, render_table, to_json
+from platformctl.output import OutputFormat, render_table, to_json, with_age
 from platformctl.render import Renderer
 from platformctl.status import same_artifact
 
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         rows = [
             [
                 e.commit[:12],
-                e.time,
+                with_age(e.time),
                 e.author,
                 e.action,
                 e.image.tag,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import typer
 
@@ -15,8 +16,9 @@ PHASES = {"render": "rendering", "schemas": "validating schemas", "checkov": "ru
 
 
 def _progress(phase: str, done: int, total: int) -> None:
-    end = "\n" if done == total else ""
-    sys.stderr.write(f"\r{PHASES.get(phase, phase)} {done}/{total}{end}")
+    """One line on the terminal, rewritten in place and erased when the phase ends."""
+    text = "" if done == total else f"{PHASES.get(phase, phase)} {done}/{total}"
+    sys.stderr.write(f"\r\033[K{text}")
     sys.stderr.flush()
 
 
@@ -43,12 +45,13 @@ def _payload(report: VerifyReport) -> dict[str, object]:
     }
 
 
-def _summary(report: VerifyReport) -> str:
+def _summary(report: VerifyReport, seconds: float) -> str:
     verdict = "clean" if report.ok else f"{len(report.failing)} violation(s)"
     return (
         f"{len(report.targets)} targets verified ({report.cache_hits} from cache, "
         f"{report.checked_by_checkov} checked by checkov): {verdict}"
         + (f", {len(report.excepted)} excepted" if report.excepted else "")
+        + f" in {seconds:.1f} s"
     )
 
 
@@ -62,6 +65,7 @@ def register(app: typer.Typer) -> None:
         no_cache: bool = typer.Option(False, "--no-cache", help="Re-check every target."),
     ) -> None:
         """Render every service in every environment and hold it to schemas and policy."""
+        started = time.monotonic()
         repo = options(ctx).repo()
         show_progress = output is OutputFormat.table and sys.stderr.isatty()
         report = verify(
@@ -96,6 +100,9 @@ def register(app: typer.Typer) -> None:
                 typer.echo(
                     f"warning: {unused.where}: exception matches nothing; remove it", err=True
                 )
-            typer.echo(("\n" if report.failing or report.excepted else "") + _summary(report))
+            typer.echo(
+                ("\n" if report.failing or report.excepted else "")
+                + _summary(report, time.monotonic() - started)
+            )
         if not report.ok:
             raise typer.Exit(int(ExitCode.REFUSED))
