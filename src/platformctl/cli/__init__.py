@@ -5,6 +5,7 @@ from __future__ import annotations
 from platformctl.cli import (
     ci_cmds,
     history_cmd,
+    new_cmd,
     release_cmds,
     render_cmd,
     status_cmd,
@@ -24,6 +25,7 @@ for module in (
     history_cmd,
     ci_cmds,
     vendor_cmd,
+    new_cmd,
 ):
     module.register(app)
 attach(app)
