@@ -89,8 +89,18 @@ class ServicePlan:
             f"Push the image {self.image.reference} (CI's build).",
             "Commit, open a pull request (CI runs `platform verify`), merge: Argo CD deploys "
             f"{self.service} in {first}.",
-            *(f"platform promote {self.service} --to {name}" for name in later),
+            *(self._promotion_step(name) for name in later),
         ]
+
+    def _promotion_step(self, stage: str) -> str:
+        step = f"platform promote {self.service} --to {stage}"
+        if not self.callers:
+            return step
+        return (
+            f"{step}; then add {self.service} to networkPolicy.egressTo.services of "
+            f"{', '.join(self.callers)} in {stage} (their egress names it only where it runs; "
+            "in base once every stage runs it)"
+        )
 
     def as_dict(self, repo: Repo) -> dict[str, Any]:
         return {
@@ -282,28 +292,25 @@ def plan_service(
 
     edited: dict[str, str] = {}
     for caller in caller_names:
-        edited.update(_allow_egress(repo, caller, name))
+        edited.update(allow_egress(repo, caller, name, repo.environments[0].name))
     return ServicePlan(name, like, caller_names, image, created, edited, tuple(later))
 
 
-def _allow_egress(repo: Repo, caller: str, service: str) -> dict[str, str]:
-    """The caller's files with ``service`` added to ``networkPolicy.egressTo.services``: every
-    file that sets that list (a stage's list replaces the base's), else the base file."""
+def allow_egress(repo: Repo, caller: str, service: str, stage: str) -> dict[str, str]:
+    """The caller's file in ``stage`` with ``service`` added to its egress: only where the
+    service runs (an egress peer with no pods is a finding of the verify gate, PLAT014). A
+    stage's list replaces the base's, so a new list there starts with the base's."""
     key_path = ("networkPolicy", "egressTo", "services")
-    releases = repo.select(services=[caller])
-    files = [repo.environments_dir / BASE_DIR / f"{caller}.yaml"]
-    files += [r.values_file for r in releases]
-    files += [path for (name, _), path in repo.pending.items() if name == caller]
-    # the base always; a stage only if its own list replaces the base's
-    targets = files[:1] + [path for path in files[1:] if _get(_read(path), key_path) is not None]
-    return {
-        str(path.relative_to(repo.root)): append_to_list(path.read_text("utf-8"), key_path, service)
-        for path in targets
-    }
-
-
-def _read(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    release = repo.releases.get((caller, stage))
+    if release is None:
+        raise InputError(
+            f"caller '{caller}' does not run in {stage}",
+            hint=f"add {caller} to {stage} first, or leave it out of --callers",
+        )
+    inherited = _get(release.base_values, key_path) or []
+    path = release.values_file
+    text = append_to_list(path.read_text("utf-8"), key_path, service, missing=inherited)
+    return {str(path.relative_to(repo.root)): text}
 
 
 def _get(data: Any, key_path: Sequence[str]) -> Any:
@@ -314,9 +321,12 @@ def _get(data: Any, key_path: Sequence[str]) -> Any:
     return data
 
 
-def append_to_list(text: str, key_path: Sequence[str], item: str) -> str:
-    """``text`` with ``item`` appended to the list at ``key_path`` (created if missing), edited
-    on the lines ruamel locates so every other line, comment and quote stays byte for byte."""
+def append_to_list(
+    text: str, key_path: Sequence[str], item: str, *, missing: Sequence[str] = ()
+) -> str:
+    """``text`` with ``item`` appended to the list at ``key_path`` (created as ``[*missing,
+    item]`` if absent), edited on the lines ruamel locates so every other line, comment and
+    quote stays byte for byte."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -349,16 +359,17 @@ def append_to_list(text: str, key_path: Sequence[str], item: str) -> str:
         else:
             indent, at = 0, len(lines)
         added = []
+        items = ", ".join([*missing, item])
         for offset, key in enumerate(rest):
             pad = " " * (indent + 2 * offset)
-            added.append(f"{pad}{key}: [{item}]\n" if key == rest[-1] else f"{pad}{key}:\n")
+            added.append(f"{pad}{key}: [{items}]\n" if key == rest[-1] else f"{pad}{key}:\n")
         lines[at:at] = added
     edited = "".join(lines)
     target = expected
     for key in key_path[:-1]:
         target = target.setdefault(key, {})
-    target.setdefault(key_path[-1], [])
-    target[key_path[-1]] = [*(target[key_path[-1]] or []), item]
+    last = key_path[-1]
+    target[last] = [*((target[last] or []) if last in target else missing), item]
     if yaml.safe_load(edited) != expected:
         raise InputError(f"could not add {item} to {where}", hint="add the service by hand")
     return edited
@@ -385,30 +396,49 @@ def _append_item(lines: list[str], node: Any, item: str) -> None:
 
 
 def check_service(repo: Repo, plan: ServicePlan) -> None:
-    """The verify gate on the new service and its callers, in every stage, on a copy of the
-    repository holding the planned texts; the later stages are checked as a promotion will
-    leave them (the first stage's image, with a digest). Refuses with the first finding."""
-    from platformctl.verify import verify
-
+    """The verify gate on a copy of the repository: first holding the planned texts (what CI
+    will verify), then with the later stages as promotions will leave them (the first stage's
+    image, with a digest, and the callers' egress there). Refuses with the first finding."""
     with tempfile.TemporaryDirectory(prefix="platform-new-") as scratch:
-        copy_root = Path(scratch) / "repo"
-        copy_root.mkdir()
+        root = Path(scratch) / "repo"
+        root.mkdir()
         for entry in repo.root.iterdir():
             if entry.name not in (ENVIRONMENTS_DIR, ".git"):
-                os.symlink(entry, copy_root / entry.name)
-        shutil.copytree(repo.environments_dir, copy_root / ENVIRONMENTS_DIR, symlinks=True)
+                os.symlink(entry, root / entry.name)
+        shutil.copytree(repo.environments_dir, root / ENVIRONMENTS_DIR, symlinks=True)
+        _write(root, plan.texts)
+        services = [plan.service, *plan.callers]
+        written = load_repo(root)
+        _refuse_findings(written, [], services)
+        if not plan.later_stages:
+            return
         promoted = Image(plan.image.repository, plan.image.tag, _CHECK_DIGEST)
-        for relative, text in plan.texts.items():
-            stage = Path(relative).parent.name
-            later = stage in plan.later_stages and Path(relative).stem == plan.service
-            checked = with_first_image(text, promoted) if later else text
-            (copy_root / relative).write_text(checked, encoding="utf-8")
-        copied = load_repo(copy_root)
-        report = verify(copied, services=[plan.service, *plan.callers])
+        texts = {}
+        for stage in plan.later_stages:
+            relative = f"{ENVIRONMENTS_DIR}/{stage}/{plan.service}.yaml"
+            texts[relative] = with_first_image(plan.texts[relative], promoted)
+            for caller in plan.callers:
+                texts.update(allow_egress(written, caller, plan.service, stage))
+        _write(root, texts)
+        _refuse_findings(load_repo(root), plan.later_stages, services, promoted=True)
+
+
+def _write(root: Path, texts: Mapping[str, str]) -> None:
+    for relative, text in texts.items():
+        (root / relative).write_text(text, encoding="utf-8")
+
+
+def _refuse_findings(
+    repo: Repo, stages: Sequence[str], services: Sequence[str], *, promoted: bool = False
+) -> None:
+    from platformctl.verify import verify
+
+    report = verify(repo, stages, services)
     if not report.ok:
         first = report.failing[0]
+        when = " once promoted" if promoted else ""
         raise RefusedError(
-            f"verify refused the new service: {len(report.failing)} violation(s), first: "
+            f"verify refused the new service{when}: {len(report.failing)} violation(s), first: "
             f"{first.target} {first.check} {first.resource}: {first.message}",
             hint="nothing was written; change --like/--callers or write the files by hand",
         )

@@ -47,7 +47,7 @@ def test_a_promotion_creates_the_missing_image_line(repo: Path, cli: Cli) -> Non
 
 
 def test_new_service_writes_every_stage_and_wires_its_callers(repo: Path, cli: Cli) -> None:
-    gateway_before = (repo / "environments/base/api-gateway.yaml").read_text()
+    gateway_before = (repo / "environments/dev/api-gateway.yaml").read_text()
     result = cli(
         repo, "new", "service", "order-service", "--like", "user-service",
         "--callers", "api-gateway,auth-service",
@@ -70,16 +70,23 @@ def test_new_service_writes_every_stage_and_wires_its_callers(repo: Path, cli: C
     assert base["networkPolicy"] == {"ingressFrom": {"services": ["api-gateway", "auth-service"]}}
     assert "command" not in base
     assert not any(key.endswith("_URL") for key in base.get("env", {}))
-    # the callers: one line each changed, comments and the rest byte for byte
+    # the callers: their egress in dev only (where it runs), lines added, the rest kept
     stat = git(repo, "diff", "--numstat").split("\n")
     assert sorted(line for line in stat if line) == [
-        "1\t1\tenvironments/base/api-gateway.yaml",
-        "1\t1\tenvironments/base/auth-service.yaml",
+        "2\t0\tenvironments/dev/api-gateway.yaml",
+        "3\t0\tenvironments/dev/auth-service.yaml",
     ]
-    gateway = (repo / "environments/base/api-gateway.yaml").read_text()
-    assert gateway == gateway_before.replace("auth-service]", "auth-service, order-service]")
+    gateway = (repo / "environments/dev/api-gateway.yaml").read_text()
+    assert gateway == gateway_before.replace(
+        "networkPolicy:\n",
+        "networkPolicy:\n  egressTo:\n"
+        "    services: [user-service, product-service, auth-service, order-service]\n",
+    )
     egress = model.release("auth-service", "dev").values["networkPolicy"]["egressTo"]
     assert egress["services"] == ["user-service", "order-service"]
+    staging = model.release("auth-service", "staging").values["networkPolicy"]["egressTo"]
+    assert staging["services"] == ["user-service"]
+    assert "add order-service to networkPolicy.egressTo.services of api-gateway" in result.stdout
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(repo: Path, cli: Cli) -> None:
