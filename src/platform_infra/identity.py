@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from platform_infra.common import child, policy_document, recovery_window, tags
+from platformctl.bridge import service_role_name
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ def database_user(service: str) -> str:
 
 
 def role_name(cluster_name: str, service: str) -> str:
-    """``<cluster>-<service>``: the name each service's values file refers to."""
-    return f"{cluster_name}-{service}"
+    """``<cluster>-<service>``: the name each service's values file refers to (one definition,
+    in the bridge, that ``platform new service`` writes too)."""
+    return service_role_name(cluster_name, service)
 
 
 class WorkloadIdentity(pulumi.ComponentResource):

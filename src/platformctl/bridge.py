@@ -52,6 +52,16 @@ _REFERENCE = re.compile(r"\{\{\s*\.metadata\.annotations\.([A-Za-z0-9_]+)\s*\}\}
 _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}")
 
 
+def service_role_name(cluster_name: str, service: str) -> str:
+    """``<cluster>-<service>``: the IRSA role the infra program makes for a service (and for an
+    add-on), and the one its values file names."""
+    return f"{cluster_name}-{service}"
+
+
+def service_role_arn(account_id: str, cluster_name: str, service: str) -> str:
+    return f"arn:aws:iam::{account_id}:role/{service_role_name(cluster_name, service)}"
+
+
 def role_annotation(owner: str) -> str:
     """``<owner>_iam_role_arn``, as the GitOps Bridge names role annotations."""
     return f"{owner.replace('-', '_')}_iam_role_arn"
@@ -102,8 +112,8 @@ def placeholder_annotations(repo: Repo, environment: Environment) -> dict[str, s
     """The cluster secret as the infra program would write it, with the facts that only AWS
     knows replaced by placeholders: enough to render and check everything offline."""
     roles = {
-        role_annotation(owner): (
-            f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/{environment.cluster_name}-{owner}"
+        role_annotation(owner): service_role_arn(
+            PLACEHOLDER_ACCOUNT, environment.cluster_name, owner
         )
         for owner in (*ADDON_ROLES, *repo.services)
     }

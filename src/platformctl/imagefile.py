@@ -108,6 +108,17 @@ def _with_flow_image(lines: list[str], start: int, image: Image) -> str:
     return "".join(edited)
 
 
+def with_first_image(text: str, image: Image) -> str:
+    """``text`` with an ``image: {...}`` line added below its leading comments: the first
+    promotion of a service into a stage adds one line."""
+    lines = text.splitlines(keepends=True)
+    at = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    if at and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    lines.insert(at, f"image: {flow_image(image)}\n")
+    return "".join(lines)
+
+
 def set_image(path: Path, image: Image) -> str:
     """The text of ``path`` with its image replaced (the file itself is not written)."""
     text = path.read_text(encoding="utf-8")
@@ -118,6 +129,8 @@ def set_image(path: Path, image: Image) -> str:
     from ruamel.yaml.comments import CommentedMap
 
     data: Any = YAML(typ="rt").load(text)
+    if isinstance(data, CommentedMap) and "image" not in data:
+        return with_first_image(text, image)
     if not isinstance(data, CommentedMap) or not isinstance(data.get("image"), CommentedMap):
         raise InputError(f"{display_path(path)}: no image mapping to change")
     lines = text.splitlines(keepends=True)

@@ -184,6 +184,9 @@ class Repo:
     environments: tuple[Environment, ...]
     services: tuple[str, ...]
     releases: Mapping[tuple[str, str], Release]
+    # (service, environment) -> a values file of a later stage with no image line yet: the
+    # service is not deployed there until a promotion writes the line (``platform new service``)
+    pending: Mapping[tuple[str, str], Path] = field(default_factory=dict)
 
     @property
     def environments_dir(self) -> Path:
@@ -248,6 +251,11 @@ class Repo:
         try:
             return self.releases[(service, env.name)]
         except KeyError:
+            if (service, env.name) in self.pending:
+                raise InputError(
+                    f"service '{service}' has no image in '{env.name}' yet",
+                    hint=f"promote it: platform promote {service} --to {env.name}",
+                ) from None
             raise InputError(
                 f"service '{service}' is not deployed in '{env.name}'",
                 hint=f"add {display_path(env.path / (service + '.yaml'))}",
@@ -261,19 +269,24 @@ class Repo:
         With ``texts``, the files are read as they are about to be committed."""
         loader = _Loader(self.root)
         releases = dict(self.releases)
+        pending = dict(self.pending)
         for path in paths:
             release = next((r for r in self.releases.values() if r.values_file == path), None)
-            if release is None:
-                raise ValueError(f"{path} is not the values file of a release")
-            releases[(release.service, release.environment.name)] = loader.release(
-                release.service,
-                release.environment,
-                path,
-                dict(release.base_values),
-                (texts or {}).get(path),
+            if release is not None:
+                service, env = release.service, release.environment
+                base = dict(release.base_values)
+            else:
+                key = next((key for key, file in self.pending.items() if file == path), None)
+                if key is None:
+                    raise ValueError(f"{path} is not the values file of a release")
+                service, env = key[0], self.environment(key[1])
+                base = loader.values_file(loader.base_file(service))
+                del pending[key]
+            releases[(service, env.name)] = loader.release(
+                service, env, path, base, (texts or {}).get(path)
             )
         loader.known_valid.save()
-        return replace(self, releases=releases)
+        return replace(self, releases=releases, pending=pending)
 
     def select(
         self, environments: Iterable[str] = (), services: Iterable[str] = ()
@@ -378,6 +391,7 @@ class _Loader:
         self.check_gate_endpoints(environments, pipeline_path)
         self.refuse_stray_folders(stage_names)
         releases: dict[tuple[str, str], Release] = {}
+        pending: dict[tuple[str, str], Path] = {}
         base_values = {name: self.values_file(self.base_file(name)) for name in services}
         for env in environments:
             for path in sorted(env.path.glob("*.yaml")):
@@ -390,8 +404,12 @@ class _Loader:
                         f"{display_path(self.base_file(service))}",
                         hint="add the base file or rename this file",
                     )
+                values = self.values_file(path)
+                if "image" not in values and env is not environments[0]:
+                    pending[(service, env.name)] = path
+                    continue
                 releases[(service, env.name)] = self.release(
-                    service, env, path, base_values[service]
+                    service, env, path, base_values[service], values=values
                 )
         repository = pipeline["repository"]
         return Repo(
@@ -401,6 +419,7 @@ class _Loader:
             environments=environments,
             services=tuple(services),
             releases=releases,
+            pending=pending,
         )
 
     def base_file(self, service: str) -> Path:
@@ -496,8 +515,10 @@ class _Loader:
         path: Path,
         base_values: dict[str, Any],
         text: str | None = None,
+        *,
+        values: dict[str, Any] | None = None,
     ) -> Release:
-        values = self.values_file(path, text)
+        values = self.values_file(path, text) if values is None else values
         base_path = self.base_file(service)
         if "image" in base_values and set(base_values["image"]) - {"pullPolicy"}:
             raise InputError(

@@ -80,7 +80,7 @@ def one_line_text(option: str, text: str | None) -> str | None:
 @dataclass(frozen=True)
 class ImageChange:
     service: str
-    before: Image
+    before: Image | None  # None: the stage has no image line for the service yet
     after: Image
     path: Path
 
@@ -148,7 +148,7 @@ class Plan:
             "changes": [
                 {
                     "service": c.service,
-                    "before": c.before.reference,
+                    "before": c.before.reference if c.before else None,
                     "after": c.after.reference,
                     "tag": c.after.tag,
                     "digest": c.after.digest,
@@ -228,6 +228,11 @@ def plan_promotion(
                 continue
             repo.release(service, origin.name)  # raises: not deployed there
         incoming = repo.releases[(service, origin.name)].image
+        first = repo.pending.get((service, target.name))  # a file with no image line yet
+        if first is not None:
+            _refuse_hold(target, service)
+            changes.append(ImageChange(service, None, incoming, first))
+            continue
         current = repo.release(service, target.name)
         _refuse_hold(target, service)
         if incoming == current.image:
@@ -297,7 +302,8 @@ def plan_rollback(
     since = _now()
     holds = {
         c.service: {
-            "reason": reason or f"rolled back from {c.before.tag or c.before.digest}",
+            "reason": reason
+            or f"rolled back from {c.before and (c.before.tag or c.before.digest)}",
             "since": since,
             "by": actor,
         }

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from platformctl.model import load_repo
 from tests.conftest import edit_yaml, git, run_platform
 
 Cli = Callable[..., Any]
@@ -18,7 +19,7 @@ def test_status_json_lists_every_release(repo: Path, cli: Cli) -> None:
     result = cli(repo, "status", "--output", "json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
-    assert len(rows) == 12
+    assert len(rows) == len(load_repo(repo).releases)
     for row in rows:
         assert {"service", "environment", "repository", "tag", "digest"} <= set(row)
     dev = next(r for r in rows if (r["service"], r["environment"]) == ("user-service", "dev"))
@@ -137,7 +138,7 @@ def test_debug_shows_the_traceback(repo: Path, cli: Cli) -> None:
 def test_installed_command_runs_in_the_repository(repo: Path) -> None:
     result = run_platform(repo / "environments" / "dev", "status", "--output", "json")
     assert result.returncode == 0, result.stderr
-    assert len(json.loads(result.stdout)) == 12
+    assert len(json.loads(result.stdout)) == len(load_repo(repo).releases)
     bad = run_platform(repo, "status", "--env", "qa")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: unknown environment 'qa'")

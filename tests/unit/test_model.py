@@ -12,15 +12,25 @@ from tests.conftest import PROJECT_ROOT, edit_yaml
 DIGEST = "sha256:" + "ab" * 32
 
 
-def test_this_repository_loads_as_three_stages_of_four_services() -> None:
+def test_this_repository_loads_its_stages_and_services() -> None:
+    """From the tree, not the sample's names: a fork that adds a service or a stage passes."""
     repo = load_repo(PROJECT_ROOT)
-    assert repo.environment_names == ("dev", "staging", "production")
-    assert repo.services == ("api-gateway", "auth-service", "product-service", "user-service")
-    assert len(repo.releases) == 12
-    for release in repo.select(["staging", "production"]):
-        assert release.image.digest, f"{release.key} must pin a digest"
-    assert repo.previous("staging") == repo.environment("dev")
-    assert repo.previous("dev") is None
+    environments = PROJECT_ROOT / "environments"
+    assert repo.services == tuple(sorted(p.stem for p in (environments / "base").glob("*.yaml")))
+    files = {
+        (path.stem, env)
+        for env in repo.environment_names
+        for path in (environments / env).glob("*.yaml")
+        if path.name != "environment.yaml"
+    }
+    assert set(repo.releases) | set(repo.pending) == files
+    for release in repo.releases.values():
+        if release.environment.policy.require_digest:
+            assert release.image.digest, f"{release.key} must pin a digest"
+    first, *later = repo.environments
+    assert repo.previous(first.name) is None
+    for before, stage in zip(repo.environments, later, strict=False):
+        assert repo.previous(stage.name) == before
 
 
 def test_release_values_layer_environment_over_base() -> None:
@@ -138,7 +148,7 @@ def test_service_without_base_is_refused(repo: Path) -> None:
 
 
 def test_folder_that_is_not_a_stage_is_refused(repo: Path) -> None:
-    (repo / "environments/qa").mkdir()
+    (repo / "environments/not-a-stage").mkdir()
     assert "not a stage" in _load_error(repo)
 
 
@@ -176,9 +186,10 @@ def test_missing_chart_schema_is_reported(repo: Path) -> None:
 
 
 def test_service_missing_from_an_environment_is_not_deployed_there(repo: Path) -> None:
+    releases = len(load_repo(repo).releases)
     (repo / "environments/production/auth-service.yaml").unlink()
     model = load_repo(repo)
-    assert len(model.releases) == 11
+    assert len(model.releases) == releases - 1
     with pytest.raises(InputError, match="not deployed in 'production'"):
         model.release("auth-service", "production")
 
@@ -187,7 +198,9 @@ def test_known_valid_files_are_not_checked_again_but_changed_ones_are(repo: Path
     load_repo(repo)
     known = json.loads((repo / ".platform-cache/valid.json").read_text())["entries"]
     # every values, environment and pipeline file of the repository passed once
-    assert len(known) == 4 + 12 + 3 + 1
+    folders = ["base", *load_repo(repo).environment_names]
+    files = [p for folder in folders for p in (repo / "environments" / folder).glob("*.yaml")]
+    assert len(known) == len(files) + 1  # and pipeline.yaml
     path = repo / "environments/staging/auth-service.yaml"
     path.write_text(path.read_text() + "replicaCout: 3\n")
     assert "replicaCout: unknown key" in _load_error(repo)

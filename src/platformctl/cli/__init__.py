@@ -6,6 +6,7 @@ from platformctl.cli import (
     ci_cmds,
     doctor_cmd,
     history_cmd,
+    new_cmd,
     release_cmds,
     render_cmd,
     status_cmd,
@@ -25,6 +26,7 @@ for module in (
     history_cmd,
     ci_cmds,
     vendor_cmd,
+    new_cmd,
     doctor_cmd,
 ):
     module.register(app)

@@ -22,6 +22,15 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("Only what a change to one service touches", "platform verify -e dev -s my-service"),
         ("A pull-request comment", "platform verify -o markdown"),
     ),
+    "new service": (
+        ("See the files and the diff first", "platform new service my-service --dry-run"),
+        (
+            "Shaped like another, called by two",
+            "platform new service my-service --like user-service "
+            "--callers api-gateway,auth-service",
+        ),
+        ("What was written, as JSON", "platform new service my-service -o json"),
+    ),
     "promote": (
         ("See the plan and the gates first", "platform promote my-service --to staging --dry-run"),
         (

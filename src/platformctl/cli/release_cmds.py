@@ -80,7 +80,10 @@ def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> Non
     if plan.empty:
         _report_nothing(outcome)
         return
-    rows = [[c.service, c.before.tag, c.after.tag, c.after.short_digest] for c in plan.changes]
+    rows = [
+        [c.service, c.before and c.before.tag, c.after.tag, c.after.short_digest]
+        for c in plan.changes
+    ]
     if rows:
         typer.echo(render_table(output, ["service", "from", "to", "digest"], rows))
     if dry_run:
