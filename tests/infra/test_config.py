@@ -50,7 +50,7 @@ BAD = {
         _set("platform:database", ["instanceClass"], "db.t4g.enormous"),
         "unknown size 'db.t4g.enormous'",
     ),
-    "missing key": (_drop("platform:database"), "'platform:database' is a required property"),
+    "missing key": (_drop("platform:database"), "missing key 'platform:database'"),
     "sizes out of order": (
         _set("platform:cluster", ["nodeGroups", 0, "minSize"], 9),
         "minSize <= desiredSize <= maxSize",
@@ -73,7 +73,7 @@ BAD = {
     ),
     "no admin": (
         _set("platform:cluster", ["adminRoleArns"], []),
-        r"adminRoleArns: \[\] should be non-empty",
+        r"adminRoleArns: \[\] needs at least one item",
     ),
     "region not the environment's": (
         lambda c: c.update({"aws:region": "us-east-1"}),
