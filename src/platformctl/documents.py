@@ -130,7 +130,7 @@ def _reason(error: ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
     value, kind = error.instance, error.validator
     title = schema.get("title")
-    limit = error.validator_value
+    limit: Any = error.validator_value
     if kind == "type":
         wanted = [limit] if isinstance(limit, str) else list(limit)
         expected = _one_of([_TYPES.get(name, name) for name in wanted])
