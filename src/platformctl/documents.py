@@ -125,7 +125,7 @@ def _enum_reason(value: Any, allowed: list[Any]) -> str:
     return f"{shown(value)} is not one of {_one_of(words)}{hint}"
 
 
-def _reason(error: ValidationError) -> str:
+def reason(error: ValidationError) -> str:
     """The reason of one schema error in words: what the value is not, never a regex."""
     schema = error.schema if isinstance(error.schema, dict) else {}
     value, kind = error.instance, error.validator
@@ -165,7 +165,7 @@ def _reason(error: ValidationError) -> str:
     return error.message
 
 
-def _describe(error: ValidationError) -> tuple[list[str | int], str]:
+def describe(error: ValidationError) -> tuple[list[str | int], str]:
     """Key path and reason of a schema error, naming an unknown key itself (with a hint)."""
     key_path: list[str | int] = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -177,7 +177,7 @@ def _describe(error: ValidationError) -> tuple[list[str | int], str]:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             return [*key_path, key], f"unknown key '{key}'{hint}"
-    return key_path, _reason(error)
+    return key_path, reason(error)
 
 
 def schema_error(data: Any, validator: Draft202012Validator) -> tuple[list[str | int], str] | None:
@@ -185,7 +185,7 @@ def schema_error(data: Any, validator: Draft202012Validator) -> tuple[list[str |
     from jsonschema.exceptions import best_match
 
     error: ValidationError | None = best_match(validator.iter_errors(data))
-    return None if error is None else _describe(error)
+    return None if error is None else describe(error)
 
 
 def check_document(data: Any, validator: Draft202012Validator, path: Path) -> None:
