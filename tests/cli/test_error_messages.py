@@ -201,6 +201,48 @@ def test_schema_names_defs_and_describes_every_property() -> None:
     assert not patterns, "every pattern has a title to explain it in words"
 
 
+def test_the_repositorys_own_schemas_explain_every_pattern() -> None:
+    for path in (PROJECT_ROOT / "src/platformctl/schemas").glob("*.schema.json"):
+
+        def untitled(node: Any) -> Iterator[Any]:
+            if isinstance(node, dict):
+                if isinstance(node.get("pattern"), str) and "title" not in node:
+                    yield node
+                for child in node.values():
+                    yield from untitled(child)
+            elif isinstance(node, list):
+                for child in node:
+                    yield from untitled(child)
+
+        assert not list(untitled(json.loads(path.read_text()))), path
+
+
+def test_environment_file_errors_in_words(repo: Path) -> None:
+    environment = next(iter(load_repo(repo).releases.values())).environment
+    edit_yaml(
+        environment.settings_file,
+        lambda data: data["cluster"].__setitem__("kubernetesVersion", "1.3x"),
+    )
+    message = load_error(repo)
+    assert "cluster.kubernetesVersion: '1.3x' is not a Kubernetes minor version such as 1.31" in (
+        message
+    )
+
+
+def test_manifest_schema_findings_count_positions_from_one() -> None:
+    from platformctl.schemas import SchemaValidator
+
+    document = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x"},
+        "spec": {"containers": [{"name": "a", "image": "b", "ports": [{"containerPort": "80"}]}]},
+    }
+    (found,) = SchemaValidator("1.31").check(document)
+    assert found.path == "spec.containers #1.ports #1.containerPort"
+    assert found.message == "expected a whole number, got a string"
+
+
 def test_helm_still_refuses_a_bad_quantity_through_the_ref() -> None:
     chart = helm_python.Chart.load(PROJECT_ROOT / "charts/service")
     with pytest.raises(helm_python.HelmValuesError, match="memory"):
