@@ -443,9 +443,13 @@ def _twin_findings(
 # --- end of the environment-level hook --------------------------------------------------------
 
 
-def _explained(renderer: Renderer, unused: list[PolicyException]) -> list[UnusedException]:
+def _explained(
+    renderer: Renderer, unused: list[PolicyException], verified: Iterable[str]
+) -> list[UnusedException]:
     """Each unused exception with why it matched nothing, against every check id an engine
-    can report and every target the repository renders (not only this run's selection)."""
+    can report and every target the repository renders (not only this run's selection). One
+    whose targets this run did not verify is left out unless it names nothing that exists:
+    its check was not run there, so nothing shows it is unused."""
     if not unused:
         return []
     repo = renderer.repo
@@ -458,9 +462,12 @@ def _explained(renderer: Renderer, unused: list[PolicyException]) -> list[Unused
         jobs += renderer.addon_chart_jobs(environment)
         jobs += [renderer.release_job(release) for release in repo.select([name])]
         targets |= {job.key for job in jobs}
+    keys = list(verified)
+    explained = [why_unused(exception, checks, REPLACED_CHECKS, targets) for exception in unused]
     return [
-        UnusedException(exception, why_unused(exception, checks, REPLACED_CHECKS, targets))
-        for exception in unused
+        item
+        for item in explained
+        if not item.stale or any(item.exception.covers(key) for key in keys)
     ]
 
 
@@ -558,7 +565,7 @@ def verify(
         targets=results,
         failing=failing,
         excepted=excepted,
-        unused_exceptions=_explained(renderer, unused),
+        unused_exceptions=_explained(renderer, unused, order),
         checked_by_checkov=len(gate.checkov),
         warnings=warnings,
     )

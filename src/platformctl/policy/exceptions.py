@@ -67,6 +67,15 @@ class PolicyException:
             fnmatchcase(part, pattern) for part, pattern in zip(actual, wanted, strict=False)
         )
 
+    def covers(self, key: str) -> bool:
+        """Whether the target ``key`` (``env/service``) is one this exception's target names:
+        only a verified target can show that an exception is no longer needed."""
+        actual = key.split("/")
+        return all(
+            fnmatchcase(part, pattern)
+            for part, pattern in zip(actual, self.target.split("/"), strict=False)
+        )
+
     def expired(self, today: dt.date) -> bool:
         return self.expires < today
 
@@ -163,6 +172,8 @@ class UnusedException:
 
     exception: PolicyException
     why: str
+    # everything it names exists; the check just no longer fires there
+    stale: bool = False
 
     @property
     def check(self) -> str:
@@ -199,8 +210,8 @@ def why_unused(
     checks: Collection[str],
     replaced: Mapping[str, str],
     targets: Collection[str],
-) -> str:
-    """Why an exception matched no finding: its check id or its target names nothing that
+) -> UnusedException:
+    """The exception with why it matched no finding: its check id or its target names nothing that
     exists (with the closest name), or the check no longer fires there (it can go).
 
     ``checks`` are the ids any engine can report, ``replaced`` the checkov ids the project's
@@ -209,21 +220,31 @@ def why_unused(
     """
     check, parts = exception.check, exception.target.split("/")
     if check in replaced:
-        return f"check {check} is not run: {replaced[check]} replaces it"
+        return UnusedException(
+            exception, f"check {check} is not run: {replaced[check]} replaces it"
+        )
     if not _matching(check, checks):
-        return f"check {check} does not exist{_hint(check, checks)}"
+        return UnusedException(exception, f"check {check} does not exist{_hint(check, checks)}")
     split = [target.split("/", 1) for target in targets]
     environments = {env for env, _ in split}
     if not _matching(parts[0], environments):
-        return f"environment '{parts[0]}' does not exist{_hint(parts[0], environments)}"
+        return UnusedException(
+            exception, f"environment '{parts[0]}' does not exist{_hint(parts[0], environments)}"
+        )
     names = {name for env, name in split if fnmatchcase(env, parts[0])}
     addon = len(parts) in (3, 5) and parts[1] == ADDONS_TARGET
     if addon:
         addons = {n.split("/", 1)[1] for n in names if n.startswith(f"{ADDONS_TARGET}/")}
         if not _matching(parts[2], addons):
-            return f"add-on '{parts[2]}' does not exist in {parts[0]}{_hint(parts[2], addons)}"
+            return UnusedException(
+                exception,
+                f"add-on '{parts[2]}' does not exist in {parts[0]}{_hint(parts[2], addons)}",
+            )
     else:
         services = {n for n in names if not n.startswith(f"{ADDONS_TARGET}/")}
         if not _matching(parts[1], services):
-            return f"service '{parts[1]}' does not exist in {parts[0]}{_hint(parts[1], services)}"
-    return f"{check} no longer fires on {exception.target}"
+            return UnusedException(
+                exception,
+                f"service '{parts[1]}' does not exist in {parts[0]}{_hint(parts[1], services)}",
+            )
+    return UnusedException(exception, f"{check} no longer fires on {exception.target}", stale=True)
