@@ -44,7 +44,7 @@ BAD = {
     "too small": (_set("platform:network", ["cidr"], "10.0.0.0/24"), "use a /16 to /20"),
     "unknown node size": (
         _set("platform:cluster", ["nodeGroups", 0, "instanceTypes", 0], "m7i.huge"),
-        r"nodeGroups\.0\.instanceTypes\.0: unknown size 'm7i\.huge'",
+        r"nodeGroups #1\.instanceTypes #1: unknown size 'm7i\.huge'",
     ),
     "unknown database size": (
         _set("platform:database", ["instanceClass"], "db.t4g.enormous"),
