@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from importlib.metadata import version
@@ -57,7 +58,114 @@ def without_required(schema: Any) -> Any:
     return schema
 
 
-def _describe(error: ValidationError) -> tuple[list[str | int], str]:
+def key_text(key_path: Sequence[str | int]) -> str:
+    """A key path as users read it: dotted keys, a list item as ``<list> #<n>`` counted from 1
+    (``containers #1.image``), the convention of every message that names a position."""
+    text = ""
+    for part in key_path:
+        if isinstance(part, int):
+            text += f" #{part + 1}"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+_TYPES = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "an empty value",
+}
+# What people write for a binary quantity: 128MB, 1GB, 512mb, 1Gb, 64KB -> 128Mi, 1Gi, ...
+_BYTES = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT])(?:i?[bB]|i)\s*$")
+
+
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, in words (``None`` is a key left empty)."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def shown(value: Any) -> str:
+    """A value as it is quoted in a message."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _one_of(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _quantity_hint(value: Any) -> str:
+    """A did-you-mean for a decimal-looking byte unit (Kubernetes' MB is not a megabyte)."""
+    match = _BYTES.match(str(value))
+    if match is None:
+        return ""
+    unit = match[2].upper() + "i"
+    return f"; did you mean {match[1]}{unit}?"
+
+
+def _enum_reason(value: Any, allowed: list[Any]) -> str:
+    words = [shown(item) for item in allowed]
+    close = difflib.get_close_matches(str(value), [str(item) for item in allowed], n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close and value is not None else ""
+    return f"{shown(value)} is not one of {_one_of(words)}{hint}"
+
+
+def reason(error: ValidationError) -> str:
+    """The reason of one schema error in words: what the value is not, never a regex."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    value, kind = error.instance, error.validator
+    title = schema.get("title")
+    limit: Any = error.validator_value
+    if kind == "type":
+        wanted = [limit] if isinstance(limit, str) else list(limit)
+        expected = _one_of([_TYPES.get(name, name) for name in wanted])
+        return f"expected {expected}, got {_kind_of(value)}"
+    if kind in ("pattern", "maxLength", "format", "minimum", "maximum") and title:
+        hint = _quantity_hint(value) if "quantity" in title else ""
+        return f"{shown(value)} is not {title}{hint}"
+    if kind == "pattern":
+        about = schema.get("description")
+        return f"{shown(value)} is not in the form this key takes" + (
+            f" ({about})" if about else ""
+        )
+    if kind == "enum":
+        return _enum_reason(value, list(limit))
+    if kind == "const":
+        return f"{shown(value)} is not {shown(limit)}"
+    if kind == "required":
+        missing = [key for key in limit if isinstance(value, dict) and key not in value]
+        return f"missing key '{missing[0] if missing else limit[0]}'"
+    bounds = {
+        "minimum": f"is below the minimum of {limit}",
+        "maximum": f"is above the maximum of {limit}",
+        "exclusiveMinimum": f"must be more than {limit}",
+        "exclusiveMaximum": f"must be less than {limit}",
+        "minLength": f"is shorter than {limit} character(s)",
+        "maxLength": f"is longer than {limit} characters",
+        "minItems": "needs at least one item" if limit == 1 else f"needs at least {limit} items",
+        "maxItems": f"has more than {limit} item(s)",
+    }
+    if kind in bounds:
+        return f"{shown(value)} {bounds[kind]}"
+    return error.message
+
+
+def describe(error: ValidationError) -> tuple[list[str | int], str]:
     """Key path and reason of a schema error, naming an unknown key itself (with a hint)."""
     key_path: list[str | int] = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -69,20 +177,24 @@ def _describe(error: ValidationError) -> tuple[list[str | int], str]:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             return [*key_path, key], f"unknown key '{key}'{hint}"
-    return key_path, error.message
+    return key_path, reason(error)
+
+
+def schema_error(data: Any, validator: Draft202012Validator) -> tuple[list[str | int], str] | None:
+    """Key path and reason, in words, of the error that best explains why ``data`` fails."""
+    from jsonschema.exceptions import best_match
+
+    error: ValidationError | None = best_match(validator.iter_errors(data))
+    return None if error is None else describe(error)
 
 
 def check_document(data: Any, validator: Draft202012Validator, path: Path) -> None:
     """Raise an InputError naming ``file:line``, the key and the reason of the first error."""
-    from jsonschema.exceptions import best_match
-
-    error: ValidationError | None = best_match(validator.iter_errors(data))
-    if error is None:
+    found = schema_error(data, validator)
+    if found is None:
         return
-    key_path, reason = _describe(error)
-    where = located(path, key_path)
-    key = ".".join(str(part) for part in key_path) or "(top level)"
-    raise InputError(f"{where}: {key}: {reason}")
+    key_path, reason = found
+    raise InputError(f"{located(path, key_path)}: {key_text(key_path)}: {reason}")
 
 
 class KnownValid:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from platformctl.documents import describe, key_text
 from platformctl.errors import EnvironmentProblem
 
 if TYPE_CHECKING:  # imported when a schema is first compiled: verify often needs none
@@ -175,12 +176,10 @@ class SchemaValidator:
                     f"{self.kubernetes_version} or the vendored CRDs",
                 )
             ]
-        return [
-            SchemaFinding(
-                kind,
-                name,
-                "/".join(str(part) for part in error.absolute_path),
-                error.message,
+        findings = []
+        for error in sorted(validator.iter_errors(document), key=lambda e: list(e.path)):
+            key_path, reason = describe(error)
+            findings.append(
+                SchemaFinding(kind, name, key_text(key_path) if key_path else "", reason)
             )
-            for error in sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-        ]
+        return findings

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from platformctl.documents import check_document, packaged_schema
+from platformctl.documents import check_document, key_text, packaged_schema
 from platformctl.errors import InputError
 from platformctl.model import Environment, Repo
 from platformctl.policy.findings import Finding
@@ -181,7 +181,7 @@ class _Checker:
 
     def fail(self, key_path: Sequence[str | int], reason: str) -> InputError:
         where = located(self.source, ["config", *key_path])
-        return InputError(f"{where}: {'.'.join(str(k) for k in key_path)}: {reason}")
+        return InputError(f"{where}: {key_text(key_path)}: {reason}")
 
     def cidr(self, value: str, key_path: Sequence[str | int]) -> ipaddress.IPv4Network:
         try:

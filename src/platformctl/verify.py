@@ -32,12 +32,20 @@ from typing import Any
 from platformctl.cachefile import CACHE_DIR, read_cache, write_cache
 from platformctl.model import Repo
 from platformctl.policy import rules as rule_set
-from platformctl.policy.checkov_engine import REPLACED_CHECKS, CheckovRun, checkov_version
+from platformctl.policy.checkov_engine import (
+    REPLACED_CHECKS,
+    CheckovRun,
+    check_ids,
+    checkov_version,
+)
 from platformctl.policy.exceptions import (
+    EXPIRED_CHECK,
     Excepted,
     PolicyException,
+    UnusedException,
     apply_exceptions,
     load_exceptions,
+    why_unused,
 )
 from platformctl.policy.findings import Finding
 from platformctl.policy.rules import (
@@ -47,9 +55,11 @@ from platformctl.policy.rules import (
     run_rules,
     source_repos,
 )
+from platformctl.policy.sources import ValueSources
 from platformctl.render import ADDONS_TARGET, GITOPS_TARGET, Job, Rendered, Renderer
 from platformctl.schemas import CRD_DIR, SchemaValidator
 from platformctl.stacks import stack_findings
+from platformctl.twin import CHECKS as TWIN_CHECKS
 from platformctl.twin import check_environment
 from platformctl.twin.stack import StackFacts, stack_facts
 from platformctl.twin.world import Target
@@ -186,7 +196,7 @@ class VerifyReport:
     targets: list[TargetResult]
     failing: list[Finding]
     excepted: list[Excepted]
-    unused_exceptions: list[PolicyException]
+    unused_exceptions: list[UnusedException]
     checked_by_checkov: int
     # Due soon, not yet refused: a pinned version within 90 days of its end of support.
     warnings: list[str] = field(default_factory=list)
@@ -434,6 +444,34 @@ def _twin_findings(
 # --- end of the environment-level hook --------------------------------------------------------
 
 
+def _explained(
+    renderer: Renderer, unused: list[PolicyException], verified: Iterable[str]
+) -> list[UnusedException]:
+    """Each unused exception with why it matched nothing, against every check id an engine
+    can report and every target the repository renders (not only this run's selection). One
+    whose targets this run did not verify is left out unless it names nothing that exists:
+    its check was not run there, so nothing shows it is unused."""
+    if not unused:
+        return []
+    repo = renderer.repo
+    checks = {rule.id for rule in rule_set.RULES} | set(TWIN_CHECKS) | set(check_ids())
+    checks |= {EXPIRED_CHECK, "SCHEMA", "VALUES"}
+    targets = set()
+    for name in repo.environment_names:
+        environment = repo.environment(name)
+        jobs = [renderer.gitops_job(environment), renderer.addons_job(environment)]
+        jobs += renderer.addon_chart_jobs(environment)
+        jobs += [renderer.release_job(release) for release in repo.select([name])]
+        targets |= {job.key for job in jobs}
+    keys = list(verified)
+    explained = [why_unused(exception, checks, REPLACED_CHECKS, targets) for exception in unused]
+    return [
+        item
+        for item in explained
+        if not item.stale or any(item.exception.covers(key) for key in keys)
+    ]
+
+
 def verify(
     repo: Repo,
     environments: Iterable[str] = (),
@@ -502,6 +540,7 @@ def verify(
     checked = gate.finish(context)
     reused = {target.rendered.key for target in gate.checked if target.cached}
 
+    sources = ValueSources(repo.service_chart, releases)
     results = [
         TargetResult(
             key=key,
@@ -509,7 +548,9 @@ def verify(
             name=key.split("/", 1)[1],
             cached=key in answered or key in reused,
             findings=sorted(
-                (answered[key] if key in answered else checked[key]) + twin.get(key, [])
+                sources.pointed(finding)
+                for finding in (answered[key] if key in answered else checked[key])
+                + twin.get(key, [])
             ),
         )
         for key in order
@@ -525,7 +566,7 @@ def verify(
         targets=results,
         failing=failing,
         excepted=excepted,
-        unused_exceptions=unused,
+        unused_exceptions=_explained(renderer, unused, order),
         checked_by_checkov=len(gate.checkov),
         warnings=warnings,
     )

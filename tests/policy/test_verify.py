@@ -190,7 +190,7 @@ def test_each_rule_fails_on_a_seeded_violation(
     seed(repo)
     if expected is None:
         with pytest.raises(
-            InputError, match=r"auth-service\.yaml:\d+: delivery\.canary\.weights\.0"
+            InputError, match=r"auth-service\.yaml:\d+: delivery\.canary\.weights #1"
         ):
             run(repo)
         return

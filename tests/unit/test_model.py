@@ -110,7 +110,7 @@ def test_wrong_type_names_nested_key(repo: Path) -> None:
     message = _load_error(repo)
     assert "production/user-service.yaml:" in message
     assert "autoscaling.minReplicas" in message
-    assert "not of type 'integer'" in message
+    assert "expected a whole number, got a string" in message
 
 
 def test_numeric_tag_must_be_quoted(repo: Path) -> None:

@@ -44,6 +44,20 @@ def checkov_version() -> str:
     return version("checkov")
 
 
+def check_ids() -> frozenset[str]:
+    """Every id checkov's Kubernetes framework can report: its resource checks' registry and
+    its graph checks' definitions (importing the registry alone takes well under a second)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import checkov.kubernetes.checks.resource  # noqa: F401 (registers every check)
+        from checkov.kubernetes.checks import graph_checks
+        from checkov.kubernetes.checks.resource.registry import registry
+    checks = [*registry.checks.values(), *registry.wildcard_checks.values()]
+    ids = {check.id for group in checks for check in group}
+    for path in Path(str(graph_checks.__file__)).parent.glob("*.json"):
+        ids.add(json.loads(path.read_text())["metadata"]["id"])
+    return frozenset(ids)
+
+
 def _checkable(document: dict[str, Any]) -> dict[str, Any]:
     """checkov's pod checks know Deployments but not Argo Rollouts; a Rollout's pod template is
     a Deployment's, so it is checked as one (and reported as the Rollout)."""

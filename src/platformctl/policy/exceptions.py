@@ -6,6 +6,8 @@ An expired exception is itself a violation (``PLAT900``): accepted risk has to b
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -63,6 +65,15 @@ class PolicyException:
         actual = [*finding.target.split("/"), *finding.resource.split("/", 1)]
         return len(wanted) <= len(actual) and all(
             fnmatchcase(part, pattern) for part, pattern in zip(actual, wanted, strict=False)
+        )
+
+    def covers(self, key: str) -> bool:
+        """Whether the target ``key`` (``env/service``) is one this exception's target names:
+        only a verified target can show that an exception is no longer needed."""
+        actual = key.split("/")
+        return all(
+            fnmatchcase(part, pattern)
+            for part, pattern in zip(actual, self.target.split("/"), strict=False)
         )
 
     def expired(self, today: dt.date) -> bool:
@@ -153,3 +164,87 @@ def apply_exceptions(
             )
     unused = [e for e in live if id(e) not in used]
     return failing, excepted, unused
+
+
+@dataclass(frozen=True)
+class UnusedException:
+    """A live exception that excepted nothing, with why: what to fix differs by cause."""
+
+    exception: PolicyException
+    why: str
+    # everything it names exists; the check just no longer fires there
+    stale: bool = False
+
+    @property
+    def check(self) -> str:
+        return self.exception.check
+
+    @property
+    def target(self) -> str:
+        return self.exception.target
+
+    @property
+    def where(self) -> str:
+        """``file:line: why``: printed before "matches nothing", so the cause comes first."""
+        return f"{self.exception.where}: {self.why}"
+
+
+def _hint(name: str, known: Collection[str]) -> str:
+    """The closest known name: a typo of one or two characters first (``PLAT0O1`` is
+    PLAT001, not PLAT019), else the most similar."""
+
+    def typos(other: str) -> int:
+        return sum(a != b for a, b in zip(name, other, strict=True))
+
+    same = sorted((typos(k), k) for k in known if len(k) == len(name) and typos(k) <= 2)
+    close = [same[0][1]] if same else difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _matching(pattern: str, names: Collection[str]) -> list[str]:
+    return [name for name in names if fnmatchcase(name, pattern)]
+
+
+def why_unused(
+    exception: PolicyException,
+    checks: Collection[str],
+    replaced: Mapping[str, str],
+    targets: Collection[str],
+) -> UnusedException:
+    """The exception with why it matched no finding: its check id or its target names nothing that
+    exists (with the closest name), or the check no longer fires there (it can go).
+
+    ``checks`` are the ids any engine can report, ``replaced`` the checkov ids the project's
+    rules stand in for, ``targets`` every ``env/service`` (and ``env/addons/<add-on>``) the
+    repository renders.
+    """
+    check, parts = exception.check, exception.target.split("/")
+    if check in replaced:
+        return UnusedException(
+            exception, f"check {check} is not run: {replaced[check]} replaces it"
+        )
+    if not _matching(check, checks):
+        return UnusedException(exception, f"check {check} does not exist{_hint(check, checks)}")
+    split = [target.split("/", 1) for target in targets]
+    environments = {env for env, _ in split}
+    if not _matching(parts[0], environments):
+        return UnusedException(
+            exception, f"environment '{parts[0]}' does not exist{_hint(parts[0], environments)}"
+        )
+    names = {name for env, name in split if fnmatchcase(env, parts[0])}
+    addon = len(parts) in (3, 5) and parts[1] == ADDONS_TARGET
+    if addon:
+        addons = {n.split("/", 1)[1] for n in names if n.startswith(f"{ADDONS_TARGET}/")}
+        if not _matching(parts[2], addons):
+            return UnusedException(
+                exception,
+                f"add-on '{parts[2]}' does not exist in {parts[0]}{_hint(parts[2], addons)}",
+            )
+    else:
+        services = {n for n in names if not n.startswith(f"{ADDONS_TARGET}/")}
+        if not _matching(parts[1], services):
+            return UnusedException(
+                exception,
+                f"service '{parts[1]}' does not exist in {parts[0]}{_hint(parts[1], services)}",
+            )
+    return UnusedException(exception, f"{check} no longer fires on {exception.target}", stale=True)
