@@ -2,7 +2,9 @@
 
 jsonschema is imported only when a document is actually checked: ``KnownValid`` remembers
 which (schema, file text) pairs passed, so a command on an unchanged repository reads its
-files without importing or running the validator (~0.25 s on a fleet of 100 services).
+files without importing or running the validator (~0.25 s on a fleet of 100 services). It
+also keeps what each file text parsed to, as JSON, which reads several times faster than the
+YAML (the model reads 400 files on a fleet of 100 services).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platformctl.cachefile import CACHE_DIR, read_cache, write_cache
+from platformctl.cachefile import CACHE_DIR, read_cache, survives_json, write_cache
 from platformctl.errors import InputError
 from platformctl.yamlio import located, mapping_of, read_text
 
@@ -28,6 +30,16 @@ if TYPE_CHECKING:
 VALID_FILE = "valid.json"
 # Enough for every file of a large repository, a few versions each.
 VALID_LIMIT = 10_000
+PARSED_FILE = "parsed.json"
+# Every file of a large repository and the versions its last commands wrote.
+PARSED_LIMIT = 4_000
+
+
+@cache
+def _parsed_fingerprint() -> str:
+    """What a file text parses to depends on the YAML library and the loader of yamlio."""
+    loader = Path(__file__).with_name("yamlio.py").read_bytes()
+    return hashlib.sha256(version("PyYAML").encode() + b"\0" + loader).hexdigest()
 
 
 @cache
@@ -93,6 +105,26 @@ class KnownValid:
         self.fingerprint = version("jsonschema")
         self.entries = read_cache(self.path, self.fingerprint)
         self.added = False
+        self.parsed_path = root / CACHE_DIR / PARSED_FILE if root else None
+        self.parsed = read_cache(self.parsed_path, _parsed_fingerprint())
+        self.parsed_used: list[str] = []
+        self.parsed_added = False
+
+    def mapping(self, path: Path, text: str) -> dict[str, Any]:
+        """``mapping_of(text, path)``, from the cache when this text was parsed before (each
+        read decodes its own copy: callers may change what they get)."""
+        key = hashlib.sha256(text.encode()).hexdigest()
+        stored = self.parsed.get(key)
+        if isinstance(stored, str):
+            self.parsed_used.append(key)
+            data: dict[str, Any] = json.loads(stored)
+            return data
+        data = mapping_of(text, path)
+        if survives_json(data):
+            self.parsed[key] = json.dumps(data)
+            self.parsed_used.append(key)
+            self.parsed_added = True
+        return data
 
     def read(
         self,
@@ -104,7 +136,7 @@ class KnownValid:
         """The mapping in ``path`` (or ``text``, what it is about to hold), checked against the
         schema unless known valid."""
         text = read_text(path) if text is None else text
-        data = mapping_of(text, path)
+        data = self.mapping(path, text)
         key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
         if key not in self.entries:
             check_document(data, validator(), path)
@@ -116,3 +148,9 @@ class KnownValid:
         if self.path is not None and self.added:
             keys = list(self.entries)[-VALID_LIMIT:]
             write_cache(self.path, self.fingerprint, dict.fromkeys(keys, 1))
+        if self.parsed_path is not None and self.parsed_added:
+            used = set(self.parsed_used)
+            # the texts this run read last, so the limit drops the longest unused
+            keys = [k for k in self.parsed if k not in used] + list(dict.fromkeys(self.parsed_used))
+            entries = {key: self.parsed[key] for key in keys[-PARSED_LIMIT:]}
+            write_cache(self.parsed_path, _parsed_fingerprint(), entries)

@@ -8,10 +8,12 @@ it points at with the release name, namespace and values that Application passes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from platformctl.bridge import (
     placeholder_annotations,
     reference,
 )
+from platformctl.cachefile import CACHE_DIR, read_cache, survives_json, write_cache
 from platformctl.errors import InputError
 from platformctl.model import (
     ADDONS_DIR,
@@ -51,6 +54,9 @@ _SEPARATOR = re.compile(r"^---(?=[^\s-])", re.MULTILINE)
 GITOPS_TARGET = "argocd"
 _NOTES = "/NOTES.txt"
 ADDONS_TARGET = "addons"
+APPLICATIONS_FILE = "applications.json"
+# Enough for every environment's add-ons, a few versions each.
+APPLICATIONS_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,16 @@ def gitops_values(repo: Repo, environment: Environment) -> dict[str, Any]:
     }
 
 
+def _digest_of(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _applications_fingerprint() -> str:
+    """The engine of a cached render: the Helm SDK's version and this module's code."""
+    return _digest_of([version("helm-python-sdk"), Path(__file__).read_text()])
+
+
 class Renderer:
     """Loads each chart once and renders releases from it (~2-8 ms per release)."""
 
@@ -177,7 +193,8 @@ class Renderer:
         self.repo = repo
         self._charts: dict[Path, Any] = {}
         self._chart_digests: dict[Path, str] = {}
-        self._addons: dict[str, Rendered] = {}
+        self._applications: dict[str, list[dict[str, Any]]] = {}
+        self._known_applications: dict[str, Any] | None = None
         self._lock: Lock | None = None
         self._api_readers: dict[Path, bool] = {}
 
@@ -332,15 +349,60 @@ class Renderer:
         Application of anything else (an upstream repository) has none: PLAT007 and PLAT009
         judge those on the ``<env>/addons`` target."""
         addons_job = self.addons_job(environment, annotations)
-        memo = json.dumps([addons_job.key, addons_job.values], sort_keys=True, default=str)
-        if memo not in self._addons:
-            self._addons[memo] = self.render(addons_job)
         return [
             self._addon_chart_job(environment, document, addons_job.where)
-            for document in self._addons[memo].documents
-            if document.get("kind") == "Application"
-            and Path(str(document["spec"]["source"].get("path", ""))).parent == VENDOR_DIR
+            for document in self._vendored_applications(addons_job)
         ]
+
+    def _vendored_applications(self, job: Job) -> list[dict[str, Any]]:
+        """The Applications of vendored charts that ``job`` (the add-ons) renders.
+
+        Rendering the add-ons costs the Helm SDK's start and a render; a promotion's policy
+        gate needs only these documents (for the keys of the twin's cache). They are kept in
+        ``.platform-cache/`` under everything the render depends on: the chart's files, the
+        job's inputs, the Helm SDK and this module. Kept only when they survive JSON exactly,
+        and never for a chart whose templates read the API versions (those come from the
+        pinned CRDs on disk).
+        """
+        memo = _digest_of(
+            [
+                self.chart_digest(job.chart),
+                job.values,
+                job.release_name,
+                job.namespace,
+                job.environment.kubernetes_version,
+            ]
+        )
+        if memo in self._applications:
+            return self._applications[memo]
+        known = self._applications_cache()
+        cacheable = not self._reads_api_versions(job.chart)
+        found = known.get(memo) if cacheable else None
+        if not isinstance(found, list):
+            found = [
+                document
+                for document in self.render(job).documents
+                if document.get("kind") == "Application"
+                and Path(str(document["spec"]["source"].get("path", ""))).parent == VENDOR_DIR
+            ]
+            if cacheable and survives_json(found):
+                known.pop(memo, None)
+                known[memo] = found
+                entries = dict(list(known.items())[-APPLICATIONS_LIMIT:])
+                write_cache(self._applications_path, _applications_fingerprint(), entries)
+        self._applications[memo] = found
+        return found
+
+    @property
+    def _applications_path(self) -> Path:
+        return self.repo.root / CACHE_DIR / APPLICATIONS_FILE
+
+    def _applications_cache(self) -> dict[str, Any]:
+        if self._known_applications is None:
+            self._known_applications = read_cache(
+                self._applications_path, _applications_fingerprint()
+            )
+        return self._known_applications
 
     def _addon_chart_job(
         self, environment: Environment, application: dict[str, Any], where: str

@@ -6,14 +6,15 @@ An expired exception is itself a violation (``PLAT900``): accepted risk has to b
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from platformctl.documents import check_document, validator_for
+from platformctl.documents import KnownValid, validator_for
 from platformctl.errors import InputError
 from platformctl.policy.findings import Finding
-from platformctl.yamlio import display_path, located, read_mapping
+from platformctl.yamlio import display_path, located
 
 EXPIRED_CHECK = "PLAT900"
 _SCHEMA = {
@@ -36,6 +37,7 @@ _SCHEMA = {
         }
     },
 }
+_SCHEMA_TEXT = json.dumps(_SCHEMA, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,14 @@ class PolicyException:
         return self.expires < today
 
 
-def load_exceptions(path: Path) -> list[PolicyException]:
+def load_exceptions(path: Path, root: Path | None = None) -> list[PolicyException]:
+    """The exceptions in ``path``, schema-checked unless this text is known valid in ``root``'s
+    cache (as the model's files are: a promotion's policy gate then never imports jsonschema)."""
     if not path.is_file():
         return []
-    data = read_mapping(path)
-    check_document(data, validator_for(_SCHEMA), path)
+    known = KnownValid(root)
+    data = known.read(path, _SCHEMA_TEXT, lambda: validator_for(_SCHEMA))
+    known.save()
     exceptions = []
     for index, entry in enumerate(data.get("exceptions") or []):
         expires = entry["expires"]
