@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import yaml
@@ -57,6 +60,11 @@ ADDONS_TARGET = "addons"
 APPLICATIONS_FILE = "applications.json"
 # Enough for every environment's add-ons, a few versions each.
 APPLICATIONS_LIMIT = 64
+CHARTS_FILE = "charts.json"
+# A file changed this close to when its chart's digest is stored could change again within the
+# file system's timestamp granularity and keep its stat (git's "racily clean" files): such a
+# digest is not stored.
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,37 @@ def _applications_fingerprint() -> str:
     return _digest_of([version("helm-python-sdk"), Path(__file__).read_text()])
 
 
+def _tree_signature(path: Path) -> tuple[str, int]:
+    """A hash of the names and stats of the files ``tree_digest`` reads (as ``rglob`` finds
+    them: symbolic links to directories not followed), and the newest of their change times
+    (ns)."""
+    found: list[tuple[str, os.stat_result]] = []
+    for folder, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(folder, name)
+            try:
+                stat = os.stat(full)
+            except OSError:
+                continue  # a broken link: not a file to rglob either
+            if S_ISREG(stat.st_mode):
+                found.append((os.path.relpath(full, path), stat))
+    digest = hashlib.sha256()
+    newest = 0
+    for name, stat in sorted(found, key=lambda item: item[0]):
+        digest.update(
+            f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}"
+            f"\0{stat.st_ino}\0{stat.st_dev}\0".encode()
+        )
+        newest = max(newest, stat.st_mtime_ns, stat.st_ctime_ns)
+    return digest.hexdigest(), newest
+
+
+@lru_cache(maxsize=1)
+def _charts_fingerprint() -> str:
+    """How a stored chart digest was computed: ``vendor.tree_digest``'s module."""
+    return _digest_of([Path(__file__).with_name("vendor.py").read_text()])
+
+
 class Renderer:
     """Loads each chart once and renders releases from it (~2-8 ms per release)."""
 
@@ -195,6 +234,7 @@ class Renderer:
         self._chart_digests: dict[Path, str] = {}
         self._applications: dict[str, list[dict[str, Any]]] = {}
         self._known_applications: dict[str, Any] | None = None
+        self._known_charts: dict[str, Any] | None = None
         self._lock: Lock | None = None
         self._api_readers: dict[Path, bool] = {}
 
@@ -268,10 +308,33 @@ class Renderer:
         )
 
     def chart_digest(self, chart: Path) -> str:
-        """A hash of every file of a chart: a render's output depends on nothing else of it."""
+        """A hash of every file of a chart: a render's output depends on nothing else of it.
+
+        The vendored charts hold 20 MB, hashed on every command for the verify cache's keys;
+        as git does for its index, a chart whose files all have the stat (size, times, inode)
+        they had when it was last hashed keeps that digest (``.platform-cache/charts.json``).
+        """
         if chart not in self._chart_digests:
-            self._chart_digests[chart] = tree_digest(chart)
+            signature, newest = _tree_signature(chart)
+            known = self._charts_cache()
+            entry = known.get(str(chart))
+            if isinstance(entry, list) and entry[0] == signature:
+                digest = str(entry[1])
+            else:
+                digest = tree_digest(chart)
+                if newest < time.time_ns() - RACY_NS:
+                    known[str(chart)] = [signature, digest]
+                    write_cache(
+                        self.repo.root / CACHE_DIR / CHARTS_FILE, _charts_fingerprint(), known
+                    )
+            self._chart_digests[chart] = digest
         return self._chart_digests[chart]
+
+    def _charts_cache(self) -> dict[str, Any]:
+        if self._known_charts is None:
+            path = self.repo.root / CACHE_DIR / CHARTS_FILE
+            self._known_charts = read_cache(path, _charts_fingerprint())
+        return self._known_charts
 
     def release_job(self, release: Release) -> Job:
         return Job(
