@@ -97,16 +97,39 @@ def check_document(data: Any, validator: Draft202012Validator, path: Path) -> No
     raise InputError(f"{where}: {key}: {reason}")
 
 
+# The files' entries as last read by this process, with the stat they were read at: a command
+# makes several KnownValid (the model, the files a promotion edits, the exceptions) and each
+# would decode the same JSON again. The entries are immutable (1, or a JSON text) and
+# content-addressed, so an entry is true whichever version of the file it came from.
+_READ: dict[tuple[Path, str], tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def _read_once(path: Path | None, fingerprint: str) -> dict[str, Any]:
+    """``read_cache``, decoding each version of the file once per process (a copy each time)."""
+    if path is None:
+        return {}
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    version_ = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    known = _READ.get((path, fingerprint))
+    if known is None or known[0] != version_:
+        known = (version_, read_cache(path, fingerprint))
+        _READ[(path, fingerprint)] = known
+    return dict(known[1])
+
+
 class KnownValid:
     """The (schema, file text) pairs that passed their schema, kept in ``.platform-cache/``."""
 
     def __init__(self, root: Path | None) -> None:
         self.path = root / CACHE_DIR / VALID_FILE if root else None
         self.fingerprint = version("jsonschema")
-        self.entries = read_cache(self.path, self.fingerprint)
+        self.entries = _read_once(self.path, self.fingerprint)
         self.added = False
         self.parsed_path = root / CACHE_DIR / PARSED_FILE if root else None
-        self.parsed = read_cache(self.parsed_path, _parsed_fingerprint())
+        self.parsed = _read_once(self.parsed_path, _parsed_fingerprint())
         self.parsed_used: list[str] = []
         self.parsed_added = False
 
