@@ -41,3 +41,12 @@ def write_cache(path: Path, fingerprint: str, entries: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump({"fingerprint": fingerprint, "entries": entries}, handle)
         os.replace(temporary, path)
+
+
+def survives_json(value: Any) -> bool:
+    """Whether ``value`` reads back from JSON equal, so a cache may hold it exactly (no dates,
+    tuples, non-string keys or NaN)."""
+    try:
+        return bool(json.loads(json.dumps(value)) == value)
+    except (TypeError, ValueError):
+        return False

@@ -2,7 +2,9 @@
 
 jsonschema is imported only when a document is actually checked: ``KnownValid`` remembers
 which (schema, file text) pairs passed, so a command on an unchanged repository reads its
-files without importing or running the validator (~0.25 s on a fleet of 100 services).
+files without importing or running the validator (~0.25 s on a fleet of 100 services). It
+also keeps what each file text parsed to, as JSON, which reads several times faster than the
+YAML (the model reads 400 files on a fleet of 100 services).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platformctl.cachefile import CACHE_DIR, read_cache, write_cache
+from platformctl.cachefile import CACHE_DIR, read_cache, survives_json, write_cache
 from platformctl.errors import InputError
 from platformctl.yamlio import located, mapping_of, read_text
 
@@ -29,6 +31,16 @@ if TYPE_CHECKING:
 VALID_FILE = "valid.json"
 # Enough for every file of a large repository, a few versions each.
 VALID_LIMIT = 10_000
+PARSED_FILE = "parsed.json"
+# Every file of a large repository and the versions its last commands wrote.
+PARSED_LIMIT = 4_000
+
+
+@cache
+def _parsed_fingerprint() -> str:
+    """What a file text parses to depends on the YAML library and the loader of yamlio."""
+    loader = Path(__file__).with_name("yamlio.py").read_bytes()
+    return hashlib.sha256(version("PyYAML").encode() + b"\0" + loader).hexdigest()
 
 
 @cache
@@ -197,14 +209,57 @@ def check_document(data: Any, validator: Draft202012Validator, path: Path) -> No
     raise InputError(f"{located(path, key_path)}: {key_text(key_path)}: {reason}")
 
 
+# The files' entries as last read by this process, with the stat they were read at: a command
+# makes several KnownValid (the model, the files a promotion edits, the exceptions) and each
+# would decode the same JSON again. The entries are immutable (1, or a JSON text) and
+# content-addressed, so an entry is true whichever version of the file it came from.
+_READ: dict[tuple[Path, str], tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def _read_once(path: Path | None, fingerprint: str) -> dict[str, Any]:
+    """``read_cache``, decoding each version of the file once per process (a copy each time)."""
+    if path is None:
+        return {}
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    version_ = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    known = _READ.get((path, fingerprint))
+    if known is None or known[0] != version_:
+        known = (version_, read_cache(path, fingerprint))
+        _READ[(path, fingerprint)] = known
+    return dict(known[1])
+
+
 class KnownValid:
     """The (schema, file text) pairs that passed their schema, kept in ``.platform-cache/``."""
 
     def __init__(self, root: Path | None) -> None:
         self.path = root / CACHE_DIR / VALID_FILE if root else None
         self.fingerprint = version("jsonschema")
-        self.entries = read_cache(self.path, self.fingerprint)
+        self.entries = _read_once(self.path, self.fingerprint)
         self.added = False
+        self.parsed_path = root / CACHE_DIR / PARSED_FILE if root else None
+        self.parsed = _read_once(self.parsed_path, _parsed_fingerprint())
+        self.parsed_used: list[str] = []
+        self.parsed_added = False
+
+    def mapping(self, path: Path, text: str) -> dict[str, Any]:
+        """``mapping_of(text, path)``, from the cache when this text was parsed before (each
+        read decodes its own copy: callers may change what they get)."""
+        key = hashlib.sha256(text.encode()).hexdigest()
+        stored = self.parsed.get(key)
+        if isinstance(stored, str):
+            self.parsed_used.append(key)
+            data: dict[str, Any] = json.loads(stored)
+            return data
+        data = mapping_of(text, path)
+        if survives_json(data):
+            self.parsed[key] = json.dumps(data)
+            self.parsed_used.append(key)
+            self.parsed_added = True
+        return data
 
     def read(
         self,
@@ -216,7 +271,7 @@ class KnownValid:
         """The mapping in ``path`` (or ``text``, what it is about to hold), checked against the
         schema unless known valid."""
         text = read_text(path) if text is None else text
-        data = mapping_of(text, path)
+        data = self.mapping(path, text)
         key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
         if key not in self.entries:
             check_document(data, validator(), path)
@@ -228,3 +283,9 @@ class KnownValid:
         if self.path is not None and self.added:
             keys = list(self.entries)[-VALID_LIMIT:]
             write_cache(self.path, self.fingerprint, dict.fromkeys(keys, 1))
+        if self.parsed_path is not None and self.parsed_added:
+            used = set(self.parsed_used)
+            # the texts this run read last, so the limit drops the longest unused
+            keys = [k for k in self.parsed if k not in used] + list(dict.fromkeys(self.parsed_used))
+            entries = {key: self.parsed[key] for key in keys[-PARSED_LIMIT:]}
+            write_cache(self.parsed_path, _parsed_fingerprint(), entries)

@@ -8,15 +8,17 @@ sees changes before that last, atomic step.
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import IO
 
 from platformctl.errors import EnvironmentProblem, InputError, redact
 
@@ -39,6 +41,27 @@ def _complaint(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     reason = next((line for line in lines if line.startswith(("fatal", "error"))), None)
     return redact(reason or (lines[0] if lines else "?"))
+
+
+class BlobReader:
+    """Contents of (revision, path) pairs, asked of a running ``git cat-file --batch``."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self._stdin, self._stdout = process.stdin, process.stdout
+
+    def read(self, revision: str, path: str) -> bytes | None:
+        """The file at ``revision``, or None where it does not exist."""
+        self._stdin.write(f"{revision}:{path}\n".encode())
+        self._stdin.flush()
+        header = self._stdout.readline().rstrip(b"\n")
+        if not header:
+            raise GitError("git cat-file failed: it stopped answering")
+        if header.endswith((b" missing", b" ambiguous")):
+            return None
+        size = int(header.rsplit(b" ", 1)[1])
+        return self._stdout.read(size + 1)[:size]
 
 
 class Git:
@@ -175,6 +198,73 @@ class Git:
             stderr = result.stderr.decode(errors="replace")
             raise GitError(f"git {args[0]} failed: {_complaint(stderr)}")
         return result.stdout
+
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+    def _start(
+        self, args: Sequence[str], errors: IO[bytes], stdin: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                ["git", "-C", str(self.root), *args],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=self._environment(),
+            )
+        except FileNotFoundError:
+            raise EnvironmentProblem(
+                "git is not installed", hint="install it (apt-get install git)"
+            ) from None
+
+    def records(self, *args: str, separator: str) -> Generator[str, None, None]:
+        """The output of a git command, record by record as git writes it: a reader that stops
+        early (a rollback that finds its release among the newest commits) ends git there,
+        instead of waiting for it to walk the whole history."""
+        with tempfile.TemporaryFile() as errors:
+            yield from self._records(self._start(args, errors), args[0], errors, separator)
+
+    @staticmethod
+    def _records(
+        process: subprocess.Popen[bytes], command: str, errors: IO[bytes], separator: str
+    ) -> Iterator[str]:
+        assert process.stdout is not None
+        finished = False
+        try:
+            pending = ""
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            while chunk := os.read(process.stdout.fileno(), 65536):
+                pending += decoder.decode(chunk)
+                *complete, pending = pending.split(separator)
+                yield from complete
+            if pending.strip():
+                yield pending
+            finished = True
+        finally:
+            if not finished:
+                process.kill()
+            process.stdout.close()
+            code = process.wait()
+            if finished and code != 0:
+                errors.seek(0)
+                complaint = _complaint(errors.read().decode(errors="replace"))
+                raise GitError(f"git {command} failed: {complaint}")
+
+    @contextmanager
+    def blobs(self) -> Iterator[BlobReader]:
+        """One ``git cat-file --batch`` answering requests one at a time, for readers that do
+        not know in advance how many versions they will need."""
+        with tempfile.TemporaryFile() as errors:
+            process = self._start(["cat-file", "--batch"], errors, stdin=subprocess.PIPE)
+            try:
+                yield BlobReader(process)
+            finally:
+                assert process.stdin is not None
+                assert process.stdout is not None
+                process.stdin.close()
+                process.stdout.close()
+                process.wait()
 
     def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """The contents of (revision, path) pairs through one ``git cat-file --batch``."""

@@ -11,6 +11,7 @@ git walks the history in C and one ``git cat-file --batch`` reads every version.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -77,23 +78,26 @@ def values_path(release: Release) -> str:
     return str(Path(environment.parent.name, environment.name, release.values_file.name))
 
 
-def iter_history(
-    git: Git, release: Release, chunk: int = 64, revision: str = "HEAD"
-) -> Iterator[Entry]:
+def iter_history(git: Git, release: Release, revision: str = "HEAD") -> Iterator[Entry]:
     """Releases of one service in one environment, newest first, read lazily.
 
     ``git log --first-parent -- path`` lists the commits of the branch that changed the file
-    (a merged pull request is its merge commit); their versions are read a chunk at a time,
-    so a rollback that finds its release among the newest commits never parses the rest.
+    (a merged pull request is its merge commit), newest first as git finds them; each version
+    is read from one running ``git cat-file --batch`` as its commit arrives. A reader that
+    stops early (a rollback finds its release among the newest) ends both there: git never
+    walks the rest of a long history.
     """
     path = values_path(release)
-    log = git.run("log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path)
-    records = [r.strip("\n").split(_FIELD, 4) for r in log.split(_RECORD) if r.strip()]
-    newer: tuple[list[str], Image] | None = None
-    for offset in range(0, len(records), chunk):
-        batch = records[offset : offset + chunk]
-        versions = git.read_files([(fields[0], path) for fields in batch])
-        for fields, blob in zip(batch, versions, strict=True):
+    log = git.records(
+        "log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path, separator=_RECORD
+    )
+    with closing(log), git.blobs() as blobs:
+        newer: tuple[list[str], Image] | None = None
+        for record in log:
+            if not record.strip():
+                continue
+            fields = record.strip("\n").split(_FIELD, 4)
+            blob = blobs.read(fields[0], path)
             image = image_of(blob.decode(errors="replace")) if blob is not None else None
             if image is None:
                 continue
@@ -101,8 +105,8 @@ def iter_history(
                 yield _entry(git, newer[0], newer[1], release, path)
             # the oldest commit of a run with one image is the one that released it
             newer = (fields, image)
-    if newer is not None:
-        yield _entry(git, newer[0], newer[1], release, path)
+        if newer is not None:
+            yield _entry(git, newer[0], newer[1], release, path)
 
 
 def _merged(git: Git, merge: str, path: str) -> tuple[str, str]:

@@ -10,11 +10,16 @@ directory of vendored manifests, the files Argo CD reads from it).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import yaml
@@ -26,6 +31,7 @@ from platformctl.bridge import (
     placeholder_annotations,
     reference,
 )
+from platformctl.cachefile import CACHE_DIR, read_cache, survives_json, write_cache
 from platformctl.errors import InputError
 from platformctl.model import (
     ADDONS_DIR,
@@ -53,6 +59,14 @@ _SEPARATOR = re.compile(r"^---(?=[^\s-])", re.MULTILINE)
 GITOPS_TARGET = "argocd"
 _NOTES = "/NOTES.txt"
 ADDONS_TARGET = "addons"
+APPLICATIONS_FILE = "applications.json"
+# Enough for every environment's add-ons, a few versions each.
+APPLICATIONS_LIMIT = 64
+CHARTS_FILE = "charts.json"
+# A file changed this close to when its chart's digest is stored could change again within the
+# file system's timestamp granularity and keep its stat (git's "racily clean" files): such a
+# digest is not stored.
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,47 @@ def _directory(folder: Path, options: dict[str, Any], where: str) -> dict[str, s
     return manifests
 
 
+def _digest_of(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _applications_fingerprint() -> str:
+    """The engine of a cached render: the Helm SDK's version and this module's code."""
+    return _digest_of([version("helm-python-sdk"), Path(__file__).read_text()])
+
+
+def _tree_signature(path: Path) -> tuple[str, int]:
+    """A hash of the names and stats of the files ``tree_digest`` reads (as ``rglob`` finds
+    them: symbolic links to directories not followed), and the newest of their change times
+    (ns)."""
+    found: list[tuple[str, os.stat_result]] = []
+    for folder, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(folder, name)
+            try:
+                stat = os.stat(full)
+            except OSError:
+                continue  # a broken link: not a file to rglob either
+            if S_ISREG(stat.st_mode):
+                found.append((os.path.relpath(full, path), stat))
+    digest = hashlib.sha256()
+    newest = 0
+    for name, stat in sorted(found, key=lambda item: item[0]):
+        digest.update(
+            f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}"
+            f"\0{stat.st_ino}\0{stat.st_dev}\0".encode()
+        )
+        newest = max(newest, stat.st_mtime_ns, stat.st_ctime_ns)
+    return digest.hexdigest(), newest
+
+
+@lru_cache(maxsize=1)
+def _charts_fingerprint() -> str:
+    """How a stored chart digest was computed: ``vendor.tree_digest``'s module."""
+    return _digest_of([Path(__file__).with_name("vendor.py").read_text()])
+
+
 class Renderer:
     """Loads each chart once and renders releases from it (~2-8 ms per release)."""
 
@@ -210,7 +265,9 @@ class Renderer:
         self.repo = repo
         self._charts: dict[Path, Any] = {}
         self._chart_digests: dict[Path, str] = {}
-        self._addons: dict[str, Rendered] = {}
+        self._applications: dict[str, list[dict[str, Any]]] = {}
+        self._known_applications: dict[str, Any] | None = None
+        self._known_charts: dict[str, Any] | None = None
         self._lock: Lock | None = None
         self._api_readers: dict[Path, bool] = {}
 
@@ -289,10 +346,33 @@ class Renderer:
         )
 
     def chart_digest(self, chart: Path) -> str:
-        """A hash of every file of a chart: a render's output depends on nothing else of it."""
+        """A hash of every file of a chart: a render's output depends on nothing else of it.
+
+        The vendored charts hold 20 MB, hashed on every command for the verify cache's keys;
+        as git does for its index, a chart whose files all have the stat (size, times, inode)
+        they had when it was last hashed keeps that digest (``.platform-cache/charts.json``).
+        """
         if chart not in self._chart_digests:
-            self._chart_digests[chart] = tree_digest(chart)
+            signature, newest = _tree_signature(chart)
+            known = self._charts_cache()
+            entry = known.get(str(chart))
+            if isinstance(entry, list) and entry[0] == signature:
+                digest = str(entry[1])
+            else:
+                digest = tree_digest(chart)
+                if newest < time.time_ns() - RACY_NS:
+                    known[str(chart)] = [signature, digest]
+                    write_cache(
+                        self.repo.root / CACHE_DIR / CHARTS_FILE, _charts_fingerprint(), known
+                    )
+            self._chart_digests[chart] = digest
         return self._chart_digests[chart]
+
+    def _charts_cache(self) -> dict[str, Any]:
+        if self._known_charts is None:
+            path = self.repo.root / CACHE_DIR / CHARTS_FILE
+            self._known_charts = read_cache(path, _charts_fingerprint())
+        return self._known_charts
 
     def release_job(self, release: Release) -> Job:
         return Job(
@@ -370,15 +450,60 @@ class Renderer:
         Application of anything else (an upstream repository) has none: PLAT007 and PLAT009
         judge those on the ``<env>/addons`` target."""
         addons_job = self.addons_job(environment, annotations)
-        memo = json.dumps([addons_job.key, addons_job.values], sort_keys=True, default=str)
-        if memo not in self._addons:
-            self._addons[memo] = self.render(addons_job)
         return [
             self._addon_chart_job(environment, document, addons_job.where)
-            for document in self._addons[memo].documents
-            if document.get("kind") == "Application"
-            and Path(str(document["spec"]["source"].get("path", ""))).parent == VENDOR_DIR
+            for document in self._vendored_applications(addons_job)
         ]
+
+    def _vendored_applications(self, job: Job) -> list[dict[str, Any]]:
+        """The Applications of vendored charts that ``job`` (the add-ons) renders.
+
+        Rendering the add-ons costs the Helm SDK's start and a render; a promotion's policy
+        gate needs only these documents (for the keys of the twin's cache). They are kept in
+        ``.platform-cache/`` under everything the render depends on: the chart's files, the
+        job's inputs, the Helm SDK and this module. Kept only when they survive JSON exactly,
+        and never for a chart whose templates read the API versions (those come from the
+        pinned CRDs on disk).
+        """
+        memo = _digest_of(
+            [
+                self.chart_digest(job.chart),
+                job.values,
+                job.release_name,
+                job.namespace,
+                job.environment.kubernetes_version,
+            ]
+        )
+        if memo in self._applications:
+            return self._applications[memo]
+        known = self._applications_cache()
+        cacheable = not self._reads_api_versions(job.chart)
+        found = known.get(memo) if cacheable else None
+        if not isinstance(found, list):
+            found = [
+                document
+                for document in self.render(job).documents
+                if document.get("kind") == "Application"
+                and Path(str(document["spec"]["source"].get("path", ""))).parent == VENDOR_DIR
+            ]
+            if cacheable and survives_json(found):
+                known.pop(memo, None)
+                known[memo] = found
+                entries = dict(list(known.items())[-APPLICATIONS_LIMIT:])
+                write_cache(self._applications_path, _applications_fingerprint(), entries)
+        self._applications[memo] = found
+        return found
+
+    @property
+    def _applications_path(self) -> Path:
+        return self.repo.root / CACHE_DIR / APPLICATIONS_FILE
+
+    def _applications_cache(self) -> dict[str, Any]:
+        if self._known_applications is None:
+            self._known_applications = read_cache(
+                self._applications_path, _applications_fingerprint()
+            )
+        return self._known_applications
 
     def _addon_chart_job(
         self, environment: Environment, application: dict[str, Any], where: str

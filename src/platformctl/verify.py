@@ -483,7 +483,7 @@ def verify(
 ) -> VerifyReport:
     """Run the whole gate over the selected releases and their environments' Argo CD objects."""
     releases = repo.select(environments, services)
-    exceptions = load_exceptions(repo.exceptions_file)
+    exceptions = load_exceptions(repo.exceptions_file, repo.root)
     gate = _Gate(repo, use_cache, progress)
     renderer = gate.renderer
     env_names = [repo.environment(name).name for name in environments] or list(

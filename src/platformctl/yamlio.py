@@ -6,7 +6,9 @@ wrong is the file parsed again with ruamel to find the line of the offending key
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +68,15 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
 def display_path(path: Path) -> str:
     """The path as a user would type it: relative to the working directory when possible."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to(_resolved(os.getcwd())))
     except ValueError:
         return str(path)
+
+
+@lru_cache(maxsize=8)
+def _resolved(folder: str) -> Path:
+    """The working directory resolved once per process (every verify target names its files)."""
+    return Path(folder).resolve()
 
 
 def parse_yaml(text: str, path: Path) -> Any:

@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from platformctl.cli import app
 from platformctl.gates.calendar import check_soak
 from platformctl.gates.results import Verdict
-from platformctl.git import Git
+from platformctl.git import Git, GitError
 from platformctl.ledger import Entry, history
 from platformctl.model import load_repo
 from tests.conftest import edit_yaml, git
@@ -105,3 +106,30 @@ def test_a_history_git_cannot_read_is_exit_3_not_a_gate_to_override(tmp_path: Pa
     assert "--override" not in result.stderr
     assert result.stderr.startswith("error: git log failed")
     assert git(fleet.root, "rev-parse", "HEAD") == before
+
+
+def test_records_end_git_when_the_reader_stops_and_report_its_failure(tmp_path: Path) -> None:
+    """A rollback reads the newest releases and stops: git must not walk on, nor linger."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for index in range(3):
+        subprocess.run(
+            ["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", f"c{index}"],
+            check=True,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "a",
+                "GIT_AUTHOR_EMAIL": "a@b",
+                "GIT_COMMITTER_NAME": "a",
+                "GIT_COMMITTER_EMAIL": "a@b",
+            },
+        )
+    repo = Git(tmp_path)
+    records = repo.records("log", "--format=%s%x1e", separator="\x1e")
+    assert next(records).strip() == "c2"
+    records.close()
+    every = repo.records("log", "--format=%s%x1e", separator="\x1e")
+    assert [record.strip() for record in every] == ["c2", "c1", "c0"]
+    with pytest.raises(GitError, match="git log failed"):
+        list(repo.records("log", "no-such-revision", separator="\x1e"))
+    with repo.blobs() as blobs:
+        assert blobs.read("HEAD", "missing.txt") is None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -220,6 +221,39 @@ def test_a_corrupt_known_valid_file_is_ignored(repo: Path) -> None:
     (repo / ".platform-cache/valid.json").write_text("{not json")
     assert load_repo(repo).services
     assert json.loads((repo / ".platform-cache/valid.json").read_text())["entries"]
+
+
+def test_parsed_files_read_back_from_the_cache_as_parsed(repo: Path) -> None:
+    fresh = load_repo(repo)
+    parsed = json.loads((repo / ".platform-cache/parsed.json").read_text())["entries"]
+    assert len(parsed) == 4 + 12 + 3 + 1
+    again = load_repo(repo)
+    assert again.releases == fresh.releases
+    assert again.environments == fresh.environments
+    # each read decodes its own copy: a caller changing one changes no other
+    release = again.release("user-service", "dev")
+    release.environment_values["image"]["tag"] = "changed"
+    assert (
+        load_repo(repo).release("user-service", "dev").image
+        == fresh.release("user-service", "dev").image
+    )
+
+
+def test_a_corrupt_parsed_cache_is_ignored(repo: Path) -> None:
+    fresh = load_repo(repo)
+    (repo / ".platform-cache/parsed.json").write_text("{not json")
+    assert load_repo(repo).releases == fresh.releases
+    assert json.loads((repo / ".platform-cache/parsed.json").read_text())["entries"]
+
+
+def test_a_text_json_cannot_hold_exactly_is_parsed_each_time(tmp_path: Path) -> None:
+    from platformctl.documents import KnownValid
+
+    known = KnownValid(tmp_path)
+    path = tmp_path / "dated.yaml"
+    assert known.mapping(path, "day: 2026-01-01\n") == {"day": dt.date(2026, 1, 1)}
+    assert known.mapping(path, "1: one\n") == {1: "one"}
+    assert not known.parsed
 
 
 def test_with_release_files_reads_only_the_named_files_again(repo: Path) -> None:

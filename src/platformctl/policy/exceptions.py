@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from platformctl.documents import check_document, validator_for
+from platformctl.documents import KnownValid, validator_for
 from platformctl.errors import InputError
 from platformctl.policy.findings import Finding
 from platformctl.render import ADDONS_TARGET
-from platformctl.yamlio import display_path, located, read_mapping
+from platformctl.yamlio import display_path, located
 
 EXPIRED_CHECK = "PLAT900"
 _SCHEMA = {
@@ -39,6 +40,7 @@ _SCHEMA = {
         }
     },
 }
+_SCHEMA_TEXT = json.dumps(_SCHEMA, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,14 @@ def _well_formed(target: str) -> bool:
     return len(parts) in (2, 4) or (len(parts) in (3, 5) and parts[1] == ADDONS_TARGET)
 
 
-def load_exceptions(path: Path) -> list[PolicyException]:
+def load_exceptions(path: Path, root: Path | None = None) -> list[PolicyException]:
+    """The exceptions in ``path``, schema-checked unless this text is known valid in ``root``'s
+    cache (as the model's files are: a promotion's policy gate then never imports jsonschema)."""
     if not path.is_file():
         return []
-    data = read_mapping(path)
-    check_document(data, validator_for(_SCHEMA), path)
+    known = KnownValid(root)
+    data = known.read(path, _SCHEMA_TEXT, lambda: validator_for(_SCHEMA))
+    known.save()
     exceptions = []
     for index, entry in enumerate(data.get("exceptions") or []):
         expires = entry["expires"]
