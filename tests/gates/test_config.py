@@ -59,7 +59,7 @@ def test_this_repository_declares_its_gates() -> None:
     [
         (
             {"soak": {"minimum": "0s"}},
-            "stages.2.gates.soak.minimum: '0s' is not a positive duration",
+            "stages #3.gates.soak.minimum: '0s' is not a positive duration",
         ),
         (
             {"soak": {"minimum": "3 days"}},

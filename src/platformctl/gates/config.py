@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from platformctl.documents import key_text
 from platformctl.errors import InputError
 from platformctl.yamlio import located
 
@@ -170,8 +171,7 @@ def parse_gates(raw: Mapping[str, Any] | None, path: Path, where: Sequence[str |
 
     def fail(keys: Sequence[str | int], message: str) -> InputError:
         key_path = [*where, *keys]
-        dotted = ".".join(str(part) for part in key_path)
-        return InputError(f"{located(path, key_path)}: {dotted}: {message}")
+        return InputError(f"{located(path, key_path)}: {key_text(key_path)}: {message}")
 
     def duration(keys: Sequence[str | int], text: str) -> dt.timedelta:
         value = parse_duration(text)
