@@ -134,13 +134,31 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
         raise
 
 
-def hold(session: Session, repo: Repo, plan: Plan, *, push: bool = False) -> Outcome:
-    """A hold or unhold: its own commit, checked like any other."""
-    preflight(session, repo, plan, publish=push)
+def hold(
+    session: Session | None,
+    repo: Repo,
+    plan: Plan,
+    *,
+    push: bool = False,
+    pull_request: bool = False,
+) -> Outcome:
+    """A hold or unhold: its own commit, checked like any other; without a session (a dry
+    run) only the diff it would make."""
+    if session is None:
+        return _dry(repo, plan)
+    preflight(session, repo, plan, publish=push or pull_request)
     texts = plan_texts(repo.root, plan)
     if not plan.empty:
         policy_gate(repo, plan, texts)
-    return execute(session, repo, plan, actor=actor_of(session.git), push=push, texts=texts)
+    return execute(
+        session,
+        repo,
+        plan,
+        actor=actor_of(session.git),
+        push=push,
+        pull_request=pull_request,
+        texts=texts,
+    )
 
 
 def _dry(repo: Repo, plan: Plan) -> Outcome:

@@ -98,6 +98,8 @@ class Plan:
     reason: str | None = None
     unchanged: tuple[str, ...] = ()
     report: GateReport | None = None
+    # services left out because they are held in the target (promote --skip-held)
+    skipped_held: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -157,6 +159,7 @@ class Plan:
             ],
             "holds": {service: hold is not None for service, hold in self.holds.items()},
             "unchanged": list(self.unchanged),
+            "skipped_held": list(self.skipped_held),
             "gates": [result.as_dict() for result in self.report.results] if self.report else [],
             "overrides": self.report.overrides if self.report else {},
         }
@@ -205,7 +208,10 @@ def plan_promotion(
     source: str | None = None,
     force: bool = False,
     reason: str | None = None,
+    skip_held: bool = False,
 ) -> Plan:
+    """A promotion into ``to``. A held service refuses the plan if it has a change (a held
+    service with nothing to promote is no obstacle); ``skip_held`` leaves it out instead."""
     reason = one_line_text("--reason", reason)
     target = repo.environment(to)
     previous = repo.previous(target.name)
@@ -221,7 +227,7 @@ def plan_promotion(
             f"{origin.name} → {target.name} skips or reverses the pipeline",
             hint="promote one stage at a time, or add --force --reason TEXT",
         )
-    changes, unchanged = [], []
+    changes, unchanged, skipped = [], [], []
     for service in _services(repo, services, all_services):
         if (service, origin.name) not in repo.releases:
             if all_services:
@@ -230,15 +236,18 @@ def plan_promotion(
         incoming = repo.releases[(service, origin.name)].image
         first = repo.pending.get((service, target.name))  # a file with no image line yet
         if first is not None:
-            _refuse_hold(target, service)
-            changes.append(ImageChange(service, None, incoming, first))
+            change = ImageChange(service, None, incoming, first)
+        else:
+            current = repo.release(service, target.name)
+            if incoming == current.image:
+                unchanged.append(service)
+                continue
+            change = ImageChange(service, current.image, incoming, current.values_file)
+        if skip_held and service in target.holds:
+            skipped.append(service)
             continue
-        current = repo.release(service, target.name)
         _refuse_hold(target, service)
-        if incoming == current.image:
-            unchanged.append(service)
-            continue
-        changes.append(ImageChange(service, current.image, incoming, current.values_file))
+        changes.append(change)
     return Plan(
         "promote",
         target,
@@ -246,6 +255,7 @@ def plan_promotion(
         source=origin.name,
         reason=reason,
         unchanged=tuple(unchanged),
+        skipped_held=tuple(skipped),
     )
 
 
@@ -340,12 +350,13 @@ def plan_hold(
     """Hold (or with ``lift`` unhold) a service in an environment."""
     environment = repo.environment(env)
     repo.release(service, environment.name)
+    reason = one_line_text("--reason", reason)
     if lift:
         holds: dict[str, Mapping[str, str] | None] = (
             {service: None} if service in environment.holds else {}
         )
-        return Plan("unhold", environment, holds=holds, unchanged=() if holds else (service,))
-    reason = one_line_text("--reason", reason)
+        unchanged = () if holds else (service,)
+        return Plan("unhold", environment, holds=holds, reason=reason, unchanged=unchanged)
     assert reason is not None  # the CLI requires it
     if environment.holds.get(service, {}).get("reason") == reason:
         return Plan("hold", environment, reason=reason, unchanged=(service,))

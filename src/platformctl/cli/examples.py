@@ -42,6 +42,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "platform promote --all --to production --pull-request",
         ),
         (
+            "Every service but the held ones",
+            "platform promote --all --to production --skip-held --push",
+        ),
+        (
             "Skip two gates, with the reason recorded",
             "platform promote my-service --to production --override soak,slo "
             "--reason 'INC-42 hotfix' --push",
@@ -67,8 +71,15 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "Stop promotions into production",
             "platform hold my-service -e production --reason 'INC-42' --push",
         ),
+        ("See the change first", "platform hold my-service -e production --reason x --dry-run"),
     ),
-    "unhold": (("Allow them again", "platform unhold my-service -e production --push"),),
+    "unhold": (
+        (
+            "Allow them again, saying why",
+            "platform unhold my-service -e production --reason 'INC-42 fixed' --push",
+        ),
+        ("By pull request", "platform unhold my-service -e production --pull-request"),
+    ),
     "history": (
         ("The last releases in production", "platform history my-service -e production"),
         ("The last five, as JSON", "platform history my-service -e production -n 5 -o json"),

@@ -77,6 +77,9 @@ def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> Non
         typer.echo("")
     if delivery.refusal is not None and not dry_run and not outcome.commit:
         return
+    for service in plan.skipped_held:
+        hold = plan.environment.holds.get(service) or {}
+        typer.echo(f"skipped {service}: held in {plan.environment.name} ({hold.get('reason')})")
     if plan.empty:
         _report_nothing(outcome)
         return
@@ -172,6 +175,9 @@ def register(app: typer.Typer) -> None:
         push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
         pull_request: bool = PULL_REQUEST_OPTION,
         force: bool = typer.Option(False, "--force", help="Skip or reverse a stage."),
+        skip_held: bool = typer.Option(
+            False, "--skip-held", help="Leave out services held in --to instead of refusing."
+        ),
         override: list[str] | None = typer.Option(
             None,
             "--override",
@@ -203,6 +209,7 @@ def register(app: typer.Typer) -> None:
                 source=source,
                 force=force,
                 reason=reason,
+                skip_held=skip_held,
             )
             delivery = deliver_promotion(session, repo, plan, delivery_options)
         _finish(delivery, output, dry_run)
@@ -246,40 +253,80 @@ def register(app: typer.Typer) -> None:
         service: str = typer.Argument(..., help="The service to hold."),
         env: str = typer.Option(..., "--env", "-e", help="The environment it is held in."),
         reason: str = typer.Option(..., "--reason", help="Why promotions must wait."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
         push: bool = typer.Option(False, "--push", help="Push the commit (re-planned on races)."),
+        pull_request: bool = PULL_REQUEST_OPTION,
+        output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
-        """Refuse promotions of SERVICE into ENV until unheld."""
-        _hold(ctx, service, env, reason, push, lift=False)
+        """Refuse promotions of SERVICE into ENV until unheld (holding again with the same
+        reason changes nothing)."""
+        _hold(
+            ctx, service, env, reason, _delivery(dry_run, push, pull_request, False, 0, 1), output
+        )
 
     @app.command()
     def unhold(
         ctx: typer.Context,
         service: str = typer.Argument(..., help="The held service."),
         env: str = typer.Option(..., "--env", "-e", help="The environment it is held in."),
+        reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
         push: bool = typer.Option(False, "--push", help="Push the commit (re-planned on races)."),
+        pull_request: bool = PULL_REQUEST_OPTION,
+        output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Allow promotions of SERVICE into ENV again."""
-        _hold(ctx, service, env, None, push, lift=True)
+        delivery_options = _delivery(dry_run, push, pull_request, False, 0, 1)
+        _hold(ctx, service, env, reason, delivery_options, output, lift=True)
 
 
 def _hold(
-    ctx: typer.Context, service: str, env: str, reason: str | None, push: bool, *, lift: bool
+    ctx: typer.Context,
+    service: str,
+    env: str,
+    reason: str | None,
+    how: DeliveryOptions,
+    output: OutputFormat,
+    *,
+    lift: bool = False,
 ) -> None:
-    with options(ctx).session(False) as (session, repo):
-        assert session is not None
-        actor = actor_of(session.git)
+    how.check()
+    with options(ctx).session(how.dry_run) as (session, repo):
+        actor = actor_of(session.git if session else Git(repo.root))
         plan = plan_hold(repo, service, env, reason=reason, lift=lift, actor=actor)
-        outcome = deliver_hold(session, repo, plan, push=push)
+        outcome = deliver_hold(session, repo, plan, push=how.push, pull_request=how.pull_request)
+    if output is OutputFormat.json:
+        pull = outcome.pull_request
+        payload = {
+            **plan.as_dict(),
+            "changed": not plan.empty,
+            "commit": outcome.commit,
+            "pushed": outcome.pushed,
+            "branch": outcome.branch,
+            "pull_request": pull and {"number": pull.number, "url": pull.url},
+            "dry_run": how.dry_run,
+            "diff": outcome.diff,
+        }
+        typer.echo(to_json(payload))
+        return
     verb = "unheld" if lift else "held"
-    if outcome.commit is None:
-        state = "not held" if lift else "already held"
+    if plan.empty:
+        state = "not held" if lift else "already held with that reason"
         left = (
             f" by {outcome.recovered[:12]}, which an interrupted run committed and did not "
             "push: run this command again with --push"
             if outcome.recovered
-            else ""
+            else ": nothing to do"
         )
         typer.echo(f"{service} {state} in {env}{left}")
         return
+    if how.dry_run:
+        typer.echo(f"dry run, nothing written. {plan.subject()}\n")
+        typer.echo(outcome.diff, nl=False)
+        return
+    if outcome.pull_request:
+        pull = outcome.pull_request
+        typer.echo(f"{verb} {service} in {env}: pull request #{pull.number}: {pull.url}")
+        return
     where = f", pushed to {outcome.branch}" if outcome.pushed else ""
-    typer.echo(f"{verb} {service} in {env} ({outcome.commit[:12]}{where})")
+    typer.echo(f"{verb} {service} in {env} ({outcome.commit and outcome.commit[:12]}{where})")
