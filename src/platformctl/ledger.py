@@ -20,7 +20,7 @@ from typing import Any
 from platformctl.gates.results import GateResult, parse_trailer
 from platformctl.git import Git
 from platformctl.imagefile import image_of
-from platformctl.model import Image, Release
+from platformctl.model import ENVIRONMENT_FILE, Image, Release
 from platformctl.status import same_artifact
 
 _RECORD, _FIELD = "\x1e", "\x1f"
@@ -172,3 +172,59 @@ def last_good(entries: Iterable[Entry], current: Image) -> Image | None:
             continue
         return entry.image
     return None
+
+
+@dataclass(frozen=True)
+class HoldEvent:
+    """A hold or unhold of the service in the environment, as this tool recorded it."""
+
+    commit: str
+    time: str
+    author: str
+    action: str  # hold | unhold
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "time": self.time,
+            "author": self.author,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+def hold_events(git: Git, release: Release, revision: str = "HEAD") -> Iterator[HoldEvent]:
+    """Holds and unholds of the release's service in its environment, newest first: the
+    commits of the environment's settings file whose trailers name both (a rollback's own
+    hold is the rollback, listed with the releases)."""
+    environment = release.environment
+    path = str(Path(environment.path.parent.name, environment.path.name, ENVIRONMENT_FILE))
+    log = git.records(
+        "log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path, separator=_RECORD
+    )
+    with closing(log):
+        for record in log:
+            if not record.strip():
+                continue
+            commit, time, author, _, block = record.strip("\n").split(_FIELD, 4)
+            marks = parse_trailers(block)
+            action = first_trailer(marks, "Platform-Action")
+            if (
+                action in ("hold", "unhold")
+                and release.service in marks.get("Platform-Service", [])
+                and environment.name in marks.get("Platform-Environment", [])
+            ):
+                reason = first_trailer(marks, "Platform-Reason")
+                yield HoldEvent(commit, time, author, action, reason)
+
+
+def rolled_back(entries: Iterable[Entry]) -> set[str]:
+    """The commits (of ``entries``, newest first) whose release a later rollback replaced."""
+    marked: set[str] = set()
+    replaced_by_rollback = False
+    for entry in entries:
+        if replaced_by_rollback:
+            marked.add(entry.commit)
+        replaced_by_rollback = entry.action == "rollback"
+    return marked

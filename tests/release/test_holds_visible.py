@@ -123,3 +123,35 @@ def test_a_held_service_with_nothing_to_promote_is_no_obstacle(pending: Fleet, c
     result = cli(pending.root, "promote", "--all", "--to", target)
     assert result.exit_code == 0, result.output
     assert pending.image(target, "alpha") == pending.image(pending.stages[0], "alpha")
+
+
+def test_history_shows_holds_unholds_and_what_was_rolled_back(tmp_path: Path, cli: Cli) -> None:
+    fleet = make_fleet(tmp_path / "repo", ["alpha"])
+    first, target = fleet.stages[:2]
+    fleet.set_image(first, "alpha", 2)
+    steps = [
+        ("promote", "alpha", "--to", target),
+        ("rollback", "alpha", "-e", target, "--reason", "p95 up"),
+        ("unhold", "alpha", "-e", target, "--reason", "fixed"),
+        ("hold", "alpha", "-e", target, "--reason", "freeze week"),
+    ]
+    for step in steps:
+        result = cli(fleet.root, *step)
+        assert result.exit_code == 0, (step, result.output)
+    rows = json.loads(cli(fleet.root, "history", "alpha", "-e", target, "-o", "json").stdout)
+    assert [row["action"] for row in rows][:4] == ["hold", "unhold", "rollback", "promote"]
+    assert rows[0]["reason"] == "freeze week"
+    assert rows[1]["reason"] == "fixed"
+    promoted = rows[3]
+    assert promoted["rolled_back"] is True
+    assert rows[2]["rolled_back"] is False
+    table = cli(fleet.root, "history", "alpha", "-e", target)
+    assert "promote (rolled back)" in table.stdout
+    assert (
+        len(
+            json.loads(
+                cli(fleet.root, "history", "alpha", "-e", target, "-n", "2", "-o", "json").stdout
+            )
+        )
+        == 2
+    )

@@ -3,16 +3,66 @@
 from __future__ import annotations
 
 import difflib
+from contextlib import closing
+from itertools import islice
 
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
+from platformctl.gates.results import Verdict
 from platformctl.git import Git
+from platformctl.ledger import Entry, HoldEvent, hold_events, rolled_back
 from platformctl.ledger import history as read_history
 from platformctl.model import Release
 from platformctl.output import OutputFormat, render_table, to_json, with_age
 from platformctl.render import Renderer
 from platformctl.status import same_artifact
+
+
+def _first_parent(git: Git, events: list[Entry | HoldEvent]) -> list[str]:
+    """The branch's commits, newest first, down to the oldest of ``events``."""
+    wanted = {event.commit for event in events}
+    found: list[str] = []
+    with closing(git.records("rev-list", "--first-parent", "HEAD", separator="\n")) as commits:
+        for commit in commits:
+            found.append(commit.strip())
+            wanted.discard(found[-1])
+            if not wanted:
+                break
+    return found
+
+
+def _overridden(entry: Entry) -> list[str]:
+    return [gate.gate for gate in entry.gates if gate.verdict is Verdict.overridden]
+
+
+def _as_dict(event: Entry | HoldEvent, bad: set[str]) -> dict[str, object]:
+    if isinstance(event, HoldEvent):
+        return event.as_dict()
+    overridden = _overridden(event)
+    return {**event.as_dict(), "rolled_back": event.commit in bad, "overridden": overridden}
+
+
+def _row(event: Entry | HoldEvent, bad: set[str]) -> list[str | None]:
+    if isinstance(event, HoldEvent):
+        when = with_age(event.time)
+        return [event.commit[:12], when, event.author, event.action, None, None, None, event.reason]
+    action = event.action + (" (rolled back)" if event.commit in bad else "")
+    overridden = _overridden(event)
+    reason = event.reason
+    if overridden:
+        reason = f"{reason or ''} [overrode {', '.join(overridden)}]".strip()
+    short = event.image.short_digest
+    return [
+        event.commit[:12],
+        with_age(event.time),
+        event.author,
+        action,
+        event.image.tag,
+        short,
+        event.from_environment,
+        reason,
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -24,25 +74,24 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many."),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
-        """Releases of SERVICE in ENV, newest first, read from the values file's history."""
+        """Releases of SERVICE in ENV, newest first, read from the values file's history,
+        with the holds and unholds of the service there; a release a later rollback replaced
+        is marked rolled back, and overridden gates are named."""
         repo = options(ctx).repo()
-        entries = read_history(Git(repo.root), repo.release(service, env), limit)
+        git, release = Git(repo.root), repo.release(service, env)
+        # one more than shown, so the oldest shown release knows whether a rollback replaced it
+        entries = read_history(git, release, limit + 1)
+        bad = rolled_back(entries)
+        holds = list(islice(hold_events(git, release), limit))
+        events: list[Entry | HoldEvent] = [*entries[:limit], *holds]
+        if holds:  # in the branch's own order: commits of one second have no order by time
+            order = {commit: index for index, commit in enumerate(_first_parent(git, events))}
+            events.sort(key=lambda event: order.get(event.commit, len(order)))
+        events = events[:limit]
         if output is OutputFormat.json:
-            typer.echo(to_json([entry.as_dict() for entry in entries]))
+            typer.echo(to_json([_as_dict(event, bad) for event in events]))
             return
-        rows = [
-            [
-                e.commit[:12],
-                with_age(e.time),
-                e.author,
-                e.action,
-                e.image.tag,
-                e.image.short_digest,
-                e.from_environment,
-                e.reason,
-            ]
-            for e in entries
-        ]
+        rows = [_row(event, bad) for event in events]
         headers = ["commit", "time", "author", "action", "tag", "digest", "from", "reason"]
         typer.echo(render_table(output, headers, rows))
 
