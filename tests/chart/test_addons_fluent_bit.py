@@ -70,7 +70,8 @@ def test_every_input_reaches_an_output(environment: str) -> None:
     parsed = sections(configmap["data"]["fluent-bit.conf"])
     inputs = [s for kind, s in parsed if kind == "INPUT"]
     outputs = [s for kind, s in parsed if kind == "OUTPUT"]
-    assert inputs and outputs
+    assert inputs
+    assert outputs
     assert {o["name"] for o in outputs} == {"cloudwatch_logs"}
     for section in inputs:
         tag = concrete(section.get("tag", section["name"]))
