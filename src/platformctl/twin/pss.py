@@ -1,6 +1,7 @@
 """Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards, the
 ``latest`` version as of Kubernetes 1.33), evaluated like the PodSecurity admission plugin:
-every pod template against its namespace's ``enforce`` level, findings named by the plugin's
+every pod template (and the pods prometheus-operator makes from a Prometheus or Alertmanager,
+which no manifest holds) against its namespace's ``enforce`` level, findings named by the plugin's
 check IDs (k8s.io/pod-security-admission/policy). A pod that fails is refused when the
 controller creates it, so the workload never becomes Healthy.
 """
@@ -311,19 +312,91 @@ def evaluate(pod: Pod, meta: Mapping[str, Any], level: str) -> Iterator[tuple[st
             yield check_id, "; ".join(problems)
 
 
+# prometheus-operator's workloads: the StatefulSet it makes from a Prometheus or Alertmanager has
+# the containers it names in the CRD (spec.containers / spec.initContainers: "The names of
+# containers managed by the operator are ..."), each with the context the operator gives them
+# (v0.93.1: read-only root, no privilege escalation, every capability dropped; nothing about the
+# user, which comes from the pod), patched by the resource's own containers of the same name
+# (a strategic merge), then its other containers. The pod's context is spec.securityContext
+# ("defaults to the default PodSecurityContext": empty), its volumes the operator's (config
+# Secrets and ConfigMaps, emptyDir or the storage's PVC) plus spec.volumes.
+OPERATED = {
+    "Prometheus": ("prometheus", "config-reloader"),
+    "Alertmanager": ("alertmanager", "config-reloader"),
+}
+OPERATED_INIT = ("init-config-reloader",)
+OPERATOR_CONTAINER_CONTEXT: Mapping[str, Any] = {
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """A strategic merge patch of one container, as far as Pod Security reads it: maps merge,
+    lists and values replace."""
+    merged = dict(base)
+    for key, value in patch.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _operated_containers(
+    names: tuple[str, ...], patches: list[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    found: dict[str, Mapping[str, Any]] = {
+        name: {"name": name, "securityContext": dict(OPERATOR_CONTAINER_CONTEXT)} for name in names
+    }
+    for patch in patches:
+        name = str(patch.get("name", ""))
+        found[name] = _merge(found.get(name, {}), patch)
+    return list(found.values())
+
+
+def operated_pod(obj: Obj) -> tuple[Pod, Mapping[str, Any]] | None:
+    """The pod template prometheus-operator makes from a Prometheus or Alertmanager, and its
+    metadata (spec.podMetadata); None for anything else."""
+    if obj.group != "monitoring.coreos.com" or obj.kind not in OPERATED:
+        return None
+    spec: Mapping[str, Any] = obj.document.get("spec") or {}
+    names = OPERATED[obj.kind] + (("thanos-sidecar",) if spec.get("thanos") else ())
+    pod = {
+        "securityContext": spec.get("securityContext") or {},
+        "hostNetwork": bool(spec.get("hostNetwork")),
+        "hostUsers": spec.get("hostUsers"),
+        "volumes": list(spec.get("volumes") or []),
+        "containers": _operated_containers(names, list(spec.get("containers") or [])),
+        "initContainers": _operated_containers(
+            OPERATED_INIT, list(spec.get("initContainers") or [])
+        ),
+    }
+    return {k: v for k, v in pod.items() if v is not None}, spec.get("podMetadata") or {}
+
+
 def pod_security(world: World) -> Iterator[tuple[Obj, str, str]]:
     for obj in world.objects:
-        spec = pod_spec(obj)
-        if spec is None or not obj.namespace:
+        if not obj.namespace:
             continue
-        level = level_of(world, obj.namespace)
+        spec = pod_spec(obj)
+        whose = "pods"
         meta = ((obj.document.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        if spec is None:
+            operated = operated_pod(obj)
+            if operated is None:
+                continue
+            spec, meta = operated
+            whose = "the pods prometheus-operator makes from it"
+        level = level_of(world, obj.namespace)
         for check_id, detail in evaluate(spec, meta, level):
             yield (
                 obj,
                 "PLAT017",
                 (
-                    f'pods would be refused by PodSecurity "{level}:latest" in namespace '
+                    f'{whose} would be refused by PodSecurity "{level}:latest" in namespace '
                     f"{obj.namespace}: {check_id}: {detail}"
                 ),
             )
