@@ -20,7 +20,7 @@ from platformctl.twin.build import build
 from platformctl.twin.crds import Crds
 from platformctl.twin.deletion import crd_deletions
 from platformctl.twin.drift import perpetual_diffs
-from platformctl.twin.pss import pod_security
+from platformctl.twin.pss import declared_levels, pod_security
 from platformctl.twin.refs import hosts, names, network_policies
 from platformctl.twin.stack import StackFacts
 from platformctl.twin.sync import convergence, declared_crds
@@ -65,6 +65,7 @@ def check_environment(
         hosts(world, stack),
         perpetual_diffs(world),
         pod_security(world),
+        declared_levels(world),
         rejected(world),
         crd_deletions(world),
     ):

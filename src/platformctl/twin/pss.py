@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from platformctl.twin.sync import pod_spec
-from platformctl.twin.world import Obj, World, labels_of
+from platformctl.twin.world import Obj, World, annotations_of, labels_of
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 LEVELS = ("privileged", "baseline", "restricted")
@@ -400,3 +400,31 @@ def pod_security(world: World) -> Iterator[tuple[Obj, str, str]]:
                     f"{obj.namespace}: {check_id}: {detail}"
                 ),
             )
+
+
+DECLARED = "platform.acme.io/pod-security"
+
+
+def declared_levels(world: World) -> Iterator[tuple[Obj, str, str]]:
+    """An add-on Application's declared Pod Security level (``platform.acme.io/pod-security``)
+    held to the level its destination namespace enforces, where no rendered Namespace of this
+    environment sets it (EKS's own, or one nobody labels): there the declaration would claim an
+    enforcement that does not happen. In a namespace this environment renders, the add-ons chart
+    labels it with the strictest level its add-ons need; a pod stricter than the level is fine."""
+    for obj in world.by_kind("Application"):
+        declared = str(annotations_of(obj.document).get(DECLARED, ""))
+        if not declared:
+            continue
+        destination = (obj.document.get("spec") or {}).get("destination") or {}
+        namespace = str(destination.get("namespace") or "")
+        managed = any(ns.app is not None for ns in world.find("Namespace", "", namespace))
+        enforced = level_of(world, namespace)
+        if managed or declared == enforced:
+            continue
+        yield (
+            obj,
+            "PLAT017",
+            f'declares Pod Security "{declared}" for namespace {namespace}, which no Namespace '
+            f'of this environment labels: it enforces "{enforced}" there, so nothing holds its '
+            f'pods to "{declared}" (declare "{enforced}", and check the pods another way)',
+        )
