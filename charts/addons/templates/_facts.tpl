@@ -116,7 +116,10 @@ serviceAccount:
   annotations:
     {{- include "addons.role" (dict "root" . "owner" "fluent-bit") | nindent 4 }}
 config:
-  # One log group per cluster, created encrypted and with its retention by the infra program.
+  # One log group per cluster, created encrypted and with its retention by the infra program
+  # (the only one it makes: auto_create_group Off). Every input's tag has an output here, or
+  # Fluent Bit reads the records and drops them: the pods' (kube.*) and the kubelet journal's
+  # (host.*, in its own streams of the same group).
   outputs: |
     [OUTPUT]
         Name              cloudwatch_logs
@@ -124,6 +127,14 @@ config:
         region            {{ .Values.cluster.region }}
         log_group_name    /platform/{{ .Values.cluster.name }}/containers
         log_stream_prefix pod.
+        auto_create_group Off
+
+    [OUTPUT]
+        Name              cloudwatch_logs
+        Match             host.*
+        region            {{ .Values.cluster.region }}
+        log_group_name    /platform/{{ .Values.cluster.name }}/containers
+        log_stream_prefix node.
         auto_create_group Off
 {{- end -}}
 

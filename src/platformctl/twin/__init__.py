@@ -18,8 +18,9 @@ from platformctl.twin.admission import rejected
 from platformctl.twin.bootstrap import Bootstrap
 from platformctl.twin.build import build
 from platformctl.twin.crds import Crds
+from platformctl.twin.deletion import crd_deletions
 from platformctl.twin.drift import perpetual_diffs
-from platformctl.twin.pss import pod_security
+from platformctl.twin.pss import declared_levels, pod_security
 from platformctl.twin.refs import hosts, names, network_policies
 from platformctl.twin.stack import StackFacts
 from platformctl.twin.sync import convergence, declared_crds
@@ -36,6 +37,7 @@ CHECKS: Mapping[str, str] = {
     "PLAT017": "Pods pass the Pod Security Standard their namespace enforces",
     "PLAT018": "Nothing the API server or its admission refuses",
     "PLAT019": "Each ApplicationSet generates exactly the Applications the gate renders",
+    "PLAT020": "No Application's deletion or prune deletes CustomResourceDefinitions",
 }
 
 
@@ -63,7 +65,9 @@ def check_environment(
         hosts(world, stack),
         perpetual_diffs(world),
         pod_security(world),
+        declared_levels(world),
         rejected(world),
+        crd_deletions(world),
     ):
         for obj, check, message in found:
             findings.append(Finding(obj.target, check, obj.resource, message, ENGINE))

@@ -189,6 +189,7 @@ def build(
                 rendered=True,
                 made_by=resource,
                 annotations=annotations_of(document),
+                finalizers=tuple(str(f) for f in metadata(document).get("finalizers") or []),
             )
             world.apps[name] = app
             _contents(world, app, target, targets, 1)
@@ -219,6 +220,7 @@ def _contents(
             rendered=own is not None,
             made_by=f"Application/{app.name}",
             annotations=annotations_of(document),
+            finalizers=tuple(str(f) for f in metadata(document).get("finalizers") or []),
         )
         world.apps[name] = child
         if own is not None:

@@ -1,6 +1,7 @@
 """Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards, the
 ``latest`` version as of Kubernetes 1.33), evaluated like the PodSecurity admission plugin:
-every pod template against its namespace's ``enforce`` level, findings named by the plugin's
+every pod template (and the pods prometheus-operator makes from a Prometheus or Alertmanager,
+which no manifest holds) against its namespace's ``enforce`` level, findings named by the plugin's
 check IDs (k8s.io/pod-security-admission/policy). A pod that fails is refused when the
 controller creates it, so the workload never becomes Healthy.
 """
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from platformctl.twin.sync import pod_spec
-from platformctl.twin.world import Obj, World, labels_of
+from platformctl.twin.world import Obj, World, annotations_of, labels_of
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 LEVELS = ("privileged", "baseline", "restricted")
@@ -311,19 +312,119 @@ def evaluate(pod: Pod, meta: Mapping[str, Any], level: str) -> Iterator[tuple[st
             yield check_id, "; ".join(problems)
 
 
+# prometheus-operator's workloads: the StatefulSet it makes from a Prometheus or Alertmanager has
+# the containers it names in the CRD (spec.containers / spec.initContainers: "The names of
+# containers managed by the operator are ..."), each with the context the operator gives them
+# (v0.93.1: read-only root, no privilege escalation, every capability dropped; nothing about the
+# user, which comes from the pod), patched by the resource's own containers of the same name
+# (a strategic merge), then its other containers. The pod's context is spec.securityContext
+# ("defaults to the default PodSecurityContext": empty), its volumes the operator's (config
+# Secrets and ConfigMaps, emptyDir or the storage's PVC) plus spec.volumes.
+OPERATED = {
+    "Prometheus": ("prometheus", "config-reloader"),
+    "Alertmanager": ("alertmanager", "config-reloader"),
+}
+OPERATED_INIT = ("init-config-reloader",)
+OPERATOR_CONTAINER_CONTEXT: Mapping[str, Any] = {
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """A strategic merge patch of one container, as far as Pod Security reads it: maps merge,
+    lists and values replace."""
+    merged = dict(base)
+    for key, value in patch.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _operated_containers(
+    names: tuple[str, ...], patches: list[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    found: dict[str, Mapping[str, Any]] = {
+        name: {"name": name, "securityContext": dict(OPERATOR_CONTAINER_CONTEXT)} for name in names
+    }
+    for patch in patches:
+        name = str(patch.get("name", ""))
+        found[name] = _merge(found.get(name, {}), patch)
+    return list(found.values())
+
+
+def operated_pod(obj: Obj) -> tuple[Pod, Mapping[str, Any]] | None:
+    """The pod template prometheus-operator makes from a Prometheus or Alertmanager, and its
+    metadata (spec.podMetadata); None for anything else."""
+    if obj.group != "monitoring.coreos.com" or obj.kind not in OPERATED:
+        return None
+    spec: Mapping[str, Any] = obj.document.get("spec") or {}
+    names = OPERATED[obj.kind] + (("thanos-sidecar",) if spec.get("thanos") else ())
+    pod = {
+        "securityContext": spec.get("securityContext") or {},
+        "hostNetwork": bool(spec.get("hostNetwork")),
+        "hostUsers": spec.get("hostUsers"),
+        "volumes": list(spec.get("volumes") or []),
+        "containers": _operated_containers(names, list(spec.get("containers") or [])),
+        "initContainers": _operated_containers(
+            OPERATED_INIT, list(spec.get("initContainers") or [])
+        ),
+    }
+    return {k: v for k, v in pod.items() if v is not None}, spec.get("podMetadata") or {}
+
+
 def pod_security(world: World) -> Iterator[tuple[Obj, str, str]]:
     for obj in world.objects:
-        spec = pod_spec(obj)
-        if spec is None or not obj.namespace:
+        if not obj.namespace:
             continue
-        level = level_of(world, obj.namespace)
+        spec = pod_spec(obj)
+        whose = "pods"
         meta = ((obj.document.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        if spec is None:
+            operated = operated_pod(obj)
+            if operated is None:
+                continue
+            spec, meta = operated
+            whose = "the pods prometheus-operator makes from it"
+        level = level_of(world, obj.namespace)
         for check_id, detail in evaluate(spec, meta, level):
             yield (
                 obj,
                 "PLAT017",
                 (
-                    f'pods would be refused by PodSecurity "{level}:latest" in namespace '
+                    f'{whose} would be refused by PodSecurity "{level}:latest" in namespace '
                     f"{obj.namespace}: {check_id}: {detail}"
                 ),
             )
+
+
+DECLARED = "platform.acme.io/pod-security"
+
+
+def declared_levels(world: World) -> Iterator[tuple[Obj, str, str]]:
+    """An add-on Application's declared Pod Security level (``platform.acme.io/pod-security``)
+    held to the level its destination namespace enforces, where no rendered Namespace of this
+    environment sets it (EKS's own, or one nobody labels): there the declaration would claim an
+    enforcement that does not happen. In a namespace this environment renders, the add-ons chart
+    labels it with the strictest level its add-ons need; a pod stricter than the level is fine."""
+    for obj in world.by_kind("Application"):
+        declared = str(annotations_of(obj.document).get(DECLARED, ""))
+        if not declared:
+            continue
+        destination = (obj.document.get("spec") or {}).get("destination") or {}
+        namespace = str(destination.get("namespace") or "")
+        managed = any(ns.app is not None for ns in world.find("Namespace", "", namespace))
+        enforced = level_of(world, namespace)
+        if managed or declared == enforced:
+            continue
+        yield (
+            obj,
+            "PLAT017",
+            f'declares Pod Security "{declared}" for namespace {namespace}, which no Namespace '
+            f'of this environment labels: it enforces "{enforced}" there, so nothing holds its '
+            f'pods to "{declared}" (declare "{enforced}", and check the pods another way)',
+        )

@@ -194,6 +194,7 @@ class App:
     rendered: bool = False  # its contents are known (its chart was rendered)
     made_by: str = ""  # the ApplicationSet, or the Application, that creates it
     annotations: Mapping[str, Any] = field(default_factory=dict)  # the Application's own
+    finalizers: tuple[str, ...] = ()  # the Application's own (resources-finalizer: cascade)
 
     @property
     def namespace(self) -> str:
@@ -208,6 +209,12 @@ class App:
         """Whether Argo CD syncs it by itself (``syncPolicy.automated``, not ``enabled: false``)."""
         automated = (self.spec.get("syncPolicy") or {}).get("automated")
         return isinstance(automated, Mapping) and automated.get("enabled") is not False
+
+    @property
+    def prunes(self) -> bool:
+        """Whether its automated sync deletes what leaves its source."""
+        automated = (self.spec.get("syncPolicy") or {}).get("automated")
+        return self.automated and isinstance(automated, Mapping) and automated.get("prune") is True
 
     @property
     def sync_options(self) -> frozenset[str]:
