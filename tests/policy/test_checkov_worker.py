@@ -72,3 +72,57 @@ def test_the_next_process_answers_from_the_cache(repo: Path) -> None:
     assert code == 0
     assert report["cache_hits"] == report["targets"] > 0
     assert report["checked_by_checkov"] == 0
+
+
+def _web(policy: bool) -> list[dict[str, object]]:
+    labels = {"app": "web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]},
+            },
+        },
+    }
+    network_policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "web"},
+        "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"]},
+    }
+    return [deployment, network_policy] if policy else [deployment]
+
+
+@pytest.mark.parametrize("order", ["uncovered-first", "covered-first"])
+def test_a_graph_check_does_not_see_another_targets_resources(order: str) -> None:
+    """Two environments' copies of one workload, only one with its NetworkPolicy: each keeps
+    its own CKV2_K8S_6 verdict whichever targets share a checkov run."""
+    run = checkov_engine.CheckovRun()
+    targets = [("uncovered", _web(False)), ("covered", _web(True))]
+    for key, documents in targets if order == "uncovered-first" else targets[::-1]:
+        run.add(key, documents)
+    results = run.results()
+    graph = {key: {f.check for f in found} & {"CKV2_K8S_6"} for key, found in results.items()}
+    assert graph == {"uncovered": {"CKV2_K8S_6"}, "covered": set()}
+
+
+def test_batches_never_hold_two_resources_of_one_kind_and_name(tmp_path: Path) -> None:
+    def target(name: str, *resources: tuple[str, str]) -> str:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            "".join(
+                f"---\n{json.dumps({'kind': k, 'metadata': {'name': n}})}\n" for k, n in resources
+            )
+        )
+        return str(path)
+
+    a = target("a", ("Deployment", "web"), ("Service", "web"))
+    b = target("b", ("Deployment", "api"))
+    c = target("c", ("Service", "web"))
+    assert checkov_engine._in_batches([a, b, c]) == [[a, b], [c]]
+    many = [target(f"t{i}", ("Deployment", f"d{i}")) for i in range(checkov_engine.BATCH + 1)]
+    assert [len(batch) for batch in checkov_engine._in_batches(many)] == [checkov_engine.BATCH, 1]

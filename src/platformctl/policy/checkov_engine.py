@@ -94,6 +94,50 @@ _CHECKOV = "checkov.kubernetes.runner"
 BATCH = 50
 
 
+def _names(path: str) -> set[tuple[str, str]]:
+    """The (kind, name) of each document of a file ``CheckovRun`` wrote."""
+    names = set()
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("{"):
+            document = json.loads(line)
+            names.add(
+                (str(document.get("kind")), str((document.get("metadata") or {}).get("name")))
+            )
+    return names
+
+
+class _Batches:
+    """Targets grouped for one checkov run each: at most BATCH, and never two targets with a
+    resource of the same kind and name. checkov's graph names the pods it derives by their
+    labels, not their namespace, so two environments' copies of one add-on in a run shared
+    one graph node: a NetworkPolicy of one target covered (or failed to cover) the other's
+    pods, and a graph check's verdict depended on which targets a batch happened to hold."""
+
+    def __init__(self) -> None:
+        self.current: list[str] = []
+        self.seen: set[tuple[str, str]] = set()
+
+    def add(self, path: str) -> list[str] | None:
+        """Add ``path``; the batch it closed, if adding it had to close one."""
+        names = _names(path)
+        closed = None
+        if self.current and (len(self.current) == BATCH or names & self.seen):
+            closed = self.flush()
+        self.current.append(path)
+        self.seen |= names
+        return closed
+
+    def flush(self) -> list[str]:
+        closed, self.current, self.seen = self.current, [], set()
+        return closed
+
+
+def _in_batches(paths: Sequence[str]) -> list[list[str]]:
+    batches = _Batches()
+    found = [closed for path in paths if (closed := batches.add(path))]
+    return [*found, batches.flush()] if batches.current else found
+
+
 def _definitions(
     root_folder: str | None, files: list[str] | None = None, runner_filter: Any = None
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[tuple[int, str]]]]:
@@ -212,11 +256,8 @@ class CheckovRun:
         return results
 
     def _in_process(self) -> list[list[str]]:
-        paths = list(self._files)
         return [
-            failure
-            for start in range(0, len(paths), BATCH)
-            for failure in check_files(paths[start : start + BATCH])
+            failure for batch in _in_batches(list(self._files)) for failure in check_files(batch)
         ]
 
     def _from_worker(self) -> list[list[str]]:
@@ -240,14 +281,12 @@ def _serve() -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         import checkov.kubernetes.runner  # noqa: F401 (the slow part, done before any input)
     failures: list[list[str]] = []
-    batch: list[str] = []
+    batches = _Batches()
     for line in sys.stdin:
-        batch.append(line.strip())
-        if len(batch) == BATCH:
-            failures += check_files(batch)
-            batch = []
-    if batch:
-        failures += check_files(batch)
+        if closed := batches.add(line.strip()):
+            failures += check_files(closed)
+    if batches.current:
+        failures += check_files(batches.flush())
     json.dump(failures, sys.stdout)
 
 
