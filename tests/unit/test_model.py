@@ -226,17 +226,21 @@ def test_a_corrupt_known_valid_file_is_ignored(repo: Path) -> None:
 def test_parsed_files_read_back_from_the_cache_as_parsed(repo: Path) -> None:
     fresh = load_repo(repo)
     parsed = json.loads((repo / ".platform-cache/parsed.json").read_text())["entries"]
-    assert len(parsed) == 4 + 12 + 3 + 1
+    # every values file, every environment.yaml and pipeline.yaml, one entry per distinct text
+    files = [
+        *(repo / "environments/base").glob("*.yaml"),
+        *(path for env in fresh.environments for path in env.path.glob("*.yaml")),
+        repo / "environments/pipeline.yaml",
+    ]
+    assert len(parsed) == len({path.read_text() for path in files})
     again = load_repo(repo)
     assert again.releases == fresh.releases
     assert again.environments == fresh.environments
     # each read decodes its own copy: a caller changing one changes no other
-    release = again.release("user-service", "dev")
+    service, env = next(iter(fresh.releases))
+    release = again.release(service, env)
     release.environment_values["image"]["tag"] = "changed"
-    assert (
-        load_repo(repo).release("user-service", "dev").image
-        == fresh.release("user-service", "dev").image
-    )
+    assert load_repo(repo).release(service, env).image == fresh.release(service, env).image
 
 
 def test_a_corrupt_parsed_cache_is_ignored(repo: Path) -> None:

@@ -310,7 +310,11 @@ def _hold(
         typer.echo(to_json(payload))
         return
     verb = "unheld" if lift else "held"
-    if plan.empty:
+    if how.dry_run and not plan.empty:
+        typer.echo(f"dry run, nothing written. {plan.subject()}\n")
+        typer.echo(outcome.diff, nl=False)
+        return
+    if outcome.commit is None:
         state = "not held" if lift else "already held with that reason"
         left = (
             f" by {outcome.recovered[:12]}, which an interrupted run committed and did not "
@@ -319,10 +323,6 @@ def _hold(
             else ": nothing to do"
         )
         typer.echo(f"{service} {state} in {env}{left}")
-        return
-    if how.dry_run:
-        typer.echo(f"dry run, nothing written. {plan.subject()}\n")
-        typer.echo(outcome.diff, nl=False)
         return
     if outcome.pull_request:
         pull = outcome.pull_request
