@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -185,13 +185,7 @@ class HoldEvent:
     reason: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "time": self.time,
-            "author": self.author,
-            "action": self.action,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 def hold_events(git: Git, release: Release, revision: str = "HEAD") -> Iterator[HoldEvent]:

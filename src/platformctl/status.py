@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from platformctl.argocd import AppState, ArgoCD, application_name
@@ -71,13 +71,7 @@ class Hold:
     since: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "environment": self.environment,
-            "reason": self.reason,
-            "by": self.by,
-            "since": self.since,
-        }
+        return asdict(self)
 
 
 def holds(repo: Repo, environments: list[str] | None = None) -> list[Hold]:
