@@ -1,0 +1,148 @@
+"""The ApplicationSets' git files generator as Argo CD evaluates it: every file in the tree that
+matches, its content as parameters, and what a post selector sees of them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from platformctl.model import load_repo
+from platformctl.scaffold import ServicePlan, plan_service, write_service
+from platformctl.twin.bootstrap import bootstrap_of
+from platformctl.twin.world import flatten, generate
+from tests.twin.conftest import about, twin
+
+NEW = "ledger"  # a service the fixture repository does not have
+
+
+def _scaffold(root: Path) -> ServicePlan:
+    """What ``platform new service`` writes (its verify step aside): the later stages' files
+    have no image line yet."""
+    plan = plan_service(load_repo(root), NEW)
+    write_service(root, plan)
+    return plan
+
+
+def test_a_pending_file_makes_an_application_that_no_target_renders(stacked: Path) -> None:
+    plan = _scaffold(stacked)
+    later = plan.later_stages[0]
+    assert (NEW, later) in load_repo(stacked).pending
+    assert about(twin(stacked, later), "PLAT019", f"{later}/argocd") == [
+        f"ApplicationSet/{later}-services: generates Application '{NEW}-{later}' from "
+        f"environments/{later}/{NEW}.yaml, which no target renders: Argo CD would deploy it "
+        "anyway (exclude the file, or render it)"
+    ]
+
+
+def _appset(path: str, selector: dict[str, Any] | None = None) -> dict[str, Any]:
+    generator: dict[str, Any] = {"git": {"files": [{"path": path}]}}
+    if selector is not None:
+        generator["selector"] = selector
+    return {"spec": {"generators": [generator]}}
+
+
+def _generated(root: Path, env: str, appset: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    repo = load_repo(root)
+    environment = repo.environment(env)
+    return list(generate(repo, environment, bootstrap_of(repo, environment), appset, frozenset()))
+
+
+def test_every_matching_file_in_the_tree_with_its_content_as_parameters(stacked: Path) -> None:
+    repo = load_repo(stacked)
+    env = repo.environment_names[0]
+    stray = stacked / "environments" / env / "archive" / "old.yaml"
+    stray.parent.mkdir()
+    stray.write_text("team: {name: payments, size: 3}\nimage: {repository: example/old}\n")
+    generated = _generated(stacked, env, _appset(f"environments/{env}/*.yaml"))
+    # Argo CD's default globbing (git ls-files): '*' crosses folders, so the stray is a match
+    assert sorted(made_from for _, made_from in generated) == sorted(
+        [str(r.values_file.relative_to(stacked)) for r in repo.select([env])]
+        + [f"environments/{env}/environment.yaml", f"environments/{env}/archive/old.yaml"]
+    )
+    params = next(p for p, made_from in generated if made_from.endswith("archive/old.yaml"))
+    assert params["team"] == {"name": "payments", "size": 3}
+    assert params["path"]["path"] == f"environments/{env}/archive"
+    assert params["path"]["filename"] == "old.yaml"
+    selected = _generated(
+        stacked,
+        env,
+        _appset(f"environments/{env}/*.yaml", {"matchLabels": {"team.name": "payments"}}),
+    )
+    assert [made_from for _, made_from in selected] == [f"environments/{env}/archive/old.yaml"]
+
+
+def test_a_file_holding_a_list_makes_one_parameter_set_per_element(stacked: Path) -> None:
+    env = load_repo(stacked).environment_names[0]
+    listed = stacked / "environments" / env / "extra" / "teams.yaml"
+    listed.parent.mkdir()
+    listed.write_text("- team: a\n- team: b\n- {}\n")
+    generated = _generated(stacked, env, _appset(f"environments/{env}/extra/*.yaml"))
+    assert [params.get("team") for params, _ in generated] == ["a", "b", None]
+    assert {made_from for _, made_from in generated} == {f"environments/{env}/extra/teams.yaml"}
+
+
+def test_the_post_selector_sees_nested_keys_dotted_and_values_as_go_prints_them() -> None:
+    # jeremywohl/flatten (DotStyle) then fmt's %v, as Argo CD's flattenParameters does
+    assert flatten(
+        {
+            "image": {"repository": "r", "tag": "1.0"},
+            "on": True,
+            "off": False,
+            "none": None,
+            "count": 3,
+            "big": 1_000_000,
+            "half": 0.5,
+            "ports": [80, {"name": "http"}],
+            "empty": {},
+            "path": {"segments": ("environments", "dev")},
+        }
+    ) == {
+        "image.repository": "r",
+        "image.tag": "1.0",
+        "on": "true",
+        "off": "false",
+        "none": "<nil>",
+        "count": "3",
+        "big": "1e+06",
+        "half": "0.5",
+        "ports.0": "80",
+        "ports.1.name": "http",
+        "path.segments": "[environments dev]",
+    }
+
+
+def test_a_file_argo_cd_cannot_parse_stops_the_applicationset(stacked: Path) -> None:
+    env = load_repo(stacked).environment_names[0]
+    folder = stacked / "environments" / env / "archive"
+    folder.mkdir()
+    (folder / "broken.yaml").write_text("image: [unclosed\n")
+    notes = about(twin(stacked, env), "PLAT019", f"{env}/argocd")
+    assert len(notes) == 1
+    assert notes[0].startswith(f"ApplicationSet/{env}-services: cannot generate from ")
+    assert f"environments/{env}/archive/broken.yaml:" in notes[0]
+    assert notes[0].endswith(
+        "Argo CD's generator fails, so the ApplicationSet creates, updates and deletes no "
+        "Application until the file parses"
+    )
+    (folder / "broken.yaml").write_text("just a sentence\n")
+    assert about(twin(stacked, env), "PLAT019", f"{env}/argocd") == [
+        f"ApplicationSet/{env}-services: cannot generate from environments/{env}/archive/"
+        "broken.yaml: it holds a string, not a mapping or a list of mappings: Argo CD's "
+        "generator fails, so the ApplicationSet creates, updates and deletes no Application "
+        "until the file parses"
+    ]
+
+
+def test_a_stray_copy_below_an_environment_folder_is_an_application_too(stacked: Path) -> None:
+    repo = load_repo(stacked)
+    env = repo.environment_names[0]
+    release = repo.select([env])[0]
+    copy = release.environment.path / "archive" / f"{release.service}-old.yaml"
+    copy.parent.mkdir()
+    shutil.copy(release.values_file, copy)
+    assert about(twin(stacked, env), "PLAT019", f"{env}/argocd") == [
+        f"ApplicationSet/{env}-services: generates Application '{release.service}-old-{env}' "
+        f"from environments/{env}/archive/{release.service}-old.yaml, which no target renders: "
+        "Argo CD would deploy it anyway (exclude the file, or render it)"
+    ]
