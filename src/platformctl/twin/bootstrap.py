@@ -36,6 +36,9 @@ ASSESSES_APPLICATIONS = True
 # Certificates the infra program requests from ACM for an environment's domain (see the
 # add-on identity component): the wildcard and the apex.
 CERTIFICATE_NAMES = ("*.{domain}", "{domain}")
+# The bootstrap leaves ``applicationsetcontroller.enable.new.git.file.globbing`` unset, so a git
+# files generator globs as ``git ls-files`` does (Argo CD's default): ``*`` also crosses folders.
+NEW_GIT_FILE_GLOBBING = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Bootstrap:
     # (namespace, service account) -> the name of the IAM role the infra program makes trust it
     roles: Mapping[tuple[str, str], str]
     application_health: bool = ASSESSES_APPLICATIONS
+    new_git_file_globbing: bool = NEW_GIT_FILE_GLOBBING
     storage_classes: tuple[str, ...] = EKS_STORAGE_CLASSES
     pods: tuple[tuple[str, str, Mapping[str, str]], ...] = EKS_PODS
     extra: tuple[Mapping[str, Any], ...] = field(default=())

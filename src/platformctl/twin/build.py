@@ -13,6 +13,7 @@ from platformctl.twin.bootstrap import ARGOCD_KINDS, EKS_POD_PORTS, Bootstrap, b
 from platformctl.twin.controllers import made_by_controllers
 from platformctl.twin.world import (
     App,
+    GeneratorFailure,
     Target,
     Unmodelled,
     World,
@@ -166,6 +167,17 @@ def build(
             ]
         except Unmodelled as error:
             world.notes.append((gitops_key, resource, f"the twin cannot model {error}"))
+            continue
+        except GeneratorFailure as error:
+            world.notes.append(
+                (
+                    gitops_key,
+                    resource,
+                    f"cannot generate from {error}: Argo CD's generator fails, so the "
+                    "ApplicationSet creates, updates and deletes no Application until the file "
+                    "parses",
+                )
+            )
             continue
         for document, made_from in generated:
             name = str(metadata(document).get("name"))

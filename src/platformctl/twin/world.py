@@ -16,15 +16,20 @@ at its own wave in its parent's sync.
 from __future__ import annotations
 
 import fnmatch
+import math
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from platformctl.errors import InputError
 from platformctl.model import Environment, Repo
 from platformctl.render import Rendered
 from platformctl.twin.bootstrap import Bootstrap
+from platformctl.yamlio import parse_yaml, read_text
 
 # gitops-engine's kind order within one wave (pkg/sync/sync_tasks.go, Helm's install order
 # with IngressClass); any other kind (custom resources) comes after these.
@@ -370,6 +375,11 @@ class Unmodelled(ValueError):
     """A template expression or generator the twin does not evaluate."""
 
 
+class GeneratorFailure(ValueError):
+    """What fails Argo CD's generator itself (a file it cannot parse): the ApplicationSet then
+    creates, updates and deletes no Application."""
+
+
 def _lookup(params: Mapping[str, Any], dotted: str) -> str:
     value: Any = params
     for part in dotted.lstrip(".").split("."):
@@ -401,7 +411,8 @@ def fill_template(value: Any, params: Mapping[str, Any]) -> Any:
 
 
 def path_params(path: str) -> dict[str, Any]:
-    """The ``path`` parameters of the git files generator (goTemplate) for one file."""
+    """The ``path`` parameters of the git files generator (goTemplate) for one file. Its
+    ``segments`` are a Go ``[]string``, kept as a tuple: ``flatten`` prints it whole, as Go does."""
     pure = PurePosixPath(path)
     return {
         "path": {
@@ -410,22 +421,57 @@ def path_params(path: str) -> dict[str, Any]:
             "filename": pure.name,
             "basenameNormalized": re.sub(r"[^a-z0-9-]", "-", pure.parent.name.lower()),
             "filenameNormalized": re.sub(r"[^a-z0-9-.]", "-", pure.name.lower()),
-            "segments": list(pure.parent.parts),
+            "segments": tuple(pure.parent.parts),
         }
     }
 
 
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Parameters as the post selector sees them: nested keys joined with dots."""
+def _go_float(number: float) -> str:
+    """A JSON number as Go's ``%v`` prints a float64: shortest digits, exponent form from 1e+06
+    or below 1e-04 (``strconv``'s %g with the shortest precision)."""
+    if not math.isfinite(number):
+        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[repr(number)]
+    sign = "-" if str(number).startswith("-") else ""
+    _, digit_tuple, exponent = Decimal(repr(abs(number))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + int(exponent)  # where the decimal point goes among the digits
+    if not -4 <= point - 1 < 6:
+        mantissa = digits[0] + (f".{digits[1:]}" if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if point < 1 else '+'}{abs(point - 1):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def go_text(value: Any) -> str:
+    """A parameter as Argo CD's post selector compares it: ``fmt.Sprintf("%v")`` of what
+    sigs.k8s.io/yaml decoded (numbers are float64, a Go ``[]string`` prints as ``[a b]``)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _go_float(float(value))
+    if isinstance(value, tuple):
+        return f"[{' '.join(map(go_text, value))}]"
+    return str(value)
+
+
+def flatten(params: Mapping[Any, Any], prefix: str = "") -> dict[str, str]:
+    """Parameters as the post selector sees them (Argo CD's flattenParameters, since argo-cd
+    PR #13584): nested mappings and lists become dotted keys (``image.repository``,
+    ``ports.0``); an empty one has no key."""
     flat: dict[str, str] = {}
     for key, value in params.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{key if isinstance(key, str) else go_text(key)}"
         if isinstance(value, Mapping):
             flat.update(flatten(value, f"{name}."))
         elif isinstance(value, list):
-            flat.update(flatten({str(i): item for i, item in enumerate(value)}, f"{name}."))
+            flat.update(flatten(dict(enumerate(value)), f"{name}."))
         else:
-            flat[name] = str(value)
+            flat[name] = go_text(value)
     return flat
 
 
@@ -453,15 +499,75 @@ def selects(selector: Mapping[str, Any] | None, values: Mapping[str, Any]) -> bo
     return True
 
 
-def _glob(pattern: str, path: str) -> bool:
-    """Argo CD's git files generator matches paths with glob patterns ('*' within a folder,
-    '**' across folders)."""
-    if "**" in pattern:
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def _glob(pattern: str, path: str, new_globbing: bool) -> bool:
+    """Whether a git files entry's pattern matches a file: by default as ``git ls-files``'s
+    pathspec does (``*`` crosses folders too); with new globbing as doublestar does (``*``
+    within a folder, ``**`` any number of folders)."""
+    if not new_globbing:
         return fnmatch.fnmatchcase(path, pattern)
-    return len(PurePosixPath(pattern).parts) == len(PurePosixPath(path).parts) and all(
-        fnmatch.fnmatchcase(part, glob)
-        for part, glob in zip(PurePosixPath(path).parts, PurePosixPath(pattern).parts, strict=True)
+    return _doublestar(PurePosixPath(pattern).parts, PurePosixPath(path).parts)
+
+
+def _doublestar(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not path
+    if pattern[0] == "**":
+        return any(_doublestar(pattern[1:], path[skip:]) for skip in range(len(path) + 1))
+    return (
+        bool(path)
+        and fnmatch.fnmatchcase(path[0], pattern[0])
+        and _doublestar(pattern[1:], path[1:])
     )
+
+
+def tree_files(root: Path, pattern: str) -> list[str]:
+    """The files of the repository a pattern could match, relative to its root: those below
+    the pattern's leading folders without wildcards (every match starts with them)."""
+    literal: list[str] = []
+    for part in PurePosixPath(pattern).parts[:-1]:
+        if _WILDCARD.search(part):
+            break
+        literal.append(part)
+    found: list[str] = []
+    for folder, folders, names in os.walk(root.joinpath(*literal)):
+        folders[:] = [name for name in folders if name != ".git"]
+        found += [Path(folder, name).relative_to(root).as_posix() for name in names]
+    return sorted(found)
+
+
+_KINDS = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def file_params(path: str, content: Any) -> list[dict[str, Any]]:
+    """The parameter sets the git files generator (goTemplate) makes of one file: its content
+    (a mapping, nothing for an empty file, or each element of a list of mappings) with ``path``
+    set over any key of that name. Anything else fails the generator."""
+    if content is None or isinstance(content, Mapping):
+        found = [content or {}]
+    elif isinstance(content, list) and all(o is None or isinstance(o, Mapping) for o in content):
+        found = [item or {} for item in content]
+    else:
+        what = (
+            "a list of something other than mappings"
+            if isinstance(content, list)
+            else _KINDS.get(type(content), f"a {type(content).__name__}")
+        )
+        raise GeneratorFailure(f"{path}: it holds {what}, not a mapping or a list of mappings")
+    return [{**item, **path_params(path)} for item in found]
+
+
+def _content(repo: Repo, known: Mapping[str, Any], path: str) -> Any:
+    """A file's parsed content: the model's for its release files (what is about to be
+    committed when a promotion verifies its edits), else as the file holds it."""
+    if path in known:
+        return known[path]
+    try:
+        return parse_yaml(read_text(repo.root / path), Path(path))  # messages name it as here
+    except InputError as error:
+        raise GeneratorFailure(error.message) from None
 
 
 def generate(
@@ -473,16 +579,17 @@ def generate(
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """The parameter sets an ApplicationSet's generators make, each with what made it.
 
-    ``file_fields`` are the fields the deployed ApplicationSet CRD knows on a git files entry:
-    the API server prunes any other (``exclude`` before Argo CD 3.1), so it does nothing.
+    A git files generator reads every file of the tree that its entries match, not only the
+    model's: a file without an image line or a stray copy is an Application too unless a
+    selector leaves it out. ``file_fields`` are the fields the deployed ApplicationSet CRD
+    knows on a git files entry: the API server prunes any other (``exclude`` before Argo CD
+    3.1), so it does nothing.
     """
     spec = appset.get("spec") or {}
-    files = [
-        str(path.relative_to(repo.root))
-        for path in sorted(
-            {r.values_file for r in repo.select([environment.name])} | {environment.settings_file}
-        )
-    ]
+    known = {
+        str(r.values_file.relative_to(repo.root)): r.environment_values
+        for r in repo.select([environment.name])
+    }
     for generator in spec.get("generators") or []:
         selector = generator.get("selector")
         if "clusters" in generator:
@@ -502,23 +609,24 @@ def generate(
             entries = generator["git"].get("files") or []
             if not entries:
                 raise Unmodelled("git generator without files (directories)")
+            patterns = [str(entry.get("path")) for entry in entries]
+            excludes = [
+                pattern
+                for pattern, entry in zip(patterns, entries, strict=True)
+                if "exclude" in file_fields and entry.get("exclude")
+            ]
+            new = bootstrap.new_git_file_globbing
             included = {
                 path
-                for path in files
-                for entry in entries
-                if not ("exclude" in file_fields and entry.get("exclude"))
-                and _glob(str(entry.get("path")), path)
+                for pattern in patterns
+                if pattern not in excludes
+                for path in tree_files(repo.root, pattern)
+                if _glob(pattern, path, new)
             }
-            excluded = {
-                path
-                for path in included
-                for entry in entries
-                if "exclude" in file_fields and entry.get("exclude")
-                if _glob(str(entry.get("path")), path)
-            }
+            excluded = {path for path in included for p in excludes if _glob(p, path, new)}
             for path in sorted(included - excluded):
-                params = path_params(path)
-                if selects(selector, flatten(params)):
-                    yield params, path
+                for params in file_params(path, _content(repo, known, path)):
+                    if selects(selector, flatten(params)):
+                        yield params, path
         else:
             raise Unmodelled(f"generator {sorted(generator)}")
