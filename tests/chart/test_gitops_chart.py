@@ -6,6 +6,7 @@ from typing import Any
 
 from platformctl.model import load_repo
 from platformctl.render import Renderer
+from platformctl.twin.world import file_params, flatten, selects
 from tests.chart.test_service_chart import EVERYTHING
 from tests.chart.test_service_chart import render as render_service
 from tests.conftest import PROJECT_ROOT
@@ -62,3 +63,29 @@ def test_project_restricts_source_destination_and_kinds() -> None:
     for doc in rendered:
         group = doc["apiVersion"].rpartition("/")[0]
         assert (group, doc["kind"]) in allowed, doc["kind"]
+
+
+def _generates(env: str, selector: dict[str, Any], filename: str, content: Any) -> bool:
+    (params,) = file_params(f"environments/{env}/{filename}", content)
+    return selects(selector, flatten(params))
+
+
+def test_only_a_service_file_with_an_image_line_is_an_application() -> None:
+    """The post selector leaves out the settings file and a file no promotion has given an
+    image line yet (``platform new service`` writes the later stages' so), evaluated as
+    Argo CD evaluates it on the file's content."""
+    image = {"repository": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x", "tag": "1.0.0"}
+    for env in load_repo(PROJECT_ROOT).environment_names:
+        generator = objects(env)["ApplicationSet"]["spec"]["generators"][0]
+        assert generator["git"]["files"] == [{"path": f"environments/{env}/*.yaml"}]
+        selector = generator["selector"]
+        assert selector == {
+            "matchExpressions": [
+                {"key": "path.filename", "operator": "NotIn", "values": ["environment.yaml"]},
+                {"key": "image.repository", "operator": "Exists"},
+            ]
+        }
+        assert _generates(env, selector, "x.yaml", {"image": image, "replicas": 2})
+        assert not _generates(env, selector, "x.yaml", {"replicas": 2})
+        assert not _generates(env, selector, "x.yaml", None)
+        assert not _generates(env, selector, "environment.yaml", {"image": image})

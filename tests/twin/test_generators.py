@@ -4,14 +4,17 @@ matches, its content as parameters, and what a post selector sees of them."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from platformctl.model import load_repo
+from platformctl.imagefile import set_image
+from platformctl.model import Image, load_repo
+from platformctl.release import plan_promotion, plan_texts
 from platformctl.scaffold import ServicePlan, plan_service, write_service
 from platformctl.twin.bootstrap import bootstrap_of
 from platformctl.twin.world import flatten, generate
-from tests.twin.conftest import about, twin
+from tests.twin.conftest import about, twin, world_of
 
 NEW = "ledger"  # a service the fixture repository does not have
 
@@ -24,7 +27,16 @@ def _scaffold(root: Path) -> ServicePlan:
     return plan
 
 
-def test_a_pending_file_makes_an_application_that_no_target_renders(stacked: Path) -> None:
+IMAGE_SELECTOR = "          - key: image.repository\n            operator: Exists\n"
+
+
+def test_without_the_image_selector_a_pending_file_is_an_application_no_target_renders(
+    stacked: Path,
+) -> None:
+    template = stacked / "charts/gitops/templates/applicationset.yaml"
+    text = template.read_text()
+    assert IMAGE_SELECTOR in text
+    template.write_text(text.replace(IMAGE_SELECTOR, ""))
     plan = _scaffold(stacked)
     later = plan.later_stages[0]
     assert (NEW, later) in load_repo(stacked).pending
@@ -35,6 +47,26 @@ def test_a_pending_file_makes_an_application_that_no_target_renders(stacked: Pat
     ]
 
 
+def test_a_pending_service_has_no_application_until_its_first_promotion(stacked: Path) -> None:
+    plan = _scaffold(stacked)
+    later = plan.later_stages[0]
+    application = f"{NEW}-{later}"
+    assert application not in world_of(stacked, later).apps
+    assert twin(stacked, later) == []
+    # the first promotion writes the image line (a digest, as the later stages require)
+    first = load_repo(stacked).environment_names[0]
+    dev = stacked / "environments" / first / f"{NEW}.yaml"
+    dev.write_text(
+        set_image(dev, Image(plan.image.repository, plan.image.tag, "sha256:" + "1" * 64))
+    )
+    promotion = plan_promotion(load_repo(stacked), [NEW], to=later)
+    for relative, text in plan_texts(stacked, promotion).items():
+        (stacked / relative).write_text(text)
+    assert (NEW, later) not in load_repo(stacked).pending
+    assert world_of(stacked, later).apps[application].target == f"{later}/{NEW}"
+    assert twin(stacked, later) == []
+
+
 def _appset(path: str, selector: dict[str, Any] | None = None) -> dict[str, Any]:
     generator: dict[str, Any] = {"git": {"files": [{"path": path}]}}
     if selector is not None:
@@ -42,10 +74,13 @@ def _appset(path: str, selector: dict[str, Any] | None = None) -> dict[str, Any]
     return {"spec": {"generators": [generator]}}
 
 
-def _generated(root: Path, env: str, appset: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+def _generated(
+    root: Path, env: str, appset: dict[str, Any], *, new_globbing: bool = False
+) -> list[tuple[dict[str, Any], str]]:
     repo = load_repo(root)
     environment = repo.environment(env)
-    return list(generate(repo, environment, bootstrap_of(repo, environment), appset, frozenset()))
+    bootstrap = replace(bootstrap_of(repo, environment), new_git_file_globbing=new_globbing)
+    return list(generate(repo, environment, bootstrap, appset, frozenset()))
 
 
 def test_every_matching_file_in_the_tree_with_its_content_as_parameters(stacked: Path) -> None:
@@ -70,6 +105,25 @@ def test_every_matching_file_in_the_tree_with_its_content_as_parameters(stacked:
         _appset(f"environments/{env}/*.yaml", {"matchLabels": {"team.name": "payments"}}),
     )
     assert [made_from for _, made_from in selected] == [f"environments/{env}/archive/old.yaml"]
+
+
+def test_new_globbing_keeps_a_star_within_its_folder(stacked: Path) -> None:
+    env = load_repo(stacked).environment_names[0]
+    stray = stacked / "environments" / env / "archive" / "old.yaml"
+    stray.parent.mkdir()
+    stray.write_text("{}\n")
+    settings = f"environments/{env}/environment.yaml"
+
+    def made_from(pattern: str) -> set[str]:
+        return {m for _, m in _generated(stacked, env, _appset(pattern), new_globbing=True)}
+
+    assert settings in made_from(f"environments/{env}/*.yaml")
+    assert f"environments/{env}/archive/old.yaml" not in made_from(f"environments/{env}/*.yaml")
+    # '**' is any number of folders, none included
+    assert {settings, f"environments/{env}/archive/old.yaml"} <= made_from(
+        f"environments/{env}/**/*.yaml"
+    )
+    assert made_from("environments/**/old.yaml") == {f"environments/{env}/archive/old.yaml"}
 
 
 def test_a_file_holding_a_list_makes_one_parameter_set_per_element(stacked: Path) -> None:

@@ -416,7 +416,7 @@ def _argo_cd_3_0() -> dict[tuple[str, str], Any]:
 def _seed_exclude(root: Path) -> None:
     template = root / "charts/gitops/templates/applicationset.yaml"
     text = template.read_text()
-    start = text.index("      # environment.yaml is the environment's settings")
+    start = text.index("      # A post selector sees")
     end = text.index("  # Applications stay when the generator")
     template.write_text(
         text[:start].replace(
