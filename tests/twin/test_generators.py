@@ -200,3 +200,19 @@ def test_a_stray_copy_below_an_environment_folder_is_an_application_too(stacked:
         f"from environments/{env}/archive/{release.service}-old.yaml, which no target renders: "
         "Argo CD would deploy it anyway (exclude the file, or render it)"
     ]
+
+
+def test_a_release_no_application_deploys_is_reported(stacked: Path) -> None:
+    repo = load_repo(stacked)
+    env = repo.environment_names[0]
+    left_out = repo.select([env])[0]
+    template = stacked / "charts/gitops/templates/applicationset.yaml"
+    text = template.read_text()
+    assert "values: [environment.yaml]" in text
+    filename = left_out.values_file.name
+    template.write_text(text.replace("[environment.yaml]", f"[environment.yaml, {filename}]"))
+    assert about(twin(stacked, env), "PLAT019") == [
+        f"environments/{env}/{filename}: no ApplicationSet generates an Application from it: "
+        "Argo CD would not deploy what the gate checked (a files entry or a selector leaves it "
+        "out)"
+    ]

@@ -155,6 +155,7 @@ def build(
         world.add(document, None, gitops_key)
     fields = crd_index.git_file_fields(crds)
     used: set[str] = set()
+    complete = True  # every ApplicationSet's Applications are known
     for appset in gitops.rendered.documents:
         if appset.get("kind") != "ApplicationSet":
             continue
@@ -167,6 +168,7 @@ def build(
             ]
         except Unmodelled as error:
             world.notes.append((gitops_key, resource, f"the twin cannot model {error}"))
+            complete = False
             continue
         except GeneratorFailure as error:
             world.notes.append(
@@ -178,6 +180,7 @@ def build(
                     "parses",
                 )
             )
+            complete = False
             continue
         for document, made_from in generated:
             name = str(metadata(document).get("name"))
@@ -205,7 +208,26 @@ def build(
             )
             world.apps[name] = app
             _contents(world, app, target, targets, 1)
+    if complete:
+        world.notes += _undeployed(repo, targets, used)
     return world
+
+
+def _undeployed(
+    repo: Repo, targets: Mapping[str, Target], used: set[str]
+) -> list[tuple[str, str, str]]:
+    """Each release the gate rendered that no generated Application deploys (a files entry or
+    selector leaves its values file out): what the gate checked would never reach the cluster."""
+    return [
+        (
+            key,
+            str(release.values_file.relative_to(repo.root)),
+            "no ApplicationSet generates an Application from it: Argo CD would not deploy what "
+            "the gate checked (a files entry or a selector leaves it out)",
+        )
+        for key, target in targets.items()
+        if (release := target.rendered.release) is not None and key not in used
+    ]
 
 
 def _contents(
