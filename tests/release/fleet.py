@@ -26,9 +26,10 @@ def digest(n: int) -> str:
     return f"sha256:{n:064x}"
 
 
-def image(service: str, n: int) -> Image:
-    """Build ``n`` of a service: tag 1.n.0 with its own digest."""
-    return Image(f"{REGISTRY}/{service}", f"1.{n}.0", digest(n))
+def image(service: str, n: int, *, pinned: bool = True) -> Image:
+    """Build ``n`` of a service: tag 1.n.0 with its own digest (none unless ``pinned``: a tag
+    CI has pushed, as a first stage may run it)."""
+    return Image(f"{REGISTRY}/{service}", f"1.{n}.0", digest(n) if pinned else None)
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,11 @@ class Fleet:
     def image(self, stage: str, service: str) -> Image:
         return load_repo(self.root).release(service, stage).image
 
-    def set_image(self, stage: str, service: str, build: int, *, commit: bool = True) -> None:
+    def set_image(
+        self, stage: str, service: str, build: int, *, commit: bool = True, pinned: bool = True
+    ) -> None:
         path = self.values(stage, service)
-        edited = with_image(path.read_text(), image(service, build))
+        edited = with_image(path.read_text(), image(service, build, pinned=pinned))
         assert edited is not None
         path.write_text(edited)
         if commit:
