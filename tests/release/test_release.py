@@ -13,33 +13,29 @@ import pytest
 from platformctl.model import load_repo
 from platformctl.verify import verify
 from tests.conftest import PLATFORM_BINARY, commit_edit, git, run_platform
-from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
+from tests.release.fleet import (
+    LIVE,
+    STAGED,
+    Fleet,
+    bare_remote,
+    clone_of,
+    image,
+    make_fleet,
+    make_pipeline,
+)
 
 Cli = Callable[..., Any]
 SERVICES = ["svc-a", "svc-b", "svc-c", "svc-d"]
 AHEAD = ["svc-a", "svc-b"]  # newer in staging than in production; svc-c and svc-d are level
-LIVE, STAGED, BUILT = 1, 2, 3  # the builds production, staging (AHEAD only) and dev run
 
 
 def tag(build: int) -> str:
     return image(SERVICES[0], build).tag
 
 
-def pipeline(path: Path) -> Fleet:
-    """A pipeline's steady state: dev runs CI's tags (no digest), AHEAD is a pinned build
-    ahead in staging, production runs the first build of everything."""
-    fleet = make_fleet(path, SERVICES, build=LIVE)
-    for service in SERVICES:
-        fleet.set_image("dev", service, BUILT, pinned=False, commit=False)
-    for service in AHEAD:
-        fleet.set_image("staging", service, STAGED, commit=False)
-    git(fleet.root, "commit", "-qam", "ci: dev runs new tags, staging is ahead")
-    return fleet
-
-
 @pytest.fixture
 def fleet(tmp_path: Path) -> Fleet:
-    return pipeline(tmp_path / "repo")
+    return make_pipeline(tmp_path / "repo", SERVICES, AHEAD)
 
 
 @pytest.fixture
@@ -322,7 +318,7 @@ def test_story_dev_to_staging_to_production(fleet: Fleet, repo: Path, cli: Cli) 
 @pytest.fixture(scope="module")
 def untouched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One repository for every bad input: each case asserts it changed nothing."""
-    return pipeline(tmp_path_factory.mktemp("bad-input") / "repo").root
+    return make_pipeline(tmp_path_factory.mktemp("bad-input") / "repo", SERVICES, AHEAD).root
 
 
 @pytest.mark.parametrize(
