@@ -30,7 +30,10 @@ AHEAD = ["svc-a", "svc-b"]  # newer in staging than in production; svc-c and svc
 
 
 def tag(build: int) -> str:
-    return image(SERVICES[0], build).tag
+    """The tag fleet.py gives ``build``."""
+    name = image(SERVICES[0], build).tag
+    assert name is not None
+    return name
 
 
 @pytest.fixture
@@ -40,6 +43,7 @@ def fleet(tmp_path: Path) -> Fleet:
 
 @pytest.fixture
 def repo(fleet: Fleet) -> Path:
+    """The pipeline's root, in place of tests/conftest.py's copy of this repository."""
     return fleet.root
 
 
