@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,13 +16,34 @@ from benchmarks.__main__ import main
 from benchmarks.fleet import generate
 from platformctl.git import Git
 from platformctl.ledger import history
-from platformctl.model import load_repo
-from tests.conftest import PROJECT_ROOT, git
+from platformctl.model import BASE_DIR, load_repo
+from platformctl.yamlio import read_mapping
+from tests.conftest import PROJECT_ROOT, edit_yaml, git
+from tests.release.fleet import make_fleet
+
+
+def _peer(direction: str, service: str) -> Callable[[Any], None]:
+    def add(values: Any) -> None:
+        values.setdefault("networkPolicy", {})[direction] = {"services": [service]}
+
+    return add
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return generate(tmp_path_factory.mktemp("fleet") / "repo", services=6, history=400)
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the fleet copies: a repository whose svc-a calls svc-b (network policy both ways)."""
+    origin = make_fleet(tmp_path_factory.mktemp("source") / "repo", ["svc-a", "svc-b"])
+    edit_yaml(origin.values(BASE_DIR, "svc-a"), _peer("egressTo", "svc-b"))
+    edit_yaml(origin.values(BASE_DIR, "svc-b"), _peer("ingressFrom", "svc-a"))
+    git(origin.root, "commit", "-qam", "svc-a calls svc-b")
+    return origin.root
+
+
+@pytest.fixture(scope="module")
+def fleet(source: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return generate(
+        tmp_path_factory.mktemp("fleet") / "repo", services=6, history=400, source=source
+    )
 
 
 def test_fleet_is_a_valid_repository_of_n_services(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -29,10 +52,13 @@ def test_fleet_is_a_valid_repository_of_n_services(fleet) -> None:  # type: igno
     assert len(fleet.services) == 6
     assert {name for (name, _) in repo.releases} == set(fleet.services)
     assert {env for (_, env) in repo.releases} == set(fleet.environments)
-    # renamed within their block: a gateway's peers are its own block's services
-    base = (fleet.root / "environments/base/api-gateway-01.yaml").read_text()
-    assert "user-service-01" in base
-    assert "user-service-00" not in base
+    # renamed within their block: a caller's peers are its own block's services
+    for block in ("00", "01", "02"):
+        base = fleet.root / "environments" / BASE_DIR
+        caller = read_mapping(base / f"svc-a-{block}.yaml")["networkPolicy"]
+        assert caller["egressTo"]["services"] == [f"svc-b-{block}"]
+        callee = read_mapping(base / f"svc-b-{block}.yaml")["networkPolicy"]
+        assert callee["ingressFrom"]["services"] == [f"svc-a-{block}"]
 
 
 def test_history_has_the_asked_length_and_a_clean_tree(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -64,8 +90,8 @@ def test_history_holds_promotions_rollbacks_and_hand_edits(fleet) -> None:  # ty
     assert {"promote", "manual"} <= actions
 
 
-def test_fleet_generation_is_reproducible(tmp_path: Path, fleet) -> None:  # type: ignore[no-untyped-def]
-    again = generate(tmp_path / "again", services=6, history=400)
+def test_fleet_generation_is_reproducible(tmp_path: Path, source: Path, fleet) -> None:  # type: ignore[no-untyped-def]
+    again = generate(tmp_path / "again", services=6, history=400, source=source)
     assert git(again.root, "rev-parse", "HEAD^{tree}") == git(
         fleet.root, "rev-parse", "HEAD^{tree}"
     )
@@ -152,7 +178,7 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         assert set(row["ratio"]) == {"floor"}
     assert report["fleet"] == {
         "services": services,
-        "environments": ["dev", "staging", "production"],
+        "environments": list(load_repo(PROJECT_ROOT).environment_names),
         "commits": 40,
         "generated_seconds": report["fleet"]["generated_seconds"],
     }

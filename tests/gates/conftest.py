@@ -1,5 +1,6 @@
 """The gates' world: a real registry and Prometheus (one each per test session), a recorded
-Argo CD and a webhook receiver per test, and a repository whose images live in that registry."""
+Argo CD and a webhook receiver per test, and a fixture repository of the tests' own services
+whose images live in that registry."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import edit_yaml, git, init_repo
+from tests.conftest import edit_yaml, git
+from tests.release.fleet import REGISTRY, make_fleet
 from tests.support.argocd import TOKEN, AppState, FakeArgoCD
 from tests.support.http import Request, serve
 from tests.support.prometheus import RunningPrometheus, Workload, start_prometheus
@@ -27,7 +29,9 @@ from tests.support.registry import (
     start_registry,
 )
 
-SAMPLE_REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+# The fixture repository's services; the first two run these tags in staging, pushed and signed.
+SERVICES = ("svc-a", "svc-b", "svc-c", "svc-d")
+STAGED = {"svc-a": "1.4.2", "svc-b": "3.1.0"}
 IMAGE_LINE = re.compile(r"^image: .*$", re.MULTILINE)
 
 
@@ -84,7 +88,7 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
 
 @dataclass
 class Gated:
-    """A clone of this repository with its images in the test registry and local endpoints."""
+    """A fixture repository with its images in the test registry and local endpoints."""
 
     root: Path
     registry: RunningRegistry
@@ -136,19 +140,18 @@ class Gated:
 
 @pytest.fixture
 def gated(tmp_path: Path, registry: RunningRegistry) -> Gated:
-    """Staging's user-service and product-service pushed, digests recorded, signed, and
-    committed three days ago; production declares no gates until a test sets them."""
-    root = init_repo(tmp_path / "repo")
+    """SERVICES in every stage; the STAGED tags pushed, digests recorded in staging, signed,
+    and committed three days ago; production declares no gates until a test sets them."""
+    root = make_fleet(tmp_path / "repo", list(SERVICES)).root
     for path in (root / "environments").glob("*/*.yaml"):
-        path.write_text(path.read_text().replace(SAMPLE_REGISTRY, registry.host))
+        path.write_text(path.read_text().replace(REGISTRY, registry.host))
     repo = Gated(root, registry, ec.generate_private_key(ec.SECP256R1()))
-    for service, tag in (("user-service", "1.4.2"), ("product-service", "3.1.0")):
+    for service, tag in STAGED.items():
         digest = repo.push(service, tag)
         repo.sign(service, digest)
         repo.set_image("staging", service, tag, digest)
-    repo.commit(
-        "staging runs user-service 1.4.2 and product-service 3.1.0", age=dt.timedelta(days=3)
-    )
+    staged = " and ".join(f"{service} {tag}" for service, tag in STAGED.items())
+    repo.commit(f"staging runs {staged}", age=dt.timedelta(days=3))
     return repo
 
 

@@ -183,12 +183,10 @@ def test_soak_and_freeze_are_decided_from_git_and_the_clock(gated: Gated) -> Non
     gated.commit("local gates")
     repo = load_repo(gated.root)
     production, staging = repo.environment("production"), repo.environment("staging")
-    image = repo.release("user-service", "staging").image
+    image = repo.release("svc-a", "staging").image
 
     def run(now: dt.datetime) -> GateReport:
-        report, _ = evaluate(
-            repo, production, staging, [("user-service", image)], GateOptions(now=now)
-        )
+        report, _ = evaluate(repo, production, staging, [("svc-a", image)], GateOptions(now=now))
         return report
 
     now = dt.datetime.now(dt.UTC)

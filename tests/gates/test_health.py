@@ -15,7 +15,8 @@ from platformctl.git import Git
 from platformctl.httpapi import EndpointError, EndpointUnreachable
 from platformctl.model import Endpoint, load_repo
 from platformctl.prometheus import Prometheus
-from tests.gates.conftest import Gated
+from tests.gates.conftest import SERVICES, Gated
+from tests.release.fleet import image
 from tests.support.argocd import AppState, FakeArgoCD
 from tests.support.components import free_port
 from tests.support.prometheus import RunningPrometheus
@@ -54,28 +55,29 @@ def test_slo_gate_passes_a_healthy_service_and_names_each_failure(
     prometheus: RunningPrometheus, gated: Gated
 ) -> None:
     workload = prometheus.workload
-    workload.set("user-service", **HEALTHY)
-    workload.set("product-service", per_second=30.0, error_ratio=0.002, latency=0.4)
-    workload.set("api-gateway", per_second=30.0, error_ratio=0.05, latency=0.08)
-    workload.set("auth-service", per_second=5.0, error_ratio=0.0, latency=0.08)
-    for service in ("user-service", "product-service", "api-gateway", "auth-service"):
+    healthy_service, slow_service, erroring_service, idle_service = SERVICES
+    workload.set(healthy_service, **HEALTHY)
+    workload.set(slow_service, per_second=30.0, error_ratio=0.002, latency=0.4)
+    workload.set(erroring_service, per_second=30.0, error_ratio=0.05, latency=0.08)
+    workload.set(idle_service, per_second=5.0, error_ratio=0.0, latency=0.08)
+    for service in SERVICES:
         _wait_for_data(prometheus, service)
 
-    healthy = _slo(prometheus, gated, "user-service")
+    healthy = _slo(prometheus, gated, healthy_service)
     assert {verdict for verdict, _ in healthy.values()} == {Verdict.passed}, healthy
     assert "< 200 ms" in healthy["p95-latency"][1]
     assert "/min > 1000/min" in healthy["throughput"][1]
 
-    slow = _slo(prometheus, gated, "product-service")
+    slow = _slo(prometheus, gated, slow_service)
     assert slow["p95-latency"][0] is Verdict.failed
     assert "≥ 200 ms" in slow["p95-latency"][1]
     assert slow["error-ratio"][0] is Verdict.passed
 
-    erroring = _slo(prometheus, gated, "api-gateway")
+    erroring = _slo(prometheus, gated, erroring_service)
     assert erroring["error-ratio"][0] is Verdict.failed
     assert erroring["p95-latency"][0] is Verdict.passed
 
-    idle = _slo(prometheus, gated, "auth-service")
+    idle = _slo(prometheus, gated, idle_service)
     assert idle["throughput"][0] is Verdict.failed
     assert idle["p95-latency"][0] is Verdict.passed
 
@@ -83,19 +85,19 @@ def test_slo_gate_passes_a_healthy_service_and_names_each_failure(
 def test_slo_gate_follows_the_service_into_a_failing_state(
     prometheus: RunningPrometheus, gated: Gated
 ) -> None:
-    prometheus.workload.set("user-service", **HEALTHY)
-    _wait_for_data(prometheus, "user-service")
-    assert _slo(prometheus, gated, "user-service")["p95-latency"][0] is Verdict.passed
-    prometheus.workload.set("user-service", per_second=30.0, error_ratio=0.002, latency=0.9)
+    prometheus.workload.set("svc-a", **HEALTHY)
+    _wait_for_data(prometheus, "svc-a")
+    assert _slo(prometheus, gated, "svc-a")["p95-latency"][0] is Verdict.passed
+    prometheus.workload.set("svc-a", per_second=30.0, error_ratio=0.002, latency=0.9)
     time.sleep(WINDOW.total_seconds() + 2.5)  # the window now holds only slow requests
-    assert _slo(prometheus, gated, "user-service")["p95-latency"][0] is Verdict.failed
-    prometheus.workload.set("user-service", **HEALTHY)
+    assert _slo(prometheus, gated, "svc-a")["p95-latency"][0] is Verdict.failed
+    prometheus.workload.set("svc-a", **HEALTHY)
 
 
 def test_no_data_bad_queries_and_a_dead_prometheus(
     prometheus: RunningPrometheus, gated: Gated
 ) -> None:
-    release = load_repo(gated.root).release("user-service", "staging")
+    release = load_repo(gated.root).release("svc-a", "staging")
     api = Prometheus(Endpoint(prometheus.url))
     silent = Objective(
         "p95-latency", DEFAULT_OBJECTIVES[0].query.replace("${service}", "ghost"), 0.2, below=True
@@ -123,32 +125,33 @@ def test_argocd_gate_reads_sync_health_and_the_deployed_revision(
     gated: Gated, argocd: tuple[FakeArgoCD, str]
 ) -> None:
     client, fake = _argocd_case(gated, argocd)
-    release = load_repo(gated.root).release("user-service", "staging")
+    release = load_repo(gated.root).release("svc-a", "staging")
     git = Git(gated.root)
     head = gated.head()
-    fake.apps["user-service-staging"] = AppState(revision=head, image=release.image.reference)
+    fake.apps["svc-a-staging"] = AppState(revision=head, image=release.image.reference)
     passed = check_argocd(client, git, release)
     assert passed.verdict is Verdict.passed, passed
-    assert passed.measured == f"user-service-staging Synced/Healthy at {head[:12]}"
+    assert passed.measured == f"svc-a-staging Synced/Healthy at {head[:12]}"
 
-    fake.apps["user-service-staging"] = AppState(health="Degraded", revision=head)
+    fake.apps["svc-a-staging"] = AppState(health="Degraded", revision=head)
     degraded = check_argocd(client, git, release)
     assert degraded.verdict is Verdict.failed
     assert "Synced/Degraded" in degraded.measured
 
     # Synced and Healthy, but at a commit from before the image reached staging
     before = git.run("rev-parse", "HEAD~1").strip()
-    fake.apps["user-service-staging"] = AppState(revision=before)
+    fake.apps["svc-a-staging"] = AppState(revision=before)
     stale = check_argocd(client, git, release)
     assert stale.verdict is Verdict.failed
-    assert f"which deploys 1.4.2@c2e5fa178246, not {release.image.label}" in stale.measured
+    first = image("svc-a", 1).label  # what the repository's first commit deploys
+    assert f"which deploys {first}, not {release.image.label}" in stale.measured
 
-    fake.apps["user-service-staging"] = AppState(revision="f" * 40)
+    fake.apps["svc-a-staging"] = AppState(revision="f" * 40)
     unknown = check_argocd(client, git, release)
     assert "this clone does not have (git fetch)" in unknown.measured
 
-    with pytest.raises(EndpointError, match=r'404 .* "product-service-staging" not found'):
-        check_argocd(client, git, load_repo(gated.root).release("product-service", "staging"))
+    with pytest.raises(EndpointError, match=r'404 .* "svc-b-staging" not found'):
+        check_argocd(client, git, load_repo(gated.root).release("svc-b", "staging"))
 
 
 def test_argocd_needs_its_token(
@@ -170,11 +173,11 @@ def test_wait_refreshes_then_polls_until_synced_at_the_commit(
 ) -> None:
     client, fake = _argocd_case(gated, argocd)
     head = gated.head()
-    fake.apps["user-service-staging"] = AppState(revision="0" * 40)
+    fake.apps["svc-a-staging"] = AppState(revision="0" * 40)
     fake.on_refresh = lambda _name: head
     fake.polls_to_sync = 3
     waited = wait_until_synced(
-        client, "user-service-staging", git=Git(gated.root), commit=head, timeout=30, interval=0.01
+        client, "svc-a-staging", git=Git(gated.root), commit=head, timeout=30, interval=0.01
     )
     assert waited.state.settled
     assert waited.state.revision == head
@@ -182,14 +185,14 @@ def test_wait_refreshes_then_polls_until_synced_at_the_commit(
     assert fake.requests[0].query == {"refresh": ["normal"]}
     assert all(not r.query for r in fake.requests[1:])
 
-    fake.apps["user-service-staging"] = AppState(sync="OutOfSync", revision="0" * 40)
+    fake.apps["svc-a-staging"] = AppState(sync="OutOfSync", revision="0" * 40)
     fake.on_refresh = lambda _name: None  # Argo CD never picks the commit up
     with pytest.raises(
         WaitTimedOut, match=r"not Synced and Healthy .* last seen: OutOfSync/Healthy"
     ):
         wait_until_synced(
             client,
-            "user-service-staging",
+            "svc-a-staging",
             git=Git(gated.root),
             commit=head,
             timeout=0.05,

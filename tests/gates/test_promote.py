@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, edit_yaml, git
 from tests.gates.conftest import (
+    IMAGE_LINE,
+    STAGED,
     Gated,
     Webhook,
     production_gates,
@@ -36,8 +38,8 @@ def ready(
     prometheus: RunningPrometheus,
     webhook: Webhook,
 ) -> Gated:
-    """Production requires every gate; staging runs user-service healthy and
-    product-service slow, both Synced and Healthy in Argo CD."""
+    """Production requires every gate; staging runs svc-a healthy and svc-b slow, both
+    Synced and Healthy in Argo CD."""
     fake, url = argocd
     staging_endpoints(gated, url, prometheus.url)
     gated.gates("production", production_gates(gated))
@@ -45,11 +47,11 @@ def ready(
         "production", notifications={"webhook": {"urlEnv": "PLATFORM_WEBHOOK_PRODUCTION"}}
     )
     gated.commit("production requires every gate")
-    settle(fake, "staging", ["user-service", "product-service"], gated.head())
-    prometheus.workload.set("user-service", **HEALTHY)
-    prometheus.workload.set("product-service", per_second=30.0, error_ratio=0.0, latency=0.4)
-    _wait_for_data(prometheus, "user-service")
-    _wait_for_data(prometheus, "product-service")
+    settle(fake, "staging", list(STAGED), gated.head())
+    prometheus.workload.set("svc-a", **HEALTHY)
+    prometheus.workload.set("svc-b", per_second=30.0, error_ratio=0.0, latency=0.4)
+    _wait_for_data(prometheus, "svc-a")
+    _wait_for_data(prometheus, "svc-b")
     return gated
 
 
@@ -65,52 +67,52 @@ def _untouched(root: Path, head: str) -> None:
 def test_promotion_into_production_applies_every_gate_and_records_the_evidence(
     ready: Gated, cli: Cli, webhook: Webhook
 ) -> None:
-    result = cli(ready.root, "promote", "user-service", "--to", "production")
+    result = cli(ready.root, "promote", "svc-a", "--to", "production")
     assert result.exit_code == 0, result.output
     table = result.stdout.split("\n\n")[0]
     for gate in ("freeze", "soak", "registry", "signature", "argocd", "slo"):
         assert gate in table
     assert "failed" not in table
-    assert re.search(r"soak +user-service +passed +(2d23h|3d\w*) in staging ≥ 1d", table), table
+    assert re.search(r"soak +svc-a +passed +(2d23h|3d\w*) in staging ≥ 1d", table), table
     message = _message(ready.root)
     gates = [line for line in message.splitlines() if line.startswith("Platform-Gate: ")]
     assert [g.split()[1] for g in gates] == [
         "freeze",
-        "soak/user-service",
-        "registry/user-service",
-        "signature/user-service",
-        "argocd/user-service",
-        "slo/user-service",
-        "slo/user-service",
-        "slo/user-service",
+        "soak/svc-a",
+        "registry/svc-a",
+        "signature/svc-a",
+        "argocd/svc-a",
+        "slo/svc-a",
+        "slo/svc-a",
+        "slo/svc-a",
         "policy",
     ]
     assert all(" passed (" in g for g in gates)
-    history = cli(ready.root, "history", "user-service", "--env", "production", "-o", "json")
+    history = cli(ready.root, "history", "svc-a", "--env", "production", "-o", "json")
     recorded = {(g["gate"], g["verdict"]) for g in json.loads(history.stdout)[0]["gates"]}
     assert ("soak", "passed") in recorded
     assert ("policy", "passed") in recorded
     [event] = webhook.received
-    assert event["text"].startswith("✅ promote(user-service): staging → production 1.4.2")
-    assert "gates: ✓ freeze, ✓ soak/user-service" in json.dumps(event, ensure_ascii=False)
+    assert event["text"].startswith(f"✅ promote(svc-a): staging → production {STAGED['svc-a']}")
+    assert "gates: ✓ freeze, ✓ soak/svc-a" in json.dumps(event, ensure_ascii=False)
 
 
 def test_a_failing_gate_refuses_with_the_table_and_an_override_is_recorded(
     ready: Gated, cli: Cli, webhook: Webhook
 ) -> None:
     head = ready.head()
-    refused = cli(ready.root, "promote", "product-service", "--to", "production")
+    refused = cli(ready.root, "promote", "svc-b", "--to", "production")
     assert refused.exit_code == 1, refused.output
-    assert re.search(r"slo +product-service +failed +p95-latency 488 ms ≥ 200 ms", refused.stdout)
+    assert re.search(r"slo +svc-b +failed +p95-latency 488 ms ≥ 200 ms", refused.stdout)
     assert "--override slo --reason TEXT" in refused.stderr
     _untouched(ready.root, head)
     [event] = webhook.received
-    assert event["text"].startswith("❌ promote(product-service)")
+    assert event["text"].startswith("❌ promote(svc-b)")
 
     overridden = cli(
         ready.root,
         "promote",
-        "product-service",
+        "svc-b",
         "--to",
         "production",
         "--override",
@@ -122,10 +124,10 @@ def test_a_failing_gate_refuses_with_the_table_and_an_override_is_recorded(
     message = _message(ready.root)
     assert "Platform-Override: slo" in message
     assert (
-        "Platform-Gate: slo/product-service overridden "
+        "Platform-Gate: slo/svc-b overridden "
         "(latency regression accepted by the SRE on call)" in message
     )
-    assert "Platform-Gate: registry/product-service passed" in message
+    assert "Platform-Gate: registry/svc-b passed" in message
 
 
 def test_an_unreachable_gate_fails_closed_naming_the_endpoint(
@@ -137,7 +139,7 @@ def test_an_unreachable_gate_fails_closed_naming_the_endpoint(
     )
     gated.gates("production", {"argocd": {}})
     head = gated.commit("production asks staging's Argo CD")
-    result = cli(gated.root, "promote", "user-service", "--to", "production")
+    result = cli(gated.root, "promote", "svc-a", "--to", "production")
     assert result.exit_code == 3, result.output
     assert f"Argo CD at {dead} unreachable" in result.stdout
     assert "--override argocd --reason TEXT" in result.stderr
@@ -145,7 +147,7 @@ def test_an_unreachable_gate_fails_closed_naming_the_endpoint(
     forced = cli(
         gated.root,
         "promote",
-        "user-service",
+        "svc-a",
         "--to",
         "production",
         "--override",
@@ -168,7 +170,7 @@ def test_freeze_and_soak_refuse_from_the_calendar_and_git(gated: Gated, cli: Cli
         },
     )
     head = gated.commit("a long freeze and a week of soak")
-    result = cli(gated.root, "promote", "user-service", "--to", "production")
+    result = cli(gated.root, "promote", "svc-a", "--to", "production")
     assert result.exit_code == 1
     assert "release-party (2020-01-01 00:00 to 2099-01-01 00:00) is open" in result.stdout
     assert "in staging < 7d" in result.stdout
@@ -177,16 +179,16 @@ def test_freeze_and_soak_refuse_from_the_calendar_and_git(gated: Gated, cli: Cli
 
 
 def test_the_registry_gate_fills_in_the_digest_of_a_tag_from_dev(gated: Gated, cli: Cli) -> None:
-    digest = gated.push("user-service", "1.5.0")
-    gated.set_image("dev", "user-service", "1.5.0")
+    digest = gated.push("svc-a", "1.5.0")
+    gated.set_image("dev", "svc-a", "1.5.0")
     gated.gates("staging", {"registry": {}})
     gated.commit("dev runs a CI tag")
-    result = cli(gated.root, "promote", "user-service", "--to", "staging")
+    result = cli(gated.root, "promote", "svc-a", "--to", "staging")
     assert result.exit_code == 0, result.output
-    line = (gated.root / "environments/staging/user-service.yaml").read_text().splitlines()[2]
-    repository = f"{gated.registry.host}/user-service"
+    [line] = IMAGE_LINE.findall((gated.root / "environments/staging/svc-a.yaml").read_text())
+    repository = f"{gated.registry.host}/svc-a"
     assert line == f'image: {{repository: {repository}, tag: 1.5.0, digest: "{digest}"}}'
-    assert "Platform-Gate: registry/user-service passed (1.5.0 → sha256:" in _message(gated.root)
+    assert "Platform-Gate: registry/svc-a passed (1.5.0 → sha256:" in _message(gated.root)
 
 
 def test_bad_gate_options_are_usage_errors_that_change_nothing(
@@ -206,7 +208,7 @@ def test_bad_gate_options_are_usage_errors_that_change_nothing(
         (["--push", "--wait"], "needs a token in $ARGOCD_TOKEN_PRODUCTION"),
     ]
     for extra, message in cases:
-        result = cli(gated.root, "promote", "user-service", "--to", "production", *extra)
+        result = cli(gated.root, "promote", "svc-a", "--to", "production", *extra)
         assert result.exit_code == 2, (extra, result.output)
         assert message in result.stderr, (extra, result.stderr)
         _untouched(gated.root, head)
@@ -226,7 +228,7 @@ def pushed(gated: Gated, tmp_path: Path, argocd: tuple[FakeArgoCD, str]) -> tupl
     subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
     git(clone, "config", "user.email", "dev@example.com")
     git(clone, "config", "user.name", "Dev")
-    for service in ("user-service", "product-service"):
+    for service in STAGED:
         fake.apps[f"{service}-production"] = AppState(revision=gated.head())
     fake.on_refresh = lambda _name: git(bare, "rev-parse", "main").strip()
     return clone, fake
@@ -236,18 +238,16 @@ def test_wait_follows_the_push_to_synced_and_healthy(
     pushed: tuple[Path, FakeArgoCD], cli: Cli
 ) -> None:
     clone, _ = pushed
-    result = cli(clone, "promote", "user-service", "--to", "production", *PUSH_AND_WAIT)
+    result = cli(clone, "promote", "svc-a", "--to", "production", *PUSH_AND_WAIT)
     assert result.exit_code == 0, result.output
     commit = git(clone, "rev-parse", "HEAD").strip()
-    assert f"user-service-production: Synced/Healthy at {commit[:12]} after" in result.stdout
+    assert f"svc-a-production: Synced/Healthy at {commit[:12]} after" in result.stdout
     assert "(3 polls)" in result.stdout
 
-    rolled = cli(
-        clone, "rollback", "user-service", "-e", "production", *PUSH_AND_WAIT, "-o", "json"
-    )
+    rolled = cli(clone, "rollback", "svc-a", "-e", "production", *PUSH_AND_WAIT, "-o", "json")
     assert rolled.exit_code == 0, rolled.output
     payload = json.loads(rolled.stdout)
-    assert payload["waited"][0]["application"] == "user-service-production"
+    assert payload["waited"][0]["application"] == "svc-a-production"
     assert payload["waited"][0]["state"].startswith("Synced/Healthy at")
 
 
@@ -256,8 +256,8 @@ def test_wait_times_out_with_the_last_state_and_keeps_the_push(
 ) -> None:
     clone, fake = pushed
     fake.on_refresh = lambda _name: None
-    fake.apps["user-service-production"].health = "Degraded"
-    promote = ("promote", "user-service", "--to", "production")
+    fake.apps["svc-a-production"].health = "Degraded"
+    promote = ("promote", "svc-a", "--to", "production")
     result = cli(clone, *promote, *PUSH_AND_WAIT, "--wait-timeout", "0.3")
     assert result.exit_code == 4, result.output  # the step that failed: --wait
     assert "last seen: Synced/Degraded" in result.stderr
@@ -272,7 +272,7 @@ def test_a_failed_notification_is_reported_and_the_promotion_stands(
         "production", notifications={"webhook": {"urlEnv": "PLATFORM_WEBHOOK_PRODUCTION"}}
     )
     head = gated.commit("production notifies")
-    result = cli(gated.root, "promote", "user-service", "--to", "production")
+    result = cli(gated.root, "promote", "svc-a", "--to", "production")
     assert result.exit_code == 0, result.output
     assert git(gated.root, "rev-parse", "HEAD~1").strip() == head
     assert "warning: notification failed: webhook at 127.0.0.1 answered 500" in result.stderr
@@ -308,12 +308,12 @@ def test_a_failed_rollback_is_notified_and_changes_nothing(
         "production", notifications={"webhook": {"urlEnv": "PLATFORM_WEBHOOK_PRODUCTION"}}
     )
     head = gated.commit("production notifies")
-    result = cli(gated.root, "rollback", "user-service", "--env", "production", "--push")
+    result = cli(gated.root, "rollback", "svc-a", "--env", "production", "--push")
     assert result.exit_code == 3, result.output
     assert "no git remote to push to" in result.stderr
     _untouched(gated.root, head)
     [event] = webhook.received
-    assert event["text"].startswith("❌ rollback(user-service): production")
+    assert event["text"].startswith("❌ rollback(svc-a): production")
     assert "no git remote to push to" in event["blocks"][0]["text"]["text"]
 
 
@@ -325,7 +325,7 @@ def test_wait_without_an_argocd_endpoint_is_refused_before_anything_is_pushed(
 
     edit_yaml(gated.root / "environments/production/environment.yaml", no_endpoints)
     head = gated.commit("production has no Argo CD endpoint")
-    result = cli(gated.root, "promote", "user-service", "--to", "production", "--push", "--wait")
+    result = cli(gated.root, "promote", "svc-a", "--to", "production", "--push", "--wait")
     assert result.exit_code == 2, result.output
     assert "--wait needs endpoints.argocd in production/environment.yaml" in result.stderr
     _untouched(gated.root, head)

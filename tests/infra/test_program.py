@@ -230,10 +230,9 @@ def test_the_first_stage_owns_one_ecr_repository_per_service(programs: dict[str,
         assert repository["imageTagMutability"] == "IMMUTABLE"
         assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
         assert repository["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
-    assert (
-        dev.exports["repositoryUrls"]["user-service"]
-        == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/user-service"
-    )
+    assert dev.exports["repositoryUrls"] == {
+        service: f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{service}" for service in repo.services
+    }
     # Later stages pull from the same repositories and create none.
     assert (
         programs["staging"].of_type(ECR_REPOSITORY)
@@ -316,7 +315,11 @@ def test_the_cluster_secret_carries_the_gitops_bridge_metadata(program: Program)
     assert annotations["aws_account_id"] == ACCOUNT
     assert annotations["aws_cluster_name"] == f"platform-{program.stack}"
     assert annotations["aws_vpc_id"] == VPC_ID
-    assert annotations["user_service_iam_role_arn"] == program.exports["roleArns"]["user-service"]
+    services = load_repo(ROOT).services
+    assert services
+    for service in services:  # the GitOps Bridge's name: <owner>_iam_role_arn, "_" for "-"
+        role = program.exports["roleArns"][service]
+        assert annotations[f"{service.replace('-', '_')}_iam_role_arn"] == role
     # The provider marks the secret's data as a Pulumi secret: encrypted in the state.
     data = secret["stringData"]
     assert data[rpc._special_sig_key] == rpc._special_secret_sig

@@ -20,15 +20,19 @@ from platformctl.release import holds_of
 from tests.conftest import PROJECT_ROOT, _without_gates, edit_yaml, git, initial_commit
 
 REGISTRY = "registry.example/team"
+# the builds of a pipeline in its steady state (make_pipeline): the last stage's, the one a
+# second stage runs ahead of it, and the tag CI pushed to the first
+LIVE, STAGED, BUILT = 1, 2, 3
 
 
 def digest(n: int) -> str:
     return f"sha256:{n:064x}"
 
 
-def image(service: str, n: int) -> Image:
-    """Build ``n`` of a service: tag 1.n.0 with its own digest."""
-    return Image(f"{REGISTRY}/{service}", f"1.{n}.0", digest(n))
+def image(service: str, n: int, *, pinned: bool = True) -> Image:
+    """Build ``n`` of a service: tag 1.n.0 with its own digest (none unless ``pinned``: a tag
+    CI has pushed, as a first stage may run it)."""
+    return Image(f"{REGISTRY}/{service}", f"1.{n}.0", digest(n) if pinned else None)
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,11 @@ class Fleet:
     def image(self, stage: str, service: str) -> Image:
         return load_repo(self.root).release(service, stage).image
 
-    def set_image(self, stage: str, service: str, build: int, *, commit: bool = True) -> None:
+    def set_image(
+        self, stage: str, service: str, build: int, *, commit: bool = True, pinned: bool = True
+    ) -> None:
         path = self.values(stage, service)
-        edited = with_image(path.read_text(), image(service, build))
+        edited = with_image(path.read_text(), image(service, build, pinned=pinned))
         assert edited is not None
         path.write_text(edited)
         if commit:
@@ -81,6 +87,18 @@ def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
     edit_yaml(environments / "pipeline.yaml", _without_gates, sequence_indent=4)
     initial_commit(path)
     return Fleet(path, project.environment_names, tuple(services))
+
+
+def make_pipeline(path: Path, services: list[str], ahead: list[str]) -> Fleet:
+    """A pipeline's steady state: the first stage runs CI's tags (no digest), ``ahead`` runs a
+    newer pinned build in the second stage, every later stage runs the first build."""
+    fleet = make_fleet(path, services, build=LIVE)
+    for service in services:
+        fleet.set_image(fleet.stages[0], service, BUILT, pinned=False, commit=False)
+    for service in ahead:
+        fleet.set_image(fleet.stages[1], service, STAGED, commit=False)
+    git(fleet.root, "commit", "-qam", "ci: new tags in the first stage, the second is ahead")
+    return fleet
 
 
 def _peers_within(services: list[str]) -> Callable[[Any], None]:

@@ -9,14 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from platformctl.imagefile import set_image
-from platformctl.model import TAG_PATTERN, Image
+from platformctl.model import TAG_PATTERN, Image, load_repo
 from platformctl.yamlio import read_mapping
 from tests.conftest import PROJECT_ROOT
 
-FILES = sorted((PROJECT_ROOT / "environments").glob("*/*-service.yaml")) + sorted(
-    (PROJECT_ROOT / "environments").glob("*/api-gateway.yaml")
-)
-FILES = [f for f in FILES if f.parent.name != "base"]
+# every values file with an image line, whatever services and environments this repository has
+FILES = sorted(release.values_file for release in load_repo(PROJECT_ROOT).releases.values())
 
 tags = st.from_regex(TAG_PATTERN, fullmatch=True)
 digests = st.none() | st.binary(min_size=32, max_size=32).map(lambda b: "sha256:" + b.hex())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import git
+from tests.release.fleet import bare_remote, clone_of, make_pipeline
 from tests.support.http import Request, serve
 
 Cli = Callable[..., Any]
@@ -84,14 +84,12 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture
-def work(repo: Path, tmp_path: Path) -> Path:
-    bare = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
-    clone = tmp_path / "work"
-    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
-    git(clone, "config", "user.email", "dev@example.com")
-    git(clone, "config", "user.name", "Dev")
-    return clone
+def work(tmp_path: Path) -> Path:
+    """A clone of a remote whose svc-a and svc-b are newer in staging than in production."""
+    fleet = make_pipeline(tmp_path / "repo", ["svc-a", "svc-b", "svc-c"], ["svc-a", "svc-b"])
+    return clone_of(
+        bare_remote(fleet, tmp_path / "remote.git"), tmp_path / "work", fleet, "dev"
+    ).root
 
 
 def test_pull_request_flow_opens_updates_and_supersedes(
@@ -101,20 +99,18 @@ def test_pull_request_flow_opens_updates_and_supersedes(
     first = cli(work, "promote", "--all", "--to", "production", "--pull-request")
     assert first.exit_code == 0, first.output
     assert "opened pull request #1" in first.stdout
-    assert github.pulls[1]["head"]["ref"] == (
-        "platform/promote/production/product-service+user-service"
-    )
+    assert github.pulls[1]["head"]["ref"] == "platform/promote/production/svc-a+svc-b"
     assert github.pulls[1]["base"]["ref"] == "main"
     assert github.authorization == {"Bearer test-token"}
     # the local branch is untouched; the change lives on the pushed branch
     assert git(work, "rev-parse", "HEAD") == head
     assert git(work, "status", "--porcelain") == ""
-    branch = "origin/platform/promote/production/product-service+user-service"
+    branch = "origin/platform/promote/production/svc-a+svc-b"
     git(work, "fetch", "-q")
     assert "Platform-Action: promote" in git(work, "log", "-1", "--format=%B", branch)
 
     second = cli(
-        work, "promote", "user-service", "--to", "production", "--pull-request", "--output", "json"
+        work, "promote", "svc-a", "--to", "production", "--pull-request", "--output", "json"
     )
     assert second.exit_code == 0, second.output
     payload = json.loads(second.stdout)
@@ -123,7 +119,7 @@ def test_pull_request_flow_opens_updates_and_supersedes(
     assert github.pulls[1]["state"] == "closed"
     assert github.comments == [(1, "Superseded by #2.")]
 
-    third = cli(work, "promote", "user-service", "--to", "production", "--pull-request")
+    third = cli(work, "promote", "svc-a", "--to", "production", "--pull-request")
     assert third.exit_code == 0
     assert "updated pull request #2" in third.stdout
     assert len(github.pulls) == 2
@@ -135,7 +131,7 @@ def test_pull_request_without_token_changes_nothing(
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     monkeypatch.setenv("GITHUB_REPOSITORY", SLUG)
     before = git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")
-    result = cli(work, "promote", "user-service", "--to", "production", "--pull-request")
+    result = cli(work, "promote", "svc-a", "--to", "production", "--pull-request")
     assert result.exit_code == 3
     assert "GITHUB_TOKEN" in result.stderr
     assert (git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")) == before
@@ -157,7 +153,7 @@ def test_a_pull_request_github_refuses_leaves_no_branch_behind(
 ) -> None:
     github.refuse_create = True
     before = git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain")
-    result = cli(work, "promote", "user-service", "--to", "production", "--pull-request")
+    result = cli(work, "promote", "svc-a", "--to", "production", "--pull-request")
     assert result.exit_code == 3, result.output
     assert result.stderr.startswith("error: pull request not opened:")
     assert "the branch was put back" in result.stderr
