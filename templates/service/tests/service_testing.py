@@ -1,4 +1,5 @@
-"""Helpers of the template's tests: run the app in a real uvicorn on a loopback port, with routes that are slow or fail."""
+"""Helpers of the template's tests: the app in a real uvicorn on a loopback port, and routes
+that are slow or fail."""
 
 from __future__ import annotations
 
@@ -45,4 +46,3 @@ def running(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join()
-

@@ -53,7 +53,11 @@ def test_requests_are_counted_by_route_template_method_and_status() -> None:
             for s in samples(base, "http_requests_total")
         }
     # probes and scrapes are not traffic: they would flatter the latency and error objectives
-    assert counts == {("GET", "/", "200"): 2, ("GET", "/fail", "500"): 1, ("GET", UNMATCHED, "404"): 1}
+    assert counts == {
+        ("GET", "/", "200"): 2,
+        ("GET", "/fail", "500"): 1,
+        ("GET", UNMATCHED, "404"): 1,
+    }
 
 
 def test_latency_buckets_put_200_ms_on_a_boundary() -> None:

@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
-from fastapi.telemetry import TelemetryConfig
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import Scope
 
 from service_template.metrics import HttpMetrics, MetricsMiddleware
@@ -55,6 +56,9 @@ def create_app(
         state.ready = True
         yield
         state.ready = False
+        if isinstance(tracer_provider, TracerProvider):
+            # uvicorn ends the process with the SIGTERM it caught: send the batched spans now
+            tracer_provider.force_flush()
 
     def unobserved(scope: Scope) -> bool:
         return scope.get("path") in PLATFORM_ROUTES

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
+from fastapi import APIRouter
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
 
-from service_template.app import Lifecycle, create_app
+from service_template.app import Lifecycle, api, create_app
 from service_template.logs import configure_logging
 from service_template.tracing import tracer_provider
 
@@ -71,7 +71,7 @@ def serve(settings: Settings, lifecycle: Lifecycle, app: ASGIApp) -> None:
     """Run ``app`` until SIGTERM/SIGINT; one process per pod (scale with replicas)."""
     config = uvicorn.Config(
         app,
-        host="0.0.0.0",  # noqa: S104 - the pod's port, reached through the Service
+        host="0.0.0.0",  # noqa: S104 - the pod's port, reached through its Service
         port=settings.port,
         log_config=None,
         access_log=False,  # MetricsMiddleware writes the access log, with trace ids
@@ -81,14 +81,11 @@ def serve(settings: Settings, lifecycle: Lifecycle, app: ASGIApp) -> None:
     DrainingServer(config, lifecycle, settings.drain_seconds).run()
 
 
-def main() -> None:
+def main(routers: tuple[APIRouter, ...] = (api,)) -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     provider = tracer_provider()
     trace.set_tracer_provider(provider)
     lifecycle = Lifecycle()
-    try:
-        serve(settings, lifecycle, create_app(lifecycle=lifecycle, tracer_provider=provider))
-    finally:
-        if isinstance(provider, TracerProvider):
-            provider.shutdown()  # flushes the spans still batched
+    app = create_app(routers=routers, lifecycle=lifecycle, tracer_provider=provider)
+    serve(settings, lifecycle, app)
