@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,11 +65,12 @@ def route_of(scope: Scope) -> str:
 
 
 class MetricsMiddleware:
-    """Counts and times every request but the excluded routes (probes, scrapes), and writes
-    one access log line per request inside its trace span.
+    """Counts and times every request but the excluded routes (probes, scrapes), writes one
+    access log line per request inside its trace span, and answers an unhandled exception
+    with a 500 itself: logged once with its trace id, and the connection stays open (uvicorn
+    closes a keep-alive connection under the next request when the exception reaches it).
 
-    Plain ASGI rather than BaseHTTPMiddleware: the duration covers the streamed body, and an
-    exception that escapes the app counts as the 500 the server will answer.
+    Plain ASGI rather than BaseHTTPMiddleware: the duration covers the streamed body.
     """
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics, excluded: Collection[str]) -> None:
@@ -82,7 +83,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -90,23 +91,26 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        failure: BaseException | None = None
+        failure: Exception | None = None
         try:
             await self.app(scope, receive, send_status)
         except Exception as error:
             failure = error
-            raise
+            if status is not None:
+                raise  # the response is under way: only the server can end it
+            await PlainTextResponse("Internal Server Error", 500)(scope, receive, send_status)
         finally:
             seconds = time.perf_counter() - start
             route = route_of(scope)
+            answered = 500 if status is None else status
             if route not in self.excluded:
-                self.metrics.observe(scope["method"], route, status, seconds)
+                self.metrics.observe(scope["method"], route, answered, seconds)
                 access_log.log(
-                    logging.ERROR if status >= 500 else logging.INFO,
+                    logging.ERROR if answered >= 500 else logging.INFO,
                     "%s %s %d",
                     scope["method"],
                     scope["path"],
-                    status,
+                    answered,
                     exc_info=failure,
-                    extra={"route": route, "status": status, "duration_ms": seconds * 1000},
+                    extra={"route": route, "status": answered, "duration_ms": seconds * 1000},
                 )
