@@ -25,6 +25,8 @@ class TracingConfigError(ValueError):
 
 
 def tracer_provider() -> trace.TracerProvider:
+    """The SDK's provider, exporting over OTLP when an endpoint is set (the no-op one when
+    OTEL_SDK_DISABLED=true)."""
     environ = os.environ
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return trace.NoOpTracerProvider()
