@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +21,53 @@ def dockerfile() -> DockerfileParser:
     return DockerfileParser(str(ROOT / "Dockerfile"))
 
 
-def stages(dockerfile: DockerfileParser) -> list[list[dict[str, Any]]]:
-    found: list[list[dict[str, Any]]] = []
+@dataclass(frozen=True)
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[dict[str, Any]]
+
+    def values(self, instruction: str) -> list[str]:
+        return [i["value"] for i in self.instructions if i["instruction"] == instruction]
+
+
+def stages(dockerfile: DockerfileParser) -> list[Stage]:
+    found: list[Stage] = []
     for instruction in dockerfile.structure:
         if instruction["instruction"] == "FROM":
-            found.append([])
-        if found and instruction["instruction"] != "COMMENT":
-            found[-1].append(instruction)
+            base, _, name = instruction["value"].partition(" AS ")
+            found.append(Stage(base.strip(), name.strip() or None, []))
+        elif found and instruction["instruction"] != "COMMENT":
+            found[-1].instructions.append(instruction)
     return found
 
 
-def values(stage: list[dict[str, Any]], name: str) -> list[str]:
-    return [i["value"] for i in stage if i["instruction"] == name]
-
-
 def test_every_base_image_is_pinned_to_an_exact_version(dockerfile: DockerfileParser) -> None:
-    for image in dockerfile.parent_images:
-        assert PINNED.search(image), f"{image}: pin an exact version or a digest"
+    names: set[str] = set()
+    for stage in stages(dockerfile):
+        if stage.base not in names:
+            assert PINNED.search(stage.base), f"{stage.base}: pin an exact version or a digest"
+        if stage.name:
+            names.add(stage.name)
 
 
 def test_the_final_stage_holds_the_built_environment_and_no_build_tools(
     dockerfile: DockerfileParser,
 ) -> None:
-    *builders, final = stages(dockerfile)
-    assert builders, "a build stage and a final stage"
-    # same interpreter as the stage that built the environment: its symlinks point at it
-    build = next(stage for stage in builders if values(stage, "RUN"))
-    assert dockerfile.parent_images[-1] == dockerfile.parent_images[len(builders) - 1]
-    assert any("uv sync --frozen" in run for run in values(build, "RUN"))
-    assert any("UV_COMPILE_BYTECODE=1" in env for env in values(build, "ENV"))
+    *earlier, final = stages(dockerfile)
+    [build] = [stage for stage in earlier if stage.values("RUN")]
+    # the interpreter the environment was built against: its symlinks point at it
+    assert final.base == build.base
+    assert any("uv sync --frozen" in run for run in build.values("RUN"))
+    assert any("UV_COMPILE_BYTECODE=1" in env for env in build.values("ENV"))
     # nothing is installed or run in the final stage: no package manager, compiler or uv
-    assert values(final, "RUN") == []
-    copies = values(final, "COPY")
-    assert copies == ["--from=build /app/.venv /app/.venv"]
-    assert any("PYTHONDONTWRITEBYTECODE=1" in env for env in values(final, "ENV"))
+    assert final.values("RUN") == []
+    assert final.values("COPY") == [f"--from={build.name} /app/.venv /app/.venv"]
+    assert any("PYTHONDONTWRITEBYTECODE=1" in env for env in final.values("ENV"))
 
 
 def test_it_runs_as_the_charts_numeric_non_root_user(dockerfile: DockerfileParser) -> None:
-    final = stages(dockerfile)[-1]
-    user = values(final, "USER")[-1]
+    user = stages(dockerfile)[-1].values("USER")[-1]
     assert re.fullmatch(r"\d+:\d+", user), "numeric, so the kubelet's runAsNonRoot can check it"
     assert int(user.split(":")[0]) != 0
 
