@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,9 +26,11 @@ def free_port() -> int:
 
 
 def status(url: str) -> int | None:
+    """The answer's status, or None while nothing listens (paced: this is polled)."""
     try:
         return httpx.get(url, timeout=5).status_code
     except httpx.TransportError:
+        threading.Event().wait(0.05)
         return None
 
 
