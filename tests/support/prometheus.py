@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.components import free_port, require, running
 from tests.support.http import Request, serve
@@ -96,34 +97,39 @@ class RunningPrometheus:
 
 
 @contextmanager
-def start_prometheus(folder: Path, workload: Workload) -> Iterator[RunningPrometheus]:
+def prometheus_scraping(folder: Path, scrape_configs: list[dict[str, Any]]) -> Iterator[str]:
+    """A real Prometheus on a loopback port, scraping every ``SCRAPE_SECONDS``; yields its URL."""
     binary = require("prometheus", "prometheus")
     folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": "1s"},
+        "scrape_configs": scrape_configs,
+    }
+    config_path = folder / "prometheus.yml"
+    config_path.write_text(json.dumps(config))
+    command = [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with running(command, f"{url}/-/ready", folder / "prometheus.log"):
+        yield url
 
+
+@contextmanager
+def start_prometheus(folder: Path, workload: Workload) -> Iterator[RunningPrometheus]:
     def metrics(request: Request) -> tuple[int, str]:
         return (200, workload.exposition()) if request.path == "/metrics" else (404, "")
 
     with serve(metrics) as target:
-        port = free_port()
-        config = {
-            "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "services",
-                    "honor_labels": True,
-                    "static_configs": [{"targets": [target.removeprefix("http://")]}],
-                }
-            ],
+        services = {
+            "job_name": "services",
+            "honor_labels": True,
+            "static_configs": [{"targets": [target.removeprefix("http://")]}],
         }
-        config_path = folder / "prometheus.yml"
-        config_path.write_text(json.dumps(config))
-        command = [
-            binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ]
-        url = f"http://127.0.0.1:{port}"
-        with running(command, f"{url}/-/ready", folder / "prometheus.log"):
+        with prometheus_scraping(folder, [services]) as url:
             yield RunningPrometheus(url, workload)

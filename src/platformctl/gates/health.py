@@ -46,16 +46,9 @@ def check_slo(
     prometheus: Prometheus, gate: SloGate, source: Release, now: dt.datetime
 ) -> list[GateResult]:
     """One result per objective, each over the gate's window ending now."""
-    window = f"{int(gate.window.total_seconds())}s"
-    names = {
-        "service": source.service,
-        "namespace": source.environment.namespace,
-        "environment": source.environment.name,
-        "window": window,
-    }
     results = []
-    for objective in gate.objectives:
-        value = prometheus.value(Template(objective.query).safe_substitute(names), at=now)
+    for objective, query in slo_queries(gate, source):
+        value = prometheus.value(query, at=now)
         if value is None:
             measured = f"{objective.name}: no data over {format_duration(gate.window)}"
             results.append(GateResult("slo", source.service, Verdict.failed, measured))
@@ -70,6 +63,17 @@ def check_slo(
         )
         results.append(GateResult("slo", source.service, verdict, measured))
     return results
+
+
+def slo_queries(gate: SloGate, source: Release) -> list[tuple[Objective, str]]:
+    """Each objective with the PromQL it sends for ``source`` over the gate's window."""
+    names = {
+        "service": source.service,
+        "namespace": source.environment.namespace,
+        "environment": source.environment.name,
+        "window": f"{int(gate.window.total_seconds())}s",
+    }
+    return [(o, Template(o.query).safe_substitute(names)) for o in gate.objectives]
 
 
 def format_value(objective: Objective, value: float) -> str:

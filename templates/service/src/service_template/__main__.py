@@ -1,0 +1,3 @@
+from service_template.server import main
+
+main()
