@@ -392,3 +392,19 @@ def test_discover_runs_on_a_schedule_and_pushes() -> None:
     [(_, _, flags)] = invocations([ROOT / ".github/workflows/discover.yml"])
     assert flags == {"--push"}
     assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_the_readmes_caller_example_meets_the_contract() -> None:
+    """The example teams copy: every required input and secret, nothing the workflow lacks,
+    and the permissions its jobs ask for (a caller cannot grant less)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### From a service's build to dev") :]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    [caller] = example["jobs"].values()
+    assert caller["uses"].startswith("acme-corp/platform/.github/workflows/service-build.yml@")
+    call = _service_build()[True]["workflow_call"]
+    required = {name for name, spec in call["inputs"].items() if spec.get("required")}
+    assert required <= set(caller["with"]) <= set(call["inputs"])
+    assert set(caller["secrets"]) == set(call["secrets"])
+    for name, job in _service_build()["jobs"].items():
+        assert job["permissions"].items() <= caller["permissions"].items(), name
