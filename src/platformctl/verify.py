@@ -396,6 +396,19 @@ def _twin_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _unmodelled_files(repo: Repo, environment: str) -> list[tuple[str, str]]:
+    """The files of an environment's folder that are no release's values (a values file with
+    no image line yet, a stray copy): the twin's git files generator reads them as Argo CD
+    does, but no target's inputs hold them."""
+    releases = {release.values_file for release in repo.select([environment])}
+    folder = repo.environment(environment).settings_file.parent
+    return sorted(
+        (path.relative_to(repo.root).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in folder.rglob("*")
+        if path.is_file() and path not in releases
+    )
+
+
 def _twin_findings(
     gate: _Gate, repo: Repo, stacks: dict[str, StackFacts | None], jobs: list[Job]
 ) -> dict[str, list[Finding]]:
@@ -422,7 +435,9 @@ def _twin_findings(
             input_key(job, renderer.chart_digest(job.chart), fingerprint, "")
             for job in every.values()
         )
-        key = "twin:" + _digest([fingerprint, stack.as_key() if stack else None, inputs])
+        key = "twin:" + _digest(
+            [fingerprint, stack.as_key() if stack else None, inputs, _unmodelled_files(repo, name)]
+        )
         entry = gate.cache.get(key)
         if entry is None:
             targets = {

@@ -3,6 +3,7 @@ matches, its content as parameters, and what a post selector sees of them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from platformctl.release import plan_promotion, plan_texts
 from platformctl.scaffold import ServicePlan, plan_service, write_service
 from platformctl.twin.bootstrap import bootstrap_of
 from platformctl.twin.world import flatten, generate
+from platformctl.verify import verify
 from tests.twin.conftest import about, twin, world_of
 
 NEW = "ledger"  # a service the fixture repository does not have
@@ -216,3 +218,19 @@ def test_a_release_no_application_deploys_is_reported(stacked: Path) -> None:
         "Argo CD would not deploy what the gate checked (a files entry or a selector leaves it "
         "out)"
     ]
+
+
+def test_the_cached_twin_sees_a_pending_file_go(stacked: Path) -> None:
+    """A pending file is no target's input, yet the twin reads it: its cached findings must
+    not outlive it (without the image selector it is an Application, then it is deleted)."""
+    template = stacked / "charts/gitops/templates/applicationset.yaml"
+    template.write_text(template.read_text().replace(IMAGE_SELECTOR, ""))
+    later = _scaffold(stacked).later_stages[0]
+
+    def plat019() -> list[str]:
+        report = verify(load_repo(stacked), [later], today=dt.date(2026, 1, 5))
+        return about(report.failing, "PLAT019")
+
+    assert plat019()  # and the verdict is cached
+    (stacked / "environments" / later / f"{NEW}.yaml").unlink()
+    assert plat019() == []
