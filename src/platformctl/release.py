@@ -318,9 +318,9 @@ def first_image_egress(
 
 def check_digests(plan: Plan) -> None:
     """After the gates (the registry gate fills digests in): a stage that requires digests
-    never gets a tag alone. An input problem (exit 2), not a gate's verdict: the command or
-    the pipeline left the tag unresolved. Offline, the plan marks the digest unknown instead
-    (``unresolved``): a dry run shows what the gate would resolve."""
+    never gets a tag alone. With the registry gate overridden, the command is what to change
+    (exit 2); without one declared, the stage's policy refuses the image (exit 1). Offline,
+    the plan marks the digest unknown instead (``unresolved``): a dry run shows the plan."""
     target = plan.environment
     if not target.policy.require_digest:
         return
@@ -328,18 +328,17 @@ def check_digests(plan: Plan) -> None:
     for change in plan.changes:
         if change.after.digest or change.service in unknown:
             continue
+        message = f"{change.service} in {plan.source} has no digest and {target.name} requires one"
         pin = f"pin the digest in {ENVIRONMENTS_DIR}/{plan.source}/{change.service}.yaml"
-        if "registry" in target.gates.names:
-            hint = f"drop registry from --override (it resolves the tag to its digest), or {pin}"
-        else:
-            hint = (
-                f"add 'registry: {{}}' to the gates of {target.name} in "
-                f"{ENVIRONMENTS_DIR}/pipeline.yaml (it resolves the tag to its digest), or {pin}"
+        if "registry" in target.gates.names:  # declared, and it would have filled it in
+            raise InputError(
+                f"{message}: --override registry leaves its tag {change.after.tag} unresolved",
+                hint=f"drop registry from --override (it resolves the tag to its digest), or {pin}",
             )
-        raise InputError(
-            f"{change.service} in {plan.source} is {change.after.tag} with no digest, and "
-            f"{target.name} requires one",
-            hint=hint,
+        raise RefusedError(
+            message,
+            hint=f"add 'registry: {{}}' to the gates of {target.name} in "
+            f"{ENVIRONMENTS_DIR}/pipeline.yaml (it resolves the tag to its digest), or {pin}",
         )
 
 
@@ -528,9 +527,7 @@ def policy_gate(repo: Repo, plan: Plan, texts: Mapping[str, str]) -> None:
             hint=f"see: platform verify --env {plan.environment.name}",
         )
     if plan.report is not None:
-        measured = (
-            f"platform verify: {len(services)} release(s) of {plan.environment.name} clean"
-        )
+        measured = f"platform verify: {len(services)} release(s) of {plan.environment.name} clean"
         plan.report.results.append(GateResult("policy", None, Verdict.passed, measured))
 
 
