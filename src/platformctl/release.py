@@ -131,11 +131,12 @@ class Plan:
             f"({edit.service}'s first image in {self.environment.name})"
             for edit in self.egress
         ]
+        unknown = unresolved(self)
         lines += [
             f"digest of {change.service} unknown offline: the registry gate resolves "
             f"{change.after.tag} and the digest is what gets promoted"
             for change in self.changes
-            if change.service in unresolved(self)
+            if change.service in unknown
         ]
         return lines
 
@@ -182,7 +183,12 @@ class Plan:
                 for c in self.changes
             ],
             "egress": [
-                {"caller": e.caller, "service": e.service, "file": e.path.name} for e in self.egress
+                {
+                    "caller": e.caller,
+                    "service": e.service,
+                    "file": f"{ENVIRONMENTS_DIR}/{self.environment.name}/{e.path.name}",
+                }
+                for e in self.egress
             ],
             "holds": {service: hold is not None for service, hold in self.holds.items()},
             "unchanged": list(self.unchanged),

@@ -4,7 +4,9 @@ policy wired both ways.
 ``plan_service`` decides every text (nothing is written); ``check_service`` runs the verify
 gate on a copy of the repository holding those texts; ``write_service`` writes them. The
 first stage runs the image by tag; the later stages get their file without an image line, and
-``platform promote`` writes that line (the service is not deployed there until then).
+``platform promote`` writes that line (the service is not deployed there until then) and, with
+``callers_egress``, the callers' egress there: a caller's egress names the service only where
+it runs.
 """
 
 from __future__ import annotations
@@ -373,7 +375,7 @@ def with_egress(
     result = dict(texts or {})
     for edit in edits:
         name = str(edit.path.relative_to(root))
-        result[name] = edit.apply(result.get(name) or edit.path.read_text("utf-8"))
+        result[name] = edit.apply(result[name] if name in result else edit.path.read_text("utf-8"))
     return result
 
 

@@ -180,6 +180,28 @@ def test_a_caller_whose_egress_names_the_service_already_is_left_alone(
     assert set(_stat(onboarded.root)) == {onboarded.relative(stage, s) for s in (new, *others)}
 
 
+def test_a_caller_promoted_in_the_same_commit_gets_both_edits(
+    onboarded: Onboarded, cli: Cli
+) -> None:
+    onboarded.pin_first_stage()
+    new, caller, stage = onboarded.service, onboarded.callers[0], onboarded.stages[1]
+    path = onboarded.values(onboarded.stages[0], caller)
+    current = image_of(path.read_text())
+    assert current is not None
+    build = Image(current.repository, "9.9.9", digest(9))
+    edited = with_image(path.read_text(), build)
+    assert edited is not None
+    path.write_text(edited)
+    git(onboarded.root, "commit", "-qam", f"ci: {caller} 9.9.9")
+    before = load_repo(onboarded.root)
+    result = cli(onboarded.root, "promote", new, caller, "--to", stage)
+    assert result.exit_code == 0, result.output
+    after = load_repo(onboarded.root)
+    assert after.release(caller, stage).image == build
+    assert _egress(after, caller, stage) == [*_egress(before, caller, stage), new]
+    assert _stat(onboarded.root)[onboarded.relative(stage, caller)][1] == 1  # the image line
+
+
 def test_the_dry_run_shows_the_egress_lines_and_writes_nothing(
     onboarded: Onboarded, cli: Cli
 ) -> None:
@@ -192,6 +214,9 @@ def test_the_dry_run_shows_the_egress_lines_and_writes_nothing(
     args = ("promote", onboarded.service, "--to", stage, "--dry-run", "-o", "json")
     payload = json.loads(cli(onboarded.root, *args).stdout)
     assert [e["caller"] for e in payload["egress"]] == list(onboarded.callers)
+    assert [e["file"] for e in payload["egress"]] == [
+        onboarded.relative(stage, caller) for caller in onboarded.callers
+    ]
     assert payload["changes"][0]["before"] is None
     assert _snapshot(onboarded.root) == before
 

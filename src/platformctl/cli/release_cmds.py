@@ -202,7 +202,10 @@ def register(app: typer.Typer) -> None:
         ),
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
         offline: bool = typer.Option(
-            False, "--offline", help="With --dry-run: report network gates as skipped."
+            False,
+            "--offline",
+            help="With --dry-run: report network gates as skipped (a digest the registry gate "
+            "would resolve is shown as unknown).",
         ),
         wait: bool = WAIT_OPTION,
         wait_timeout: float = WAIT_TIMEOUT_OPTION,
