@@ -339,12 +339,13 @@ def check_digests(plan: Plan) -> None:
         if "registry" in target.gates.names:  # declared, and it would have filled it in
             raise InputError(
                 f"{message}: --override registry leaves its tag {change.after.tag} unresolved",
-                hint=f"drop registry from --override (it resolves the tag to its digest), or {pin}",
+                hint=f"drop registry from --override, the gate resolves the tag to its digest; "
+                f"or {pin}",
             )
         raise RefusedError(
             message,
             hint=f"add 'registry: {{}}' to the gates of {target.name} in "
-            f"{ENVIRONMENTS_DIR}/pipeline.yaml (it resolves the tag to its digest), or {pin}",
+            f"{ENVIRONMENTS_DIR}/pipeline.yaml, it resolves the tag to its digest; or {pin}",
         )
 
 
