@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from io import BytesIO, StringIO
@@ -51,6 +51,7 @@ from platformctl.model import (
     check_settings_text,
     load_repo,
 )
+from platformctl.scaffold import EgressEdit, callers_egress, with_egress
 from platformctl.status import same_artifact
 from platformctl.transaction import Journal, clear_journal, move, recover, write_journal
 from platformctl.verify import verify
@@ -100,6 +101,8 @@ class Plan:
     report: GateReport | None = None
     # services left out because they are held in the target (promote --skip-held)
     skipped_held: tuple[str, ...] = ()
+    # callers' egress a first image needs in the target (``first_image_egress``)
+    egress: tuple[EgressEdit, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -120,11 +123,31 @@ class Plan:
             return f"rollback({services}): {self.environment.name}{target}"
         return f"{self.action}({services}): {self.environment.name}"
 
+    def notes(self) -> list[str]:
+        """What the change table does not show: the callers' egress a first image wires, and
+        the digests an offline dry run could not know."""
+        lines = [
+            f"egress: {edit.caller} may call {edit.service} "
+            f"({edit.service}'s first image in {self.environment.name})"
+            for edit in self.egress
+        ]
+        unknown = unresolved(self)
+        lines += [
+            f"digest of {change.service} unknown offline: the registry gate resolves "
+            f"{change.after.tag} and the digest is what gets promoted"
+            for change in self.changes
+            if change.service in unknown
+        ]
+        return lines
+
     def message(self, actor: str) -> str:
         """Subject, the reason, and the trailer block (the last paragraph, as git reads it)."""
         lines = [self.subject(), ""]
         if self.reason:
             lines += [self.reason, ""]
+        if self.egress:
+            callers = ", ".join(dict.fromkeys(edit.caller for edit in self.egress))
+            lines += [f"Egress of {callers} wired to the first image(s) in this stage.", ""]
         lines.append(f"Platform-Action: {self.action}")
         lines.append(f"Platform-Environment: {self.environment.name}")
         for change in self.changes:
@@ -142,6 +165,7 @@ class Plan:
         return "\n".join(lines) + "\n"
 
     def as_dict(self) -> dict[str, Any]:
+        unknown = unresolved(self)
         return {
             "action": self.action,
             "environment": self.environment.name,
@@ -154,8 +178,17 @@ class Plan:
                     "after": c.after.reference,
                     "tag": c.after.tag,
                     "digest": c.after.digest,
+                    "digest_unknown": c.service in unknown,
                 }
                 for c in self.changes
+            ],
+            "egress": [
+                {
+                    "caller": e.caller,
+                    "service": e.service,
+                    "file": f"{ENVIRONMENTS_DIR}/{self.environment.name}/{e.path.name}",
+                }
+                for e in self.egress
             ],
             "holds": {service: hold is not None for service, hold in self.holds.items()},
             "unchanged": list(self.unchanged),
@@ -163,6 +196,19 @@ class Plan:
             "gates": [result.as_dict() for result in self.report.results] if self.report else [],
             "overrides": self.report.overrides if self.report else {},
         }
+
+
+def unresolved(plan: Plan) -> frozenset[str]:
+    """Services whose tag the registry gate would resolve to the digest to promote, but was
+    not asked (``--offline``, which only goes with ``--dry-run``)."""
+    if plan.report is None:
+        return frozenset()
+    skipped = {
+        result.service
+        for result in plan.report.results
+        if result.gate == "registry" and result.verdict is Verdict.skipped
+    }
+    return frozenset(c.service for c in plan.changes if not c.after.digest and c.service in skipped)
 
 
 def image_trailer(image: Image) -> str:
@@ -256,21 +302,51 @@ def plan_promotion(
         reason=reason,
         unchanged=tuple(unchanged),
         skipped_held=tuple(skipped),
+        egress=first_image_egress(repo, target, changes),
+    )
+
+
+def first_image_egress(
+    repo: Repo, target: Environment, changes: Sequence[ImageChange]
+) -> tuple[EgressEdit, ...]:
+    """The callers' egress the first images among ``changes`` need in ``target``, read from
+    the model as the image lines will leave it (``scaffold.callers_egress``): committed with
+    them, so the promotion passes the policy gate (PLAT014) and CI does too."""
+    first = [change for change in changes if change.before is None]
+    if not first:
+        return ()
+    texts = {change.path: set_image(change.path, change.after) for change in first}
+    imaged = repo.with_release_files(texts, texts)
+    return tuple(
+        edit for change in first for edit in callers_egress(imaged, change.service, target.name)
     )
 
 
 def check_digests(plan: Plan) -> None:
-    """After the gates (the registry gate fills digests in): production never runs a tag."""
-    if not plan.environment.policy.require_digest:
+    """After the gates (the registry gate fills digests in): a stage that requires digests
+    never gets a tag alone. With the registry gate overridden, the command is what to change
+    (exit 2); without one declared, the stage's policy refuses the image (exit 1). Offline,
+    the plan marks the digest unknown instead (``unresolved``): a dry run shows the plan."""
+    target = plan.environment
+    if not target.policy.require_digest:
         return
+    unknown = unresolved(plan)
     for change in plan.changes:
-        if not change.after.digest:
-            raise RefusedError(
-                f"{change.service} in {plan.source} has no digest and "
-                f"{plan.environment.name} requires one",
-                hint=f"add the registry gate to {plan.environment.name} in pipeline.yaml (it "
-                f"resolves the tag), or pin the digest in {plan.source}",
+        if change.after.digest or change.service in unknown:
+            continue
+        message = f"{change.service} in {plan.source} has no digest and {target.name} requires one"
+        pin = f"pin the digest in {ENVIRONMENTS_DIR}/{plan.source}/{change.service}.yaml"
+        if "registry" in target.gates.names:  # declared, and it would have filled it in
+            raise InputError(
+                f"{message}: --override registry leaves its tag {change.after.tag} unresolved",
+                hint=f"drop registry from --override, the gate resolves the tag to its digest; "
+                f"or {pin}",
             )
+        raise RefusedError(
+            message,
+            hint=f"add 'registry: {{}}' to the gates of {target.name} in "
+            f"{ENVIRONMENTS_DIR}/pipeline.yaml, it resolves the tag to its digest; or {pin}",
+        )
 
 
 def _now() -> str:
@@ -370,6 +446,7 @@ def hold_text(text: str, holds: Mapping[str, Mapping[str, str] | None]) -> str:
 
     yaml = YAML(typ="rt")
     yaml.width = 4096
+    yaml.preserve_quotes = True  # "1.35" stays "1.35": only the holds' lines change
     data = yaml.load(text)
     current = data.get("holds") or {}
     for service, hold in holds.items():
@@ -392,6 +469,7 @@ def plan_texts(root: Path, plan: Plan) -> dict[str, str]:
         str(change.path.relative_to(root)): set_image(change.path, change.after)
         for change in plan.changes
     }
+    texts = with_egress(root, plan.egress, texts)
     if plan.holds:
         settings = plan.environment.settings_file
         texts[str(settings.relative_to(root))] = hold_text(
@@ -444,10 +522,10 @@ def policy_gate(repo: Repo, plan: Plan, texts: Mapping[str, str]) -> None:
         check_settings_text(repo.root, settings, texts[str(settings.relative_to(repo.root))])
     if not plan.changes:
         return
-    edited = {
-        change.path: texts[str(change.path.relative_to(repo.root))] for change in plan.changes
-    }
-    report = verify(repo.with_release_files(edited, edited), [plan.environment.name], plan.services)
+    paths = [change.path for change in plan.changes] + [edit.path for edit in plan.egress]
+    edited = {path: texts[str(path.relative_to(repo.root))] for path in paths}
+    services = list(dict.fromkeys([*plan.services, *(edit.caller for edit in plan.egress)]))
+    report = verify(repo.with_release_files(edited, edited), [plan.environment.name], services)
     if not report.ok:
         first = report.failing[0]
         raise RefusedError(
@@ -456,9 +534,7 @@ def policy_gate(repo: Repo, plan: Plan, texts: Mapping[str, str]) -> None:
             hint=f"see: platform verify --env {plan.environment.name}",
         )
     if plan.report is not None:
-        measured = (
-            f"platform verify: {len(plan.changes)} release(s) of {plan.environment.name} clean"
-        )
+        measured = f"platform verify: {len(services)} release(s) of {plan.environment.name} clean"
         plan.report.results.append(GateResult("policy", None, Verdict.passed, measured))
 
 
@@ -490,7 +566,7 @@ def preflight(session: Session, repo: Repo, plan: Plan, *, publish: bool) -> Non
     written in place (no symbolic link out of the clone, no read-only file)."""
     if publish:
         session.git.upstream(session.branch)
-    paths = [change.path for change in plan.changes]
+    paths = [change.path for change in plan.changes] + [edit.path for edit in plan.egress]
     if plan.holds:
         paths.append(plan.environment.settings_file)
     root = repo.root.resolve()
@@ -751,19 +827,25 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
     changes = []
     now = dt.datetime.now(dt.UTC)
     for service, after, before in intent.images:
-        current = repo.release(service, environment.name)
+        # a first image: the file is still without an image line on the tip, or got one
+        path = repo.pending.get((service, environment.name))
+        if path is None:
+            release = repo.release(service, environment.name)
+            path, current = release.values_file, release.image
+        else:
+            current = None
         if intent.action == "promote":
             _refuse_hold(environment, service)
             _check_source(repo, intent, service, after)
-        if current.image == after:
+        if current == after:
             continue
-        if current.image != before:
+        if current != before:
             raise RefusedError(
-                f"conflict: {service} in {environment.name} is {current.image.label} on the "
-                f"remote, not {before.label if before else 'what'} this {intent.action} replaced",
+                f"conflict: {service} in {environment.name} is {_state(current)} on the "
+                f"remote, not {_state(before)} as this {intent.action} found it",
                 hint="pull and run the command again",
             )
-        changes.append(ImageChange(service, current.image, after, current.values_file))
+        changes.append(ImageChange(service, current, after, path))
     holds = {
         service: hold
         for service, hold in intent.holds.items()
@@ -772,7 +854,10 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
     }
     if intent.action == "rollback" and not changes:
         holds = {}
-    plan = Plan(intent.action, environment, tuple(changes), holds, source=intent.source)
+    egress = first_image_egress(repo, environment, changes)
+    plan = Plan(
+        intent.action, environment, tuple(changes), holds, source=intent.source, egress=egress
+    )
     if plan.empty:
         return {}
     if plan.action == "promote":
@@ -780,6 +865,10 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
     texts = plan_texts(repo.root, plan)
     policy_gate(repo, plan, texts)
     return texts
+
+
+def _state(image: Image | None) -> str:
+    return image.label if image else "without an image line"
 
 
 def _check_source(repo: Repo, intent: Intent, service: str, after: Image) -> None:

@@ -4,7 +4,9 @@ policy wired both ways.
 ``plan_service`` decides every text (nothing is written); ``check_service`` runs the verify
 gate on a copy of the repository holding those texts; ``write_service`` writes them. The
 first stage runs the image by tag; the later stages get their file without an image line, and
-``platform promote`` writes that line (the service is not deployed there until then).
+``platform promote`` writes that line (the service is not deployed there until then) and, with
+``callers_egress``, the callers' egress there: a caller's egress names the service only where
+it runs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from platformctl.model import (
     load_repo,
 )
 from platformctl.stacks import ECR_HOST
+from platformctl.yamlio import display_path
 
 DEFAULT_TAG = "0.1.0"
 # Only to verify the later stages as a promotion will leave them: never written.
@@ -44,6 +47,8 @@ _CHECK_DIGEST = "sha256:" + "0" * 64
 _ROLE_ARN = re.compile(r"^arn:aws:iam::(?P<account>[0-9]{12}):role/")
 # What ``--like`` does not copy: what names the other service rather than its shape.
 _IDENTITY_KEYS = ("image", "command", "args", "ingress", "fullnameOverride", "nameOverride")
+EGRESS_KEY = ("networkPolicy", "egressTo", "services")
+INGRESS_KEY = ("networkPolicy", "ingressFrom", "services")
 
 
 @dataclass(frozen=True)
@@ -95,11 +100,11 @@ class ServicePlan:
     def _promotion_step(self, stage: str) -> str:
         step = f"platform promote {self.service} --to {stage}"
         if not self.callers:
-            return step
+            return f"{step} (writes its image line there)"
         return (
-            f"{step}; then add {self.service} to networkPolicy.egressTo.services of "
-            f"{', '.join(self.callers)} in {stage} (their egress names it only where it runs; "
-            "in base once every stage runs it)"
+            f"{step} (writes its image line there and {self.service} into the egress of "
+            f"{', '.join(self.callers)} there, in the same commit; move it into their base "
+            "files once every stage runs it)"
         )
 
     def as_dict(self, repo: Repo) -> dict[str, Any]:
@@ -296,21 +301,82 @@ def plan_service(
     return ServicePlan(name, like, caller_names, image, created, edited, tuple(later))
 
 
-def allow_egress(repo: Repo, caller: str, service: str, stage: str) -> dict[str, str]:
-    """The caller's file in ``stage`` with ``service`` added to its egress: only where the
-    service runs (an egress peer with no pods is a finding of the verify gate, PLAT014). A
-    stage's list replaces the base's, so a new list there starts with the base's."""
-    key_path = ("networkPolicy", "egressTo", "services")
+@dataclass(frozen=True)
+class EgressEdit:
+    """A caller's values file in a stage, to name ``service`` in its egress there."""
+
+    caller: str
+    service: str
+    path: Path
+    # the base's list: a stage's list replaces it, so a new list there starts with it
+    inherited: tuple[str, ...]
+
+    def apply(self, text: str) -> str:
+        """``text`` (the file as planned so far) with ``service`` added, on its lines only."""
+        try:
+            return append_to_list(text, EGRESS_KEY, self.service, missing=self.inherited)
+        except InputError as error:
+            raise InputError(
+                f"{display_path(self.path)}: {error.message}",
+                hint=f"add {self.service} to {'.'.join(EGRESS_KEY)} there by hand, then run again",
+            ) from None
+
+
+def egress_edit(repo: Repo, caller: str, service: str, stage: str) -> EgressEdit | None:
+    """The edit that lets ``caller`` call ``service`` in ``stage`` (None when its egress
+    there names it already, from the stage's file or the base's)."""
     release = repo.releases.get((caller, stage))
     if release is None:
         raise InputError(
             f"caller '{caller}' does not run in {stage}",
             hint=f"add {caller} to {stage} first, or leave it out of --callers",
         )
-    inherited = _get(release.base_values, key_path) or []
-    path = release.values_file
-    text = append_to_list(path.read_text("utf-8"), key_path, service, missing=inherited)
-    return {str(path.relative_to(repo.root)): text}
+    if service in (_get(release.values, EGRESS_KEY) or []):
+        return None
+    inherited = tuple(_get(release.base_values, EGRESS_KEY) or [])
+    return EgressEdit(caller, service, release.values_file, inherited)
+
+
+def allow_egress(repo: Repo, caller: str, service: str, stage: str) -> dict[str, str]:
+    """The caller's file in ``stage`` with ``service`` added to its egress (nothing if it is
+    there already): only where the service runs (an egress peer with no pods is a finding of
+    the verify gate, PLAT014)."""
+    edit = egress_edit(repo, caller, service, stage)
+    if edit is None:
+        return {}
+    return {str(edit.path.relative_to(repo.root)): edit.apply(edit.path.read_text("utf-8"))}
+
+
+def callers_egress(repo: Repo, service: str, stage: str) -> tuple[EgressEdit, ...]:
+    """What ``service``'s first image in ``stage`` needs of the services it admits there
+    (``networkPolicy.ingressFrom.services``) that run there behind a network policy: their
+    egress naming it. Without it the verify gate refuses the pair (PLAT014: one side admits
+    what the other may not send), and ``platform new service`` named them in the first
+    stage only. A caller not running there yet is left to its own first promotion."""
+    release = repo.release(service, stage)
+    edits = []
+    for caller in _get(release.values, INGRESS_KEY) or []:
+        running = repo.releases.get((caller, stage))
+        if caller == service or running is None:
+            continue
+        if _get(running.values, ("networkPolicy", "enabled")) is False:
+            continue  # no network policy: it may send anywhere
+        edit = egress_edit(repo, caller, service, stage)
+        if edit is not None:
+            edits.append(edit)
+    return tuple(edits)
+
+
+def with_egress(
+    root: Path, edits: Iterable[EgressEdit], texts: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``texts`` (path relative to ``root`` -> text) with ``edits`` made on top: a file
+    edited twice (two new services, or a caller promoted in the same commit) gets both."""
+    result = dict(texts or {})
+    for edit in edits:
+        name = str(edit.path.relative_to(root))
+        result[name] = edit.apply(result[name] if name in result else edit.path.read_text("utf-8"))
+    return result
 
 
 def _get(data: Any, key_path: Sequence[str]) -> Any:
@@ -413,13 +479,14 @@ def check_service(repo: Repo, plan: ServicePlan) -> None:
         if not plan.later_stages:
             return
         promoted = Image(plan.image.repository, plan.image.tag, _CHECK_DIGEST)
-        texts = {}
-        for stage in plan.later_stages:
-            relative = f"{ENVIRONMENTS_DIR}/{stage}/{plan.service}.yaml"
-            texts[relative] = with_first_image(plan.texts[relative], promoted)
-            for caller in plan.callers:
-                texts.update(allow_egress(written, caller, plan.service, stage))
-        _write(root, texts)
+        files = [f"{ENVIRONMENTS_DIR}/{stage}/{plan.service}.yaml" for stage in plan.later_stages]
+        _write(root, {name: with_first_image(plan.texts[name], promoted) for name in files})
+        # then the callers' egress, as each promotion will wire it (``callers_egress``)
+        imaged = load_repo(root)
+        edits = [
+            e for stage in plan.later_stages for e in callers_egress(imaged, plan.service, stage)
+        ]
+        _write(root, with_egress(root, edits))
         _refuse_findings(load_repo(root), plan.later_stages, services, promoted=True)
 
 

@@ -1,20 +1,23 @@
-"""``platform new service`` and the promotion that gives a later stage its first image line."""
+"""``platform new service`` and the promotion that gives a later stage its first image line.
+
+The repository is a copy of this one; the ``--like`` service, the callers, the stages and the
+new service's name come from its model, so a fork with other services runs these too."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from itertools import count
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from platformctl.model import load_repo
-from platformctl.scaffold import append_to_list
+from platformctl.bridge import service_role_name
+from platformctl.model import BASE_DIR, Repo, load_repo
+from platformctl.scaffold import EGRESS_KEY, append_to_list
 from tests.conftest import git
-
-KEY = ("networkPolicy", "egressTo", "services")
 
 Cli = Callable[..., Any]
 
@@ -27,111 +30,145 @@ def snapshot(repo: Path) -> tuple[str, str, str]:
     )
 
 
-def _drop_image_line(repo: Path, relative: str) -> None:
-    path = repo / relative
+def new_name(model: Repo) -> str:
+    return next(f"orders-{n}" for n in count() if f"orders-{n}" not in model.services)
+
+
+def everywhere(model: Repo) -> list[str]:
+    """The services that run in every stage (a `--like` or a caller must)."""
+    found = [
+        s for s in model.services if all((s, e) in model.releases for e in model.environment_names)
+    ]
+    assert found, "the repository has no service running in every stage"
+    return found
+
+
+def egress(model: Repo, service: str, stage: str) -> list[str]:
+    values: Any = model.release(service, stage).values
+    for key in EGRESS_KEY:
+        values = (values or {}).get(key)
+    return list(values or [])
+
+
+def added_lines(diff: str) -> list[str]:
+    return [ln for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+
+
+def _drop_image_line(path: Path) -> None:
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(line for line in lines if not line.startswith("image:")))
-    git(repo, "commit", "-qam", "no image yet")
 
 
 def test_a_promotion_creates_the_missing_image_line(repo: Path, cli: Cli) -> None:
-    _drop_image_line(repo, "environments/production/user-service.yaml")
-    staging = load_repo(repo).release("user-service", "staging").image
-    result = cli(repo, "promote", "user-service", "--to", "production")
+    model = load_repo(repo)
+    source, last = model.environment_names[-2:]
+    service = everywhere(model)[0]
+    path = model.release(service, last).values_file
+    _drop_image_line(path)
+    git(repo, "commit", "-qam", "no image yet")
+    result = cli(repo, "promote", service, "--to", last)
     assert result.exit_code == 0, result.output
-    text = (repo / "environments/production/user-service.yaml").read_text()
-    assert text.count("image:") == 1
+    assert path.read_text().count("image:") == 1
     stat = git(repo, "show", "--numstat", "--format=", "HEAD")
-    assert stat.split() == ["1", "0", "environments/production/user-service.yaml"]
-    assert load_repo(repo).release("user-service", "production").image == staging
+    assert stat.split() == ["1", "0", str(path.relative_to(repo))]
+    promoted = load_repo(repo)
+    assert promoted.release(service, last).image == model.release(service, source).image
 
 
 def test_new_service_writes_every_stage_and_wires_its_callers(repo: Path, cli: Cli) -> None:
-    gateway_before = (repo / "environments/dev/api-gateway.yaml").read_text()
-    result = cli(
-        repo, "new", "service", "order-service", "--like", "user-service",
-        "--callers", "api-gateway,auth-service",
-    )  # fmt: skip
+    model = load_repo(repo)
+    stages, new = model.environment_names, new_name(model)
+    like, *others = everywhere(model)
+    callers = tuple(others[:2]) or (like,)
+    first = stages[0]
+    before = {c: model.release(c, first).values_file.read_text() for c in callers}
+    result = cli(repo, "new", "service", new, "--like", like, "--callers", ",".join(callers))
     assert result.exit_code == 0, result.output
     assert "pulumi up --stack" in result.stdout
-    assert "platform promote order-service --to production" in result.stdout
-    model = load_repo(repo)
-    assert "order-service" in model.services
-    dev = model.release("order-service", "dev")
-    assert dev.image.tag == "0.1.0"
-    assert dev.image.repository.endswith(".amazonaws.com/order-service")
-    assert set(model.pending) == {("order-service", "staging"), ("order-service", "production")}
-    for env in ("dev", "staging", "production"):
-        values = yaml.safe_load((repo / f"environments/{env}/order-service.yaml").read_text())
-        assert values["serviceAccount"]["roleArn"].endswith(f":role/platform-{env}-order-service")
-        assert values["env"]["DB_HOST"].startswith(f"platform-{env}.")
+    assert f"platform promote {new} --to {stages[-1]}" in result.stdout
+    assert f"into the egress of {', '.join(callers)}" in result.stdout
+    written = load_repo(repo)
+    assert new in written.services
+    image = written.release(new, first).image
+    assert (image.tag, image.digest) == ("0.1.0", None)
+    assert image.repository.endswith(f".amazonaws.com/{new}")
+    assert set(written.pending) == {(new, stage) for stage in stages[1:]}
+    for stage in stages:
+        values = yaml.safe_load((repo / f"environments/{stage}/{new}.yaml").read_text())
+        cluster = model.environment(stage).cluster_name
+        assert values["serviceAccount"]["roleArn"].endswith(
+            f":role/{service_role_name(cluster, new)}"
+        )
+        # the shape of --like in that stage (its database host among it), not its URLs
+        shape = model.release(like, stage).environment_values.get("env") or {}
+        copied = {k: v for k, v in shape.items() if not k.endswith("_URL")}
+        assert values["env"] == {**copied, "ENVIRONMENT": stage}
         assert "ingressFrom" not in values.get("networkPolicy", {})
-    base = yaml.safe_load((repo / "environments/base/order-service.yaml").read_text())
-    assert base["networkPolicy"] == {"ingressFrom": {"services": ["api-gateway", "auth-service"]}}
+    base = yaml.safe_load((repo / f"environments/{BASE_DIR}/{new}.yaml").read_text())
+    assert base["networkPolicy"]["ingressFrom"] == {"services": list(callers)}
     assert "command" not in base
     assert not any(key.endswith("_URL") for key in base.get("env", {}))
-    # the callers: their egress in dev only (where it runs), lines added, the rest kept
-    stat = git(repo, "diff", "--numstat").split("\n")
-    assert sorted(line for line in stat if line) == [
-        "2\t0\tenvironments/dev/api-gateway.yaml",
-        "3\t0\tenvironments/dev/auth-service.yaml",
-    ]
-    gateway = (repo / "environments/dev/api-gateway.yaml").read_text()
-    assert gateway == gateway_before.replace(
-        "networkPolicy:\n",
-        "networkPolicy:\n  egressTo:\n"
-        "    services: [user-service, product-service, auth-service, order-service]\n",
-    )
-    egress = model.release("auth-service", "dev").values["networkPolicy"]["egressTo"]
-    assert egress["services"] == ["user-service", "order-service"]
-    staging = model.release("auth-service", "staging").values["networkPolicy"]["egressTo"]
-    assert staging["services"] == ["user-service"]
-    assert "add order-service to networkPolicy.egressTo.services of api-gateway" in result.stdout
+    # the callers: their egress in the first stage only (where it runs), lines added only
+    stat = [row.split("\t") for row in git(repo, "diff", "--numstat").splitlines()]
+    assert {name for _, _, name in stat} == {
+        str(model.release(c, first).values_file.relative_to(repo)) for c in callers
+    }
+    assert all(removed == "0" for _, removed, _ in stat)
+    for caller in callers:
+        lines = iter(written.release(caller, first).values_file.read_text().splitlines())
+        assert all(any(ln == other for other in lines) for ln in before[caller].splitlines())
+        assert egress(written, caller, first) == [*egress(model, caller, first), new]
+        for stage in stages[1:]:
+            assert egress(written, caller, stage) == egress(model, caller, stage)
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(repo: Path, cli: Cli) -> None:
+    model = load_repo(repo)
+    stages, new, caller = model.environment_names, new_name(model), everywhere(model)[0]
     before = snapshot(repo)
-    result = cli(repo, "new", "service", "order-service", "--dry-run", "-o", "json")
+    result = cli(repo, "new", "service", new, "--dry-run", "-o", "json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["created"] == [
-        f"environments/{d}/order-service.yaml" for d in ("base", "dev", "production", "staging")
-    ]
-    assert payload["without_image"] == ["staging", "production"]
+    assert payload["created"] == sorted(f"environments/{d}/{new}.yaml" for d in (BASE_DIR, *stages))
+    assert payload["without_image"] == list(stages[1:])
     assert snapshot(repo) == before
-    result = cli(repo, "new", "service", "order-service", "--callers", "api-gateway", "--dry-run")
-    assert "+    services: [user-service, product-service, auth-service, order-service]" in (
-        result.stdout
-    )
+    dry = cli(repo, "new", "service", new, "--callers", caller, "--dry-run")
+    assert dry.exit_code == 0, dry.output
     assert snapshot(repo) == before
+    # what the dry run shows is what the real run writes, line for line
+    assert cli(repo, "new", "service", new, "--callers", caller).exit_code == 0
+    git(repo, "add", "-A")
+    assert added_lines(dry.stdout) == added_lines(git(repo, "diff", "--cached"))
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["Order_Service"], "'Order_Service' is not a valid service name"),
-        (["user-service"], "service 'user-service' already exists"),
+        (["{existing}"], "service '{existing}' already exists"),
         (["base"], "'base' is not a valid service name"),
-        (["order-service", "--like", "nope"], "unknown service 'nope'"),
-        (["order-service", "--callers", "api-gateway,nope"], "unknown caller 'nope'"),
+        (["{new}", "--like", "nope"], "unknown service 'nope'"),
+        (["{new}", "--callers", "{existing},nope"], "unknown caller 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
     repo: Path, cli: Cli, args: list[str], message: str
 ) -> None:
+    model = load_repo(repo)
+    names = {"existing": model.services[0], "new": new_name(model)}
     before = snapshot(repo)
-    result = cli(repo, "new", "service", *args)
+    result = cli(repo, "new", "service", *(arg.format(**names) for arg in args))
     assert result.exit_code == 2, result.output
-    assert message in result.stderr
+    assert message.format(**names) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert snapshot(repo) == before
 
 
 def test_a_verify_failure_writes_nothing(repo: Path, cli: Cli) -> None:
+    model = load_repo(repo)
     before = snapshot(repo)
-    result = cli(
-        repo, "new", "service", "order-service", "--tag", "latest", "--callers", "api-gateway"
-    )
+    caller = everywhere(model)[0]
+    result = cli(repo, "new", "service", new_name(model), "--tag", "latest", "--callers", caller)
     assert result.exit_code == 1, result.output
     assert "PLAT002" in result.stderr
     assert snapshot(repo) == before
@@ -139,14 +176,14 @@ def test_a_verify_failure_writes_nothing(repo: Path, cli: Cli) -> None:
 
 def test_append_to_list_keeps_every_other_line() -> None:
     flow = "# c\nnetworkPolicy:\n  egressTo:\n    services: [a, 'b']  # keep\nx: \"1\"\n"
-    assert append_to_list(flow, KEY, "n") == flow.replace("'b']", "'b', n]")
+    assert append_to_list(flow, EGRESS_KEY, "n") == flow.replace("'b']", "'b', n]")
     block = "networkPolicy:\n  egressTo:\n    services:\n      - a  # one\n    cidrs: []\n"
-    assert append_to_list(block, KEY, "n") == block.replace("# one\n", "# one\n      - n\n")
+    assert append_to_list(block, EGRESS_KEY, "n") == block.replace("# one\n", "# one\n      - n\n")
     partial = "# c\nnetworkPolicy:\n  ingressFrom:\n    services: [x]\nz: 1\n"
-    assert append_to_list(partial, KEY, "n") == partial.replace(
+    assert append_to_list(partial, EGRESS_KEY, "n") == partial.replace(
         "networkPolicy:\n", "networkPolicy:\n  egressTo:\n    services: [n]\n"
     )
-    assert append_to_list("a: 1\n", KEY, "n") == (
+    assert append_to_list("a: 1\n", EGRESS_KEY, "n") == (
         "a: 1\nnetworkPolicy:\n  egressTo:\n    services: [n]\n"
     )
-    assert append_to_list(flow, KEY, "a") == flow
+    assert append_to_list(flow, EGRESS_KEY, "a") == flow

@@ -109,3 +109,33 @@ def test_a_commit_an_interrupted_run_left_is_replanned_on_a_moved_remote(
     assert remote_holds(remote, tip, target) == {"alpha", "beta"}
     assert git(first.root, "rev-parse", "HEAD").strip() == tip
     assert git(first.root, "status", "--porcelain") == ""
+
+
+def test_a_first_image_is_replanned_on_the_remote_tip(tmp_path: Path) -> None:
+    """The stage has no image line for alpha yet (a new service): the intent read back has
+    nothing it replaced, and the tip, where the file still has none, takes it as planned."""
+    fleet = make_fleet(tmp_path / "origin", ["alpha", "beta"])
+    source, target = fleet.stages[0], fleet.stages[1]
+    fleet.set_image(source, "alpha", 2)
+    fleet.set_image(source, "beta", 2)
+    pending = fleet.values(target, "alpha")
+    pending.write_text("".join(
+        line for line in pending.read_text().splitlines(keepends=True)
+        if not line.startswith("image:")
+    ))  # fmt: skip
+    git(fleet.root, "commit", "-qam", "alpha: not in the second stage yet")
+    remote = bare_remote(fleet, tmp_path / "remote.git")
+    first = clone_of(remote, tmp_path / "a", fleet, "a")
+    second = clone_of(remote, tmp_path / "b", fleet, "b")
+    assert platform(second, "promote", "beta", "--to", target, "--push").returncode == 0
+    theirs = git(remote, "rev-parse", "main").strip()
+    landed = platform(first, "promote", "alpha", "--to", target, "--push")
+    assert landed.returncode == 0, landed.stderr
+    tip = git(remote, "rev-parse", "main").strip()
+    assert git(remote, "rev-parse", f"{tip}^").strip() == theirs
+    relative = f"environments/{target}/alpha.yaml"
+    assert image_of(git(remote, "show", f"{tip}:{relative}")) == image("alpha", 2)
+    stat = git(remote, "show", "--numstat", "--format=", tip).split()
+    assert stat == ["1", "0", relative]  # the image line, added on the tip's file
+    assert git(first.root, "rev-parse", "HEAD").strip() == tip
+    assert git(first.root, "status", "--porcelain") == ""

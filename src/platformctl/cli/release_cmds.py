@@ -16,7 +16,14 @@ from platformctl.gates.config import GATE_ORDER
 from platformctl.gates.runner import GateOptions
 from platformctl.git import Git
 from platformctl.output import OutputFormat, render_table, to_json
-from platformctl.release import Outcome, actor_of, plan_hold, plan_promotion, plan_rollback
+from platformctl.release import (
+    Outcome,
+    actor_of,
+    plan_hold,
+    plan_promotion,
+    plan_rollback,
+    unresolved,
+)
 
 SERVICES = typer.Argument(None, help="Services (or --all).", show_default=False)
 PULL_REQUEST_OPTION = typer.Option(
@@ -83,12 +90,20 @@ def _report_text(delivery: Delivery, output: OutputFormat, dry_run: bool) -> Non
     if plan.empty:
         _report_nothing(outcome)
         return
+    unknown = unresolved(plan)
     rows = [
-        [c.service, c.before and c.before.tag, c.after.tag, c.after.short_digest]
+        [
+            c.service,
+            c.before.tag if c.before else "(no image)",
+            c.after.tag,
+            "unknown (offline)" if c.service in unknown else c.after.short_digest,
+        ]
         for c in plan.changes
     ]
     if rows:
         typer.echo(render_table(output, ["service", "from", "to", "digest"], rows))
+    for note in plan.notes():
+        typer.echo(note)
     if dry_run:
         typer.echo(f"\ndry run, nothing written. {plan.subject()}\n")
         typer.echo(outcome.diff, nl=False)
@@ -187,7 +202,10 @@ def register(app: typer.Typer) -> None:
         ),
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
         offline: bool = typer.Option(
-            False, "--offline", help="With --dry-run: report network gates as skipped."
+            False,
+            "--offline",
+            help="With --dry-run: report network gates as skipped (a digest the registry gate "
+            "would resolve is shown as unknown).",
         ),
         wait: bool = WAIT_OPTION,
         wait_timeout: float = WAIT_TIMEOUT_OPTION,
