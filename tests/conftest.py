@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from platformctl.cachefile import SHARED_CACHE_VARIABLE
 from platformctl.cli import app
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,23 @@ def _checkov_in_process() -> None:
 
     with contextlib.redirect_stdout(io.StringIO()):
         import checkov.kubernetes.runner  # noqa: F401
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The fixture repositories share one cache folder per worker, as a CI runner's checkouts
+    may (``$PLATFORM_CACHE_DIR``): most tests verify copies of the same charts and values,
+    and every entry is keyed by content, so each is checked once. Tests of the caches
+    themselves take ``own_cache``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SHARED_CACHE_VARIABLE, str(tmp_path_factory.mktemp("shared-cache")))
+        yield
+
+
+@pytest.fixture
+def own_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each repository keeps its cache in its own ``.platform-cache/``, where the test looks."""
+    monkeypatch.delenv(SHARED_CACHE_VARIABLE)
 
 
 @pytest.fixture

@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 CACHE_DIR = ".platform-cache"
+# A folder that several checkouts share (a CI runner's cache, a test session): every entry is
+# keyed by content (file texts, rendered documents, a chart's absolute path with its files'
+# stats), never by where a checkout is, so sharing one changes no answer.
+SHARED_CACHE_VARIABLE = "PLATFORM_CACHE_DIR"
+
+
+def cache_dir(root: Path) -> Path:
+    """Where a repository's caches live: ``$PLATFORM_CACHE_DIR`` when set, else
+    ``.platform-cache/`` in the checkout."""
+    shared = os.environ.get(SHARED_CACHE_VARIABLE)
+    return Path(shared) if shared else root / CACHE_DIR
 
 
 def read_cache(path: Path | None, fingerprint: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platformctl.cachefile import CACHE_DIR, read_cache, survives_json, write_cache
+from platformctl.cachefile import cache_dir, read_cache, survives_json, write_cache
 from platformctl.errors import InputError
 from platformctl.yamlio import located, mapping_of, read_text
 
@@ -236,11 +236,11 @@ class KnownValid:
     """The (schema, file text) pairs that passed their schema, kept in ``.platform-cache/``."""
 
     def __init__(self, root: Path | None) -> None:
-        self.path = root / CACHE_DIR / VALID_FILE if root else None
+        self.path = cache_dir(root) / VALID_FILE if root else None
         self.fingerprint = version("jsonschema")
         self.entries = _read_once(self.path, self.fingerprint)
         self.added = False
-        self.parsed_path = root / CACHE_DIR / PARSED_FILE if root else None
+        self.parsed_path = cache_dir(root) / PARSED_FILE if root else None
         self.parsed = _read_once(self.parsed_path, _parsed_fingerprint())
         self.parsed_used: list[str] = []
         self.parsed_added = False

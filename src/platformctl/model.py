@@ -51,10 +51,10 @@ RESERVED_NAMES = frozenset(
 )
 
 # A Helm release name: DNS label, at most 53 characters.
-NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 NAME_MAX = 53
-DIGEST_PATTERN = re.compile(r"^sha256:[a-f0-9]{64}$")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DIGEST_PATTERN = re.compile(r"^sha256:[a-f0-9]{64}\Z")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def check_name(kind: str, name: str) -> str:

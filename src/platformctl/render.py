@@ -31,7 +31,7 @@ from platformctl.bridge import (
     placeholder_annotations,
     reference,
 )
-from platformctl.cachefile import CACHE_DIR, read_cache, survives_json, write_cache
+from platformctl.cachefile import cache_dir, read_cache, survives_json, write_cache
 from platformctl.errors import InputError
 from platformctl.model import (
     ADDONS_DIR,
@@ -363,14 +363,14 @@ class Renderer:
                 if newest < time.time_ns() - RACY_NS:
                     known[str(chart)] = [signature, digest]
                     write_cache(
-                        self.repo.root / CACHE_DIR / CHARTS_FILE, _charts_fingerprint(), known
+                        cache_dir(self.repo.root) / CHARTS_FILE, _charts_fingerprint(), known
                     )
             self._chart_digests[chart] = digest
         return self._chart_digests[chart]
 
     def _charts_cache(self) -> dict[str, Any]:
         if self._known_charts is None:
-            path = self.repo.root / CACHE_DIR / CHARTS_FILE
+            path = cache_dir(self.repo.root) / CHARTS_FILE
             self._known_charts = read_cache(path, _charts_fingerprint())
         return self._known_charts
 
@@ -496,7 +496,7 @@ class Renderer:
 
     @property
     def _applications_path(self) -> Path:
-        return self.repo.root / CACHE_DIR / APPLICATIONS_FILE
+        return cache_dir(self.repo.root) / APPLICATIONS_FILE
 
     def _applications_cache(self) -> dict[str, Any]:
         if self._known_applications is None:

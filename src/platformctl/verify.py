@@ -29,7 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from platformctl.cachefile import CACHE_DIR, read_cache, write_cache
+from platformctl.cachefile import cache_dir, read_cache, write_cache
 from platformctl.model import Repo
 from platformctl.policy import rules as rule_set
 from platformctl.policy.checkov_engine import (
@@ -287,7 +287,7 @@ class _Gate:
         self.renderer = Renderer(repo)
         self.fingerprint = engine_fingerprint()
         self.rules = rules_fingerprint()
-        self.cache = VerdictCache(repo.root / CACHE_DIR if use_cache else None, self.fingerprint)
+        self.cache = VerdictCache(cache_dir(repo.root) if use_cache else None, self.fingerprint)
         self.validators: dict[str, SchemaValidator] = {}
         self.checkov = CheckovRun()
         self.progress = progress
