@@ -178,7 +178,8 @@ class Found:
     """One service's line of a discover run."""
 
     service: str
-    status: str  # published | up-to-date | newer-running | no-match | no-policy | failed
+    # published | would-publish | up-to-date | newer-running | no-match | no-policy | failed
+    status: str
     message: str
     tag: str | None = None
     outcome: Outcome | None = None
@@ -214,8 +215,6 @@ def discover(
     page: int = PAGE_SIZE,
 ) -> list[Found]:
     """One ``Found`` per service (the named ones, else every one), in the model's order."""
-    if push and pull_request:
-        raise InputError("--push or --pull-request, not both")
     repo = load_repo(root)
     named = [repo.service(name) for name in dict.fromkeys(services)]
     known = policies(repo)
@@ -273,7 +272,7 @@ def _one(
         return Found(service, "up-to-date", f"{stage} already runs {tag}", tag, outcome)
     after = plan.changes[0].after.label if plan.changes else tag
     if dry_run:
-        return Found(service, "published", f"would publish {after} into {stage}", tag, outcome)
+        return Found(service, "would-publish", f"{after} into {stage}", tag, outcome)
     where = (
         f"pull request {outcome.pull_request.url}"
         if outcome.pull_request
