@@ -43,6 +43,8 @@ from platformctl.yamlio import located
 PAGE_SIZE = 100
 DEFAULT_TIME_LIMIT = 60.0
 _LINK_NEXT = re.compile(r'<(?P<url>[^>]+)>\s*;\s*rel="?next"?')
+# what cosign stores next to an image: signatures, attestations, SBOMs (never a build)
+_COSIGN_TAG = re.compile(r"^sha256-[0-9a-f]{64}\.(sig|att|sbom)$")
 _COMPARATOR = re.compile(r"^(?P<op>\^|~|>=|<=|>|<|=)?(?P<version>v?\d+(?:\.\d+){0,2})$")
 
 
@@ -251,7 +253,9 @@ def _one(
     reference = Reference.parse(repository)
     registry = registries.client(reference.host)
     deadline = time.monotonic() + time_limit
-    tags = list_tags(registry, reference.name, deadline, page)
+    tags = [
+        t for t in list_tags(registry, reference.name, deadline, page) if not _COSIGN_TAG.match(t)
+    ]
     tag = choose(policy, tags, registry, reference.name, deadline)
     if tag is None:
         return Found(service, "no-match", f"no tag of {len(tags)} matches {policy.describe()}")
@@ -279,7 +283,7 @@ def _one(
         else f"{(outcome.commit or '')[:12]}"
         + (f" pushed to {outcome.branch}" if outcome.pushed else "")
     )
-    return Found(service, "published", f"published {after} into {stage}: {where}", tag, outcome)
+    return Found(service, "published", f"{after} into {stage}: {where}", tag, outcome)
 
 
 def worst(found: Iterable[Found]) -> PlatformError | None:
