@@ -287,13 +287,15 @@ def _one(
 
 
 def worst(found: Iterable[Found]) -> PlatformError | None:
-    """What a run's exit code is: the first failure (a refusal ranks above none, an
-    environment problem above a refusal)."""
+    """What a run exits with: the worst failure (the environment before a refusal before an
+    input error), its message saying how many services failed."""
     failures = [item.error for item in found if item.error is not None]
     if not failures:
         return None
-    failures.sort(key=lambda error: -int(error.exit_code == ExitCode.ENVIRONMENT))
-    first = failures[0]
+    rank = (ExitCode.ENVIRONMENT, ExitCode.REFUSED, ExitCode.USAGE)
+    first = min(
+        failures, key=lambda e: rank.index(e.exit_code) if e.exit_code in rank else len(rank)
+    )
     return type(first)(
         f"discover: {len(failures)} service(s) failed, first: {first.message}", hint=first.hint
     )

@@ -118,3 +118,16 @@ def test_a_dry_run_says_what_it_would_publish_and_writes_nothing(world: World, c
     assert result.stdout.startswith("orders: would-publish: 1.4.0@")
     assert git(world.root, "rev-parse", "HEAD") == head
     assert git(world.root, "status", "--porcelain") == ""
+
+
+def test_a_stage_running_a_newer_build_than_the_policy_names_is_left_alone(
+    world: World, cli: Cli
+) -> None:
+    world.push("orders", "0.9.9-hotfix", "2026-03-01T00:00:00Z")
+    assert cli(world.root, "publish", "orders", "--tag", "0.9.9-hotfix").exit_code == 0
+    policies(world, orders={"semver": "^1"})
+    head = git(world.root, "rev-parse", "HEAD")
+    result = cli(world.root, "discover", "-s", "orders")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("orders: newer-running: 1.0.0 is not newer: ")
+    assert git(world.root, "rev-parse", "HEAD") == head
