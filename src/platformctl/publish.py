@@ -79,11 +79,18 @@ def _release_key(version: tuple[int, int, int, str | None]) -> tuple[int, int, i
 
 
 def created(registry: Registry, name: str, digest: str) -> dt.datetime | None:
-    """The ``created`` time of the image config (of the first platform of an index)."""
+    """The ``created`` time of the image config (of an index's first image: buildx lists its
+    attestations as platform ``unknown/unknown``)."""
     manifest = registry.manifest(name, digest)
     body: Any = manifest.json() if manifest else None
-    if isinstance(body, dict) and isinstance(body.get("manifests"), list) and body["manifests"]:
-        nested = registry.manifest(name, str(body["manifests"][0].get("digest")))
+    entries = body.get("manifests") if isinstance(body, dict) else None
+    if isinstance(entries, list):
+        images = [
+            entry
+            for entry in entries
+            if isinstance(entry, dict) and (entry.get("platform") or {}).get("os") != "unknown"
+        ]
+        nested = registry.manifest(name, str(images[0].get("digest"))) if images else None
         body = nested.json() if nested else None
     config = body.get("config") if isinstance(body, dict) else None
     if not isinstance(config, dict) or not isinstance(config.get("digest"), str):

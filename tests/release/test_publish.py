@@ -23,8 +23,10 @@ from tests.conftest import edit_yaml, git
 from tests.gates.conftest import registry  # noqa: F401  (the session's real registry)
 from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
 from tests.support.registry import (
+    OCI_MANIFEST,
     RunningRegistry,
     public_key_pem,
+    push_manifest,
     push_signature,
     push_single_layer,
 )
@@ -234,6 +236,28 @@ def test_the_build_order_is_the_creation_time_not_the_tag(world: World, cli: Cli
     older = cli(world.root, "publish", "orders", "--tag", "2.0.0")
     assert older.exit_code == 1
     assert "before 0.9.9-hotfix" in older.stderr
+
+
+def test_an_index_is_dated_by_its_image_not_by_its_attestation(world: World, cli: Cli) -> None:
+    """buildx lists attestations in the index as platform unknown/unknown: not the build."""
+    name = f"{world.prefix}/orders"
+    image = world.push("orders", "scratch-image", "2026-02-01T00:00:00Z")
+    attestation = world.push("orders", "scratch-attestation", "2020-01-01T00:00:00Z")
+
+    def entry(digest: str, os_name: str) -> dict[str, Any]:
+        platform = {"architecture": "unknown" if os_name == "unknown" else "amd64", "os": os_name}
+        size = len(world.registry.client().manifest(name, digest).content)  # type: ignore[union-attr]
+        return {"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": platform}
+
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(attestation, "unknown"), entry(image, "linux")],
+    }
+    digest = push_manifest(world.registry.client(), name, "1.1.0", index)
+    result = cli(world.root, "publish", "orders", "--tag", "1.1.0")
+    assert result.exit_code == 0, result.output
+    assert world.image("orders").digest == digest
 
 
 def test_a_publish_pushed_to_a_moved_remote_is_planned_again_on_its_tip(
