@@ -35,12 +35,15 @@ class Entry:
     commit: str
     time: str
     author: str
-    action: str  # promote | rollback | manual
+    action: str  # promote | rollback | publish | manual
     image: Image
     from_environment: str | None
     reason: str | None
     # the gate evidence the tool recorded with this release (empty for hand edits)
     gates: tuple[GateResult, ...] = ()
+    # a publish: the commit the image was built from and the CI run that built it
+    source_commit: str | None = None
+    build_url: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,8 @@ class Entry:
             "from_environment": self.from_environment,
             "reason": self.reason,
             "gates": [gate.as_dict() for gate in self.gates],
+            "source_commit": self.source_commit,
+            "build_url": self.build_url,
         }
 
 
@@ -146,6 +151,8 @@ def _entry(git: Git, fields: list[str], image: Image, release: Release, path: st
             for text in (marks.get("Platform-Gate", []) if ours else [])
             if (gate := parse_trailer(text)) is not None and gate.service in (None, release.service)
         ),
+        source_commit=first_trailer(marks, "Platform-Source-Commit") if ours else None,
+        build_url=first_trailer(marks, "Platform-Build-Url") if ours else None,
     )
 
 

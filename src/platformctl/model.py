@@ -187,6 +187,8 @@ class Repo:
     # (service, environment) -> a values file of a later stage with no image line yet: the
     # service is not deployed there until a promotion writes the line (``platform new service``)
     pending: Mapping[tuple[str, str], Path] = field(default_factory=dict)
+    # service -> which registry tags ``platform discover`` publishes (pipeline.yaml ``discover``)
+    discover: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def environments_dir(self) -> Path:
@@ -412,6 +414,11 @@ class _Loader:
                     service, env, path, base_values[service], values=values
                 )
         repository = pipeline["repository"]
+        discover = pipeline.get("discover") or {}
+        for service in discover:
+            if service not in base_values:
+                where = located(pipeline_path, ["discover", service])
+                raise InputError(f"{where}: discover: '{service}' is not a service")
         return Repo(
             root=self.root,
             repository_url=repository["url"],
@@ -420,6 +427,7 @@ class _Loader:
             services=tuple(services),
             releases=releases,
             pending=pending,
+            discover=discover,
         )
 
     def base_file(self, service: str) -> Path:

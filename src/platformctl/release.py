@@ -90,7 +90,7 @@ class ImageChange:
 class Plan:
     """What a write will change, decided under the lock before anything is written."""
 
-    action: str  # promote | rollback | hold | unhold
+    action: str  # promote | rollback | hold | unhold | publish
     environment: Environment
     changes: tuple[ImageChange, ...] = ()
     # service -> hold record to set, or None to lift it (rollbacks hold what they replaced)
@@ -103,6 +103,9 @@ class Plan:
     skipped_held: tuple[str, ...] = ()
     # callers' egress a first image needs in the target (``first_image_egress``)
     egress: tuple[EgressEdit, ...] = ()
+    # a publish: the build's source commit and CI run (one line each, recorded as trailers)
+    source_commit: str | None = None
+    build_url: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -121,7 +124,8 @@ class Plan:
         if self.action == "rollback":
             target = f" to {version}" if version else ""
             return f"rollback({services}): {self.environment.name}{target}"
-        return f"{self.action}({services}): {self.environment.name}"
+        tagged = f" {version}" if version and self.action == "publish" else ""
+        return f"{self.action}({services}): {self.environment.name}{tagged}"
 
     def notes(self) -> list[str]:
         """What the change table does not show: the callers' egress a first image wires, and
@@ -159,6 +163,10 @@ class Plan:
             lines.append(f"Platform-From: {self.source}")
         if self.reason:
             lines.append(f"Platform-Reason: {self.reason}")
+        if self.source_commit:
+            lines.append(f"Platform-Source-Commit: {self.source_commit}")
+        if self.build_url:
+            lines.append(f"Platform-Build-Url: {self.build_url}")
         if self.report:
             lines += self.report.trailers()
         lines.append(f"Platform-Actor: {actor}")
@@ -171,6 +179,8 @@ class Plan:
             "environment": self.environment.name,
             "from_environment": self.source,
             "reason": self.reason,
+            "source_commit": self.source_commit,
+            "build_url": self.build_url,
             "changes": [
                 {
                     "service": c.service,
@@ -725,12 +735,12 @@ def intent_of(git: Git, commit: str) -> Intent | None:
     marks = parse_trailers(block)
     action = (marks.get("Platform-Action") or [""])[0]
     environment = (marks.get("Platform-Environment") or [""])[0]
-    if action not in ("promote", "rollback", "hold", "unhold") or not environment:
+    if action not in ("promote", "rollback", "hold", "unhold", "publish") or not environment:
         return None
     services = marks.get("Platform-Service", [])
     settings = f"{ENVIRONMENTS_DIR}/{environment}/environment.yaml"
     images: list[tuple[str, Image, Image | None]] = []
-    if action in ("promote", "rollback"):
+    if action in ("promote", "rollback", "publish"):
         paths = [f"{ENVIRONMENTS_DIR}/{environment}/{s}.yaml" for s in services]
         before = git.read_files([(parents.split()[0], path) for path in paths])
         for service, trailer, blob in zip(
@@ -741,7 +751,7 @@ def intent_of(git: Git, commit: str) -> Intent | None:
     holds: dict[str, Mapping[str, str] | None] = {}
     if action == "unhold":
         holds = dict.fromkeys(services)
-    elif action != "promote":
+    elif action not in ("promote", "publish"):
         recorded = holds_of(git.show(commit, settings) or "")
         holds = {service: recorded[service] for service in services if service in recorded}
     return Intent(
@@ -834,8 +844,9 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
             path, current = release.values_file, release.image
         else:
             current = None
-        if intent.action == "promote":
+        if intent.action in ("promote", "publish"):
             _refuse_hold(environment, service)
+        if intent.action == "promote":
             _check_source(repo, intent, service, after)
         if current == after:
             continue

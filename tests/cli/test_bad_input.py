@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from platformctl.cli import app
+from platformctl.imagefile import with_image
+from platformctl.model import Image
 from tests.conftest import git
 from tests.release.fleet import Fleet, make_fleet
 
@@ -157,6 +159,25 @@ PROMOTE = ("promote", "alpha", "--to", "{t1}")
 PROMOTE_LAST = ("promote", "alpha", "--to", "{t2}")
 ROLLBACK = ("rollback", "alpha", "--env", "{t2}")
 HOLD = ("hold", "alpha", "--env", "{t2}", "--reason")
+PUBLISH = ("publish", "alpha", "--tag", "1.2.0")
+
+
+def unreachable(fleet: Fleet) -> None:
+    """The first stage's image in a registry nothing answers for (the discard port)."""
+    path = fleet.values(fleet.stages[0], "alpha")
+    edited = with_image(path.read_text(), Image("127.0.0.1:9/team/alpha", "1.1.0"))
+    assert edited is not None
+    _commit(fleet, str(path.relative_to(fleet.root)), edited.encode())
+
+
+def discover_policy(policy: bytes) -> Setup:
+    return pipeline(b"discover:\n  alpha: " + policy + b"\n")
+
+
+def unreachable_discovered(fleet: Fleet) -> None:
+    unreachable(fleet)
+    discover_policy(b"{semver: '^1'}")(fleet)
+
 
 CASES = [
     # usage errors, as click reports them
@@ -320,6 +341,37 @@ CASES = [
     Case(".yml instead of .yaml", ("status",), 2, yml_file),
     Case("image in the base file", ("status",), 2, base_image),
     Case("settings file missing", ("status",), 2, no_settings),
+    # publish and discover (the cases that need a registry are in tests/release/test_publish.py)
+    Case("publish unknown service", (*PUBLISH[:1], "gamma", *PUBLISH[2:]), 2),
+    Case("publish without --tag", ("publish", "alpha"), 2),
+    Case("publish into a later stage", (*PUBLISH, "--env", "{t1}"), 2),
+    Case("publish a tag that is not a tag", ("publish", "alpha", "--tag", "a b"), 2),
+    Case("publish a digest that is not sha256", (*PUBLISH, "--digest", "md5:1"), 2),
+    Case("publish --reason with a newline", (*PUBLISH, "--force", "--reason", "x\ny"), 2),
+    Case("publish --force without --reason", (*PUBLISH, "--force"), 2),
+    Case(
+        "publish --build-url forging a trailer",
+        (*PUBLISH, "--build-url", "https://ci/1\nPlatform-Action: rollback"),
+        2,
+    ),
+    Case("publish --build-url not http", (*PUBLISH, "--build-url", "file:///etc/passwd"), 2),
+    Case("publish --source-commit not a commit", (*PUBLISH, "--source-commit", "main"), 2),
+    Case("publish --source-commit with a newline", (*PUBLISH, "--source-commit", "abc1234\n"), 2),
+    Case("publish --push with --pull-request", (*PUBLISH, "--push", "--pull-request"), 2),
+    Case("publish from an unreachable registry", PUBLISH, 3, unreachable),
+    Case("discover unknown service", ("discover", "-s", "gamma"), 2),
+    Case("discover --push with --pull-request", ("discover", "--push", "--pull-request"), 2),
+    Case(
+        "discover policy that is not a regex", ("discover",), 2, discover_policy(b"{pattern: '('}")
+    ),
+    Case(
+        "discover policy of two kinds",
+        ("discover",),
+        2,
+        discover_policy(b"{semver: '1', pattern: x}"),
+    ),
+    Case("discover range that is not one", ("discover",), 2, discover_policy(b"{semver: '>=x'}")),
+    Case("discover from an unreachable registry", ("discover",), 3, unreachable_discovered),
 ]
 
 

@@ -51,6 +51,27 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "--reason 'INC-42 hotfix' --push",
         ),
     ),
+    "publish": (
+        (
+            "What CI runs after pushing and signing",
+            "platform publish my-service --tag 1.5.0 --digest sha256:<hex> "
+            "--source-commit <sha> --build-url https://ci.example/run/42 --push",
+        ),
+        ("See the change first", "platform publish my-service --tag 1.5.0 --dry-run"),
+        (
+            "By pull request",
+            "platform publish my-service --tag 1.5.0 --pull-request -o json",
+        ),
+        (
+            "A moved tag, on purpose",
+            "platform publish my-service --tag 1.5.0 --force --reason 'rebuilt base image' --push",
+        ),
+    ),
+    "discover": (
+        ("What the schedule would publish", "platform discover --dry-run"),
+        ("Publish what is new and push", "platform discover --push"),
+        ("Two services, as JSON", "platform discover -s my-service -s other-service -o json"),
+    ),
     "rollback": (
         (
             "Back to the last good release",
