@@ -65,6 +65,7 @@ def test_batches_keep_each_failure_with_its_target(
         assert [f.check for f in found] == ["CKV_K8S_22"], key
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_the_next_process_answers_from_the_cache(repo: Path) -> None:
     """Cache keys must not depend on a process's hash seed (set order)."""
     assert verify_json(repo, seed="1")[1]["cache_hits"] == 0

@@ -195,6 +195,7 @@ def test_service_missing_from_an_environment_is_not_deployed_there(repo: Path) -
         model.release("auth-service", "production")
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_known_valid_files_are_not_checked_again_but_changed_ones_are(repo: Path) -> None:
     load_repo(repo)
     known = json.loads((repo / ".platform-cache/valid.json").read_text())["entries"]
@@ -216,6 +217,7 @@ def test_a_changed_schema_checks_known_files_again(repo: Path) -> None:
     assert "replicaCount" in _load_error(repo)
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_a_corrupt_known_valid_file_is_ignored(repo: Path) -> None:
     load_repo(repo)
     (repo / ".platform-cache/valid.json").write_text("{not json")
@@ -223,6 +225,7 @@ def test_a_corrupt_known_valid_file_is_ignored(repo: Path) -> None:
     assert json.loads((repo / ".platform-cache/valid.json").read_text())["entries"]
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_parsed_files_read_back_from_the_cache_as_parsed(repo: Path) -> None:
     fresh = load_repo(repo)
     parsed = json.loads((repo / ".platform-cache/parsed.json").read_text())["entries"]
@@ -243,6 +246,7 @@ def test_parsed_files_read_back_from_the_cache_as_parsed(repo: Path) -> None:
     assert load_repo(repo).release(service, env).image == fresh.release(service, env).image
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_a_corrupt_parsed_cache_is_ignored(repo: Path) -> None:
     fresh = load_repo(repo)
     (repo / ".platform-cache/parsed.json").write_text("{not json")
@@ -250,6 +254,7 @@ def test_a_corrupt_parsed_cache_is_ignored(repo: Path) -> None:
     assert json.loads((repo / ".platform-cache/parsed.json").read_text())["entries"]
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_a_text_json_cannot_hold_exactly_is_parsed_each_time(tmp_path: Path) -> None:
     from platformctl.documents import KnownValid
 

@@ -31,6 +31,7 @@ def test_a_changed_file_of_the_same_size_and_time_changes_the_chart_digest(
     assert Renderer(model).chart_digest(chart) == tree_digest(chart) != first
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_cached_addon_applications_are_the_rendered_ones(repo: Path) -> None:
     model = load_repo(repo)
     environment = model.environment("dev")
