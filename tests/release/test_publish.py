@@ -170,6 +170,9 @@ def test_history_reads_a_publish_and_the_next_promotion_takes_it(world: World, c
     assert (newest["source_commit"], newest["build_url"]) == (SOURCE, BUILD_URL)
     assert newest["gates"][0]["gate"] == "registry"
     assert history[1]["action"] == "manual"  # the fixture's own edit
+    table = cli(world.root, "history", "orders", "-e", world.first).stdout
+    (row,) = [line for line in table.splitlines() if " publish " in line]
+    assert f"build {SOURCE[:12]}" in row
     nxt = world.fleet.stages[1]
     promoted = cli(world.root, "promote", "orders", "--to", nxt)
     assert promoted.exit_code == 0, promoted.output

@@ -60,9 +60,16 @@ def _row(event: Entry | HoldEvent, bad: set[str]) -> list[str | None]:
         action,
         event.image.tag,
         short,
-        event.from_environment,
+        _origin(event),
         reason,
     ]
+
+
+def _origin(entry: Entry) -> str | None:
+    """Where a release came from: the stage before, or for a publish the build's commit."""
+    if entry.from_environment is None and entry.source_commit:
+        return f"build {entry.source_commit[:12]}"
+    return entry.from_environment
 
 
 def register(app: typer.Typer) -> None:
