@@ -13,7 +13,7 @@ from tests.conftest import PROJECT_ROOT
 CHART = helm_python.Chart.load(PROJECT_ROOT / "charts/service")
 DIGEST = "sha256:" + "0f" * 32
 # The release the tests render: a name of their own, none of the sample services'.
-NAME = "orders"
+NAME = "alpha"
 IMAGE = {"repository": f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{NAME}", "tag": "1.2.3"}
 
 
@@ -142,7 +142,7 @@ def test_network_policy_denies_all_but_listed_peers() -> None:
         render(
             {
                 "networkPolicy": {
-                    "ingressFrom": {"services": ["storefront"], "cidrs": ["10.0.0.0/16"]},
+                    "ingressFrom": {"services": ["beta"], "cidrs": ["10.0.0.0/16"]},
                     "egressTo": {"cidrs": [{"cidr": "10.0.0.0/16", "ports": [5432]}]},
                 }
             }
@@ -152,7 +152,7 @@ def test_network_policy_denies_all_but_listed_peers() -> None:
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     peers = [p for rule in spec["ingress"] for p in rule["from"]]
-    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "storefront"}}} in peers
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "beta"}}} in peers
     assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in peers
     egress_ports = [p["port"] for rule in spec["egress"] for p in rule.get("ports", [])]
     assert 53 in egress_ports  # DNS always

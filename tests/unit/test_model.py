@@ -13,7 +13,7 @@ from tests.release.fleet import make_fleet
 
 DIGEST = "sha256:" + "ab" * 32
 # The fixture repositories' services: this module's own, whatever the template ships.
-ORDERS, PAYMENTS = SERVICES = ("orders", "payments")
+ALPHA, BETA = SERVICES = ("alpha", "beta")
 
 
 @pytest.fixture
@@ -25,15 +25,15 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One repository with this module's services for the tests that only read it; its base
-    and production values of ORDERS both set LAYER, only base sets LAYER_BASE."""
+    and production values of ALPHA both set LAYER, only base sets LAYER_BASE."""
     root = make_fleet(tmp_path_factory.mktemp("shared") / "repo", list(SERVICES)).root
     environments = root / "environments"
     edit_yaml(
-        environments / f"base/{ORDERS}.yaml",
+        environments / f"base/{ALPHA}.yaml",
         lambda data: data.setdefault("env", {}).update(LAYER="base", LAYER_BASE="base"),
     )
     edit_yaml(
-        environments / f"production/{ORDERS}.yaml",
+        environments / f"production/{ALPHA}.yaml",
         lambda data: data.setdefault("env", {}).update(LAYER="production"),
     )
     return root
@@ -61,7 +61,7 @@ def test_this_repository_loads_its_stages_and_services() -> None:
 
 
 def test_release_values_layer_environment_over_base(shared: Path) -> None:
-    release = load_repo(shared).release(ORDERS, "production")
+    release = load_repo(shared).release(ALPHA, "production")
     assert release.values["env"]["LAYER_BASE"] == "base"  # from base
     assert release.values["env"]["LAYER"] == "production"  # from the environment
     assert release.values["image"]["digest"] == release.image.digest
@@ -94,8 +94,8 @@ def test_unknown_names_suggest_the_closest(shared: Path) -> None:
     model = load_repo(shared)
     with pytest.raises(InputError, match="did you mean 'production'"):
         model.environment("prod")
-    with pytest.raises(InputError, match=f"did you mean '{PAYMENTS}'"):
-        model.service(PAYMENTS.replace("e", "", 1))
+    with pytest.raises(InputError, match=f"did you mean '{BETA}'"):
+        model.service(BETA.replace("e", "", 1))
 
 
 @pytest.mark.parametrize("name", ["../dev", "a/b", "x;rm -rf", "Upper", "-x", "a" * 54])
@@ -113,35 +113,35 @@ def _load_error(repo: Path) -> str:
 
 
 def test_malformed_yaml_names_file_and_line(repo: Path) -> None:
-    path = repo / f"environments/dev/{ORDERS}.yaml"
+    path = repo / f"environments/dev/{ALPHA}.yaml"
     path.write_text(path.read_text() + "resources: [unclosed\n")
     message = _load_error(repo)
-    assert f"environments/dev/{ORDERS}.yaml:" in message
+    assert f"environments/dev/{ALPHA}.yaml:" in message
     assert "malformed YAML" in message
 
 
 def test_unknown_key_names_file_line_key_and_suggestion(repo: Path) -> None:
-    path = repo / f"environments/staging/{PAYMENTS}.yaml"
+    path = repo / f"environments/staging/{BETA}.yaml"
     path.write_text(path.read_text() + "replicaCout: 3\n")
     line = len(path.read_text().splitlines())
     message = _load_error(repo)
-    assert f"{PAYMENTS}.yaml:{line}: replicaCout: unknown key" in message
+    assert f"{BETA}.yaml:{line}: replicaCout: unknown key" in message
     assert "did you mean 'replicaCount'" in message
 
 
 def test_wrong_type_names_nested_key(repo: Path) -> None:
     edit_yaml(
-        repo / f"environments/production/{ORDERS}.yaml",
+        repo / f"environments/production/{ALPHA}.yaml",
         lambda data: data.setdefault("autoscaling", {}).__setitem__("minReplicas", "three"),
     )
     message = _load_error(repo)
-    assert f"production/{ORDERS}.yaml:" in message
+    assert f"production/{ALPHA}.yaml:" in message
     assert "autoscaling.minReplicas" in message
     assert "expected a whole number, got a string" in message
 
 
 def test_numeric_tag_must_be_quoted(repo: Path) -> None:
-    release = load_repo(repo).release(ORDERS, "dev")
+    release = load_repo(repo).release(ALPHA, "dev")
     text = release.values_file.read_text()
     assert f"tag: {release.image.tag}," in text
     release.values_file.write_text(text.replace(f"tag: {release.image.tag},", "tag: 1.5,"))
@@ -149,22 +149,22 @@ def test_numeric_tag_must_be_quoted(repo: Path) -> None:
 
 
 def test_bad_digest_is_refused_with_location(repo: Path) -> None:
-    path = repo / f"environments/production/{ORDERS}.yaml"
+    path = repo / f"environments/production/{ALPHA}.yaml"
     text = path.read_text()
     path.write_text(text.replace('digest: "sha256:', 'digest: "sha256:zz'))
     line = next(n for n, t in enumerate(text.splitlines(), 1) if 'digest: "sha256:' in t)
     message = _load_error(repo)
-    assert f"production/{ORDERS}.yaml:{line}" in message
+    assert f"production/{ALPHA}.yaml:{line}" in message
 
 
 def test_missing_image_is_refused(repo: Path) -> None:
-    edit_yaml(repo / f"environments/dev/{PAYMENTS}.yaml", lambda data: data.pop("image"))
+    edit_yaml(repo / f"environments/dev/{BETA}.yaml", lambda data: data.pop("image"))
     assert "image: missing" in _load_error(repo)
 
 
 def test_image_in_base_is_refused(repo: Path) -> None:
     edit_yaml(
-        repo / f"environments/base/{PAYMENTS}.yaml",
+        repo / f"environments/base/{BETA}.yaml",
         lambda data: data.__setitem__("image", {"tag": "1.0"}),
     )
     assert "set the image per environment" in _load_error(repo)
@@ -205,9 +205,9 @@ def test_duplicate_and_reserved_stages_are_refused(repo: Path) -> None:
 
 
 def test_yml_extension_is_refused(repo: Path) -> None:
-    source = repo / f"environments/dev/{ORDERS}.yaml"
+    source = repo / f"environments/dev/{ALPHA}.yaml"
     source.rename(source.with_suffix(".yml"))
-    assert f"rename to {ORDERS}.yaml" in _load_error(repo)
+    assert f"rename to {ALPHA}.yaml" in _load_error(repo)
 
 
 def test_missing_chart_schema_is_reported(repo: Path) -> None:
@@ -217,11 +217,11 @@ def test_missing_chart_schema_is_reported(repo: Path) -> None:
 
 def test_service_missing_from_an_environment_is_not_deployed_there(repo: Path) -> None:
     releases = len(load_repo(repo).releases)
-    (repo / f"environments/production/{PAYMENTS}.yaml").unlink()
+    (repo / f"environments/production/{BETA}.yaml").unlink()
     model = load_repo(repo)
     assert len(model.releases) == releases - 1
     with pytest.raises(InputError, match="not deployed in 'production'"):
-        model.release(PAYMENTS, "production")
+        model.release(BETA, "production")
 
 
 def test_known_valid_files_are_not_checked_again_but_changed_ones_are(repo: Path) -> None:
@@ -231,7 +231,7 @@ def test_known_valid_files_are_not_checked_again_but_changed_ones_are(repo: Path
     folders = ["base", *load_repo(repo).environment_names]
     files = [p for folder in folders for p in (repo / "environments" / folder).glob("*.yaml")]
     assert len(known) == len(files) + 1  # and pipeline.yaml
-    path = repo / f"environments/staging/{PAYMENTS}.yaml"
+    path = repo / f"environments/staging/{BETA}.yaml"
     path.write_text(path.read_text() + "replicaCout: 3\n")
     assert "replicaCout: unknown key" in _load_error(repo)
 
@@ -291,12 +291,12 @@ def test_a_text_json_cannot_hold_exactly_is_parsed_each_time(tmp_path: Path) -> 
 
 def test_with_release_files_reads_only_the_named_files_again(repo: Path) -> None:
     loaded = load_repo(repo)
-    release = loaded.release(ORDERS, "dev")
+    release = loaded.release(ALPHA, "dev")
     edit_yaml(release.values_file, lambda data: data["image"].update(tag="9.9.9"))
-    edit_yaml(repo / f"environments/dev/{PAYMENTS}.yaml", lambda data: data.update(x=1))
+    edit_yaml(repo / f"environments/dev/{BETA}.yaml", lambda data: data.update(x=1))
     updated = loaded.with_release_files([release.values_file])
-    assert updated.release(ORDERS, "dev").image.tag == "9.9.9"
-    assert loaded.release(ORDERS, "dev").image.tag != "9.9.9"
+    assert updated.release(ALPHA, "dev").image.tag == "9.9.9"
+    assert loaded.release(ALPHA, "dev").image.tag != "9.9.9"
     with pytest.raises(ValueError, match="not the values file"):
         loaded.with_release_files([repo / "environments/dev/environment.yaml"])
 
