@@ -26,7 +26,7 @@ INVARIANT_TESTS = (
 # new name is derived too: in the fork it is a service, and no test may name one.
 SERVICES = load_repo(PROJECT_ROOT).services
 CALLER, LIKE, DROPPED = SERVICES[0], SERVICES[min(1, len(SERVICES) - 1)], SERVICES[-1]
-ADDED = f"{LIKE}-next"
+ADDED = f"new-{LIKE}"
 
 
 def fork(path: Path) -> Path:
