@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from platformctl.gates.config import DEFAULT_OBJECTIVES
-from tests.chart.test_service_chart import EVERYTHING, kinds, one, render
+from tests.chart.test_service_chart import EVERYTHING, NAME, kinds, one, render
 from tests.support.components import require
 
 CANARY = {"delivery": {"strategy": "canary"}}
@@ -39,7 +39,7 @@ def test_progressive_strategies_replace_the_deployment_with_the_same_pods(strate
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
-        "name": "user-service",
+        "name": NAME,
     }
 
 
@@ -56,7 +56,7 @@ def test_canary_steps_weights_and_runs_the_analysis_from_the_first_pause() -> No
     ]
     analysis = canary["analysis"]
     assert analysis["startingStep"] == 1
-    assert analysis["templates"] == [{"templateName": "user-service"}]
+    assert analysis["templates"] == [{"templateName": NAME}]
     assert analysis["args"] == [
         {"name": "pod-template-hash", "valueFrom": {"podTemplateHashValue": "Latest"}}
     ]
@@ -66,7 +66,7 @@ def test_blue_green_keeps_the_old_pods_through_the_analysis_after_the_switch() -
     docs = render(BLUE_GREEN)
     blue_green = one(docs, "Rollout")["spec"]["strategy"]["blueGreen"]
     assert blue_green["activeService"] == one(docs, "Service")["metadata"]["name"]
-    assert blue_green["postPromotionAnalysis"]["templates"] == [{"templateName": "user-service"}]
+    assert blue_green["postPromotionAnalysis"]["templates"] == [{"templateName": NAME}]
     metrics = one(docs, "AnalysisTemplate")["spec"]["metrics"]
     assert all(metric["count"] == 5 for metric in metrics)
     # the analysis lasts count x interval = 300 s; the old pods stay 600 s
@@ -77,7 +77,7 @@ def test_blue_green_keeps_the_old_pods_through_the_analysis_after_the_switch() -
 
 def test_the_analysis_asks_the_slo_gates_questions_of_the_new_pods_only() -> None:
     metrics = {m["name"]: m for m in one(render(CANARY), "AnalysisTemplate")["spec"]["metrics"]}
-    names = {"namespace": "apps", "service": "user-service", "environment": "dev", "window": "120s"}
+    names = {"namespace": "apps", "service": NAME, "environment": "dev", "window": "120s"}
     for objective in DEFAULT_OBJECTIVES:
         metric = metrics[objective.name]
         query = metric["provider"]["prometheus"]["query"]
@@ -143,9 +143,9 @@ def test_the_dashboard_is_grafana_json_for_this_service() -> None:
         "ConfigMap",
     )
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
-    dashboard = json.loads(config["data"]["user-service.json"])
+    dashboard = json.loads(config["data"][f"{NAME}.json"])
     constants = {v["name"]: v.get("query") for v in dashboard["templating"]["list"]}
-    assert constants["service"] == "user-service"
+    assert constants["service"] == NAME
     assert constants["namespace"] == "apps"
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
 
@@ -165,11 +165,11 @@ def test_secrets_come_from_the_services_own_secret_with_its_own_role() -> None:
         "decodingStrategy": "None",
         "metadataPolicy": "None",
     }
-    assert external["dataFrom"] == [{"extract": {"key": "platform-dev/user-service", **defaults}}]
+    assert external["dataFrom"] == [{"extract": {"key": f"platform-dev/{NAME}", **defaults}}]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert {
         "name": "secrets",
-        "secret": {"secretName": "user-service", "defaultMode": 0o400},
+        "secret": {"secretName": NAME, "defaultMode": 0o400},
     } in pod["volumes"]
     with pytest.raises(helm_python.HelmError, match=r"needs serviceAccount\.roleArn"):
         render({"secrets": {"enabled": True}})
@@ -202,7 +202,7 @@ def test_the_alert_rules_are_valid_prometheus_rules(tmp_path: Path) -> None:
 
 
 def _series(per_minute: int, errors_per_minute: int, slow: bool) -> list[dict[str, str]]:
-    labels = 'namespace="apps", service="user-service"'
+    labels = f'namespace="apps", service="{NAME}"'
     fast_bucket = 0 if slow else per_minute
     return [
         {"series": f"up{{{labels}}}", "values": "1+0x120"},
@@ -230,7 +230,7 @@ def _series(per_minute: int, errors_per_minute: int, slow: bool) -> list[dict[st
 
 
 def fired(alert: str, severity: str, summary: str, description: str) -> dict[str, object]:
-    labels = {"severity": severity, "service": "user-service"}
+    labels = {"severity": severity, "service": NAME}
     annotations = {"summary": summary, "description": description}
     return {
         "eval_time": "90m",
@@ -267,19 +267,19 @@ def test_burn_rate_and_latency_alerts_fire_on_bad_metrics_only(tmp_path: Path) -
                     fired(
                         "ErrorBudgetBurnCritical",
                         "critical",
-                        "user-service burns its error budget 14.4x too fast",
+                        f"{NAME} burns its error budget 14.4x too fast",
                         "Error ratio above 14.4x the objective over both 1h and 5m.",
                     ),
                     fired(
                         "ErrorRatioAboveObjective",
                         "warning",
-                        "user-service answers more than 0.01 of requests with 5xx",
+                        f"{NAME} answers more than 0.01 of requests with 5xx",
                         "Error ratio over 5 minutes is 25%.",
                     ),
                     fired(
                         "LatencyP95AboveObjective",
                         "warning",
-                        "user-service p95 latency is above 0.2s",
+                        f"{NAME} p95 latency is above 0.2s",
                         "p95 latency over 5 minutes is 480ms.",
                     ),
                 ],

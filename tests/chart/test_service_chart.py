@@ -12,7 +12,9 @@ from tests.conftest import PROJECT_ROOT
 
 CHART = helm_python.Chart.load(PROJECT_ROOT / "charts/service")
 DIGEST = "sha256:" + "0f" * 32
-IMAGE = {"repository": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/user-service", "tag": "1.2.3"}
+# The release the tests render: a name of their own, none of the sample services'.
+NAME = "alpha"
+IMAGE = {"repository": f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{NAME}", "tag": "1.2.3"}
 
 
 PLATFORM = {"environment": "dev", "cluster": "platform-dev", "region": "eu-west-1"}
@@ -29,7 +31,7 @@ EVERYTHING: dict[str, Any] = {
 }
 
 
-def render(values: dict[str, Any] | None = None, name: str = "user-service") -> list[Any]:
+def render(values: dict[str, Any] | None = None, name: str = NAME) -> list[Any]:
     merged = {"image": IMAGE, "platform": PLATFORM, **(values or {})}
     manifests = CHART.render(merged, name=name, namespace="apps")
     return [doc for body in manifests.values() for doc in yaml.safe_load_all(body) if doc]
@@ -64,7 +66,7 @@ def test_every_object_is_namespaced_and_labelled() -> None:
         metadata = doc["metadata"]
         assert metadata["namespace"] == "apps"
         labels = metadata["labels"]
-        assert labels["app.kubernetes.io/name"] == "user-service"
+        assert labels["app.kubernetes.io/name"] == NAME
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/version"] == "1.2.3"
         assert labels["helm.sh/chart"] == "service-0.1.0"
@@ -103,7 +105,7 @@ def test_digest_overrides_tag() -> None:
 
 
 def test_service_account_is_ready_for_irsa() -> None:
-    role = "arn:aws:iam::123456789012:role/platform-dev-user-service"
+    role = f"arn:aws:iam::123456789012:role/platform-dev-{NAME}"
     account = one(render({"serviceAccount": {"roleArn": role}}), "ServiceAccount")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
     assert account["automountServiceAccountToken"] is False
@@ -122,7 +124,7 @@ def test_autoscaling_replaces_replicas_with_an_hpa() -> None:
     docs = render({"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 9}})
     hpa = one(docs, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 9)
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "user-service"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == NAME
     assert "replicas" not in one(docs, "Deployment")["spec"]
     assert one(render({"replicaCount": 4}), "Deployment")["spec"]["replicas"] == 4
 
@@ -140,7 +142,7 @@ def test_network_policy_denies_all_but_listed_peers() -> None:
         render(
             {
                 "networkPolicy": {
-                    "ingressFrom": {"services": ["api-gateway"], "cidrs": ["10.0.0.0/16"]},
+                    "ingressFrom": {"services": ["beta"], "cidrs": ["10.0.0.0/16"]},
                     "egressTo": {"cidrs": [{"cidr": "10.0.0.0/16", "ports": [5432]}]},
                 }
             }
@@ -150,7 +152,7 @@ def test_network_policy_denies_all_but_listed_peers() -> None:
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     peers = [p for rule in spec["ingress"] for p in rule["from"]]
-    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}} in peers
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "beta"}}} in peers
     assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in peers
     egress_ports = [p["port"] for rule in spec["egress"] for p in rule.get("ports", [])]
     assert 53 in egress_ports  # DNS always

@@ -29,13 +29,14 @@ def verify_json(repo: Path, *args: str, seed: str = "0") -> tuple[int, dict[str,
 
 
 def test_worker_reports_checkov_failures_with_their_target(repo: Path) -> None:
+    service = load_repo(repo).services[0]
     writable_root(repo)
-    code, report = verify_json(repo, "--env", "dev", "--service", "user-service")
+    code, report = verify_json(repo, "--env", "dev", "--service", service)
     assert code == 1
     assert report["checked_by_checkov"] == 1
     findings = report["findings"]
     assert isinstance(findings, list)
-    assert ("dev/user-service", "CKV_K8S_22", "checkov") in {
+    assert (f"dev/{service}", "CKV_K8S_22", "checkov") in {
         (f["target"], f["check"], f["engine"]) for f in findings
     }
 

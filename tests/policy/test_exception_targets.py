@@ -53,7 +53,7 @@ def test_the_addons_charts_own_objects_keep_their_shape(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["dev", "dev/user-service/Deployment", "dev/user-service/Deployment/a/b", "dev/addons/a/b/c/d"],
+    ["dev", "dev/alpha/Deployment", "dev/alpha/Deployment/a/b", "dev/addons/a/b/c/d"],
 )
 def test_other_shapes_are_refused_with_their_line(tmp_path: Path, target: str) -> None:
     with pytest.raises(InputError, match=r"policy-exceptions.yaml:\d+: target .* must be"):

@@ -15,8 +15,21 @@ from platformctl.model import load_repo
 from platformctl.render import Renderer
 from platformctl.verify import image_shape, verify
 from tests.conftest import edit_yaml
+from tests.release.fleet import make_fleet
 
 TODAY = dt.date(2026, 11, 22)
+# The services of the fixture repositories: this module's own, whatever the template ships.
+ALPHA, BETA = SERVICES = ("alpha", "beta")
+
+
+def values(stage: str, service: str) -> str:
+    return f"environments/{stage}/{service}.yaml"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    """This repository's stages and charts with this module's services, for a test to break."""
+    return make_fleet(tmp_path / "repo", list(SERVICES)).root
 
 
 def run(repo: Path, *, use_cache: bool = False, **kwargs: Any) -> Any:
@@ -53,18 +66,31 @@ def set_value(path: str, *keys_and_value: Any) -> Callable[[Path], None]:
     return seed
 
 
+def all_of(*seeds: Callable[[Path], None]) -> Callable[[Path], None]:
+    """One seed of several edits: a violation and what it needs to show (e.g. an HPA)."""
+
+    def seed(repo: Path) -> None:
+        for each in seeds:
+            each(repo)
+
+    return seed
+
+
 def drop_digest(repo: Path) -> None:
     edit_yaml(
-        repo / "environments/production/user-service.yaml",
+        repo / values("production", ALPHA),
         lambda data: data["image"].pop("digest"),
     )
 
 
 def latest_tag(repo: Path) -> None:
-    edit_yaml(
-        repo / "environments/dev/auth-service.yaml",
-        lambda data: data["image"].__setitem__("tag", "latest"),
-    )
+    """A dev image by tag only, and that tag 'latest' (with a digest the pod pulls the digest)."""
+
+    def change(data: Any) -> None:
+        data["image"].pop("digest", None)
+        data["image"]["tag"] = "latest"
+
+    edit_yaml(repo / values("dev", BETA), change)
 
 
 def strip_probe(repo: Path) -> None:
@@ -102,41 +128,45 @@ def drop_default_deny(repo: Path) -> None:
 @pytest.mark.parametrize(
     ("seed", "expected"),
     [
-        (drop_digest, ("production/user-service", "PLAT001")),
-        (latest_tag, ("dev/auth-service", "PLAT002")),
+        (drop_digest, (f"production/{ALPHA}", "PLAT001")),
+        (latest_tag, (f"dev/{BETA}", "PLAT002")),
         (
-            set_value("environments/staging/user-service.yaml", "replicaCount", 1),
-            ("staging/user-service", "PLAT003"),
-        ),
-        (
-            set_value(
-                "environments/production/product-service.yaml",
-                "podDisruptionBudget",
-                "enabled",
-                False,
+            all_of(
+                set_value(values("staging", ALPHA), "autoscaling", "enabled", False),
+                set_value(values("staging", ALPHA), "replicaCount", 1),
             ),
-            ("production/product-service", "PLAT003"),
+            (f"staging/{ALPHA}", "PLAT003"),
         ),
         (
-            set_value("environments/production/auth-service.yaml", "autoscaling", "minReplicas", 1),
-            ("production/auth-service", "PLAT003"),
+            set_value(values("production", BETA), "podDisruptionBudget", "enabled", False),
+            (f"production/{BETA}", "PLAT003"),
         ),
-        (strip_probe, ("dev/user-service", "PLAT004")),
         (
-            set_value("environments/staging/api-gateway.yaml", "service", "type", "LoadBalancer"),
-            ("staging/api-gateway", "PLAT005"),
-        ),
-        (writable_root, ("production/api-gateway", "CKV_K8S_22")),
-        (
-            set_value(
-                "environments/production/user-service.yaml",
-                "delivery",
-                "analysis",
-                "objectives",
-                "latencyP95Seconds",
-                0.5,
+            all_of(
+                set_value(values("production", BETA), "autoscaling", "enabled", True),
+                set_value(values("production", BETA), "autoscaling", "minReplicas", 1),
             ),
-            ("production/user-service", "PLAT008"),
+            (f"production/{BETA}", "PLAT003"),
+        ),
+        (strip_probe, (f"dev/{ALPHA}", "PLAT004")),
+        (
+            set_value(values("staging", BETA), "service", "type", "LoadBalancer"),
+            (f"staging/{BETA}", "PLAT005"),
+        ),
+        (writable_root, (f"production/{BETA}", "CKV_K8S_22")),
+        (
+            all_of(
+                set_value(values("production", ALPHA), "delivery", "strategy", "canary"),
+                set_value(
+                    values("production", ALPHA),
+                    "delivery",
+                    "analysis",
+                    "objectives",
+                    "latencyP95Seconds",
+                    0.5,
+                ),
+            ),
+            (f"production/{ALPHA}", "PLAT008"),
         ),
         (
             set_value("environments/addons/dev.yaml", "addons", "fluent-bit", "wave", 0),
@@ -156,13 +186,7 @@ def drop_default_deny(repo: Path) -> None:
         (unrestrict_workloads, ("staging/addons", "PLAT011")),
         (drop_default_deny, ("dev/addons", "PLAT011")),
         (
-            set_value(
-                "environments/production/auth-service.yaml",
-                "delivery",
-                "canary",
-                "weights",
-                ["ten"],
-            ),
+            set_value(values("production", BETA), "delivery", "canary", "weights", ["ten"]),
             None,
         ),
     ],
@@ -185,32 +209,31 @@ def drop_default_deny(repo: Path) -> None:
     ],
 )
 def test_each_rule_fails_on_a_seeded_violation(
-    repo: Path, seed: Callable[[Path], None], expected: tuple[str, str] | None
+    fleet: Path, seed: Callable[[Path], None], expected: tuple[str, str] | None
 ) -> None:
-    seed(repo)
+    seed(fleet)
     if expected is None:
-        with pytest.raises(
-            InputError, match=r"auth-service\.yaml:\d+: delivery\.canary\.weights #1"
-        ):
-            run(repo)
+        with pytest.raises(InputError, match=rf"{BETA}\.yaml:\d+: delivery\.canary\.weights #1"):
+            run(fleet)
         return
-    report = run(repo)
+    report = run(fleet)
     assert not report.ok
     assert expected in checks(report)
 
 
-def test_load_balancer_allowed_where_the_environment_says_so(repo: Path) -> None:
-    set_value("environments/staging/api-gateway.yaml", "service", "type", "LoadBalancer")(repo)
-    set_value("environments/staging/environment.yaml", "policy", "allowLoadBalancer", True)(repo)
-    assert ("staging/api-gateway", "PLAT005") not in checks(run(repo))
+def test_load_balancer_allowed_where_the_environment_says_so(fleet: Path) -> None:
+    set_value(values("staging", BETA), "service", "type", "LoadBalancer")(fleet)
+    set_value("environments/staging/environment.yaml", "policy", "allowLoadBalancer", True)(fleet)
+    assert (f"staging/{BETA}", "PLAT005") not in checks(run(fleet))
 
 
-def test_kind_not_allowed_by_the_app_project_fails(repo: Path) -> None:
-    values = repo / "charts/gitops/values.yaml"
-    values.write_text(
-        values.read_text().replace("  - {group: policy, kind: PodDisruptionBudget}\n", "")
+def test_kind_not_allowed_by_the_app_project_fails(fleet: Path) -> None:
+    project = fleet / "charts/gitops/values.yaml"
+    project.write_text(
+        project.read_text().replace("  - {group: policy, kind: PodDisruptionBudget}\n", "")
     )
-    assert ("production/user-service", "PLAT006") in checks(run(repo))
+    # production requires a PodDisruptionBudget of every service
+    assert (f"production/{ALPHA}", "PLAT006") in checks(run(fleet))
 
 
 @pytest.mark.parametrize(
@@ -221,31 +244,33 @@ def test_kind_not_allowed_by_the_app_project_fails(repo: Path) -> None:
             "service/templates/rollout.yaml",
             "startingStep:",
             "startStep:",
-            "production/user-service",
+            f"production/{ALPHA}",
         ),
         ("addons/templates/externalsecret.yaml", "refreshInterval:", "refresh:", "dev/addons"),
     ],
     ids=["applicationset", "rollout", "externalsecret"],
 )
 def test_custom_resources_are_checked_against_their_crd_schema(
-    repo: Path, template: str, field: str, typo: str, target: str
+    fleet: Path, template: str, field: str, typo: str, target: str
 ) -> None:
-    path = repo / "charts" / template
+    # a Rollout to render the rollout's template
+    set_value(values("production", ALPHA), "delivery", "strategy", "canary")(fleet)
+    path = fleet / "charts" / template
     path.write_text(path.read_text().replace(field, typo))
-    report = run(repo)
+    report = run(fleet)
     assert (target, "SCHEMA") in checks(report)
     message = next(f.message for f in report.failing if f.target == target)
     assert typo.rstrip(":") in message
 
 
-def test_core_kinds_are_checked_against_the_kubernetes_schema(repo: Path) -> None:
-    template = repo / "charts/service/templates/pdb.yaml"
+def test_core_kinds_are_checked_against_the_kubernetes_schema(fleet: Path) -> None:
+    template = fleet / "charts/service/templates/pdb.yaml"
     template.write_text(template.read_text().replace("minAvailable:", "minAvailabel:"))
-    report = run(repo, environments=["production"])
-    assert ("production/user-service", "SCHEMA") in checks(report)
+    report = run(fleet, environments=["production"])
+    assert (f"production/{ALPHA}", "SCHEMA") in checks(report)
 
 
-def add_exception(repo: Path, expires: str, target: str = "production/user-service") -> None:
+def add_exception(repo: Path, expires: str, target: str = f"production/{ALPHA}") -> None:
     path = repo / "environments/policy-exceptions.yaml"
     path.write_text(
         path.read_text().replace("exceptions: []", "exceptions:\n")
@@ -258,37 +283,37 @@ def add_exception(repo: Path, expires: str, target: str = "production/user-servi
 DATE = dt.date(2026, 12, 31)
 
 
-def test_exception_excepts_until_it_expires(repo: Path) -> None:
-    drop_digest(repo)
-    add_exception(repo, DATE.isoformat())
-    report = run(repo)
+def test_exception_excepts_until_it_expires(fleet: Path) -> None:
+    drop_digest(fleet)
+    add_exception(fleet, DATE.isoformat())
+    report = run(fleet)
     assert report.ok
     assert [e.finding.check for e in report.excepted if e.exception.expires == DATE] == ["PLAT001"]
 
 
-def test_expired_exception_fails(repo: Path) -> None:
-    drop_digest(repo)
-    add_exception(repo, "2026-11-01")
-    report = run(repo)
-    assert {("production/user-service", "PLAT001"), ("production/user-service", "PLAT900")} <= (
+def test_expired_exception_fails(fleet: Path) -> None:
+    drop_digest(fleet)
+    add_exception(fleet, "2026-11-01")
+    report = run(fleet)
+    assert {(f"production/{ALPHA}", "PLAT001"), (f"production/{ALPHA}", "PLAT900")} <= (
         checks(report)
     )
 
 
-def test_unused_exception_is_reported(repo: Path) -> None:
-    used = {e.target for e in run(repo).unused_exceptions}
-    add_exception(repo, "2026-12-31", target="dev/*")
-    report = run(repo)
+def test_unused_exception_is_reported(fleet: Path) -> None:
+    used = {e.target for e in run(fleet).unused_exceptions}
+    add_exception(fleet, "2026-12-31", target="dev/*")
+    report = run(fleet)
     assert report.ok
     assert [e.target for e in report.unused_exceptions if e.target not in used] == ["dev/*"]
 
 
-def test_malformed_exception_is_an_input_error(repo: Path) -> None:
-    add_exception(repo, "next week")
+def test_malformed_exception_is_an_input_error(fleet: Path) -> None:
+    add_exception(fleet, "next week")
     from platformctl.errors import InputError
 
     with pytest.raises(InputError, match=r"policy-exceptions.yaml:\d+: expires: not a date"):
-        run(repo)
+        run(fleet)
 
 
 def test_image_shape_keeps_what_checkov_reads() -> None:
@@ -298,59 +323,60 @@ def test_image_shape_keeps_what_checkov_reads() -> None:
     assert image_shape("r/a@sha256:00") == "r/a@<digest>"
 
 
-def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(repo: Path) -> None:
-    first = run(repo, use_cache=True)
+def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(fleet: Path) -> None:
+    first = run(fleet, use_cache=True)
     assert first.cache_hits == 0
-    second = run(repo, use_cache=True)
+    second = run(fleet, use_cache=True)
     assert second.cache_hits == len(second.targets)
     assert second.checked_by_checkov == 0
     # a promotion: another tag and digest only
     edit_yaml(
-        repo / "environments/production/user-service.yaml",
+        fleet / values("production", ALPHA),
         lambda data: data["image"].update(tag="1.4.2", digest="sha256:" + "12" * 32),
     )
-    third = run(repo, use_cache=True)
+    third = run(fleet, use_cache=True)
     assert third.checked_by_checkov == 0
     assert third.ok
 
 
-def test_cache_does_not_hide_image_rules(repo: Path) -> None:
-    run(repo, use_cache=True)
-    drop_digest(repo)
-    report = run(repo, use_cache=True)
-    assert ("production/user-service", "PLAT001") in checks(report)
+def test_cache_does_not_hide_image_rules(fleet: Path) -> None:
+    run(fleet, use_cache=True)
+    drop_digest(fleet)
+    report = run(fleet, use_cache=True)
+    assert (f"production/{ALPHA}", "PLAT001") in checks(report)
 
 
-def test_cache_is_invalidated_by_a_value_change(repo: Path) -> None:
-    run(repo, use_cache=True)
-    set_value("environments/dev/user-service.yaml", "containerPort", 8080)(repo)
-    report = run(repo, use_cache=True)
-    assert [t.key for t in report.targets if not t.cached] == ["dev/user-service"]
+def test_cache_is_invalidated_by_a_value_change(fleet: Path) -> None:
+    run(fleet, use_cache=True)
+    set_value(values("dev", ALPHA), "containerPort", 8080)(fleet)
+    report = run(fleet, use_cache=True)
+    assert [t.key for t in report.targets if not t.cached] == [f"dev/{ALPHA}"]
     assert report.checked_by_checkov == 1
 
 
-def test_cache_is_invalidated_by_a_template_change(repo: Path) -> None:
-    run(repo, use_cache=True)
-    writable_root(repo)
-    report = run(repo, use_cache=True)
-    assert report.checked_by_checkov == len(load_repo(repo).releases)
-    assert ("dev/user-service", "CKV_K8S_22") in checks(report)
+def test_cache_is_invalidated_by_a_template_change(fleet: Path) -> None:
+    run(fleet, use_cache=True)
+    writable_root(fleet)
+    report = run(fleet, use_cache=True)
+    assert report.checked_by_checkov == len(load_repo(fleet).releases)
+    assert (f"dev/{ALPHA}", "CKV_K8S_22") in checks(report)
 
 
 def test_cache_is_invalidated_when_the_engines_change(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run(repo, use_cache=True)
+    run(fleet, use_cache=True)
     monkeypatch.setattr("platformctl.verify.checkov_version", lambda: "999.0.0")
-    assert run(repo, use_cache=True).cache_hits == 0
+    assert run(fleet, use_cache=True).cache_hits == 0
 
 
 def test_a_new_project_rule_applies_despite_a_warm_cache(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from platformctl.policy import rules
 
-    run(repo, use_cache=True)
+    set_value(values("dev", ALPHA), "env", "LOG_LEVEL", "debug")(fleet)
+    run(fleet, use_cache=True)
 
     def no_debug(rendered: Any, _: Any) -> Any:
         for doc in rendered.documents:
@@ -358,13 +384,13 @@ def test_a_new_project_rule_applies_despite_a_warm_cache(
                 yield rules.resource_id(doc), "debug logging"
 
     monkeypatch.setattr(rules, "RULES", (*rules.RULES, rules.Rule("PLAT999", "t", no_debug)))
-    report = run(repo, use_cache=True)
+    report = run(fleet, use_cache=True)
     assert report.checked_by_checkov == 0
-    assert ("dev/user-service", "PLAT999") in checks(report)
+    assert (f"dev/{ALPHA}", "PLAT999") in checks(report)
 
 
-def test_corrupt_cache_is_ignored(repo: Path) -> None:
-    run(repo, use_cache=True)
-    (repo / ".platform-cache/verify.json").write_text("{not json")
-    assert run(repo, use_cache=True).ok
-    assert json.loads((repo / ".platform-cache/verify.json").read_text())["entries"]
+def test_corrupt_cache_is_ignored(fleet: Path) -> None:
+    run(fleet, use_cache=True)
+    (fleet / ".platform-cache/verify.json").write_text("{not json")
+    assert run(fleet, use_cache=True).ok
+    assert json.loads((fleet / ".platform-cache/verify.json").read_text())["entries"]

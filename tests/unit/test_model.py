@@ -9,8 +9,34 @@ import pytest
 from platformctl.errors import ExitCode, InputError
 from platformctl.model import Image, find_root, load_repo, merge_values
 from tests.conftest import PROJECT_ROOT, edit_yaml
+from tests.release.fleet import make_fleet
 
 DIGEST = "sha256:" + "ab" * 32
+# The fixture repositories' services: this module's own, whatever the template ships.
+ALPHA, BETA = SERVICES = ("alpha", "beta")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh repository with this module's services, for a test that edits it."""
+    return make_fleet(tmp_path / "repo", list(SERVICES)).root
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One repository with this module's services for the tests that only read it; its base
+    and production values of ALPHA both set LAYER, only base sets LAYER_BASE."""
+    root = make_fleet(tmp_path_factory.mktemp("shared") / "repo", list(SERVICES)).root
+    environments = root / "environments"
+    edit_yaml(
+        environments / f"base/{ALPHA}.yaml",
+        lambda data: data.setdefault("env", {}).update(LAYER="base", LAYER_BASE="base"),
+    )
+    edit_yaml(
+        environments / f"production/{ALPHA}.yaml",
+        lambda data: data.setdefault("env", {}).update(LAYER="production"),
+    )
+    return root
 
 
 def test_this_repository_loads_its_stages_and_services() -> None:
@@ -34,10 +60,10 @@ def test_this_repository_loads_its_stages_and_services() -> None:
         assert repo.previous(stage.name) == before
 
 
-def test_release_values_layer_environment_over_base() -> None:
-    release = load_repo(PROJECT_ROOT).release("user-service", "production")
-    assert release.values["env"]["DB_NAME"] == "users"  # from base
-    assert release.values["env"]["ENVIRONMENT"] == "production"  # from the environment
+def test_release_values_layer_environment_over_base(shared: Path) -> None:
+    release = load_repo(shared).release(ALPHA, "production")
+    assert release.values["env"]["LAYER_BASE"] == "base"  # from base
+    assert release.values["env"]["LAYER"] == "production"  # from the environment
     assert release.values["image"]["digest"] == release.image.digest
 
 
@@ -56,25 +82,25 @@ def test_image_reference_prefers_digest() -> None:
         Image("r/x", "1.0", "md5:abc")
 
 
-def test_find_root_walks_up_and_fails_clearly(repo: Path, tmp_path: Path) -> None:
-    assert find_root(repo / "environments" / "dev") == repo.resolve()
+def test_find_root_walks_up_and_fails_clearly(shared: Path, tmp_path: Path) -> None:
+    assert find_root(shared / "environments" / "dev") == shared.resolve()
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     with pytest.raises(InputError, match="--repo"):
         find_root(outside)
 
 
-def test_unknown_names_suggest_the_closest(repo: Path) -> None:
-    model = load_repo(repo)
+def test_unknown_names_suggest_the_closest(shared: Path) -> None:
+    model = load_repo(shared)
     with pytest.raises(InputError, match="did you mean 'production'"):
         model.environment("prod")
-    with pytest.raises(InputError, match="did you mean 'user-service'"):
-        model.service("user-servce")
+    with pytest.raises(InputError, match=f"did you mean '{BETA}'"):
+        model.service(BETA.replace("e", "", 1))
 
 
 @pytest.mark.parametrize("name", ["../dev", "a/b", "x;rm -rf", "Upper", "-x", "a" * 54])
-def test_names_with_separators_or_metacharacters_are_refused(repo: Path, name: str) -> None:
-    model = load_repo(repo)
+def test_names_with_separators_or_metacharacters_are_refused(shared: Path, name: str) -> None:
+    model = load_repo(shared)
     with pytest.raises(InputError, match="not a valid service name"):
         model.service(name)
 
@@ -87,55 +113,58 @@ def _load_error(repo: Path) -> str:
 
 
 def test_malformed_yaml_names_file_and_line(repo: Path) -> None:
-    path = repo / "environments/dev/user-service.yaml"
+    path = repo / f"environments/dev/{ALPHA}.yaml"
     path.write_text(path.read_text() + "resources: [unclosed\n")
     message = _load_error(repo)
-    assert "environments/dev/user-service.yaml:" in message
+    assert f"environments/dev/{ALPHA}.yaml:" in message
     assert "malformed YAML" in message
 
 
 def test_unknown_key_names_file_line_key_and_suggestion(repo: Path) -> None:
-    path = repo / "environments/staging/auth-service.yaml"
+    path = repo / f"environments/staging/{BETA}.yaml"
     path.write_text(path.read_text() + "replicaCout: 3\n")
     line = len(path.read_text().splitlines())
     message = _load_error(repo)
-    assert f"auth-service.yaml:{line}: replicaCout: unknown key" in message
+    assert f"{BETA}.yaml:{line}: replicaCout: unknown key" in message
     assert "did you mean 'replicaCount'" in message
 
 
 def test_wrong_type_names_nested_key(repo: Path) -> None:
     edit_yaml(
-        repo / "environments/production/user-service.yaml",
-        lambda data: data["autoscaling"].__setitem__("minReplicas", "three"),
+        repo / f"environments/production/{ALPHA}.yaml",
+        lambda data: data.setdefault("autoscaling", {}).__setitem__("minReplicas", "three"),
     )
     message = _load_error(repo)
-    assert "production/user-service.yaml:" in message
+    assert f"production/{ALPHA}.yaml:" in message
     assert "autoscaling.minReplicas" in message
     assert "expected a whole number, got a string" in message
 
 
 def test_numeric_tag_must_be_quoted(repo: Path) -> None:
-    path = repo / "environments/dev/user-service.yaml"
-    path.write_text(path.read_text().replace("tag: 1.5.0", "tag: 1.5"))
+    release = load_repo(repo).release(ALPHA, "dev")
+    text = release.values_file.read_text()
+    assert f"tag: {release.image.tag}," in text
+    release.values_file.write_text(text.replace(f"tag: {release.image.tag},", "tag: 1.5,"))
     assert "image.tag" in _load_error(repo)
 
 
 def test_bad_digest_is_refused_with_location(repo: Path) -> None:
-    path = repo / "environments/production/user-service.yaml"
+    path = repo / f"environments/production/{ALPHA}.yaml"
     text = path.read_text()
     path.write_text(text.replace('digest: "sha256:', 'digest: "sha256:zz'))
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if 'digest: "sha256:' in t)
     message = _load_error(repo)
-    assert "production/user-service.yaml:3" in message
+    assert f"production/{ALPHA}.yaml:{line}" in message
 
 
 def test_missing_image_is_refused(repo: Path) -> None:
-    edit_yaml(repo / "environments/dev/api-gateway.yaml", lambda data: data.pop("image"))
+    edit_yaml(repo / f"environments/dev/{BETA}.yaml", lambda data: data.pop("image"))
     assert "image: missing" in _load_error(repo)
 
 
 def test_image_in_base_is_refused(repo: Path) -> None:
     edit_yaml(
-        repo / "environments/base/api-gateway.yaml",
+        repo / f"environments/base/{BETA}.yaml",
         lambda data: data.__setitem__("image", {"tag": "1.0"}),
     )
     assert "set the image per environment" in _load_error(repo)
@@ -176,9 +205,9 @@ def test_duplicate_and_reserved_stages_are_refused(repo: Path) -> None:
 
 
 def test_yml_extension_is_refused(repo: Path) -> None:
-    source = repo / "environments/dev/user-service.yaml"
+    source = repo / f"environments/dev/{ALPHA}.yaml"
     source.rename(source.with_suffix(".yml"))
-    assert "rename to user-service.yaml" in _load_error(repo)
+    assert f"rename to {ALPHA}.yaml" in _load_error(repo)
 
 
 def test_missing_chart_schema_is_reported(repo: Path) -> None:
@@ -188,11 +217,11 @@ def test_missing_chart_schema_is_reported(repo: Path) -> None:
 
 def test_service_missing_from_an_environment_is_not_deployed_there(repo: Path) -> None:
     releases = len(load_repo(repo).releases)
-    (repo / "environments/production/auth-service.yaml").unlink()
+    (repo / f"environments/production/{BETA}.yaml").unlink()
     model = load_repo(repo)
     assert len(model.releases) == releases - 1
     with pytest.raises(InputError, match="not deployed in 'production'"):
-        model.release("auth-service", "production")
+        model.release(BETA, "production")
 
 
 @pytest.mark.usefixtures("own_cache")
@@ -203,7 +232,7 @@ def test_known_valid_files_are_not_checked_again_but_changed_ones_are(repo: Path
     folders = ["base", *load_repo(repo).environment_names]
     files = [p for folder in folders for p in (repo / "environments" / folder).glob("*.yaml")]
     assert len(known) == len(files) + 1  # and pipeline.yaml
-    path = repo / "environments/staging/auth-service.yaml"
+    path = repo / f"environments/staging/{BETA}.yaml"
     path.write_text(path.read_text() + "replicaCout: 3\n")
     assert "replicaCout: unknown key" in _load_error(repo)
 
@@ -267,12 +296,12 @@ def test_a_text_json_cannot_hold_exactly_is_parsed_each_time(tmp_path: Path) -> 
 
 def test_with_release_files_reads_only_the_named_files_again(repo: Path) -> None:
     loaded = load_repo(repo)
-    release = loaded.release("user-service", "dev")
+    release = loaded.release(ALPHA, "dev")
     edit_yaml(release.values_file, lambda data: data["image"].update(tag="9.9.9"))
-    edit_yaml(repo / "environments/dev/auth-service.yaml", lambda data: data.update(x=1))
+    edit_yaml(repo / f"environments/dev/{BETA}.yaml", lambda data: data.update(x=1))
     updated = loaded.with_release_files([release.values_file])
-    assert updated.release("user-service", "dev").image.tag == "9.9.9"
-    assert loaded.release("user-service", "dev").image.tag != "9.9.9"
+    assert updated.release(ALPHA, "dev").image.tag == "9.9.9"
+    assert loaded.release(ALPHA, "dev").image.tag != "9.9.9"
     with pytest.raises(ValueError, match="not the values file"):
         loaded.with_release_files([repo / "environments/dev/environment.yaml"])
 
