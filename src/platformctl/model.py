@@ -450,7 +450,7 @@ class _Loader:
                     hint="use lower-case letters, digits and '-', at most 53 characters",
                 )
             names.append(name)
-        return names
+        return sorted(names)  # by name: a file-name sort puts "x-next.yaml" before "x.yaml"
 
     def refuse_stray_folders(self, stage_names: list[str]) -> None:
         for path in sorted(self.environments_dir.iterdir()):

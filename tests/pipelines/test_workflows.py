@@ -311,7 +311,7 @@ def _check_inputs(tmp_path: Path, **values: str) -> subprocess.CompletedProcess[
     )
     env = dict.fromkeys(step["env"], "")
     env.update(
-        SERVICE="user-service",
+        SERVICE="svc-a",
         TAG="1.4.2",
         REGION="eu-west-1",
         PUBLISH="pull-request",
@@ -331,7 +331,7 @@ def _check_inputs(tmp_path: Path, **values: str) -> subprocess.CompletedProcess[
 
 NAMES = [
     "a",
-    "user-service",
+    "svc-a",
     "a1",
     "x" * 53,
     "x" * 54,
@@ -351,7 +351,7 @@ TAGS = ["1.4.2", "v1.0.0-rc.1", "_x", "a" * 128, "a" * 129, ".x", "-x", "1.0+bui
 def test_the_input_check_accepts_exactly_the_service_names_the_cli_does(
     tmp_path: Path, name: str
 ) -> None:
-    result = _check_inputs(tmp_path, SERVICE=name, REPOSITORY="user-service")
+    result = _check_inputs(tmp_path, SERVICE=name, REPOSITORY="svc-a")
     accepted = bool(NAME_PATTERN.match(name)) and len(name) <= NAME_MAX
     assert (result.returncode == 0) == accepted, result.stdout
     if not accepted:
@@ -376,11 +376,11 @@ def test_the_input_check_refuses_what_would_split_a_line_or_pick_the_mode(tmp_pa
         "::error::publish",
     ]
     assert (tmp_path / "output").read_text() == ""
-    ok = _check_inputs(tmp_path, REPOSITORY="team/user-service")
+    ok = _check_inputs(tmp_path, REPOSITORY="team/svc-a")
     assert ok.returncode == 0, ok.stdout
-    assert (tmp_path / "output").read_text() == "repository=team/user-service\n"
+    assert (tmp_path / "output").read_text() == "repository=team/svc-a\n"
     _check_inputs(tmp_path)
-    assert (tmp_path / "output").read_text() == "repository=user-service\n"
+    assert (tmp_path / "output").read_text() == "repository=svc-a\n"
 
 
 def test_discover_runs_on_a_schedule_and_pushes() -> None:

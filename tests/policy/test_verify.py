@@ -32,7 +32,9 @@ def fleet(tmp_path: Path) -> Path:
     return make_fleet(tmp_path / "repo", list(SERVICES)).root
 
 
-def run(repo: Path, *, use_cache: bool = False, **kwargs: Any) -> Any:
+def run(repo: Path, *, use_cache: bool = True, **kwargs: Any) -> Any:
+    """The gate with the session's shared cache (tests/conftest.py): each test seeds one
+    change, and every target it did not change was checked once for the session."""
     return verify(load_repo(repo), use_cache=use_cache, today=TODAY, **kwargs)
 
 
@@ -41,7 +43,7 @@ def checks(report: Any) -> set[tuple[str, str]]:
 
 
 def test_this_repository_is_clean(repo: Path) -> None:
-    report = run(repo)
+    report = run(repo, use_cache=False)  # every target checked, as counted below
     assert report.ok, report.failing
     model = load_repo(repo)
     renderer = Renderer(model)
@@ -323,6 +325,7 @@ def test_image_shape_keeps_what_checkov_reads() -> None:
     assert image_shape("r/a@sha256:00") == "r/a@<digest>"
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(fleet: Path) -> None:
     first = run(fleet, use_cache=True)
     assert first.cache_hits == 0
@@ -339,6 +342,7 @@ def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(fleet: P
     assert third.ok
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_cache_does_not_hide_image_rules(fleet: Path) -> None:
     run(fleet, use_cache=True)
     drop_digest(fleet)
@@ -346,6 +350,7 @@ def test_cache_does_not_hide_image_rules(fleet: Path) -> None:
     assert (f"production/{ALPHA}", "PLAT001") in checks(report)
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_cache_is_invalidated_by_a_value_change(fleet: Path) -> None:
     run(fleet, use_cache=True)
     set_value(values("dev", ALPHA), "containerPort", 8080)(fleet)
@@ -354,6 +359,7 @@ def test_cache_is_invalidated_by_a_value_change(fleet: Path) -> None:
     assert report.checked_by_checkov == 1
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_cache_is_invalidated_by_a_template_change(fleet: Path) -> None:
     run(fleet, use_cache=True)
     writable_root(fleet)
@@ -362,6 +368,7 @@ def test_cache_is_invalidated_by_a_template_change(fleet: Path) -> None:
     assert (f"dev/{ALPHA}", "CKV_K8S_22") in checks(report)
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_cache_is_invalidated_when_the_engines_change(
     fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -370,6 +377,7 @@ def test_cache_is_invalidated_when_the_engines_change(
     assert run(fleet, use_cache=True).cache_hits == 0
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_a_new_project_rule_applies_despite_a_warm_cache(
     fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -389,6 +397,7 @@ def test_a_new_project_rule_applies_despite_a_warm_cache(
     assert (f"dev/{ALPHA}", "PLAT999") in checks(report)
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_corrupt_cache_is_ignored(fleet: Path) -> None:
     run(fleet, use_cache=True)
     (fleet / ".platform-cache/verify.json").write_text("{not json")

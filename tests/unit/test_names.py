@@ -3,10 +3,13 @@ final newline, which would let ``svc\\n`` through to a path, a commit or a shell
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from platformctl.errors import InputError
-from platformctl.model import Image, check_name
+from platformctl.model import Image, check_name, load_repo
+from tests.release.fleet import make_fleet
 
 
 @pytest.mark.parametrize("name", ["svc\n", "svc\n\n", "\nsvc"])
@@ -27,3 +30,9 @@ def test_a_tag_or_digest_with_a_newline_is_refused(tag: str | None, digest: str 
 def test_ordinary_names_tags_and_digests_pass() -> None:
     assert check_name("service", "svc-a1") == "svc-a1"
     assert Image("registry.example/svc", "1.2.3_rc-1", "sha256:" + "0" * 64).tag == "1.2.3_rc-1"
+
+
+def test_services_are_ordered_by_name_not_by_file_name(tmp_path: Path) -> None:
+    # "x-next.yaml" sorts before "x.yaml" ('-' < '.'), the names the other way round
+    fleet = make_fleet(tmp_path / "fleet", ["x-next", "x"])
+    assert load_repo(fleet.root).services == ("x", "x-next")
