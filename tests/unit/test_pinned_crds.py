@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from pathlib import Path
@@ -55,7 +56,9 @@ def _applicationset(environment: str = "dev") -> dict[str, Any]:
     return next(d for d in gitops.documents if d["metadata"]["name"] == f"{environment}-services")
 
 
-def _with_exclude(appset: dict[str, Any]) -> dict[str, Any]:
+def _with_exclude(rendered: dict[str, Any]) -> dict[str, Any]:
+    # a copy: rendered documents are shared within the process (render._parse), never mutated
+    appset = copy.deepcopy(rendered)
     generator = appset["spec"]["generators"][0]["git"]
     generator["files"] = [{"path": "environments/dev/*.yaml", "exclude": True}]
     return appset
