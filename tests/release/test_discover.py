@@ -16,10 +16,13 @@ from tests.conftest import edit_yaml, git
 from tests.gates import conftest as gates
 from tests.release import test_publish
 from tests.release.fleet import Fleet, bare_remote, clone_of
-from tests.release.test_publish import Cli, World
+from tests.release.test_publish import Cli, World, trailers_of
+from tests.support import github as fake_github
+from tests.support.github import FakeGitHub
 
 # the fixtures of test_publish: a fleet whose images are in the session's real registry
 registry, template, world = gates.registry, test_publish.template, test_publish.world
+github = fake_github.github
 
 
 @pytest.mark.parametrize(
@@ -131,3 +134,39 @@ def test_a_stage_running_a_newer_build_than_the_policy_names_is_left_alone(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("orders: newer-running: 1.0.0 is not newer: ")
     assert git(world.root, "rev-parse", "HEAD") == head
+
+
+def test_discover_opens_one_pull_request_per_service_and_updates_them_when_run_again(
+    world: World, cli: Cli, tmp_path: Path, github: FakeGitHub
+) -> None:
+    policies(world, orders={"semver": "^1.0.0"}, billing={"pattern": "^main-[0-9a-f]{7}$"})
+    world.push("orders", "1.2.0", "2026-02-01T00:00:00Z")
+    world.push("billing", "main-aaaaaaa", "2026-03-01T00:00:00Z")
+    remote = bare_remote(world.fleet, tmp_path / "remote.git")
+    clone = clone_of(remote, tmp_path / "clone", world.fleet, "ci").root
+    main, head = git(remote, "rev-parse", "main"), git(clone, "rev-parse", "HEAD")
+    first = cli(clone, "discover", "--pull-request")
+    assert first.exit_code == 0, first.output
+    url = "https://github.com/acme-corp/platform/pull/"
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("billing: published: main-aaaaaaa@")
+    assert lines[0].endswith(f"into {world.first}: pull request {url}1")
+    assert lines[1].startswith("orders: published: 1.2.0@")
+    assert lines[1].endswith(f"into {world.first}: pull request {url}2")
+    heads = {pull["head"]["ref"]: pull["title"] for pull in github.pulls.values()}
+    assert heads == {
+        f"platform/publish/{world.first}/billing": f"publish(billing): {world.first} main-aaaaaaa",
+        f"platform/publish/{world.first}/orders": f"publish(orders): {world.first} 1.2.0",
+    }
+    for branch in heads:
+        assert trailers_of(remote, "Platform-Action", branch) == ["publish"]
+    assert [p["state"] for p in github.pulls.values()] == ["open", "open"]  # none superseded
+    assert (git(remote, "rev-parse", "main"), git(clone, "rev-parse", "HEAD")) == (main, head)
+    assert git(clone, "status", "--porcelain") == ""
+    # the stage still runs the old builds until the pull requests are merged: a second run
+    # updates the same pull requests instead of opening more
+    again = cli(clone, "discover", "--pull-request", "-o", "json")
+    assert again.exit_code == 0, again.output
+    numbers = [s["pull_request"]["number"] for s in json.loads(again.stdout)["services"]]
+    assert numbers == [1, 2]
+    assert len(github.pulls) == 2
