@@ -20,7 +20,7 @@ from tests.conftest import edit_yaml, git
 from tests.gates import conftest as gates
 from tests.release import test_publish
 from tests.release.fleet import Fleet, bare_remote, clone_of
-from tests.release.test_publish import Cli, World, trailers_of
+from tests.release.test_publish import Cli, World, clone_world, trailers_of
 from tests.support import github as fake_github
 from tests.support.github import FakeGitHub
 from tests.support.http import Answer, Request, serve
@@ -147,8 +147,7 @@ def test_discover_opens_one_pull_request_per_service_and_updates_them_when_run_a
     policies(world, orders={"semver": "^1.0.0"}, billing={"pattern": "^main-[0-9a-f]{7}$"})
     world.push("orders", "1.2.0", "2026-02-01T00:00:00Z")
     world.push("billing", "main-aaaaaaa", "2026-03-01T00:00:00Z")
-    remote = bare_remote(world.fleet, tmp_path / "remote.git")
-    clone = clone_of(remote, tmp_path / "clone", world.fleet, "ci").root
+    remote, clone = clone_world(world, tmp_path)
     main, head = git(remote, "rev-parse", "main"), git(clone, "rev-parse", "HEAD")
     first = cli(clone, "discover", "--pull-request")
     assert first.exit_code == 0, first.output

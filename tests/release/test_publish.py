@@ -298,7 +298,7 @@ def test_a_publish_pushed_to_a_moved_remote_is_planned_again_on_its_tip(
     assert git(remote, "rev-parse", "main") == tip
 
 
-def _clone(world: World, tmp_path: Path) -> tuple[Path, Path]:
+def clone_world(world: World, tmp_path: Path) -> tuple[Path, Path]:
     """A bare remote of the world's fleet and a clone of it (the remote, the clone)."""
     remote = bare_remote(world.fleet, tmp_path / "remote.git")
     return remote, clone_of(remote, tmp_path / "clone", world.fleet, "ci").root
@@ -307,7 +307,7 @@ def _clone(world: World, tmp_path: Path) -> tuple[Path, Path]:
 def test_publish_as_a_pull_request_names_the_build_and_leaves_the_branch_alone(
     world: World, tmp_path: Path, cli: Cli, github: FakeGitHub
 ) -> None:
-    remote, clone = _clone(world, tmp_path)
+    remote, clone = clone_world(world, tmp_path)
     digest = world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
     before, main = state(clone), git(remote, "rev-parse", "main")
     result = cli(
@@ -348,7 +348,7 @@ def test_a_publish_github_refuses_leaves_no_branch_behind(
     world: World, tmp_path: Path, cli: Cli, github: FakeGitHub
 ) -> None:
     github.refuse_create = True
-    remote, clone = _clone(world, tmp_path)
+    remote, clone = clone_world(world, tmp_path)
     world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
     before = state(clone)
     result = cli(clone, "publish", "orders", "--tag", "1.1.0", "--pull-request")
@@ -384,7 +384,7 @@ def test_the_next_stage_soaks_a_publish_from_when_its_pull_request_was_merged(
 
     edit_yaml(world.root / "environments/pipeline.yaml", soak, sequence_indent=4)
     git(world.root, "commit", "-qam", f"{nxt} soaks a day")
-    remote, clone = _clone(world, tmp_path)
+    remote, clone = clone_world(world, tmp_path)
     world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
     made = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).isoformat()
     with monkeypatch.context() as dated:
