@@ -134,7 +134,7 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
         raise
 
 
-def hold(
+def deliver_ungated(
     session: Session | None,
     repo: Repo,
     plan: Plan,
@@ -142,8 +142,9 @@ def hold(
     push: bool = False,
     pull_request: bool = False,
 ) -> Outcome:
-    """A hold or unhold: its own commit, checked like any other; without a session (a dry
-    run) only the diff it would make."""
+    """The write path of a plan no stage gate judges (a hold, an unhold; a publish, whose
+    registry checks were made while planning): the policy gate, build, verify, publish;
+    without a session (a dry run) only the diff it would make."""
     if session is None:
         return _dry(repo, plan)
     preflight(session, repo, plan, publish=push or pull_request)

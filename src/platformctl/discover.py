@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from platformctl.delivery import deliver_ungated
 from platformctl.errors import EnvironmentProblem, ExitCode, InputError, PlatformError
 from platformctl.gates.images import Registries
-from platformctl.httpapi import EndpointError
+from platformctl.httpapi import EndpointError, EndpointUnreachable
 from platformctl.model import ENVIRONMENTS_DIR, PIPELINE_FILE, Repo, load_repo
 from platformctl.oci import Reference, Registry
 from platformctl.publish import (
@@ -33,7 +35,6 @@ from platformctl.publish import (
     OlderBuild,
     _release_key,
     created,
-    deliver,
     plan_publish,
     version_of,
 )
@@ -118,18 +119,37 @@ def policies(repo: Repo) -> dict[str, Policy]:
     return found
 
 
+@contextmanager
+def _within(registry: Registry, deadline: float, late: str, hint: str) -> Iterator[None]:
+    """The registry's requests in the block wait no longer than what is left of the time
+    limit (a registry that stalls mid-answer is cut off): else ``TimeLimit`` saying ``late``.
+    ``registry`` is discover's own client for listing (see ``discover``), so its timeout is
+    not shared with the publish that follows."""
+    import httpx
+
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeLimit(late, hint=hint)
+    registry.client.timeout = httpx.Timeout(left)
+    try:
+        yield
+    except EndpointUnreachable as error:
+        if isinstance(error.__cause__, httpx.TimeoutException):
+            raise TimeLimit(late, hint=hint) from None
+        raise
+
+
 def list_tags(registry: Registry, name: str, deadline: float, page: int = PAGE_SIZE) -> list[str]:
     """Every tag of ``name``: ``tags/list?n=page``, following ``Link: <…>; rel="next"``."""
     tags: list[str] = []
     path = f"tags/list?n={page}"
     while path:
-        if time.monotonic() > deadline:
-            raise TimeLimit(
-                f"{registry.base_url} listed {len(tags)} tags of {name} and no more within the "
-                "time limit",
-                hint="raise --time-limit",
-            )
-        response = registry.request("GET", name, path)
+        late = (
+            f"{registry.base_url} listed {len(tags)} tags of {name} and no more within the "
+            "time limit"
+        )
+        with _within(registry, deadline, late, "raise --time-limit"):
+            response = registry.request("GET", name, path)
         if response.status_code == 404:
             return []
         if response.status_code >= 400:
@@ -162,14 +182,11 @@ def choose(
         )
     pattern = re.compile(str(policy.pattern))
     newest: tuple[Any, str] | None = None
+    late = f"creation times of {name} tags not read within the time limit"
     for tag in (t for t in tags if pattern.fullmatch(t)):
-        if time.monotonic() > deadline:
-            raise TimeLimit(
-                f"creation times of {name} tags not read within the time limit",
-                hint="narrow the pattern, or raise --time-limit",
-            )
-        digest = registry.resolve(name, tag)
-        when = created(registry, name, digest) if digest else None
+        with _within(registry, deadline, late, "narrow the pattern, or raise --time-limit"):
+            digest = registry.resolve(name, tag)
+            when = created(registry, name, digest) if digest else None
         if when is not None and (newest is None or (when, tag) > newest):
             newest = (when, tag)
     return newest[1] if newest else None
@@ -220,7 +237,9 @@ def discover(
     repo = load_repo(root)
     named = [repo.service(name) for name in dict.fromkeys(services)]
     known = policies(repo)
-    registries = Registries()
+    # listing sets its clients' timeouts to what is left of each service's time limit:
+    # clients of their own, so the publishes keep the usual timeout
+    registries, listers = Registries(), Registries()
     found = []
     for service in named or list(repo.services):
         policy = known.get(service)
@@ -230,7 +249,18 @@ def discover(
             continue
         try:
             found.append(
-                _one(root, repo, policy, registries, push, pull_request, dry_run, time_limit, page)
+                _one(
+                    root,
+                    repo,
+                    policy,
+                    registries,
+                    listers,
+                    push,
+                    pull_request,
+                    dry_run,
+                    time_limit,
+                    page,
+                )
             )
         except PlatformError as error:
             found.append(Found(service, "failed", str(error), error=error))
@@ -242,6 +272,7 @@ def _one(
     repo: Repo,
     policy: Policy,
     registries: Registries,
+    listers: Registries,
     push: bool,
     pull_request: bool,
     dry_run: bool,
@@ -251,7 +282,7 @@ def _one(
     service = policy.service
     repository = repo.release(service, repo.environments[0].name).image.repository
     reference = Reference.parse(repository)
-    registry = registries.client(reference.host)
+    registry = listers.client(reference.host)
     deadline = time.monotonic() + time_limit
     tags = [
         t for t in list_tags(registry, reference.name, deadline, page) if not _COSIGN_TAG.match(t)
@@ -263,12 +294,14 @@ def _one(
     try:
         if dry_run:
             plan = plan_publish(repo, build, registries=registries)
-            outcome = deliver(None, repo, plan)
+            outcome = deliver_ungated(None, repo, plan)
         else:
             with writing(root) as session:
                 fresh = load_repo(root)
                 plan = plan_publish(fresh, build, registries=registries)
-                outcome = deliver(session, fresh, plan, push=push, pull_request=pull_request)
+                outcome = deliver_ungated(
+                    session, fresh, plan, push=push, pull_request=pull_request
+                )
     except OlderBuild as older:
         return Found(service, "newer-running", f"{tag} is not newer: {older.message}", tag)
     stage = plan.environment.name

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from platformctl.delivery import hold
 from platformctl.errors import InputError, RefusedError
 from platformctl.gates.images import Registries, check_signature
 from platformctl.gates.results import GateReport, GateResult, Verdict
@@ -33,7 +32,7 @@ from platformctl.git import Git
 from platformctl.ledger import iter_history
 from platformctl.model import Environment, Image, Release, Repo
 from platformctl.oci import Reference, Registry
-from platformctl.release import ImageChange, Outcome, Plan, Session, _refuse_hold, one_line_text
+from platformctl.release import ImageChange, Plan, one_line_text, refuse_hold
 
 SOURCE_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 _SEMVER = re.compile(
@@ -214,7 +213,7 @@ def plan_publish(
     image = Image(wanted.repository, build.tag, digest)
     if image == current:
         return Plan("publish", stage, unchanged=(service,))
-    _refuse_hold(stage, service)
+    refuse_hold(stage, service)
     results = [GateResult("registry", service, Verdict.passed, f"{build.tag} → {digest[:19]}…")]
     keys = stage.gates.signature_keys
     if keys is not None:
@@ -246,16 +245,3 @@ def plan_publish(
         source_commit=build.source_commit,
         build_url=build.build_url,
     )
-
-
-def deliver(
-    session: Session | None,
-    repo: Repo,
-    plan: Plan,
-    *,
-    push: bool = False,
-    pull_request: bool = False,
-) -> Outcome:
-    """The write path of a plan whose checks are done (the registry's were made while
-    planning): the policy gate, build, verify, publish; only the diff without a session."""
-    return hold(session, repo, plan, push=push, pull_request=pull_request)

@@ -246,7 +246,8 @@ def _services(repo: Repo, services: Iterable[str], all_services: bool) -> list[s
     return [repo.service(name) for name in names]
 
 
-def _refuse_hold(environment: Environment, service: str) -> None:
+def refuse_hold(environment: Environment, service: str) -> None:
+    """Refuse (exit 1) a change to a service held in ``environment``."""
     hold = environment.holds.get(service)
     if hold:
         raise RefusedError(
@@ -302,7 +303,7 @@ def plan_promotion(
         if skip_held and service in target.holds:
             skipped.append(service)
             continue
-        _refuse_hold(target, service)
+        refuse_hold(target, service)
         changes.append(change)
     return Plan(
         "promote",
@@ -845,7 +846,7 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
         else:
             current = None
         if intent.action in ("promote", "publish"):
-            _refuse_hold(environment, service)
+            refuse_hold(environment, service)
         if intent.action == "promote":
             _check_source(repo, intent, service, after)
         if current == after:

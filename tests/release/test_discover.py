@@ -5,6 +5,7 @@ time."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,21 @@ from typing import Any
 import pytest
 
 from platformctl.discover import list_tags, semver_range
+from platformctl.imagefile import with_image
+from platformctl.model import Image
+from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.gates import conftest as gates
 from tests.release import test_publish
 from tests.release.fleet import Fleet, bare_remote, clone_of
-from tests.release.test_publish import Cli, World
+from tests.release.test_publish import Cli, World, clone_world, trailers_of
+from tests.support import github as fake_github
+from tests.support.github import FakeGitHub
+from tests.support.http import Answer, Request, serve
 
 # the fixtures of test_publish: a fleet whose images are in the session's real registry
 registry, template, world = gates.registry, test_publish.template, test_publish.world
+github = fake_github.github
 
 
 @pytest.mark.parametrize(
@@ -131,3 +139,80 @@ def test_a_stage_running_a_newer_build_than_the_policy_names_is_left_alone(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("orders: newer-running: 1.0.0 is not newer: ")
     assert git(world.root, "rev-parse", "HEAD") == head
+
+
+def test_discover_opens_one_pull_request_per_service_and_updates_them_when_run_again(
+    world: World, cli: Cli, tmp_path: Path, github: FakeGitHub
+) -> None:
+    policies(world, orders={"semver": "^1.0.0"}, billing={"pattern": "^main-[0-9a-f]{7}$"})
+    world.push("orders", "1.2.0", "2026-02-01T00:00:00Z")
+    world.push("billing", "main-aaaaaaa", "2026-03-01T00:00:00Z")
+    remote, clone = clone_world(world, tmp_path)
+    main, head = git(remote, "rev-parse", "main"), git(clone, "rev-parse", "HEAD")
+    first = cli(clone, "discover", "--pull-request")
+    assert first.exit_code == 0, first.output
+    url = "https://github.com/acme-corp/platform/pull/"
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("billing: published: main-aaaaaaa@")
+    assert lines[0].endswith(f"into {world.first}: pull request {url}1")
+    assert lines[1].startswith("orders: published: 1.2.0@")
+    assert lines[1].endswith(f"into {world.first}: pull request {url}2")
+    heads = {pull["head"]["ref"]: pull["title"] for pull in github.pulls.values()}
+    assert heads == {
+        f"platform/publish/{world.first}/billing": f"publish(billing): {world.first} main-aaaaaaa",
+        f"platform/publish/{world.first}/orders": f"publish(orders): {world.first} 1.2.0",
+    }
+    for branch in heads:
+        assert trailers_of(remote, "Platform-Action", branch) == ["publish"]
+    assert [p["state"] for p in github.pulls.values()] == ["open", "open"]  # none superseded
+    assert (git(remote, "rev-parse", "main"), git(clone, "rev-parse", "HEAD")) == (main, head)
+    assert git(clone, "status", "--porcelain") == ""
+    # the stage still runs the old builds until the pull requests are merged: a second run
+    # updates the same pull requests instead of opening more
+    again = cli(clone, "discover", "--pull-request", "-o", "json")
+    assert again.exit_code == 0, again.output
+    numbers = [s["pull_request"]["number"] for s in json.loads(again.stdout)["services"]]
+    assert numbers == [1, 2]
+    assert len(github.pulls) == 2
+
+
+def test_a_registry_slower_than_the_time_limit_stops_discover_and_writes_nothing(
+    world: World, cli: Cli
+) -> None:
+    """A registry that answers the first page of tags and then stalls on the second: the
+    service's line says how far listing got, the run exits 3, nothing is written."""
+    released = threading.Event()
+    name = "acme/orders"
+
+    def registry_api(request: Request) -> Answer:
+        assert request.path == f"/v2/{name}/tags/list", request.path
+        if "last" not in request.query:
+            link = f'</v2/{name}/tags/list?n=100&last=1.1.0>; rel="next"'
+            return 200, {"name": name, "tags": ["1.0.0", "1.1.0"]}, {"Link": link}
+        released.wait(timeout=20)  # far longer than the limit; let go when the test ends
+        return 200, {"name": name, "tags": ["1.2.0"]}
+
+    policies(world, orders={"semver": "^1"})
+    with serve(registry_api) as url:
+        host = url.removeprefix("http://")
+        values = world.fleet.values(world.first, "orders")
+        edited = with_image(values.read_text(), Image(f"{host}/{name}", "1.0.0"))
+        assert edited is not None
+        values.write_text(edited)
+        git(world.root, "commit", "-qam", "orders from a slow registry")
+        before = state(world.root)
+        try:
+            text = cli(world.root, "discover", "-s", "orders", "--push", "--time-limit", "0.5")
+            data = cli(world.root, "discover", "--time-limit", "0.5", "--push", "-o", "json")
+        finally:
+            released.set()
+    assert text.exit_code == 3, text.output
+    assert text.stdout.splitlines() == [
+        f"orders: failed: {url} listed 2 tags of {name} and no more within the time limit "
+        "(raise --time-limit)"
+    ]
+    assert text.stderr.startswith("error: discover: 1 service(s) failed, first: ")
+    assert data.exit_code == 3, data.output
+    (slow,) = [s for s in json.loads(data.stdout)["services"] if s["service"] == "orders"]
+    assert (slow["status"], slow["commit"], slow["exit_code"]) == ("failed", None, 3)
+    assert state(world.root) == before

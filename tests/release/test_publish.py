@@ -4,6 +4,7 @@ history and by the next promotion like any release."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -22,6 +23,8 @@ from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.gates.conftest import registry  # noqa: F401  (the session's real registry)
 from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
+from tests.support import github as fake_github
+from tests.support.github import FakeGitHub
 from tests.support.registry import (
     OCI_MANIFEST,
     RunningRegistry,
@@ -32,6 +35,7 @@ from tests.support.registry import (
 )
 
 Cli = Callable[..., Any]
+github = fake_github.github  # the fixture
 BUILT = "2026-01-01T00:00:00Z"
 SOURCE = "0123456789abcdef0123456789abcdef01234567"
 BUILD_URL = "https://ci.example/acme/orders/actions/runs/42"
@@ -122,9 +126,13 @@ def world(template: Fleet, tmp_path: Path, registry: RunningRegistry) -> World: 
     return make_world(template, tmp_path / "fleet", registry)
 
 
-def trailers(world: World, key: str, revision: str = "HEAD") -> list[str]:
-    out = git(world.root, "log", "-1", f"--format=%(trailers:key={key},valueonly)", revision)
+def trailers_of(root: Path, key: str, revision: str = "HEAD") -> list[str]:
+    out = git(root, "log", "-1", f"--format=%(trailers:key={key},valueonly)", revision)
     return [line for line in out.splitlines() if line]
+
+
+def trailers(world: World, key: str, revision: str = "HEAD") -> list[str]:
+    return trailers_of(world.root, key, revision)
 
 
 def test_publish_records_the_registry_digest_as_one_line_with_its_trailers(
@@ -288,6 +296,114 @@ def test_a_publish_pushed_to_a_moved_remote_is_planned_again_on_its_tip(
     assert conflict.exit_code == 1, conflict.output
     assert "conflict: orders" in conflict.stderr
     assert git(remote, "rev-parse", "main") == tip
+
+
+def clone_world(world: World, tmp_path: Path) -> tuple[Path, Path]:
+    """A bare remote of the world's fleet and a clone of it (the remote, the clone)."""
+    remote = bare_remote(world.fleet, tmp_path / "remote.git")
+    return remote, clone_of(remote, tmp_path / "clone", world.fleet, "ci").root
+
+
+def test_publish_as_a_pull_request_names_the_build_and_leaves_the_branch_alone(
+    world: World, tmp_path: Path, cli: Cli, github: FakeGitHub
+) -> None:
+    remote, clone = clone_world(world, tmp_path)
+    digest = world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
+    before, main = state(clone), git(remote, "rev-parse", "main")
+    result = cli(
+        clone, "publish", "orders", "--tag", "1.1.0", "--source-commit", SOURCE,
+        "--build-url", BUILD_URL, "--pull-request",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    branch = f"platform/publish/{world.first}/orders"
+    assert "opened pull request #1: https://github.com/" in result.stdout
+    assert f"(branch origin/{branch})" in result.stdout
+    (pull,) = github.pulls.values()
+    assert (pull["head"]["ref"], pull["base"]["ref"]) == (branch, "main")
+    assert pull["title"] == f"publish(orders): {world.first} 1.1.0"
+    image = f"{world.repository('orders')}:1.1.0@{digest}"
+    named = [
+        "Platform-Action: publish",
+        f"Platform-Image: {image}",
+        f"Platform-Source-Commit: {SOURCE}",
+        f"Platform-Build-Url: {BUILD_URL}",
+    ]
+    assert [line for line in named if line not in pull["body"].splitlines()] == []
+    # the commit is on the pull request's branch, with the build's trailers
+    assert trailers_of(remote, "Platform-Action", branch) == ["publish"]
+    assert trailers_of(remote, "Platform-Source-Commit", branch) == [SOURCE]
+    assert trailers_of(remote, "Platform-Build-Url", branch) == [BUILD_URL]
+    pushed = git(remote, "rev-parse", branch)
+    assert git(remote, "rev-parse", f"{branch}~1") == main
+    # main, the clone's branch, index and working tree: untouched (only the remote-tracking
+    # ref of the pushed branch is new)
+    assert git(remote, "rev-parse", "main") == main
+    after = state(clone)
+    new_refs = set(after["refs"].splitlines()) - set(before["refs"].splitlines())
+    assert new_refs == {f"refs/remotes/origin/{branch} {pushed.strip()}"}
+    assert {**after, "refs": ""} == {**before, "refs": ""}
+
+
+def test_a_publish_github_refuses_leaves_no_branch_behind(
+    world: World, tmp_path: Path, cli: Cli, github: FakeGitHub
+) -> None:
+    github.refuse_create = True
+    remote, clone = clone_world(world, tmp_path)
+    world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
+    before = state(clone)
+    result = cli(clone, "publish", "orders", "--tag", "1.1.0", "--pull-request")
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("error: pull request not opened:")
+    assert "the branch was put back" in result.stderr
+    assert git(remote, "ls-remote", "--heads", str(remote), "platform/*") == ""
+    assert state(clone) == before
+
+
+def test_rollback_after_two_publishes_goes_back_to_the_earlier_publish(
+    world: World, cli: Cli
+) -> None:
+    first = world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
+    world.push("orders", "1.2.0", "2026-02-02T00:00:00Z")
+    for tag in ("1.1.0", "1.2.0"):
+        assert cli(world.root, "publish", "orders", "--tag", tag).exit_code == 0
+    result = cli(world.root, "rollback", "orders", "--env", world.first, "--reason", "bad build")
+    assert result.exit_code == 0, result.output
+    assert world.image("orders") == Image(world.repository("orders"), "1.1.0", first)
+    assert trailers(world, "Platform-Action") == ["rollback"]
+
+
+def test_the_next_stage_soaks_a_publish_from_when_its_pull_request_was_merged(
+    world: World, tmp_path: Path, cli: Cli, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publish commit is dated three days back (CI built and opened it then); it reached
+    the branch when its pull request was merged, just now: a 1-day soak is not met."""
+    nxt = world.fleet.stages[1]
+
+    def soak(pipeline: Any) -> None:
+        pipeline["stages"][1]["gates"] = {"soak": {"minimum": "24h"}}
+
+    edit_yaml(world.root / "environments/pipeline.yaml", soak, sequence_indent=4)
+    git(world.root, "commit", "-qam", f"{nxt} soaks a day")
+    remote, clone = clone_world(world, tmp_path)
+    world.push("orders", "1.1.0", "2026-02-01T00:00:00Z")
+    made = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).isoformat()
+    with monkeypatch.context() as dated:
+        dated.setenv("GIT_COMMITTER_DATE", made)
+        dated.setenv("GIT_AUTHOR_DATE", made)
+        opened = cli(clone, "publish", "orders", "--tag", "1.1.0", "--pull-request")
+    assert opened.exit_code == 0, opened.output
+    branch = f"platform/publish/{world.first}/orders"
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(
+        git(remote, "log", "-1", "--format=%cI", branch).strip()
+    )
+    assert age > dt.timedelta(days=2)  # a soak read from the commit's own date would pass
+    merger = clone_of(remote, tmp_path / "merger", world.fleet, "github").root
+    git(merger, "merge", "-q", "--no-ff", "-m", "Merge pull request #1", f"origin/{branch}")
+    git(merger, "push", "-q", "origin", "main")
+    git(clone, "pull", "-q")
+    refused = cli(clone, "promote", "orders", "--to", nxt)
+    assert refused.exit_code == 1, refused.output
+    assert f"in {world.first} < 1d" in refused.stdout
 
 
 # Bad input that needs the registry: one stderr line, the code, the clone unchanged.

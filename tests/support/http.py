@@ -21,8 +21,9 @@ class Request:
     body: Any
 
 
-# (status, body): a body that is bytes or str is sent as text, anything else as JSON
-Answer = tuple[int, Any]
+# (status, body) or (status, body, headers): a body that is bytes or str is sent as text,
+# anything else as JSON
+Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 
 
 @contextmanager
@@ -41,17 +42,22 @@ def serve(handle: Callable[[Request], Answer]) -> Iterator[str]:
                 {k.lower(): v for k, v in self.headers.items()},
                 json.loads(raw) if raw else None,
             )
-            status, payload = handle(request)
+            status, payload, *extra = handle(request)
             if isinstance(payload, str | bytes):
                 data = payload.encode() if isinstance(payload, str) else payload
                 kind = "text/plain; version=0.0.4"
             else:
                 data, kind = json.dumps(payload).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                for header, value in (extra[0] if extra else {}).items():
+                    self.send_header(header, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a test of its time limit)
 
         do_GET = do_POST = do_PATCH = _serve  # noqa: N815 - http.server dispatches on these names
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
-from platformctl.cli.release_cmds import PULL_REQUEST_OPTION, _finish
-from platformctl.delivery import Delivery, DeliveryOptions
+from platformctl.cli.release_cmds import PULL_REQUEST_OPTION, report_delivery
+from platformctl.delivery import Delivery, DeliveryOptions, deliver_ungated
 from platformctl.discover import DEFAULT_TIME_LIMIT, discover, worst
 from platformctl.output import OutputFormat, to_json
-from platformctl.publish import Build, deliver, plan_publish
+from platformctl.publish import Build, plan_publish
 
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the change, write nothing.")
 PUSH_OPTION = typer.Option(False, "--push", help="Push the commit (re-planned on races).")
@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         build = Build(service, tag, digest, source_commit, build_url, force, reason)
         with options(ctx).session(dry_run) as (session, repo):
             plan = plan_publish(repo, build, env=env)
-            outcome = deliver(session, repo, plan, push=push, pull_request=pull_request)
-        _finish(Delivery(outcome), output, dry_run)
+            outcome = deliver_ungated(session, repo, plan, push=push, pull_request=pull_request)
+        report_delivery(Delivery(outcome), output, dry_run)
 
     @app.command(name="discover")
     def discover_command(

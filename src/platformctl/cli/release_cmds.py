@@ -7,8 +7,7 @@ from dataclasses import replace
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
-from platformctl.delivery import DEFAULT_WAIT_SECONDS, Delivery, DeliveryOptions
-from platformctl.delivery import hold as deliver_hold
+from platformctl.delivery import DEFAULT_WAIT_SECONDS, Delivery, DeliveryOptions, deliver_ungated
 from platformctl.delivery import promote as deliver_promotion
 from platformctl.delivery import rollback as deliver_rollback
 from platformctl.errors import one_line
@@ -171,7 +170,8 @@ def _delivery(
     )
 
 
-def _finish(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
+def report_delivery(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
+    """Print what a delivery did (text or JSON), then raise its refusal, if any."""
     _report(delivery, output, dry_run)
     if delivery.refusal is not None:
         delivery.refusal.in_json_report = output is OutputFormat.json
@@ -230,7 +230,7 @@ def register(app: typer.Typer) -> None:
                 skip_held=skip_held,
             )
             delivery = deliver_promotion(session, repo, plan, delivery_options)
-        _finish(delivery, output, dry_run)
+        report_delivery(delivery, output, dry_run)
 
     @app.command()
     def rollback(
@@ -263,7 +263,7 @@ def register(app: typer.Typer) -> None:
                 actor=actor,
             )
             delivery = deliver_rollback(session, repo, plan, delivery_options)
-        _finish(delivery, output, dry_run)
+        report_delivery(delivery, output, dry_run)
 
     @app.command()
     def hold(
@@ -312,7 +312,7 @@ def _hold(
     with options(ctx).session(how.dry_run) as (session, repo):
         actor = actor_of(session.git if session else Git(repo.root))
         plan = plan_hold(repo, service, env, reason=reason, lift=lift, actor=actor)
-        outcome = deliver_hold(session, repo, plan, push=how.push, pull_request=how.pull_request)
+        outcome = deliver_ungated(session, repo, plan, push=how.push, pull_request=how.pull_request)
     if output is OutputFormat.json:
         pull = outcome.pull_request
         payload = {
