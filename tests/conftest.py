@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from platformctl.cachefile import SHARED_CACHE_VARIABLE
 from platformctl.cli import app
+from tests.support.registry import RunningRegistry, start_registry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_BINARY = str(Path(sys.executable).with_name("platform"))
@@ -72,6 +73,22 @@ def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SHARED_CACHE_VARIABLE, str(tmp_path_factory.mktemp("shared-cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """A registry behind a bearer-token service; its login is in DOCKER_CONFIG. One for the
+    session, defined here only: a second definition (a module importing this fixture) would
+    start a second registry and point DOCKER_CONFIG at its login instead."""
+    folder = tmp_path_factory.mktemp("registry")
+    with start_registry(folder, "token") as running:
+        previous = os.environ.get("DOCKER_CONFIG")
+        os.environ["DOCKER_CONFIG"] = str(running.docker_config(folder / "docker"))
+        yield running
+        if previous is None:
+            os.environ.pop("DOCKER_CONFIG", None)
+        else:
+            os.environ["DOCKER_CONFIG"] = previous
 
 
 @pytest.fixture

@@ -26,27 +26,12 @@ from tests.support.registry import (
     public_key_pem,
     push_image,
     push_signature,
-    start_registry,
 )
 
 # The fixture repository's services; the first two run these tags in staging, pushed and signed.
 SERVICES = ("svc-a", "svc-b", "svc-c", "svc-d")
 STAGED = {"svc-a": "1.4.2", "svc-b": "3.1.0"}
 IMAGE_LINE = re.compile(r"^image: .*$", re.MULTILINE)
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    """A registry behind a bearer-token service; its login is in DOCKER_CONFIG."""
-    folder = tmp_path_factory.mktemp("registry")
-    with start_registry(folder, "token") as running:
-        previous = os.environ.get("DOCKER_CONFIG")
-        os.environ["DOCKER_CONFIG"] = str(running.docker_config(folder / "docker"))
-        yield running
-        if previous is None:
-            os.environ.pop("DOCKER_CONFIG", None)
-        else:
-            os.environ["DOCKER_CONFIG"] = previous
 
 
 @pytest.fixture(scope="session")

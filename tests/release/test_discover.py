@@ -17,7 +17,6 @@ from platformctl.imagefile import with_image
 from platformctl.model import Image
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
-from tests.gates import conftest as gates
 from tests.release import test_publish
 from tests.release.fleet import Fleet, bare_remote, clone_of
 from tests.release.test_publish import Cli, World, clone_world, trailers_of
@@ -26,7 +25,7 @@ from tests.support.github import FakeGitHub
 from tests.support.http import Answer, Request, serve
 
 # the fixtures of test_publish: a fleet whose images are in the session's real registry
-registry, template, world = gates.registry, test_publish.template, test_publish.world
+template, world = test_publish.template, test_publish.world
 github = fake_github.github
 
 

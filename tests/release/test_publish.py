@@ -21,7 +21,6 @@ from platformctl.imagefile import with_image
 from platformctl.model import Image, load_repo
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
-from tests.gates.conftest import registry  # noqa: F401  (the session's real registry)
 from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
 from tests.support import github as fake_github
 from tests.support.github import FakeGitHub
@@ -122,7 +121,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
 
 
 @pytest.fixture
-def world(template: Fleet, tmp_path: Path, registry: RunningRegistry) -> World:  # noqa: F811
+def world(template: Fleet, tmp_path: Path, registry: RunningRegistry) -> World:
     return make_world(template, tmp_path / "fleet", registry)
 
 
