@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from platformctl.argocd import application_name
-from platformctl.imagefile import with_image
 from platformctl.model import Image, load_repo
 from tests.conftest import _without_gates, edit_yaml, git
+from tests.release.fleet import write_image
 from tests.support.argocd import TOKEN as ARGOCD_TOKEN
 from tests.support.argocd import AppState as ArgoApp
 from tests.support.argocd import FakeArgoCD
@@ -311,9 +311,7 @@ def test_release_promote_dry_run_prints_the_plan(run: Any, clone: Path) -> None:
     values = clone / "environments" / FIRST / f"{service}.yaml"
     current = load_repo(clone).release(service, FIRST).image
     build = Image(current.repository, tag="9.9.9", digest="sha256:" + "ab" * 32)
-    edited = with_image(values.read_text(), build)
-    assert edited is not None
-    values.write_text(edited)
+    write_image(values, build)
     git(clone, "commit", "-qam", f"ci: {service} 9.9.9")
     head = git(clone, "rev-parse", "HEAD")
     result = run(

@@ -35,6 +35,13 @@ def image(service: str, n: int, *, pinned: bool = True) -> Image:
     return Image(f"{REGISTRY}/{service}", f"1.{n}.0", digest(n) if pinned else None)
 
 
+def write_image(path: Path, built: Image) -> None:
+    """A values file with its one-line image set to ``built`` (as CI or a promotion writes it)."""
+    edited = with_image(path.read_text(), built)
+    assert edited is not None, f"{path} has no one-line image"
+    path.write_text(edited)
+
+
 @dataclass(frozen=True)
 class Fleet:
     root: Path
@@ -51,9 +58,7 @@ class Fleet:
         self, stage: str, service: str, build: int, *, commit: bool = True, pinned: bool = True
     ) -> None:
         path = self.values(stage, service)
-        edited = with_image(path.read_text(), image(service, build, pinned=pinned))
-        assert edited is not None
-        path.write_text(edited)
+        write_image(path, image(service, build, pinned=pinned))
         if commit:
             git(self.root, "commit", "-qam", f"ci: {service} build {build} in {stage}")
 

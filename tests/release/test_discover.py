@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from platformctl.discover import list_tags, semver_range
-from platformctl.imagefile import with_image
 from platformctl.model import Image
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release import test_publish
-from tests.release.fleet import Fleet, bare_remote, clone_of
+from tests.release.fleet import Fleet, bare_remote, clone_of, write_image
 from tests.release.test_publish import Cli, World, clone_world, trailers_of
 from tests.support import github as fake_github
 from tests.support.github import FakeGitHub
@@ -195,9 +194,7 @@ def test_a_registry_slower_than_the_time_limit_stops_discover_and_writes_nothing
     with serve(registry_api) as url:
         host = url.removeprefix("http://")
         values = world.fleet.values(world.first, "orders")
-        edited = with_image(values.read_text(), Image(f"{host}/{name}", "1.0.0"))
-        assert edited is not None
-        values.write_text(edited)
+        write_image(values, Image(f"{host}/{name}", "1.0.0"))
         git(world.root, "commit", "-qam", "orders from a slow registry")
         before = state(world.root)
         try:

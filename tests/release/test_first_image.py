@@ -20,11 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 from platformctl.cli import app
-from platformctl.imagefile import image_of, with_image
+from platformctl.imagefile import image_of
 from platformctl.model import Image, Repo, load_repo
 from platformctl.scaffold import EGRESS_KEY, allow_egress
 from tests.conftest import edit_yaml, git, init_repo
-from tests.release.fleet import Fleet, bare_remote, clone_of, digest, make_fleet
+from tests.release.fleet import Fleet, bare_remote, clone_of, digest, make_fleet, write_image
 
 Cli = Callable[..., Any]
 # Lines a hand-written values file may hold, which no edit of this tool may touch.
@@ -111,9 +111,7 @@ class Onboarded:
         current = image_of(path.read_text())
         assert current is not None
         pinned = Image(current.repository, current.tag, digest(7))
-        edited = with_image(path.read_text(), pinned)
-        assert edited is not None
-        path.write_text(edited)
+        write_image(path, pinned)
         git(self.root, "commit", "-qam", "ci: digest of the first build")
         return pinned
 
@@ -189,9 +187,7 @@ def test_a_caller_promoted_in_the_same_commit_gets_both_edits(
     current = image_of(path.read_text())
     assert current is not None
     build = Image(current.repository, "9.9.9", digest(9))
-    edited = with_image(path.read_text(), build)
-    assert edited is not None
-    path.write_text(edited)
+    write_image(path, build)
     git(onboarded.root, "commit", "-qam", f"ci: {caller} 9.9.9")
     before = load_repo(onboarded.root)
     result = cli(onboarded.root, "promote", new, caller, "--to", stage)

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from platformctl.imagefile import with_image
 from platformctl.model import Image, load_repo
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
-from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
+from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet, write_image
 from tests.support import github as fake_github
 from tests.support.github import FakeGitHub
 from tests.support.registry import (
@@ -108,9 +107,7 @@ def make_world(template: Fleet, path: Path, running: RunningRegistry) -> World:
         for stage in fleet.stages:
             values = fleet.values(stage, service)
             built = Image(world.repository(service), "1.0.0", digest)
-            edited = with_image(values.read_text(), built)
-            assert edited is not None
-            values.write_text(edited)
+            write_image(values, built)
     git(fleet.root, "commit", "-qam", "the fleet's images are in the test registry")
     return world
 
