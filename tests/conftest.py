@@ -52,6 +52,12 @@ def initial_commit(path: Path) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files marked ``long`` first: pytest-xdist hands out whole files in this order, and a
+    long file started last keeps one worker busy while the others idle."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _checkov_in_process() -> None:
     """Once checkov is imported, verify checks in-process (see CheckovRun): one import for the

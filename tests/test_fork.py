@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from platformctl.model import load_repo
 from tests.conftest import PROJECT_ROOT, git, initial_commit, run_platform
+
+pytestmark = pytest.mark.long  # minutes: handed out first
 
 # The tests that check the repository itself (its files, charts and model), not a fixture:
 # of tests/policy only the check that the repository verifies clean and holds every target

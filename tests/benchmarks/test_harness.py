@@ -21,6 +21,8 @@ from platformctl.yamlio import read_mapping
 from tests.conftest import PROJECT_ROOT, edit_yaml, git
 from tests.release.fleet import make_fleet
 
+pytestmark = pytest.mark.long  # minutes: handed out first
+
 
 def _peer(direction: str, service: str) -> Callable[[Any], None]:
     def add(values: Any) -> None:

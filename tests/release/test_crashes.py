@@ -17,6 +17,8 @@ from platformctl.transaction import JOURNAL_FILE
 from tests.conftest import PLATFORM_BINARY, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
 
+pytestmark = pytest.mark.long  # minutes: handed out first
+
 STEPS = ("built", "journaled", "moved", "tree-partial", "synced", "pushed")
 SERVICES = ["alpha", "beta"]
 

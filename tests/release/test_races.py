@@ -7,11 +7,15 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from platformctl.imagefile import image_of
 from platformctl.model import load_repo
 from platformctl.verify import verify
 from tests.conftest import PLATFORM_BINARY, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet, remote_holds
+
+pytestmark = pytest.mark.long  # minutes: handed out first
 
 ROUNDS = 10
 JSON = ("--output", "json")

@@ -24,6 +24,8 @@ from tests.release.fleet import (
     make_pipeline,
 )
 
+pytestmark = pytest.mark.long  # minutes: handed out first
+
 Cli = Callable[..., Any]
 SERVICES = ["svc-a", "svc-b", "svc-c", "svc-d"]
 AHEAD = ["svc-a", "svc-b"]  # newer in staging than in production; svc-c and svc-d are level
