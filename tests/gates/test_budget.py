@@ -1,0 +1,295 @@
+"""The budget gate against a real Prometheus that evaluates this repository's own
+PrometheusRules (rendered by the chart render path, checked by promtool) over a simulated
+service's traffic: the burn-rate alerts fire through Prometheus's rule evaluation.
+
+Three services run in the target stage: one healthy, one burning its budget fast enough to
+page, one that has slowly spent most of it (no alert, but below the stage's minimum).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from platformctl.gates.budget import budget_of
+from platformctl.gates.results import parse_trailer
+from platformctl.model import Endpoint, load_repo
+from platformctl.prometheus import Prometheus
+from platformctl.render import Renderer
+from tests.cli.test_bad_input import state
+from tests.conftest import edit_yaml, git
+from tests.release.fleet import Fleet, make_fleet
+from tests.support.components import free_port, require
+from tests.support.prometheus import RunningPrometheus, Workload, start_prometheus
+
+Cli = Callable[..., Any]
+CALM, BURNING, SPENT = "calm", "burning", "spent"
+# requests per second and error ratio; the chart's objective allows 1 % errors
+TRAFFIC = {CALM: 0.001, BURNING: 0.5, SPENT: 0.009}
+TARGET = "production"
+
+
+def _configure(fleet: Fleet) -> None:
+    """The target runs every service with its ServiceMonitor and alerts; each burn-rate alert
+    of the chart's defaults fires after one second instead of two minutes."""
+    defaults = yaml.safe_load((fleet.root / "charts/service/values.yaml").read_text())
+    rates = [{**rate, "for": "1s"} for rate in defaults["alerts"]["burnRates"]]
+
+    def alerting(values: Any) -> None:
+        values["serviceMonitor"] = {"enabled": True}
+        values["alerts"] = {"enabled": True, "burnRates": rates}
+
+    for service in fleet.services:
+        edit_yaml(fleet.values(TARGET, service), alerting)
+    git(fleet.root, "commit", "-qam", "alerts that fire after a second")
+
+
+@dataclass
+class World:
+    template: Fleet
+    prometheus: RunningPrometheus
+
+
+def _rule_file(fleet: Fleet, path: Path) -> Path:
+    """The target's PrometheusRules as Argo CD renders them, in one promtool-valid file."""
+    repo = load_repo(fleet.root)
+    renderer = Renderer(repo)
+    groups = [
+        group
+        for release in repo.select([TARGET])
+        for document in renderer.release(release).documents
+        if document["kind"] == "PrometheusRule"
+        for group in document["spec"]["groups"]
+    ]
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    checked = subprocess.run(
+        [require("promtool", "prometheus"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return path
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"Prometheus never showed {what} in 30 s")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    folder = tmp_path_factory.mktemp("budget")
+    template = make_fleet(folder / "template", list(TRAFFIC))
+    _configure(template)
+    rules = _rule_file(template, folder / "rules.yaml")
+    namespace = load_repo(template.root).environment(TARGET).namespace
+    workload = Workload(namespace)
+    for service, errors in TRAFFIC.items():
+        workload.set(service, per_second=50.0, error_ratio=errors, latency=0.05)
+    with start_prometheus(folder / "prometheus", workload, [rules]) as running:
+        api = Prometheus(Endpoint(running.url))
+
+        def scraped() -> bool:
+            counts = [
+                api.value(f'min(count_over_time(http_requests_total{{service="{s}"}}[1h]))')
+                for s in TRAFFIC
+            ]
+            return all(count is not None and count >= 3 for count in counts)
+
+        _until(scraped, "three scrapes of every service")
+        _until(
+            lambda: bool(api.value(f'count(ALERTS{{alertstate="firing", service="{BURNING}"}})')),
+            f"{BURNING}'s burn-rate alerts firing",
+        )
+        yield World(template, running)
+
+
+def _declare(root: Path, gate: Any) -> None:
+    def change(pipeline: Any) -> None:
+        for stage in pipeline["stages"]:
+            if stage["name"] == TARGET:
+                stage["gates"] = {"budget": gate}
+
+    edit_yaml(root / "environments/pipeline.yaml", change, sequence_indent=4)
+
+
+def _fleet(world: World, tmp_path: Path, url: str, minimum: str = "25%") -> Fleet:
+    """A clone of the template whose target declares the gate and its own Prometheus; the
+    stage before runs a newer build of every service."""
+    root = tmp_path / "repo"
+    shutil.copytree(world.template.root, root, symlinks=True)
+    fleet = Fleet(root, world.template.stages, world.template.services)
+
+    def endpoint(settings: Any) -> None:
+        settings["endpoints"]["prometheus"] = {"url": url}
+
+    _declare(root, {"minimum": minimum})
+    edit_yaml(root / f"environments/{TARGET}/environment.yaml", endpoint)
+    before = fleet.stages[fleet.stages.index(TARGET) - 1]
+    for service in fleet.services:
+        fleet.set_image(before, service, 2, commit=False)
+    git(root, "commit", "-qam", f"the budget gate on {TARGET}; newer builds in {before}")
+    return fleet
+
+
+def _gate_rows(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("budget ")]
+
+
+def test_a_healthy_target_passes_and_the_evidence_is_in_the_trailers(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+    result = cli(fleet.root, "promote", CALM, "--to", TARGET)
+    assert result.exit_code == 0, result.output
+    message = git(fleet.root, "log", "-1", "--format=%B")
+    trailers = [
+        parse_trailer(line.removeprefix("Platform-Gate: "))
+        for line in message.splitlines()
+        if line.startswith("Platform-Gate: budget/")
+    ]
+    assert [(t.subject, t.verdict) for t in trailers if t] == [
+        (f"budget/{CALM}", "passed"),
+        (f"budget/{CALM}", "passed"),
+    ]
+    alerts, left = (t.measured for t in trailers if t)
+    assert alerts == (
+        f"no burn-rate alert firing in {TARGET} (ErrorBudgetBurnCritical, ErrorBudgetBurnWarning)"
+    )
+    assert left == "90 % of the 30d error budget left ≥ 25 % (errors 0.10 % of 1.00 %)"
+
+
+def test_a_firing_burn_rate_alert_refuses_and_changes_nothing(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+    before = state(fleet.root)
+    refused = cli(fleet.root, "promote", BURNING, "--to", TARGET)
+    assert refused.exit_code == 1, refused.output
+    rows = _gate_rows(refused.stdout)
+    assert any(
+        "failed" in row
+        and f"ErrorBudgetBurnCritical, ErrorBudgetBurnWarning firing in {TARGET}" in row
+        for row in rows
+    ), rows
+    assert "--override budget --reason TEXT" in refused.stderr
+    assert state(fleet.root) == before
+
+
+def test_a_spent_budget_refuses_below_the_minimum_without_any_alert(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+    refused = cli(fleet.root, "promote", SPENT, "--to", TARGET)
+    assert refused.exit_code == 1, refused.output
+    rows = _gate_rows(refused.stdout)
+    assert any("passed" in row and "no burn-rate alert firing" in row for row in rows), rows
+    assert any(
+        "failed" in row and "10 % of the 30d error budget left < 25 % (errors 0.90 %" in row
+        for row in rows
+    ), rows
+    # the same service passes a stage that asks only that its budget is not spent
+    lenient = _fleet(world, tmp_path / "lenient", world.prometheus.url, minimum="5%")
+    assert cli(lenient.root, "promote", SPENT, "--to", TARGET).exit_code == 0
+
+
+def test_an_unreachable_prometheus_fails_closed_as_an_environment_problem(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    fleet = _fleet(world, tmp_path, f"http://127.0.0.1:{free_port()}")
+    before = state(fleet.root)
+    result = cli(fleet.root, "promote", CALM, "--to", TARGET)
+    assert result.exit_code == 3, result.output
+    assert "Prometheus at http://127.0.0.1:" in result.stderr
+    assert "unreachable" in result.stderr
+    assert "--override budget" in result.stderr
+    assert state(fleet.root) == before
+
+
+def test_rollbacks_and_holds_are_not_held_back_by_a_burning_target(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+    assert cli(fleet.root, "promote", BURNING, "--to", TARGET).exit_code == 1  # firing
+    fleet.set_image(TARGET, BURNING, 2)  # build 2 deployed by hand, after build 1
+    rolled = cli(fleet.root, "rollback", BURNING, "--env", TARGET, "--reason", "INC-7 burning")
+    assert rolled.exit_code == 0, rolled.output
+    assert fleet.image(TARGET, BURNING).tag == "1.1.0"
+    assert BURNING in fleet.holds(TARGET)
+    held = cli(fleet.root, "hold", SPENT, "--env", TARGET, "--reason", "budget spent")
+    assert held.exit_code == 0, held.output
+    assert SPENT in fleet.holds(TARGET)
+
+
+def test_the_budget_is_the_one_the_chart_renders_for_the_release(
+    world: World, tmp_path: Path
+) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+
+    def stricter(values: Any) -> None:
+        values["alerts"]["budgetWindow"] = "7d"
+        values["alerts"]["burnRates"] = [
+            {"severity": "info", "factor": 3, "long": "1d", "short": "2h"}
+        ]
+        values["delivery"]["analysis"] = {"objectives": {"errorRatio": 0.001}}
+
+    edit_yaml(fleet.values(TARGET, CALM), stricter)
+    repo = load_repo(fleet.root)
+    budget = budget_of(Renderer(repo), repo.release(CALM, TARGET))
+    assert budget is not None
+    assert budget.alerts == (
+        {"alertname": "ErrorBudgetBurnInfo", "severity": "info", "service": CALM},
+    )
+    assert (budget.objective, budget.window) == (0.001, "7d")
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        ({"minimum": "150%"}, "budget.minimum: '150%' is more than the whole budget"),
+        ({"minimum": "25"}, "budget.minimum"),
+        ({"minimum": 0.25}, "budget.minimum"),
+        ({"minimum": "25%", "window": "30d"}, "unknown key 'window'"),
+    ],
+)
+def test_bad_declarations_are_one_line_at_load(
+    world: World, tmp_path: Path, cli: Cli, gate: dict[str, Any], message: str
+) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+
+    _declare(fleet.root, gate)
+    git(fleet.root, "commit", "-qam", "a bad budget gate")
+    before = state(fleet.root)
+    result = cli(fleet.root, "promote", CALM, "--to", TARGET, "--dry-run")
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert "environments/pipeline.yaml:" in line
+    assert message in line
+    assert state(fleet.root) == before
+
+
+def test_the_gate_needs_the_targets_own_prometheus(world: World, tmp_path: Path, cli: Cli) -> None:
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+
+    def drop(settings: Any) -> None:
+        del settings["endpoints"]["prometheus"]
+
+    edit_yaml(fleet.root / f"environments/{TARGET}/environment.yaml", drop)
+    git(fleet.root, "commit", "-qam", "no Prometheus")
+    result = cli(fleet.root, "promote", CALM, "--to", TARGET, "--dry-run")
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert f"the budget gate of {TARGET} asks its own Prometheus" in line
