@@ -260,8 +260,9 @@ def test_the_budget_is_the_one_the_chart_renders_for_the_release(
     ("gate", "message"),
     [
         ({"minimum": "150%"}, "budget.minimum: '150%' is more than the whole budget"),
-        ({"minimum": "25"}, "budget.minimum"),
-        ({"minimum": 0.25}, "budget.minimum"),
+        ({"minimum": "25"}, "budget.minimum: '25' is not a percentage such as 25%"),
+        ({"minimum": "-5%"}, "budget.minimum: '-5%' is not a percentage such as 25%"),
+        ({"minimum": 0.25}, "budget.minimum: expected a string, got a number"),
         ({"minimum": "25%", "window": "30d"}, "unknown key 'window'"),
     ],
 )
