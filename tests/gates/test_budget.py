@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from platformctl.gates.budget import budget_of
+from platformctl.gates.budget import budget_of, error_ratio_query
 from platformctl.gates.results import parse_trailer
 from platformctl.model import Endpoint, load_repo
 from platformctl.prometheus import Prometheus
@@ -248,8 +248,20 @@ def test_the_budget_is_the_one_the_chart_renders_for_the_release(
 
     edit_yaml(fleet.values(TARGET, CALM), stricter)
     repo = load_repo(fleet.root)
-    budget = budget_of(Renderer(repo), repo.release(CALM, TARGET))
+    release = repo.release(CALM, TARGET)
+    renderer = Renderer(repo)
+    budget = budget_of(renderer, release)
     assert budget is not None
+    # the gate measures what the chart's ErrorBudgetExhausted alert measures
+    [exhausted] = [
+        rule
+        for document in renderer.release(release).documents
+        if document["kind"] == "PrometheusRule"
+        for group in document["spec"]["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "ErrorBudgetExhausted"
+    ]
+    assert exhausted["expr"] == f"{error_ratio_query(release, '7d')} > 0.001"
     assert budget.alerts == (
         {"alertname": "ErrorBudgetBurnInfo", "severity": "info", "service": CALM},
     )
