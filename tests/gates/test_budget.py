@@ -8,6 +8,7 @@ page, one that has slowly spent most of it (no alert, but below the stage's mini
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 import time
@@ -19,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from platformctl.gates.budget import budget_of, error_ratio_query
-from platformctl.gates.results import parse_trailer
+from platformctl.gates.budget import budget_of, check_budget, error_ratio_query
+from platformctl.gates.config import BudgetGate
+from platformctl.gates.results import Verdict, parse_trailer
 from platformctl.model import Endpoint, load_repo
 from platformctl.prometheus import Prometheus
 from platformctl.render import Renderer
@@ -145,6 +147,16 @@ def _fleet(world: World, tmp_path: Path, url: str, minimum: str = "25%") -> Flee
     return fleet
 
 
+def _promote(fleet: Fleet, cli: Cli, service: str, code: int) -> Any:
+    """A promotion into the target that exits ``code``; a refused one changes nothing."""
+    before = state(fleet.root)
+    result = cli(fleet.root, "promote", service, "--to", TARGET)
+    assert result.exit_code == code, result.output
+    if code:
+        assert state(fleet.root) == before
+    return result
+
+
 def _gate_rows(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("budget ")]
 
@@ -153,8 +165,7 @@ def test_a_healthy_target_passes_and_the_evidence_is_in_the_trailers(
     world: World, tmp_path: Path, cli: Cli
 ) -> None:
     fleet = _fleet(world, tmp_path, world.prometheus.url)
-    result = cli(fleet.root, "promote", CALM, "--to", TARGET)
-    assert result.exit_code == 0, result.output
+    _promote(fleet, cli, CALM, 0)
     message = git(fleet.root, "log", "-1", "--format=%B")
     trailers = [
         parse_trailer(line.removeprefix("Platform-Gate: "))
@@ -176,9 +187,7 @@ def test_a_firing_burn_rate_alert_refuses_and_changes_nothing(
     world: World, tmp_path: Path, cli: Cli
 ) -> None:
     fleet = _fleet(world, tmp_path, world.prometheus.url)
-    before = state(fleet.root)
-    refused = cli(fleet.root, "promote", BURNING, "--to", TARGET)
-    assert refused.exit_code == 1, refused.output
+    refused = _promote(fleet, cli, BURNING, 1)
     rows = _gate_rows(refused.stdout)
     assert any(
         "failed" in row
@@ -186,16 +195,13 @@ def test_a_firing_burn_rate_alert_refuses_and_changes_nothing(
         for row in rows
     ), rows
     assert "--override budget --reason TEXT" in refused.stderr
-    assert state(fleet.root) == before
 
 
 def test_a_spent_budget_refuses_below_the_minimum_without_any_alert(
     world: World, tmp_path: Path, cli: Cli
 ) -> None:
     fleet = _fleet(world, tmp_path, world.prometheus.url)
-    refused = cli(fleet.root, "promote", SPENT, "--to", TARGET)
-    assert refused.exit_code == 1, refused.output
-    rows = _gate_rows(refused.stdout)
+    rows = _gate_rows(_promote(fleet, cli, SPENT, 1).stdout)
     assert any("passed" in row and "no burn-rate alert firing" in row for row in rows), rows
     assert any(
         "failed" in row and "10 % of the 30d error budget left < 25 % (errors 0.90 %" in row
@@ -203,27 +209,24 @@ def test_a_spent_budget_refuses_below_the_minimum_without_any_alert(
     ), rows
     # the same service passes a stage that asks only that its budget is not spent
     lenient = _fleet(world, tmp_path / "lenient", world.prometheus.url, minimum="5%")
-    assert cli(lenient.root, "promote", SPENT, "--to", TARGET).exit_code == 0
+    _promote(lenient, cli, SPENT, 0)
 
 
 def test_an_unreachable_prometheus_fails_closed_as_an_environment_problem(
     world: World, tmp_path: Path, cli: Cli
 ) -> None:
     fleet = _fleet(world, tmp_path, f"http://127.0.0.1:{free_port()}")
-    before = state(fleet.root)
-    result = cli(fleet.root, "promote", CALM, "--to", TARGET)
-    assert result.exit_code == 3, result.output
+    result = _promote(fleet, cli, CALM, 3)
     assert "Prometheus at http://127.0.0.1:" in result.stderr
     assert "unreachable" in result.stderr
     assert "--override budget" in result.stderr
-    assert state(fleet.root) == before
 
 
 def test_rollbacks_and_holds_are_not_held_back_by_a_burning_target(
     world: World, tmp_path: Path, cli: Cli
 ) -> None:
     fleet = _fleet(world, tmp_path, world.prometheus.url)
-    assert cli(fleet.root, "promote", BURNING, "--to", TARGET).exit_code == 1  # firing
+    _promote(fleet, cli, BURNING, 1)  # firing
     fleet.set_image(TARGET, BURNING, 2)  # build 2 deployed by hand, after build 1
     rolled = cli(fleet.root, "rollback", BURNING, "--env", TARGET, "--reason", "INC-7 burning")
     assert rolled.exit_code == 0, rolled.output
@@ -266,6 +269,19 @@ def test_the_budget_is_the_one_the_chart_renders_for_the_release(
         {"alertname": "ErrorBudgetBurnInfo", "severity": "info", "service": CALM},
     )
     assert (budget.objective, budget.window) == (0.001, "7d")
+
+    def silent(values: Any) -> None:
+        values["alerts"] = {"enabled": False}
+
+    edit_yaml(fleet.values(TARGET, SPENT), silent)
+    quiet = load_repo(fleet.root).release(SPENT, TARGET)
+    assert budget_of(renderer, quiet) is None
+    unreachable = Prometheus(Endpoint(f"http://127.0.0.1:{free_port()}"))  # never asked
+    [result] = check_budget(unreachable, None, BudgetGate(), quiet, dt.datetime.now(dt.UTC))
+    assert (result.verdict, result.measured) == (
+        Verdict.failed,
+        f"{SPENT} renders no PrometheusRule (alerts.enabled) in {TARGET}: nothing to ask",
+    )
 
 
 @pytest.mark.parametrize(

@@ -96,13 +96,9 @@ def check_budget(
         return GateResult("budget", release.service, verdict, measured)
 
     if budget is None or not budget.alerts:
-        return [
-            result(
-                Verdict.failed,
-                f"{release.service} in {env} renders no burn-rate alerts (alerts.enabled: false?):"
-                " the budget gate has nothing to read",
-            )
-        ]
+        missing = "no PrometheusRule (alerts.enabled)" if budget is None else "no burn-rate alert"
+        measured = f"{release.service} renders {missing} in {env}: nothing to ask"
+        return [result(Verdict.failed, measured)]
     names = [alert["alertname"] for alert in budget.alerts]
     firing = [
         name
