@@ -212,6 +212,30 @@ def test_a_spent_budget_refuses_below_the_minimum_without_any_alert(
     _promote(lenient, cli, SPENT, 0)
 
 
+def test_an_alert_the_targets_prometheus_does_not_evaluate_is_not_taken_for_silence(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    """Git names a burn rate the target's Prometheus has not loaded (the PrometheusRule not
+    synced yet): "not firing" would mean nothing, so the gate fails."""
+    fleet = _fleet(world, tmp_path, world.prometheus.url)
+
+    def informational(values: Any) -> None:
+        values["alerts"]["burnRates"] = [
+            {"severity": "info", "factor": 3, "long": "1d", "short": "2h"}
+        ]
+
+    edit_yaml(fleet.values(TARGET, CALM), informational)
+    git(fleet.root, "commit", "-qam", "an informational burn rate, not synced")
+    rows = _gate_rows(_promote(fleet, cli, CALM, 1).stdout)
+    assert any(
+        "failed" in row
+        and f'{TARGET}\'s Prometheus has no rule ErrorBudgetBurnInfo{{service="{CALM}"}} loaded'
+        in row
+        for row in rows
+    ), rows
+    assert any("passed" in row and "90 % of the 30d error budget left" in row for row in rows)
+
+
 def test_an_unreachable_prometheus_fails_closed_as_an_environment_problem(
     world: World, tmp_path: Path, cli: Cli
 ) -> None:

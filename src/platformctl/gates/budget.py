@@ -99,17 +99,7 @@ def check_budget(
         missing = "no PrometheusRule (alerts.enabled)" if budget is None else "no burn-rate alert"
         measured = f"{release.service} renders {missing} in {env}: nothing to ask"
         return [result(Verdict.failed, measured)]
-    names = [alert["alertname"] for alert in budget.alerts]
-    firing = [
-        name
-        for name, alert in zip(names, budget.alerts, strict=True)
-        if prometheus.value(firing_query(alert), at=now)
-    ]
-    results = [
-        result(Verdict.failed, f"{', '.join(firing)} firing in {env}")
-        if firing
-        else result(Verdict.passed, f"no burn-rate alert firing in {env} ({', '.join(names)})")
-    ]
+    results = [result(*_alerts(prometheus, budget.alerts, env, now))]
     ratio = prometheus.value(error_ratio_query(release, budget.window), at=now)
     if ratio is None:
         results.append(result(Verdict.failed, f"no requests in {env} over {budget.window}"))
@@ -126,6 +116,49 @@ def check_budget(
         )
     )
     return results
+
+
+def _alerts(
+    prometheus: Prometheus, alerts: tuple[Mapping[str, str], ...], env: str, now: dt.datetime
+) -> tuple[Verdict, str]:
+    unevaluated = _unevaluated(prometheus, alerts)
+    if unevaluated:
+        return Verdict.failed, f"{env}'s Prometheus {unevaluated}"
+    names = [alert["alertname"] for alert in alerts]
+    firing = [
+        name
+        for name, alert in zip(names, alerts, strict=True)
+        if prometheus.value(firing_query(alert), at=now)
+    ]
+    if firing:
+        return Verdict.failed, f"{', '.join(firing)} firing in {env}"
+    return Verdict.passed, f"no burn-rate alert firing in {env} ({', '.join(names)})"
+
+
+def _unevaluated(prometheus: Prometheus, alerts: tuple[Mapping[str, str], ...]) -> str | None:
+    """Why an alert could not be firing though it should (None: all are evaluated): no rule
+    loaded with its name and labels (the PrometheusRule not synced, or refused by the
+    operator), or its rule fails to evaluate. "Not firing" means nothing then."""
+    body = prometheus.api.call("GET", "/api/v1/rules", params={"type": "alert"})
+    groups = ((body.get("data") if isinstance(body, dict) else None) or {}).get("groups") or []
+    loaded = [rule for group in groups for rule in group.get("rules") or []]
+    for alert in alerts:
+        labels = {k: v for k, v in alert.items() if k != "alertname"}
+        rule = next(
+            (
+                rule
+                for rule in loaded
+                if rule.get("name") == alert["alertname"]
+                and labels.items() <= (rule.get("labels") or {}).items()
+            ),
+            None,
+        )
+        name = f"{alert['alertname']}{{service={json.dumps(labels.get('service', ''))}}}"
+        if rule is None:
+            return f"has no rule {name} loaded (is the PrometheusRule synced?)"
+        if rule.get("health") == "err":
+            return f"fails to evaluate {name}: {rule.get('lastError', 'no error given')}"
+    return None
 
 
 def _percent(share: float, digits: int = 0) -> str:
