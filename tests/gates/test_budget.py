@@ -346,3 +346,58 @@ def test_the_gate_needs_the_targets_own_prometheus(world: World, tmp_path: Path,
     assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
     assert f"the budget gate of {TARGET} asks its own Prometheus" in line
+
+
+def test_the_chart_alerts_when_the_budget_the_gate_measures_is_spent(tmp_path: Path) -> None:
+    """ErrorBudgetExhausted, over the window and objective the gate reads, through promtool's
+    rule tests (a one-day window, to keep it short): 0.5 % errors for a day stay inside a 1 %
+    budget, 2 % spend it."""
+    from tests.chart.test_service_chart import NAME, one, render
+
+    values = {
+        "serviceMonitor": {"enabled": True},
+        "alerts": {"enabled": True, "budgetWindow": "1d"},
+    }
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump({"groups": one(render(values), "PrometheusRule")["spec"]["groups"]})
+    )
+    labels = f'namespace="apps", service="{NAME}"'
+
+    def day(errors: int) -> list[dict[str, str]]:  # of 1000 requests every 10 minutes
+        return [
+            {
+                "series": f'http_requests_total{{{labels}, status="200"}}',
+                "values": f"0+{1000 - errors}x160",
+            },
+            {
+                "series": f'http_requests_total{{{labels}, status="500"}}',
+                "values": f"0+{errors}x160",
+            },
+        ]
+
+    def case(errors: int, expected: list[dict[str, Any]]) -> dict[str, Any]:
+        at = {"eval_time": "25h", "alertname": "ErrorBudgetExhausted", "exp_alerts": expected}
+        return {"interval": "10m", "input_series": day(errors), "alert_rule_test": [at]}
+
+    spent = {
+        "exp_labels": {"severity": "warning", "service": NAME},
+        "exp_annotations": {
+            "summary": f"{NAME} has spent its error budget over 1d",
+            "description": "Error ratio over 1d is 2%; the objective allows 0.01.",
+        },
+    }
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "10m",
+        "tests": [case(5, []), case(20, [spent])],
+    }
+    test_file = tmp_path / "tests.yaml"
+    test_file.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [require("promtool", "prometheus"), "test", "rules", str(test_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
