@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,10 +25,11 @@ from platformctl.gates.results import Verdict, parse_trailer
 from platformctl.model import Endpoint, load_repo
 from platformctl.prometheus import Prometheus
 from platformctl.render import Renderer
+from tests.chart.test_delivery import _promtool as promtool
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, make_fleet
-from tests.support.components import free_port, require
+from tests.support.components import free_port
 from tests.support.prometheus import RunningPrometheus, Workload, start_prometheus
 
 Cli = Callable[..., Any]
@@ -73,12 +73,7 @@ def _rule_file(fleet: Fleet, path: Path) -> Path:
         for group in document["spec"]["groups"]
     ]
     path.write_text(yaml.safe_dump({"groups": groups}))
-    checked = subprocess.run(
-        [require("promtool", "prometheus"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    checked = promtool("check", "rules", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     return path
 
@@ -394,10 +389,5 @@ def test_the_chart_alerts_when_the_budget_the_gate_measures_is_spent(tmp_path: P
     }
     test_file = tmp_path / "tests.yaml"
     test_file.write_text(yaml.safe_dump(tests))
-    result = subprocess.run(
-        [require("promtool", "prometheus"), "test", "rules", str(test_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = promtool("test", "rules", str(test_file))
     assert result.returncode == 0, result.stdout + result.stderr
