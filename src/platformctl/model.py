@@ -464,7 +464,8 @@ class _Loader:
     def check_gate_endpoints(
         self, environments: tuple[Environment, ...], pipeline_path: Path
     ) -> None:
-        """The Argo CD and SLO gates ask the stage before: it must say where to ask."""
+        """The Argo CD and SLO gates ask the stage before, the budget gate the stage itself: it
+        must say where to ask."""
         for index, (source, target) in enumerate(itertools.pairwise(environments), start=1):
             for gate, endpoint in (("argocd", source.argocd), ("slo", source.prometheus)):
                 if gate in target.gates.declared and endpoint is None:
@@ -474,6 +475,13 @@ class _Loader:
                         f"gate of {target.name} asks {source.name}, which has no endpoints.{kind}",
                         hint=f"add endpoints.{kind}.url to {display_path(source.settings_file)}",
                     )
+        for index, target in enumerate(environments):
+            if target.gates.budget is not None and target.prometheus is None:
+                raise InputError(
+                    f"{located(pipeline_path, ['stages', index, 'gates', 'budget'])}: the budget "
+                    f"gate of {target.name} asks its own Prometheus, which it does not declare",
+                    hint=f"add endpoints.prometheus.url to {display_path(target.settings_file)}",
+                )
 
     def environment(self, name: str, gates: Gates) -> Environment:
         path = self.environments_dir / name

@@ -198,7 +198,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_alert_rules_are_valid_prometheus_rules(tmp_path: Path) -> None:
     result = _promtool("check", "rules", str(_rule_file(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def _series(per_minute: int, errors_per_minute: int, slow: bool) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,14 +97,18 @@ class RunningPrometheus:
 
 
 @contextmanager
-def prometheus_scraping(folder: Path, scrape_configs: list[dict[str, Any]]) -> Iterator[str]:
-    """A real Prometheus on a loopback port, scraping every ``SCRAPE_SECONDS``; yields its URL."""
+def prometheus_scraping(
+    folder: Path, scrape_configs: list[dict[str, Any]], rule_files: Sequence[Path] = ()
+) -> Iterator[str]:
+    """A real Prometheus on a loopback port, scraping every ``SCRAPE_SECONDS`` and evaluating
+    ``rule_files`` every second; yields its URL."""
     binary = require("prometheus", "prometheus")
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": "1s"},
         "scrape_configs": scrape_configs,
+        "rule_files": [str(path) for path in rule_files],
     }
     config_path = folder / "prometheus.yml"
     config_path.write_text(json.dumps(config))
@@ -121,7 +125,9 @@ def prometheus_scraping(folder: Path, scrape_configs: list[dict[str, Any]]) -> I
 
 
 @contextmanager
-def start_prometheus(folder: Path, workload: Workload) -> Iterator[RunningPrometheus]:
+def start_prometheus(
+    folder: Path, workload: Workload, rule_files: Sequence[Path] = ()
+) -> Iterator[RunningPrometheus]:
     def metrics(request: Request) -> tuple[int, str]:
         return (200, workload.exposition()) if request.path == "/metrics" else (404, "")
 
@@ -131,5 +137,5 @@ def start_prometheus(folder: Path, workload: Workload) -> Iterator[RunningPromet
             "honor_labels": True,
             "static_configs": [{"targets": [target.removeprefix("http://")]}],
         }
-        with prometheus_scraping(folder, [services]) as url:
+        with prometheus_scraping(folder, [services], rule_files) as url:
             yield RunningPrometheus(url, workload)

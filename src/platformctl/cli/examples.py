@@ -34,6 +34,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "promote": (
         ("See the plan and the gates first", "platform promote my-service --to staging --dry-run"),
         (
+            "The fix for a burn the budget gate refuses",
+            "platform promote my-service --to production --override budget "
+            "--reason 'INC-42 the fix for the burn' --push",
+        ),
+        (
             "Promote and push (re-planned on races)",
             "platform promote my-service --to staging --push",
         ),

@@ -24,8 +24,8 @@ from platformctl.yamlio import located
 _PEM_BEGIN, _PEM_END = "-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----"
 # SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0x04 || X || Y) }
 _P256_SPKI_HEADER = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + b"\x04"
-GATE_ORDER = ("freeze", "soak", "registry", "signature", "argocd", "slo")
-NETWORK_GATES = frozenset({"registry", "signature", "argocd", "slo"})
+GATE_ORDER = ("freeze", "soak", "registry", "signature", "argocd", "slo", "budget")
+NETWORK_GATES = frozenset({"registry", "signature", "argocd", "slo", "budget"})
 _DURATION_PART = re.compile(r"([0-9]+)([dhms])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -85,6 +85,14 @@ class SloGate:
 
 
 @dataclass(frozen=True)
+class BudgetGate:
+    """The target's own health: no burn-rate alert firing, at least ``minimum`` (a share, 0
+    to 1) of its error budget left."""
+
+    minimum: float = 0.0
+
+
+@dataclass(frozen=True)
 class FreezeWindow:
     """A date range (``start``/``end`` set) or a weekly window (``weekly`` set), local time."""
 
@@ -137,6 +145,7 @@ class Gates:
     signature_keys: tuple[str, ...] | None = None
     argocd: bool = False
     slo: SloGate | None = None
+    budget: BudgetGate | None = None
     soak: dt.timedelta | None = None
     freeze: FreezeGate | None = None
     declared: tuple[str, ...] = field(default=())
@@ -205,11 +214,21 @@ def parse_gates(raw: Mapping[str, Any] | None, path: Path, where: Sequence[str |
             if problem:
                 raise fail(["signature", "publicKeys", index], problem)
     freeze = _parse_freeze(raw["freeze"], fail) if "freeze" in raw else None
+    budget = None
+    if "budget" in raw:
+        text = raw["budget"].get("minimum", "0%")
+        share = float(text.removesuffix("%")) / 100  # the schema allows digits and a '%' only
+        if share > 1:
+            raise fail(
+                ["budget", "minimum"], f"'{text}' is more than the whole budget (0% to 100%)"
+            )
+        budget = BudgetGate(share)
     return Gates(
         registry="registry" in raw,
         signature_keys=keys,
         argocd="argocd" in raw,
         slo=slo,
+        budget=budget,
         soak=soak,
         freeze=freeze,
         declared=tuple(raw),

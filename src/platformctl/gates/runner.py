@@ -16,6 +16,7 @@ from functools import cache
 
 from platformctl.argocd import ArgoCD
 from platformctl.errors import InputError, PlatformError
+from platformctl.gates.budget import TargetBudgets
 from platformctl.gates.calendar import check_freeze, check_soak
 from platformctl.gates.config import GATE_ORDER, NETWORK_GATES
 from platformctl.gates.health import check_argocd, check_slo
@@ -120,6 +121,10 @@ def evaluate(
     # clients are made on first use, inside a gate, so a missing token fails that gate only
     argocd = cache(lambda: ArgoCD(_endpoint(source.argocd, "argocd", source)))
     prometheus = cache(lambda: Prometheus(_endpoint(source.prometheus, "prometheus", source)))
+    # the budget gate asks the target's own Prometheus about what the target runs now
+    budgets = TargetBudgets(
+        repo, target, cache(lambda: Prometheus(_endpoint(target.prometheus, "prometheus", target)))
+    )
 
     def run(gate: str, release: Release, image: Image) -> tuple[list[GateResult], Image]:
         service = release.service
@@ -134,6 +139,9 @@ def evaluate(
             return [check_signature(registries, service, image, keys)], image
         if gate == "argocd":
             return [check_argocd(argocd(), git, release)], image
+        if gate == "budget":
+            assert gates.budget is not None
+            return budgets.check(service, gates.budget, now), image
         assert gates.slo is not None
         return check_slo(prometheus(), gates.slo, release, now), image
 
