@@ -1,8 +1,11 @@
-"""A thin adapter of Argo CD's REST API: read an Application, ask for a refresh, wait for it.
+"""A thin adapter of Argo CD's REST API: read an Application and its resource tree, ask for a
+refresh, wait for it.
 
-Only ``GET /api/v1/applications/{name}`` is used (``?refresh=normal`` asks Argo CD to
-re-read git now instead of at its next poll). The token is an Argo CD API token, read from
-the variable the environment names (``ARGOCD_AUTH_TOKEN`` by default, as the argocd CLI).
+``GET /api/v1/applications/{name}`` (``?refresh=normal`` asks Argo CD to re-read git now
+instead of at its next poll) and ``GET /api/v1/applications/{name}/resource-tree`` (the live
+objects with the health Argo CD's Lua checks gave them: that is where an aborted Rollout or a
+failed AnalysisRun shows). The token is an Argo CD API token, read from the variable the
+environment names (``ARGOCD_AUTH_TOKEN`` by default, as the argocd CLI).
 """
 
 from __future__ import annotations
@@ -72,9 +75,75 @@ class ArgoCD:
         body = self.api.call("GET", f"/api/v1/applications/{quote(name)}", params=params)
         return AppState.from_api(name, body)
 
+    def failure(self, name: str, state: AppState) -> Failure | None:
+        """What says the release the Application runs failed: a Degraded Rollout or
+        AnalysisRun in its resource tree, else the Application itself Degraded."""
+        tree = self.api.call("GET", f"/api/v1/applications/{quote(name)}/resource-tree")
+        found = tree_failure(tree)
+        if found is None and state.health == DEGRADED:
+            return Failure("Application", name, " ".join((state.message or "").split()))
+        return found
+
+
+# Argo CD's health checks of Argo Rollouts' kinds (resource_customizations/argoproj.io/*/
+# health.lua) report a Rollout that aborted (condition reason RolloutAborted), ran past its
+# progress deadline or has an invalid spec, and an AnalysisRun whose phase is Failed or Error,
+# all as health "Degraded"; the message says which.
+ROLLOUTS_GROUP = "argoproj.io"
+FAILED_KINDS = ("Rollout", "AnalysisRun")
+DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A resource of an Application whose health says the release running there failed."""
+
+    kind: str  # Rollout | AnalysisRun | Application
+    name: str
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} {DEGRADED}" + (f": {self.message}" if self.message else "")
+
+
+def tree_failure(tree: Any) -> Failure | None:
+    """The first Rollout, then AnalysisRun, of an ApplicationTree (``nodes``) that is Degraded."""
+    nodes = tree.get("nodes") if isinstance(tree, dict) else None
+    found = []
+    for node in nodes or []:
+        if not isinstance(node, dict):
+            continue
+        # Argo CD 1.x nested the identity under resourceRef; 2.x and later inline it
+        ref: dict[str, Any] = _mapping(node.get("resourceRef")) or node
+        health = _mapping(node.get("health"))
+        if (
+            ref.get("group") == ROLLOUTS_GROUP
+            and ref.get("kind") in FAILED_KINDS
+            and health.get("status") == DEGRADED
+        ):
+            message = " ".join(str(health.get("message") or "").split())
+            found.append(Failure(ref["kind"], str(ref.get("name") or "?"), message))
+    return min(found, key=lambda f: FAILED_KINDS.index(f.kind), default=None)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
 
 class WaitTimedOut(RefusedError):
     """The Application did not become Synced and Healthy at the revision in time."""
+
+
+class ReleaseFailed(RefusedError):
+    """Argo CD synced the commit and its Rollout aborted or its analysis failed."""
+
+    def __init__(self, name: str, commit: str, failure: Failure) -> None:
+        super().__init__(
+            f"{name} at {commit[:12]}: {failure.describe()}",
+            hint=f"the commit is pushed; look at the {failure.kind} in Argo CD",
+        )
+        self.application = name
+        self.failure = failure
 
 
 @dataclass(frozen=True)
@@ -103,13 +172,19 @@ def wait_until_synced(
     timeout: float,
     interval: float = 2.0,
 ) -> Waited:
-    """Refresh, then poll until Synced and Healthy at ``commit`` or later; else time out."""
+    """Refresh, then poll until Synced and Healthy at ``commit`` or later; else time out.
+    Once Argo CD runs ``commit`` and is not yet Healthy, each poll also reads the resource
+    tree: a Degraded Rollout or AnalysisRun ends the wait (``ReleaseFailed``)."""
     started = time.monotonic()
     state = argocd.application(name, refresh=True)
     polls = 1
     while True:
-        if state.settled and state.revision and contains(git, state.revision, commit):
+        arrived = bool(state.revision) and contains(git, state.revision or "", commit)
+        if arrived and state.settled:
             return Waited(state, time.monotonic() - started, polls)
+        failure = argocd.failure(name, state) if arrived else None
+        if failure is not None:
+            raise ReleaseFailed(name, commit, failure)
         if time.monotonic() - started >= timeout:
             raise WaitTimedOut(
                 f"{name} was not Synced and Healthy at {commit[:12]} after {timeout:.0f} s; "
