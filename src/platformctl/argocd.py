@@ -143,7 +143,14 @@ class ReleaseFailed(RefusedError):
             hint=f"the commit is pushed; look at the {failure.kind} in Argo CD",
         )
         self.application = name
+        self.commit = commit
         self.failure = failure
+
+    @property
+    def short(self) -> str:
+        """One short line: which Application, at which commit, which resource."""
+        what = f"{self.failure.kind} {self.failure.name}"
+        return f"{self.application} at {self.commit[:12]}: {what} {DEGRADED}"
 
 
 @dataclass(frozen=True)

@@ -277,11 +277,12 @@ def _wait_failed(outcome: Outcome, error: PlatformError) -> WaitFailed:
 
 
 def _rollback_reason(failed: ReleaseFailed) -> str:
-    return one_line(f"automatic rollback: {failed.message}", limit=200)
+    """The rollback's commit reason and hold: what failed where, and Argo CD's words."""
+    return one_line(f"automatic rollback: {failed.message}", limit=240)
 
 
 def _rollback_command(plan: Plan, failed: ReleaseFailed) -> str:
-    reason = _rollback_reason(failed).replace("'", "")
+    reason = one_line(f"{failed.short}", limit=120).replace("'", "")
     return (
         f"platform rollback {' '.join(plan.services)} --env {plan.environment.name} "
         f"--push --wait --reason '{reason}'"
@@ -301,7 +302,7 @@ def _roll_back(
     ``rollback``, under the same lock, on the commit just pushed; wait for it to be Healthy.
     Sets ``delivery.refusal`` to what the command exits with, naming both commits."""
     outcome, plan = delivery.outcome, delivery.outcome.plan
-    promoted = f"pushed {(outcome.commit or '')[:12]} to {outcome.branch}, then {failed.message}"
+    promoted = f"pushed {(outcome.commit or '')[:12]} to {outcome.branch}, then {failed.short}"
     try:
         current = load_repo(repo.root)  # the promotion is in the tree now
         undo = plan_rollback(
