@@ -108,20 +108,7 @@ class Delivery:
 
     def rollback_dict(self) -> dict[str, Any] | None:
         """The automatic rollback for ``-o json`` (None: there was none)."""
-        if self.rollback is None:
-            return None
-        outcome = self.rollback.outcome
-        return {
-            **outcome.plan.as_dict(),
-            "commit": outcome.commit,
-            "pushed": outcome.pushed,
-            "branch": outcome.branch,
-            "waited": [
-                {"application": w.state.name, "state": w.state.describe(), "seconds": w.seconds}
-                for w in self.rollback.waited
-            ],
-            "error": str(self.rollback.refusal) if self.rollback.refusal else None,
-        }
+        return delivery_dict(self.rollback) if self.rollback is not None else None
 
     def rollback_lines(self) -> list[str]:
         """The automatic rollback as the text report's last lines (none: there was none)."""
@@ -138,6 +125,25 @@ class Delivery:
             for w in self.rollback.waited
         ]
         return lines
+
+
+def delivery_dict(delivery: Delivery) -> dict[str, Any]:
+    """A delivery's plan and what it published, for ``-o json``."""
+    outcome = delivery.outcome
+    pull = outcome.pull_request
+    return {
+        **outcome.plan.as_dict(),
+        "commit": outcome.commit,
+        "pushed": outcome.pushed,
+        "branch": outcome.branch,
+        "pull_request": pull and {"number": pull.number, "url": pull.url},
+        "waited": [
+            {"application": w.state.name, "state": w.state.describe(), "seconds": w.seconds}
+            for w in delivery.waited
+        ],
+        "error": str(delivery.refusal) if delivery.refusal is not None else None,
+        "diff": outcome.diff,
+    }
 
 
 def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:

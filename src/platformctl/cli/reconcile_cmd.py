@@ -6,27 +6,9 @@ import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.cli.release_cmds import PULL_REQUEST_OPTION
-from platformctl.delivery import DeliveryOptions
+from platformctl.delivery import DeliveryOptions, delivery_dict
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.reconcile import Reconciled, reconcile
-
-
-def _rollback_dicts(result: Reconciled) -> list[dict[str, object]]:
-    return [
-        {
-            **delivery.outcome.plan.as_dict(),
-            "commit": delivery.outcome.commit,
-            "pushed": delivery.outcome.pushed,
-            "branch": delivery.outcome.branch,
-            "pull_request": delivery.outcome.pull_request
-            and {
-                "number": delivery.outcome.pull_request.number,
-                "url": delivery.outcome.pull_request.url,
-            },
-            "diff": delivery.outcome.diff,
-        }
-        for delivery in result.rollbacks
-    ]
 
 
 def _report(result: Reconciled, output: OutputFormat, dry_run: bool) -> None:
@@ -35,7 +17,7 @@ def _report(result: Reconciled, output: OutputFormat, dry_run: bool) -> None:
             "environments": result.environments,
             "unwatched": result.unwatched,
             "findings": [finding.as_dict() for finding in result.findings],
-            "rollbacks": _rollback_dicts(result),
+            "rollbacks": [delivery_dict(d) for d in result.rollbacks],
             "changed": bool(result.rollbacks) and not dry_run,
             "dry_run": dry_run,
         }
