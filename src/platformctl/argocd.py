@@ -90,7 +90,6 @@ class ArgoCD:
 # progress deadline or has an invalid spec, and an AnalysisRun whose phase is Failed or Error,
 # all as health "Degraded"; the message says which.
 ROLLOUTS_GROUP = "argoproj.io"
-FAILED_KINDS = ("Rollout", "AnalysisRun")
 DEGRADED = "Degraded"
 
 
@@ -107,23 +106,34 @@ class Failure:
 
 
 def tree_failure(tree: Any) -> Failure | None:
-    """The first Rollout, then AnalysisRun, of an ApplicationTree (``nodes``) that is Degraded."""
+    """A Degraded Rollout of an ApplicationTree (``nodes``), else its newest AnalysisRun if
+    that is Degraded. Only the newest: Argo Rollouts keeps the failed runs of earlier
+    releases (``unsuccessfulRunHistoryLimit``, 5 by default), and those say nothing of this
+    one."""
     nodes = tree.get("nodes") if isinstance(tree, dict) else None
-    found = []
+    rollouts, runs = [], []
     for node in nodes or []:
         if not isinstance(node, dict):
             continue
         # Argo CD 1.x nested the identity under resourceRef; 2.x and later inline it
         ref: dict[str, Any] = _mapping(node.get("resourceRef")) or node
+        if ref.get("group") != ROLLOUTS_GROUP:
+            continue
         health = _mapping(node.get("health"))
-        if (
-            ref.get("group") == ROLLOUTS_GROUP
-            and ref.get("kind") in FAILED_KINDS
-            and health.get("status") == DEGRADED
-        ):
-            message = " ".join(str(health.get("message") or "").split())
-            found.append(Failure(ref["kind"], str(ref.get("name") or "?"), message))
-    return min(found, key=lambda f: FAILED_KINDS.index(f.kind), default=None)
+        failure = Failure(
+            str(ref.get("kind")),
+            str(ref.get("name") or "?"),
+            " ".join(str(health.get("message") or "").split()),
+        )
+        if failure.kind == "Rollout" and health.get("status") == DEGRADED:
+            rollouts.append(failure)
+        elif failure.kind == "AnalysisRun":
+            failed = health.get("status") == DEGRADED
+            runs.append((str(node.get("createdAt") or ""), failed, failure))
+    if rollouts:
+        return rollouts[0]
+    newest = max(runs, key=lambda run: run[0], default=None)
+    return newest[2] if newest is not None and newest[1] else None
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -261,11 +261,8 @@ def _publish_and_follow(
                 _roll_back(session, repo, delivery, options, actor, failed)
             else:
                 delivery.refusal = _wait_failed(outcome, failed)
-                delivery.refusal.hint = (
-                    f"roll back with: {_rollback_command(plan, failed)}"
-                    if plan.action == "promote"
-                    else failed.hint
-                )
+                if plan.action == "promote":
+                    delivery.refusal.hint = f"roll back with: {_rollback_command(plan, failed)}"
         except PlatformError as error:
             delivery.refusal = _wait_failed(outcome, error)
     delivery.notification_problem = _notify(
@@ -288,7 +285,7 @@ def _rollback_reason(failed: ReleaseFailed) -> str:
 
 
 def _rollback_command(plan: Plan, failed: ReleaseFailed) -> str:
-    reason = one_line(f"{failed.short}", limit=120).replace("'", "")
+    reason = one_line(failed.short, limit=120).replace("'", "")
     return (
         f"platform rollback {' '.join(plan.services)} --env {plan.environment.name} "
         f"--push --wait --reason '{reason}'"

@@ -119,11 +119,14 @@ class FakeArgoCD:
 
     @staticmethod
     def tree(app: AppState) -> dict[str, Any]:
-        """The recorded tree, its Rollout and AnalysisRun as the scenario has them."""
+        """The recorded tree, its Rollout and newest AnalysisRun as the scenario has them (an
+        earlier release's failed AnalysisRun stays in it, as Argo Rollouts keeps it)."""
         tree = copy.deepcopy(RECORDED_TREE)
         _, rollout, analysis = TREES[app.tree]
+        runs = [node for node in tree["nodes"] if node["kind"] == "AnalysisRun"]
+        newest = max(runs, key=lambda node: node["createdAt"])
         for node in tree["nodes"]:
-            health = {"Rollout": rollout, "AnalysisRun": analysis}.get(node["kind"])
+            health = rollout if node["kind"] == "Rollout" else analysis if node is newest else None
             if health is not None:
                 node["health"] = {
                     "status": health[0],
