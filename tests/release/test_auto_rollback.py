@@ -98,7 +98,15 @@ def promote(stage: Stage, cli: Cli, *extra: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("scenario", ["aborted", "analysis-failed"])
+# scenario -> what the one line names as failed
+FAILED_KIND = {
+    "aborted": "Rollout",
+    "analysis-failed": "AnalysisRun",
+    "app-degraded": "Application",
+}
+
+
+@pytest.mark.parametrize("scenario", list(FAILED_KIND))
 def test_a_failed_canary_is_rolled_back_and_held_in_git(
     stage: Stage, cli: Cli, scenario: str
 ) -> None:
@@ -121,7 +129,7 @@ def test_a_failed_canary_is_rolled_back_and_held_in_git(
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: pushed {promotion[:12]} to origin/main, then ")
     assert f"rolled back by {rollback[:12]}" in line
-    assert ("Rollout" if scenario == "aborted" else "AnalysisRun") in line
+    assert f": {FAILED_KIND[scenario]} " in line
     # Argo CD was followed to Healthy at the rollback; the webhook heard of both
     assert stage.fake.apps[application_name("alpha", stage.target)].revision == rollback
     done, failed = (post["text"] for post in stage.posted)

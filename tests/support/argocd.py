@@ -46,6 +46,11 @@ TREES: dict[str, tuple[str, tuple[str, str], tuple[str, str]]] = {
         ("Progressing", "Waiting for roll out to finish: More replicas need to be updated"),
         ("Degraded", ABORTED_METRIC),
     ),
+    "app-degraded": (  # another resource of the Application (a Deployment's deadline)
+        "Degraded",
+        ("Healthy", ""),
+        ("Healthy", "Analysis run completed successfully"),
+    ),
     "aborted": (
         "Degraded",
         ("Degraded", f"RolloutAborted: Rollout aborted update to revision 2: {ABORTED_METRIC}"),
