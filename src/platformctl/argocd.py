@@ -1,8 +1,11 @@
-"""A thin adapter of Argo CD's REST API: read an Application, ask for a refresh, wait for it.
+"""A thin adapter of Argo CD's REST API: read an Application and its resource tree, ask for a
+refresh, wait for it.
 
-Only ``GET /api/v1/applications/{name}`` is used (``?refresh=normal`` asks Argo CD to
-re-read git now instead of at its next poll). The token is an Argo CD API token, read from
-the variable the environment names (``ARGOCD_AUTH_TOKEN`` by default, as the argocd CLI).
+``GET /api/v1/applications/{name}`` (``?refresh=normal`` asks Argo CD to re-read git now
+instead of at its next poll) and ``GET /api/v1/applications/{name}/resource-tree`` (the live
+objects with the health Argo CD's Lua checks gave them: that is where an aborted Rollout or a
+failed AnalysisRun shows). The token is an Argo CD API token, read from the variable the
+environment names (``ARGOCD_AUTH_TOKEN`` by default, as the argocd CLI).
 """
 
 from __future__ import annotations
@@ -72,9 +75,92 @@ class ArgoCD:
         body = self.api.call("GET", f"/api/v1/applications/{quote(name)}", params=params)
         return AppState.from_api(name, body)
 
+    def failure(self, name: str, state: AppState) -> Failure | None:
+        """What says the release the Application runs failed: a Degraded Rollout or
+        AnalysisRun in its resource tree, else the Application itself Degraded."""
+        tree = self.api.call("GET", f"/api/v1/applications/{quote(name)}/resource-tree")
+        found = tree_failure(tree)
+        if found is None and state.health == DEGRADED:
+            return Failure("Application", name, " ".join((state.message or "").split()))
+        return found
+
+
+# Argo CD's health checks of Argo Rollouts' kinds (resource_customizations/argoproj.io/*/
+# health.lua) report a Rollout that aborted (condition reason RolloutAborted), ran past its
+# progress deadline or has an invalid spec, and an AnalysisRun whose phase is Failed or Error,
+# all as health "Degraded"; the message says which.
+ROLLOUTS_GROUP = "argoproj.io"
+DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A resource of an Application whose health says the release running there failed."""
+
+    kind: str  # Rollout | AnalysisRun | Application
+    name: str
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} {DEGRADED}" + (f": {self.message}" if self.message else "")
+
+
+def tree_failure(tree: Any) -> Failure | None:
+    """A Degraded Rollout of an ApplicationTree (``nodes``), else its newest AnalysisRun if
+    that is Degraded. Only the newest: Argo Rollouts keeps the failed runs of earlier
+    releases (``unsuccessfulRunHistoryLimit``, 5 by default), and those say nothing of this
+    one."""
+    nodes = tree.get("nodes") if isinstance(tree, dict) else None
+    rollouts, runs = [], []
+    for node in nodes or []:
+        if not isinstance(node, dict):
+            continue
+        # Argo CD 1.x nested the identity under resourceRef; 2.x and later inline it
+        ref: dict[str, Any] = _mapping(node.get("resourceRef")) or node
+        if ref.get("group") != ROLLOUTS_GROUP:
+            continue
+        health = _mapping(node.get("health"))
+        failure = Failure(
+            str(ref.get("kind")),
+            str(ref.get("name") or "?"),
+            " ".join(str(health.get("message") or "").split()),
+        )
+        if failure.kind == "Rollout" and health.get("status") == DEGRADED:
+            rollouts.append(failure)
+        elif failure.kind == "AnalysisRun":
+            failed = health.get("status") == DEGRADED
+            runs.append((str(node.get("createdAt") or ""), failed, failure))
+    if rollouts:
+        return rollouts[0]
+    newest = max(runs, key=lambda run: run[0], default=None)
+    return newest[2] if newest is not None and newest[1] else None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
 
 class WaitTimedOut(RefusedError):
     """The Application did not become Synced and Healthy at the revision in time."""
+
+
+class ReleaseFailed(RefusedError):
+    """Argo CD synced the commit and its Rollout aborted or its analysis failed."""
+
+    def __init__(self, name: str, commit: str, failure: Failure) -> None:
+        super().__init__(
+            f"{name} at {commit[:12]}: {failure.describe()}",
+            hint=f"the commit is pushed; look at the {failure.kind} in Argo CD",
+        )
+        self.application = name
+        self.commit = commit
+        self.failure = failure
+
+    @property
+    def short(self) -> str:
+        """One short line: which Application, at which commit, which resource."""
+        what = f"{self.failure.kind} {self.failure.name}"
+        return f"{self.application} at {self.commit[:12]}: {what} {DEGRADED}"
 
 
 @dataclass(frozen=True)
@@ -103,13 +189,19 @@ def wait_until_synced(
     timeout: float,
     interval: float = 2.0,
 ) -> Waited:
-    """Refresh, then poll until Synced and Healthy at ``commit`` or later; else time out."""
+    """Refresh, then poll until Synced and Healthy at ``commit`` or later; else time out.
+    Once Argo CD runs ``commit`` and is not yet Healthy, each poll also reads the resource
+    tree: a Degraded Rollout or AnalysisRun ends the wait (``ReleaseFailed``)."""
     started = time.monotonic()
     state = argocd.application(name, refresh=True)
     polls = 1
     while True:
-        if state.settled and state.revision and contains(git, state.revision, commit):
+        arrived = bool(state.revision) and contains(git, state.revision or "", commit)
+        if arrived and state.settled:
             return Waited(state, time.monotonic() - started, polls)
+        failure = argocd.failure(name, state) if arrived else None
+        if failure is not None:
+            raise ReleaseFailed(name, commit, failure)
         if time.monotonic() - started >= timeout:
             raise WaitTimedOut(
                 f"{name} was not Synced and Healthy at {commit[:12]} after {timeout:.0f} s; "

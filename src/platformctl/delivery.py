@@ -6,25 +6,33 @@ the new revision) -> notify (the environment's webhook, on success and on failur
 
 Once something is published, every later failure still reports what was published (commit,
 branch, pull request) and exits with the failing step's own code (``WaitFailed``: 4).
+
+A promotion whose release Argo CD reports failed while it waits (a Degraded Rollout or
+AnalysisRun, or the Application Degraded, at the pushed commit) is rolled back by
+``rollback`` below, the path ``platform rollback`` takes: the rollback and hold are pushed,
+waited for, notified, and the promotion exits 1 (``RolledBack``) naming both commits.
+``DeliveryOptions.auto_rollback`` off, the wait fails (4) and nothing more is written.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from platformctl.argocd import ArgoCD, Waited, application_name, wait_until_synced
+from platformctl.argocd import ArgoCD, ReleaseFailed, Waited, application_name, wait_until_synced
 from platformctl.errors import (
     EnvironmentProblem,
     ExitCode,
     InputError,
     PlatformError,
     RefusedError,
+    one_line,
 )
 from platformctl.gates.results import GateReport
 from platformctl.gates.runner import GateOptions, evaluate
 from platformctl.git import Git
-from platformctl.model import Repo
+from platformctl.model import Repo, load_repo
 from platformctl.notify import Event, send
 from platformctl.release import (
     Outcome,
@@ -33,6 +41,7 @@ from platformctl.release import (
     actor_of,
     check_digests,
     execute,
+    plan_rollback,
     plan_texts,
     policy_gate,
     preflight,
@@ -48,6 +57,11 @@ class WaitFailed(PlatformError):
     exit_code = ExitCode.WAIT_FAILED
 
 
+class RolledBack(RefusedError):
+    """The promotion is pushed, Argo CD reported its release failed, and the rollback that
+    undoes it is pushed and Healthy (exit 1: the promotion did not happen)."""
+
+
 @dataclass(frozen=True)
 class DeliveryOptions:
     dry_run: bool = False
@@ -56,6 +70,8 @@ class DeliveryOptions:
     wait: bool = False
     wait_timeout: float = DEFAULT_WAIT_SECONDS
     wait_interval: float = 2.0
+    # promotions: roll back a release Argo CD reports failed while --wait follows it
+    auto_rollback: bool = True
     gates: GateOptions = field(default_factory=GateOptions)
 
     def check(self) -> None:
@@ -69,6 +85,11 @@ class DeliveryOptions:
             raise InputError("--push or --pull-request, not both")
         if self.wait and not self.push:
             raise InputError("--wait needs --push: Argo CD deploys what is pushed")
+        if not self.auto_rollback and not self.wait:
+            raise InputError(
+                "--no-auto-rollback only goes with --wait",
+                hint="without --wait nothing watches the release, so nothing is rolled back",
+            )
         if self.gates.offline and not self.dry_run:
             raise InputError(
                 "--offline only goes with --dry-run", hint="a promotion asks every gate"
@@ -82,6 +103,47 @@ class Delivery:
     refusal: PlatformError | None = None
     waited: list[Waited] = field(default_factory=list)
     notification_problem: str | None = None
+    # the automatic rollback of a promotion whose release failed (its own delivery)
+    rollback: Delivery | None = None
+
+    def rollback_dict(self) -> dict[str, Any] | None:
+        """The automatic rollback for ``-o json`` (None: there was none)."""
+        return delivery_dict(self.rollback) if self.rollback is not None else None
+
+    def rollback_lines(self) -> list[str]:
+        """The automatic rollback as the text report's last lines (none: there was none)."""
+        if self.rollback is None:
+            return []
+        outcome = self.rollback.outcome
+        lines = [
+            f"rolled back automatically: committed {(outcome.commit or '')[:12]}"
+            + (f" and pushed to {outcome.branch}" if outcome.pushed else "")
+            + f": {outcome.plan.subject()} (held)"
+        ]
+        lines += [
+            f"{w.state.name}: {w.state.describe()} after {w.seconds:.2f} s ({w.polls} polls)"
+            for w in self.rollback.waited
+        ]
+        return lines
+
+
+def delivery_dict(delivery: Delivery) -> dict[str, Any]:
+    """A delivery's plan and what it published, for ``-o json``."""
+    outcome = delivery.outcome
+    pull = outcome.pull_request
+    return {
+        **outcome.plan.as_dict(),
+        "commit": outcome.commit,
+        "pushed": outcome.pushed,
+        "branch": outcome.branch,
+        "pull_request": pull and {"number": pull.number, "url": pull.url},
+        "waited": [
+            {"application": w.state.name, "state": w.state.describe(), "seconds": w.seconds}
+            for w in delivery.waited
+        ],
+        "error": str(delivery.refusal) if delivery.refusal is not None else None,
+        "diff": outcome.diff,
+    }
 
 
 def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
@@ -127,7 +189,9 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
     actor = actor_of(session.git if session else Git(repo.root))
     try:
         preflight(session, repo, plan, publish=options.push or options.pull_request)
-        return _publish_and_follow(session, repo, plan, options, actor, argocd)
+        return _publish_and_follow(
+            session, repo, plan, replace(options, auto_rollback=False), actor, argocd
+        )
     except (RefusedError, EnvironmentProblem) as error:
         if not plan.empty:
             _notify(repo, plan, actor, error)
@@ -192,16 +256,87 @@ def _publish_and_follow(
     if argocd is not None and outcome.commit:
         try:
             delivery.waited = _wait(argocd, repo, plan, outcome.commit, options)
+        except ReleaseFailed as failed:
+            if options.auto_rollback and plan.action == "promote":
+                _roll_back(session, repo, delivery, options, actor, failed)
+            else:
+                delivery.refusal = _wait_failed(outcome, failed)
+                if plan.action == "promote":
+                    delivery.refusal.hint = f"roll back with: {_rollback_command(plan, failed)}"
         except PlatformError as error:
-            delivery.refusal = WaitFailed(
-                f"pushed {outcome.commit[:12]} to {outcome.branch}, then --wait failed: "
-                f"{error.message}",
-                hint=error.hint,
-            )
+            delivery.refusal = _wait_failed(outcome, error)
     delivery.notification_problem = _notify(
         repo, plan, actor, delivery.refusal, outcome, delivery.waited
     )
     return delivery
+
+
+def _wait_failed(outcome: Outcome, error: PlatformError) -> WaitFailed:
+    return WaitFailed(
+        f"pushed {(outcome.commit or '')[:12]} to {outcome.branch}, then --wait failed: "
+        f"{error.message}",
+        hint=error.hint,
+    )
+
+
+def _rollback_reason(failed: ReleaseFailed) -> str:
+    """The rollback's commit reason and hold: what failed where, and Argo CD's words."""
+    return one_line(f"automatic rollback: {failed.message}", limit=240)
+
+
+def _rollback_command(plan: Plan, failed: ReleaseFailed) -> str:
+    reason = one_line(failed.short, limit=120).replace("'", "")
+    return (
+        f"platform rollback {' '.join(plan.services)} --env {plan.environment.name} "
+        f"--push --wait --reason '{reason}'"
+    )
+
+
+def _roll_back(
+    session: Session,
+    repo: Repo,
+    delivery: Delivery,
+    options: DeliveryOptions,
+    actor: str,
+    failed: ReleaseFailed,
+) -> None:
+    """The promotion of ``delivery`` is pushed and Argo CD says its release failed: roll back
+    every service it changed (one commit moved them, one commit restores them) through
+    ``rollback``, under the same lock, on the commit just pushed; wait for it to be Healthy.
+    Sets ``delivery.refusal`` to what the command exits with, naming both commits."""
+    outcome, plan = delivery.outcome, delivery.outcome.plan
+    promoted = f"pushed {(outcome.commit or '')[:12]} to {outcome.branch}, then {failed.short}"
+    try:
+        current = load_repo(repo.root)  # the promotion is in the tree now
+        undo = plan_rollback(
+            current,
+            plan.services,
+            env=plan.environment.name,
+            reason=_rollback_reason(failed),
+            actor=actor,
+        )
+        onward = replace(session, pending=None, start=session.git.head())
+        follow = replace(options, push=True, pull_request=False, wait=True, auto_rollback=False)
+        delivery.rollback = rollback(onward, current, undo, follow)
+    except PlatformError as error:
+        # the promotion stays live: say what this run left and what to run by hand
+        error.message = f"{promoted}; the automatic rollback failed: {error.message}"
+        left = error.hint or "nothing of the rollback was written"
+        error.hint = f"{left}; roll back by hand: {_rollback_command(plan, failed)}"
+        delivery.refusal = error
+        return
+    refusal = delivery.rollback.refusal
+    if refusal is not None:  # pushed, but not seen Healthy
+        refusal.message = f"{promoted}; the automatic rollback {refusal.message}"
+        delivery.refusal = refusal
+        return
+    done = delivery.rollback.outcome
+    held = undo.services[0] if len(undo.services) == 1 else "SERVICE"
+    delivery.refusal = RolledBack(
+        f"{promoted}; rolled back by {(done.commit or '')[:12]} pushed to {done.branch} "
+        f"({', '.join(undo.services)} held in {plan.environment.name})",
+        hint=f"when fixed, lift the hold: platform unhold {held} --env {plan.environment.name}",
+    )
 
 
 def _argocd_of_target(plan: Plan) -> ArgoCD:

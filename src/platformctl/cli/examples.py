@@ -55,6 +55,22 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "platform promote my-service --to production --override soak,slo "
             "--reason 'INC-42 hotfix' --push",
         ),
+        (
+            "Push, follow Argo CD, roll back and hold if the canary fails",
+            "platform promote my-service --to production --push --wait",
+        ),
+        (
+            "Follow it, but only report a failed canary",
+            "platform promote my-service --to production --push --wait --no-auto-rollback",
+        ),
+    ),
+    "reconcile": (
+        ("What the schedule would roll back", "platform reconcile --dry-run"),
+        (
+            "Roll back aborted canaries in production and push",
+            "platform reconcile -e production --push",
+        ),
+        ("As JSON, for a script", "platform reconcile -e staging -e production --push -o json"),
     ),
     "publish": (
         (

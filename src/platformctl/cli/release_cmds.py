@@ -61,6 +61,7 @@ def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
                 for w in delivery.waited
             ],
             "notification_problem": delivery.notification_problem,
+            "rollback": delivery.rollback_dict(),
             "diff": outcome.diff,
         }
         typer.echo(to_json(payload))
@@ -150,6 +151,8 @@ def _report_published(delivery: Delivery) -> None:
             f"{waited.state.name}: {waited.state.describe()} after {waited.seconds:.2f} s "
             f"({waited.polls} polls)"
         )
+    for line in delivery.rollback_lines():
+        typer.echo(line)
 
 
 def _gate_names(overrides: list[str] | None) -> list[str]:
@@ -210,13 +213,21 @@ def register(app: typer.Typer) -> None:
         wait: bool = WAIT_OPTION,
         wait_timeout: float = WAIT_TIMEOUT_OPTION,
         wait_interval: float = WAIT_INTERVAL_OPTION,
+        no_auto_rollback: bool = typer.Option(
+            False,
+            "--no-auto-rollback",
+            help="With --wait: when Argo CD reports the release failed (Rollout aborted or "
+            "Degraded, analysis failed), exit 4 instead of pushing its rollback and a hold.",
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Copy the image of services from the stage before (or --from) into --to, if the
         gates of --to pass."""
         delivery_options = _delivery(dry_run, push, pull_request, wait, wait_timeout, wait_interval)
         gates = GateOptions(overrides=_gate_names(override), reason=reason, offline=offline)
-        delivery_options = replace(delivery_options, gates=gates)
+        delivery_options = replace(
+            delivery_options, gates=gates, auto_rollback=not no_auto_rollback
+        )
         delivery_options.check()
         with options(ctx).session(dry_run) as (session, repo):
             plan = plan_promotion(
