@@ -88,10 +88,13 @@ class Review:
 
 
 def risk_class(resources: Iterable[ResourceChange]) -> str:
-    """``structure`` for a deletion or any change to a STRUCTURE_KINDS object, else
-    ``configuration`` for anything but image references, else ``image``."""
+    """``structure`` for a deletion or a STRUCTURE_KINDS object added or changed (beyond
+    the version label every object of a release carries), else ``configuration`` for
+    anything but image references, else ``image``."""
     changes = list(resources)
-    if any(r.change == "deleted" or r.kind in STRUCTURE_KINDS for r in changes):
+    if any(
+        r.change == "deleted" or (r.kind in STRUCTURE_KINDS and not r.image_only) for r in changes
+    ):
         return "structure"
     if any(not r.image_only for r in changes):
         return "configuration"
@@ -269,7 +272,8 @@ def _manifests(item: Review, *, diffs: bool = True) -> str:
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
     lines = [title, "", f"{len(item.resources)} resource(s): {summary}."]
     for resource in item.resources:
-        label = html.escape(f"{resource.change}: {resource.title} ({resource.target})")
+        only = " (image only)" if resource.image_only else ""
+        label = html.escape(f"{resource.change}{only}: {resource.title} ({resource.target})")
         lines += ["", f"<details><summary>{label}</summary>", ""]
         if diffs:
             lines += [_fenced(resource.diff)]
