@@ -117,9 +117,19 @@ def test_an_image_only_promotion_is_class_image_asks_nobody_and_equals_the_dry_r
 def test_a_re_run_replaces_the_body_of_the_same_pull_request(
     work: Fleet, cli: Cli, github: FakeGitHub
 ) -> None:
+    def freeze(pipeline: Any) -> None:
+        window = {"name": "past", "from": "2020-01-01", "until": "2020-01-02"}
+        gates = {"freeze": {"timezone": "Europe/Berlin", "windows": [window]}}
+        pipeline["stages"][-1]["gates"] = gates
+
+    edit_yaml(work.root / "environments/pipeline.yaml", freeze, sequence_indent=4)
+    git(work.root, "commit", "-qam", "a freeze gate on production")
+    git(work.root, "push", "-q")
     first = cli(work.root, "promote", "svc-a", "--to", "production", "--pull-request")
     assert first.exit_code == 0, first.output
     assert "1.2.0" in github.pulls[1]["body"]
+    evidence = r"\| freeze \| \* \| passed \| no freeze window open \(\w{3} [-0-9]+ [:0-9]+ Europe/"
+    assert re.search(evidence, github.pulls[1]["body"]), github.pulls[1]["body"]
     work.set_image("staging", "svc-a", 4)  # staging moved on before the review
     git(work.root, "push", "-q")
     again = cli(work.root, "promote", "svc-a", "--to", "production", "--pull-request")
