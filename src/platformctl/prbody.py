@@ -49,6 +49,7 @@ BODY_LIMIT = 65_536
 # Lines of one resource's diff shown; the rest is on the branch.
 DIFF_LINES = 300
 _VERSION_LABEL = "app.kubernetes.io/version"
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 Key = tuple[str, str, str]  # kind, namespace, name
 
 
@@ -168,7 +169,7 @@ def _unimaged(value: Any, key: str = "") -> Any:
 def _dump(document: dict[str, Any] | None) -> list[str]:
     if document is None:
         return []
-    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=4096)
+    text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=4096)
     return text.splitlines(keepends=True)
 
 
@@ -193,7 +194,10 @@ def _diff(
 def _policy_delta(before: Repo, after: Repo, environment: str, services: list[str]) -> PolicyDelta:
     """Findings of the edited releases after the plan against before, by target, check and
     resource (a message naming the image is the same finding). After first: for an image
-    change its checkov verdicts are the cache entry the before run then hits."""
+    change its checkov verdicts are the cache entry the before run then hits. No release
+    edited (a hold): nothing to verify (an empty selection would verify the environment)."""
+    if not services:
+        return PolicyDelta((), (), (), 0)
     now = verify(after, [environment], services)
     present = [s for s in services if (s, environment) in before.releases]
     was = verify(before, [environment], present) if present else None
@@ -246,6 +250,8 @@ def _risk_line(item: Review) -> str:
         "structure": "a deletion, or a PodDisruptionBudget, HorizontalPodAutoscaler, "
         "NetworkPolicy, RBAC object or CRD changes",
     }[item.risk]
+    if not item.resources:
+        why = "nothing rendered changes"
     who = ", ".join(item.reviewers) if item.reviewers else "none required"
     return f"**Change risk: {item.risk}** ({why}). Reviewers: {who}."
 
@@ -301,6 +307,8 @@ def _policy(item: Review) -> str:
         if failing
         else f"clean after this change ({delta.releases} release(s) verified)"
     )
+    if not delta.releases:
+        verdict = "nothing to verify, no release changes"
     lines = ["#### Policy", "", f"platform verify --env {item.plan.environment.name}: {verdict}."]
     for title, findings in (("added", delta.added), ("removed", delta.removed)):
         if findings:

@@ -144,6 +144,20 @@ def test_a_re_run_replaces_the_body_of_the_same_pull_request(
     assert ("PATCH", "/repos/acme-corp/platform/pulls/1") in github.requests
 
 
+def test_a_hold_by_pull_request_renders_and_verifies_nothing(
+    work: Fleet, cli: Cli, github: FakeGitHub
+) -> None:
+    result = cli(
+        work.root, "hold", "svc-a", "--env", "production", "--reason", "INC-7", "--pull-request"
+    )
+    assert result.exit_code == 0, result.output
+    body = github.pulls[1]["body"]
+    assert body.startswith("### hold(svc-a): production\n")
+    assert "**Change risk: image** (nothing rendered changes). Reviewers: none required." in body
+    assert "No rendered resource changes." in body
+    assert "platform verify --env production: nothing to verify, no release changes." in body
+
+
 def test_a_values_change_is_configuration_and_asks_its_reviewers(
     work: Fleet, github: FakeGitHub
 ) -> None:
