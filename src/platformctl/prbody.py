@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from platformctl.gates.results import GateReport
 from platformctl.model import Release, Repo
 from platformctl.output import markdown_table
 from platformctl.policy.findings import Finding
@@ -258,14 +259,13 @@ def _risk_line(item: Review) -> str:
 
 def _gates(plan: Plan) -> str:
     title = f"#### Gates of {plan.environment.name}"
-    report = plan.report
+    report = plan.report or GateReport(plan.environment.name)
     # the policy gate's verdict is the policy section's (a dry run does not ask it)
-    results = [r for r in report.results if r.gate != "policy"] if report else []
+    results = [r for r in report.results if r.gate != "policy"]
     if not results:
-        return f"{title}\n\nNo gate asked: {plan.environment.name} declares none for this change."
+        return f"{title}\n\nNo gate was asked for this change."
     rows = [[r.gate, r.service or "*", str(r.verdict), r.measured] for r in results]
     lines = [title, "", markdown_table(["gate", "service", "result", "evidence"], rows)]
-    assert report is not None
     lines += [f"\noverridden: {gate} ({reason})" for gate, reason in report.overrides.items()]
     return "\n".join(lines)
 

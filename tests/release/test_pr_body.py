@@ -192,6 +192,22 @@ def test_a_network_policy_change_is_structure_and_asks_users_and_teams(
     assert github.reviewers(1) == {"team:platform", "sre-oncall"}
 
 
+def test_a_first_image_adds_a_network_policy_a_structure_change(
+    work: Fleet, cli: Cli, github: FakeGitHub
+) -> None:
+    path = work.values("production", "svc-b")
+    path.write_text(re.sub(r"^image: .*\n", "", path.read_text(), flags=re.MULTILINE))
+    git(work.root, "commit", "-qam", "svc-b not yet in production")
+    git(work.root, "push", "-q")
+    result = cli(work.root, "promote", "svc-b", "--to", "production", "--pull-request")
+    assert result.exit_code == 0, result.output
+    assert "change risk: structure, review requested from @acme-corp/platform" in result.stdout
+    summaries = _summaries(github.pulls[1]["body"])
+    assert "added: NetworkPolicy apps/svc-b (production/svc-b)" in summaries
+    assert all(s.startswith("added: ") for s in summaries), summaries
+    assert github.reviewers(1) == {"team:platform", "sre-oncall"}
+
+
 def test_the_policy_delta_names_the_findings_added_and_removed(work: Fleet) -> None:
     def without_pdb(text: str) -> str:
         return text.replace(
