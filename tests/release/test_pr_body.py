@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from platformctl.errors import EnvironmentProblem
 from platformctl.model import Repo, load_repo
 from platformctl.prbody import Review, review
 from platformctl.release import Outcome, Plan, execute, plan_promotion, plan_texts, writing
@@ -82,6 +81,14 @@ def _open(root: Path, edit: Callable[[str], str]) -> Outcome:
 
 def _reviewed(root: Path, edit: Callable[[str], str]) -> Review:
     return review(*_promotion_with(root, edit))
+
+
+def _without_image(fleet: Fleet, service: str) -> None:
+    """``service`` not yet in production: its file there without an image line, pushed."""
+    path = fleet.values("production", service)
+    path.write_text(re.sub(r"^image: .*\n", "", path.read_text(), flags=re.MULTILINE))
+    git(fleet.root, "commit", "-qam", f"{service} not yet in production")
+    git(fleet.root, "push", "-q")
 
 
 def _debug(text: str) -> str:
@@ -195,10 +202,7 @@ def test_a_network_policy_change_is_structure_and_asks_users_and_teams(
 def test_a_first_image_adds_a_network_policy_a_structure_change(
     work: Fleet, cli: Cli, github: FakeGitHub
 ) -> None:
-    path = work.values("production", "svc-b")
-    path.write_text(re.sub(r"^image: .*\n", "", path.read_text(), flags=re.MULTILINE))
-    git(work.root, "commit", "-qam", "svc-b not yet in production")
-    git(work.root, "push", "-q")
+    _without_image(work, "svc-b")
     result = cli(work.root, "promote", "svc-b", "--to", "production", "--pull-request")
     assert result.exit_code == 0, result.output
     assert "change risk: structure, review requested from @acme-corp/platform" in result.stdout
@@ -250,12 +254,16 @@ def test_the_policy_delta_names_the_findings_added_and_removed(work: Fleet) -> N
 
 
 def test_reviewers_github_refuses_leave_the_pull_request_open_and_say_so(
-    work: Fleet, github: FakeGitHub
+    work: Fleet, cli: Cli, github: FakeGitHub
 ) -> None:
+    _without_image(work, "svc-b")
     github.collaborators = {"someone-else"}
-    with pytest.raises(EnvironmentProblem) as raised:
-        _open(work.root, _debug)
-    assert "pull request #1 is open" in raised.value.message, raised.value.message
+    result = cli(work.root, "promote", "svc-b", "--to", "production", "--pull-request")
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "pull request #1 is open" in lines[0]
+    assert "@acme-corp/platform, @sre-oncall (structure change) failed" in lines[0]
     assert github.pulls[1]["state"] == "open"
 
 
