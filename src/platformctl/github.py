@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ class PullRequest:
     url: str
     created: bool
     superseded: tuple[int, ...] = ()
+    # the change-risk class of its body and the reviewers requested for it
+    risk: str | None = None
+    reviewers: tuple[str, ...] = ()
 
 
 def repository_slug(remote_url: str) -> str:
@@ -97,6 +101,19 @@ class GitHub:
                 self._call("PATCH", f"/pulls/{other['number']}", json={"state": "closed"})
                 superseded.append(int(other["number"]))
         return PullRequest(number, str(pull["html_url"]), created, tuple(superseded))
+
+    def request_reviewers(self, number: int, reviewers: Sequence[str]) -> None:
+        """Ask ``@login`` users and ``@org/team`` teams to review pull request ``number``.
+
+        GitHub keeps a request made before, so a re-run asks again at no cost."""
+        users = [r.removeprefix("@") for r in reviewers if "/" not in r]
+        teams = [r.split("/", 1)[1] for r in reviewers if "/" in r]
+        if users or teams:
+            self._call(
+                "POST",
+                f"/pulls/{number}/requested_reviewers",
+                json={"reviewers": users, "team_reviewers": teams},
+            )
 
     def upsert_comment(self, number: int, marker: str, body: str) -> str:
         """Keep one comment per ``marker`` on a pull request: edit it if there, else add it.

@@ -142,6 +142,8 @@ class Environment:
     webhook_url_env: str | None = None
     # service -> why it may not be promoted into this environment (set by a rollback)
     holds: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
+    # change-risk class -> who must review a pull request into this stage (pipeline.yaml)
+    review: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def settings_file(self) -> Path:
@@ -386,7 +388,9 @@ class _Loader:
         services = self.services()
         environments = tuple(
             self.environment(
-                name, parse_gates(stage.get("gates"), pipeline_path, ["stages", index, "gates"])
+                name,
+                parse_gates(stage.get("gates"), pipeline_path, ["stages", index, "gates"]),
+                review={k: tuple(v) for k, v in (stage.get("review") or {}).items()},
             )
             for index, (name, stage) in enumerate(zip(stage_names, pipeline["stages"], strict=True))
         )
@@ -483,7 +487,9 @@ class _Loader:
                     hint=f"add endpoints.prometheus.url to {display_path(target.settings_file)}",
                 )
 
-    def environment(self, name: str, gates: Gates) -> Environment:
+    def environment(
+        self, name: str, gates: Gates, review: Mapping[str, tuple[str, ...]] | None = None
+    ) -> Environment:
         path = self.environments_dir / name
         settings_path = path / ENVIRONMENT_FILE
         if not settings_path.is_file():
@@ -522,6 +528,7 @@ class _Loader:
             webhook_url=webhook.get("url"),
             webhook_url_env=webhook.get("urlEnv"),
             holds=settings.get("holds") or {},
+            review=review or {},
         )
 
     def release(

@@ -926,10 +926,15 @@ def _publish_pull_request(
 ) -> None:
     """The commit on a branch of its own and a pull request; the local branch untouched.
 
-    If GitHub refuses, the branch is put back as it was (deleted, or at its old commit)."""
+    The body is the plan's review document (``prbody``), replaced on every run; the reviewers
+    its change-risk class needs are requested. If GitHub refuses the pull request, the branch
+    is put back as it was (deleted, or at its old commit)."""
+    from platformctl.prbody import review  # prbody reads this module's Plan
+
     git, plan = session.git, outcome.plan
     remote, base = git.upstream(session.branch)
     github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
+    document = review(load_repo(git.root), plan, texts)
     _, commit = build(session, plan, texts, actor)
     target = pull_request_branch(plan)
     listed = git.run("ls-remote", remote, f"refs/heads/{target}").split()
@@ -943,7 +948,7 @@ def _publish_pull_request(
             branch=target,
             base=base,
             title=plan.subject(),
-            body=plan.message(actor),
+            body=document.markdown(),
             supersedes_prefix=f"platform/{plan.action}/{plan.environment.name}/",
             services=set(plan.services),
         )
@@ -957,3 +962,14 @@ def _publish_pull_request(
             f"pull request not opened: {error.message}",
             hint=f"{left}; nothing else changed; run again when GitHub answers",
         ) from None
+    pull = outcome.pull_request
+    try:
+        github.request_reviewers(pull.number, document.reviewers)
+    except PlatformError as error:
+        raise EnvironmentProblem(
+            f"pull request #{pull.number} is open ({pull.url}), but requesting "
+            f"{', '.join(document.reviewers)} ({document.risk} change) failed: {error.message}",
+            hint="request them on the pull request, or fix review: in "
+            f"{ENVIRONMENTS_DIR}/pipeline.yaml and run again (the pull request is updated)",
+        ) from None
+    outcome.pull_request = replace(pull, risk=document.risk, reviewers=document.reviewers)

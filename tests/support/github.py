@@ -1,5 +1,6 @@
-"""A local server speaking just enough of GitHub's REST API (pulls, issue comments), with
-GitHub's documented response fields: for ``--pull-request`` of every command that writes."""
+"""A local server speaking just enough of GitHub's REST API (pulls, review requests, issue
+comments), with GitHub's documented response fields: for ``--pull-request`` of every command
+that writes."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class FakeGitHub:
         self.authorization: set[str] = set()
         # GitHub refuses to open pull requests (as it does for a base branch that is gone)
         self.refuse_create = False
+        # who may be asked to review (None: anyone); GitHub answers 422 for anyone else
+        self.collaborators: set[str] | None = None
 
     def pull(self, number: int, head: str, base: str, title: str, body: str) -> dict[str, Any]:
         return {
@@ -34,7 +37,35 @@ class FakeGitHub:
             "html_url": f"https://github.com/{SLUG}/pull/{number}",
             "head": {"ref": head, "label": f"acme-corp:{head}"},
             "base": {"ref": base},
+            "requested_reviewers": [],
+            "requested_teams": [],
         }
+
+    def request_reviewers(self, number: int, body: dict[str, Any]) -> tuple[int, Any]:
+        """``POST /pulls/{n}/requested_reviewers``: users by login, teams by slug, added to
+        those already requested (asking again is no error); 201 with the pull request."""
+        users, teams = body.get("reviewers", []), body.get("team_reviewers", [])
+        known = self.collaborators
+        if known is not None and not {*users, *teams} <= known:
+            return 422, {
+                "message": "Reviews may only be requested from collaborators. One or more of "
+                "the users or teams you specified is not a collaborator of the "
+                f"{SLUG} repository."
+            }
+        pull = self.pulls[number]
+        for login in users:
+            if login not in [u["login"] for u in pull["requested_reviewers"]]:
+                pull["requested_reviewers"].append({"login": login, "type": "User"})
+        for slug in teams:
+            if slug not in [t["slug"] for t in pull["requested_teams"]]:
+                pull["requested_teams"].append({"slug": slug, "name": slug})
+        return 201, pull
+
+    def reviewers(self, number: int) -> set[str]:
+        """Who pull request ``number`` asks: ``login`` and ``team:slug``."""
+        pull = self.pulls[number]
+        users = {u["login"] for u in pull["requested_reviewers"]}
+        return users | {f"team:{t['slug']}" for t in pull["requested_teams"]}
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
         self.requests.append((method, path))
@@ -60,6 +91,9 @@ class FakeGitHub:
         if method == "PATCH" and match:
             self.pulls[int(match[1])].update(body)
             return 200, self.pulls[int(match[1])]
+        match = re.fullmatch(r"/pulls/(\d+)/requested_reviewers", path)
+        if method == "POST" and match:
+            return self.request_reviewers(int(match[1]), body)
         match = re.fullmatch(r"/issues/(\d+)/comments", path)
         if method == "POST" and match:
             self.comments.append((int(match[1]), body["body"]))

@@ -47,6 +47,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "platform promote --all --to production --pull-request",
         ),
         (
+            "The pull request's review document (gates, rendered diff, policy delta, risk)",
+            "platform promote my-service --to production --dry-run -o markdown",
+        ),
+        (
             "Every service but the held ones",
             "platform promote --all --to production --skip-held --push",
         ),

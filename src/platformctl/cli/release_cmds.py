@@ -15,12 +15,14 @@ from platformctl.gates.config import GATE_ORDER
 from platformctl.gates.runner import GateOptions
 from platformctl.git import Git
 from platformctl.output import OutputFormat, render_table, to_json
+from platformctl.prbody import review
 from platformctl.release import (
     Outcome,
     actor_of,
     plan_hold,
     plan_promotion,
     plan_rollback,
+    plan_texts,
     unresolved,
 )
 
@@ -52,7 +54,13 @@ def _report(delivery: Delivery, output: OutputFormat, dry_run: bool) -> None:
             "push_attempts": outcome.attempts,
             "recovered": outcome.recovered,
             "pull_request": pull
-            and {"number": pull.number, "url": pull.url, "superseded": list(pull.superseded)},
+            and {
+                "number": pull.number,
+                "url": pull.url,
+                "superseded": list(pull.superseded),
+                "risk": pull.risk,
+                "reviewers": list(pull.reviewers),
+            },
             "dry_run": dry_run,
             "refused": delivery.refusal is not None,
             "error": str(delivery.refusal) if delivery.refusal is not None else None,
@@ -141,6 +149,9 @@ def _report_published(delivery: Delivery) -> None:
         typer.echo(f"\n{verb} pull request #{pull.number}: {pull.url} (branch {outcome.branch})")
         for number in pull.superseded:
             typer.echo(f"closed superseded pull request #{number}")
+        if pull.risk:
+            asked = f", review requested from {', '.join(pull.reviewers)}" if pull.reviewers else ""
+            typer.echo(f"change risk: {pull.risk}{asked}")
         return
     where = f" and pushed to {outcome.branch}" if outcome.pushed else ""
     typer.echo(f"\ncommitted {outcome.commit and outcome.commit[:12]}{where}: {plan.subject()}")
@@ -241,6 +252,15 @@ def register(app: typer.Typer) -> None:
                 skip_held=skip_held,
             )
             delivery = deliver_promotion(session, repo, plan, delivery_options)
+            planned = delivery.outcome.plan
+            if dry_run and output is OutputFormat.markdown and not planned.empty:
+                # the review document, exactly as --pull-request makes it the body
+                typer.echo(
+                    review(repo, planned, plan_texts(repo.root, planned)).markdown(), nl=False
+                )
+                if delivery.refusal is not None:
+                    raise delivery.refusal
+                return
         report_delivery(delivery, output, dry_run)
 
     @app.command()
