@@ -361,7 +361,15 @@ class Metrics:
         ]
 
 
-HEADERS = ["environment", "deployments", "per day", "lead time", "lead p90", "failed", "restore"]
+HEADERS = [
+    "environment",
+    "deployments",
+    "per day",
+    "lead time",
+    "lead time p90",
+    "change failure",
+    "time to restore",
+]
 
 
 @dataclass(frozen=True)

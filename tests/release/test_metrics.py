@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -270,7 +269,8 @@ def test_json_and_markdown_from_the_command(timeline: Timeline) -> None:
     assert one.exit_code == 0, one.output
     lines = one.stdout.splitlines()
     assert lines[0] == (
-        "| environment | deployments | per day | lead time | lead p90 | failed | restore |"
+        "| environment | deployments | per day | lead time | lead time p90 | change failure "
+        "| time to restore |"
     )
     # beta alone in s: its promotion (lead 15h) and its rollback 80h later
     cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
@@ -313,13 +313,46 @@ BAD = [
 
 @pytest.mark.parametrize(("args", "said"), BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
-    timeline: Timeline, tmp_path: Path, args: tuple[str, ...], said: str
+    timeline: Timeline, args: tuple[str, ...], said: str
 ) -> None:
-    root = tmp_path / "clone"
-    shutil.copytree(timeline.fleet.root, root, symlinks=True)
+    root = timeline.fleet.root
     before = state(root)
     result = CliRunner().invoke(app, ["--repo", str(root), "metrics", *args])
     assert result.exit_code == 2, (result.stdout, result.stderr)
     (line,) = result.stderr.splitlines()
     assert said in line
     assert state(root) == before
+
+
+def test_layouts_the_tool_does_not_write_are_read_whole(tmp_path: Path) -> None:
+    """A block-map image, a comment after the line, a tag YAML reads as a number: each
+    version is what the ledger reads (the patch alone cannot tell)."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    stage = fleet.stages[0]
+    path = fleet.values(stage, "alpha")
+    one_line = next(line for line in path.read_text().splitlines() if line.startswith("image:"))
+    repository = image("alpha", 1).repository
+
+    current = one_line + "\n"
+
+    def write(lines: str, message: str) -> None:
+        nonlocal current
+        path.write_text(path.read_text().replace(current, lines))
+        current = lines
+        git(fleet.root, "commit", "-qam", message)
+
+    block = f"image:\n  repository: {repository}\n  tag: 1.2.0\n"
+    write(block, "block map")
+    write(block.replace("1.2.0", "1.3.0"), "block map, a new tag")
+    write(block.replace("1.2.0", "1.3.0") + "  # pinned by hand\n", "a comment only")
+    write(f"image: {{repository: {repository}, tag: 1.4.0}}  # hotfix\n", "one line, commented")
+    write(f"image: {{repository: {repository}, tag: 1.5}}  # a number\n", "tag read as 1.5")
+    write(f"image: {{repository: {repository}, tag: 1.4.0}}\n", "the same image again")
+    write(f"image: {{repository: {repository}, tag: 1.7}}\n", "tag read as 1.7, one line")
+    write(f'image: {{repository: {repository}, tag: "1.6"}}\n', "a quoted tag")
+    repo = load_repo(fleet.root)
+    found = deployments(Git(fleet.root), repo, ["alpha"])
+    tags = [d.image.tag for d in found if d.environment == stage]
+    assert tags == ["1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.6"]
+    ledger = history(Git(fleet.root), repo.release("alpha", stage))
+    assert [d.commit for d in found if d.environment == stage] == [e.commit for e in ledger][::-1]
