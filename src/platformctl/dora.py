@@ -219,9 +219,14 @@ def _flow(line: str) -> bool:
 
 
 def deployments(
-    git: Git, repo: Repo, services: Iterable[str], revision: str = "HEAD"
+    git: Git,
+    repo: Repo,
+    services: Iterable[str],
+    environments: Iterable[str] | None = None,
+    revision: str = "HEAD",
 ) -> list[Deployment]:
-    """Every change of the ``services``' images in every environment, oldest first.
+    """Every change of the ``services``' images in the ``environments`` (default: all),
+    oldest first.
 
     Most versions are read from the patch: a file whose image is a one-line flow map (what the
     tool writes) changes its image exactly when that line changes. Any other file (a block
@@ -230,7 +235,7 @@ def deployments(
     """
     paths = {
         f"{ENVIRONMENTS_DIR}/{env}/{service}.yaml": (env, service)
-        for env in repo.environment_names
+        for env in (repo.environment_names if environments is None else environments)
         for service in services
     }
     commits = _read_log(git, revision, frozenset(paths))
@@ -495,9 +500,9 @@ def metrics(
     )
     names = list(dict.fromkeys(repo.service(name) for name in services)) or list(repo.services)
     timelines: dict[tuple[str, str], list[Deployment]] = {}
-    for d in deployments(git, repo, names):
-        timelines.setdefault((d.environment, d.service), []).append(d)
     first_stage = repo.environment_names[0]
+    for d in deployments(git, repo, names, dict.fromkeys([first_stage, *env_names])):
+        timelines.setdefault((d.environment, d.service), []).append(d)
     return Report(
         since,
         until,
