@@ -2,11 +2,11 @@
 
 One ``git log --first-parent --raw`` of the watched branch lists every commit that changed a
 file under ``environments/`` with the blob each values file became, streamed as git walks;
-each distinct blob is then read once through one ``git cat-file --batch``. A deployment is a
+each distinct blob is then read once, by ``git cat-file --batch`` (a process per two thousand
+versions, never one per commit). A deployment is a
 commit where a service's image in an environment changed (as the ledger reads releases: from
 the file's contents, so hand edits and squash merges count), at the time it reached the branch
 (a merged pull request's merge time), with the action its trailers record (``manual`` without).
-Nothing runs per commit, so ten thousand commits cost one walk.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack, closing
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -26,7 +26,7 @@ import yaml
 
 from platformctl.errors import InputError
 from platformctl.gates.config import format_duration, parse_duration
-from platformctl.git import BlobReader, Git
+from platformctl.git import Git
 from platformctl.imagefile import image_of
 from platformctl.ledger import first_trailer, parse_trailers
 from platformctl.model import ENVIRONMENTS_DIR, Image, Repo
@@ -74,68 +74,28 @@ class Deployment:
     image: Image
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Commit:
     commit: str
     time: dt.datetime
     parents: tuple[str, ...]
     trailers: str
-    changes: list[_FileChange]
-
-
-@dataclass
-class _FileChange:
-    """What a commit's patch (``-U0``) shows of one values file: its added top-level
-    ``image:`` lines, and whether it added the file or removed an image line."""
-
-    path: str
-    added: list[str] = field(default_factory=list)
-    removed_image: bool = False
-    new_file: bool = False
-
-
-def _parse_patch(patch: str, wanted: frozenset[str]) -> list[_FileChange]:
-    changes: list[_FileChange] = []
-    change: _FileChange | None = None
-    header = added_file = False
-    for line in patch.split("\n"):
-        if line.startswith("diff --git "):
-            change, header, added_file = None, True, False
-        elif header and line.startswith("--- "):
-            added_file = line == "--- /dev/null"
-        elif header and line.startswith("+++ "):
-            path = line[len("+++ b/") :] if line.startswith("+++ b/") else ""
-            if path in wanted:
-                change = _FileChange(path, new_file=added_file)
-                changes.append(change)
-        elif line.startswith("@@"):
-            header = False
-        elif change is not None and not header:
-            if line.startswith("+image:"):
-                change.added.append(line[1:])
-            elif line.startswith("-image:"):
-                change.removed_image = True
-    return changes
+    # values file path -> the blob it became
+    blobs: tuple[tuple[str, str], ...]
 
 
 def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
-    """The first-parent commits that changed a ``wanted`` values file, newest first, with
-    what their patches (against the first parent) show of those files."""
+    """The first-parent commits that changed a ``wanted`` values file, newest first, with the
+    blob each such file became (``--raw`` against the first parent: no diff is computed)."""
     log = git.records(
         "log",
         "--first-parent",
         "--diff-merges=first-parent",
         "--root",
-        "--patch",
-        "--unified=0",
-        "--inter-hunk-context=0",
+        "--raw",
+        "--no-abbrev",
         "--no-renames",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
         "--no-show-signature",
-        "--src-prefix=a/",
-        "--dst-prefix=b/",
         f"--format={_LOG_FORMAT}",
         revision,
         "--",
@@ -147,11 +107,17 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
         for record in log:
             if not record.strip():
                 continue
-            commit, time, parents, trailers, patch = record.split(_FIELD, 4)
-            changes = _parse_patch(patch, wanted)
-            if changes:
+            commit, time, parents, trailers, raw = record.split(_FIELD, 4)
+            blobs = []
+            for line in raw.splitlines():
+                meta, _, path = line.partition("\t")  # :100644 100644 <old> <new> M
+                if path in wanted and not meta.endswith("D"):
+                    blobs.append((path, meta.split()[3]))
+            if blobs:
                 when = dt.datetime.fromisoformat(time)
-                commits.append(_Commit(commit, when, tuple(parents.split()), trailers, changes))
+                commits.append(
+                    _Commit(commit, when, tuple(parents.split()), trailers, tuple(blobs))
+                )
     return commits
 
 
@@ -182,6 +148,7 @@ _CANONICAL = re.compile(
     r'(?:, digest: "(?P<digest>sha256:[a-f0-9]{64})")?\}'
 )
 _RESOLVER = yaml.resolver.Resolver()
+_TOP_IMAGE = re.compile(r"^image:.*$", re.MULTILINE)
 _STRING = "tag:yaml.org,2002:str"
 
 
@@ -207,15 +174,34 @@ def _image_line(line: str) -> Image | None:
     return image_of(line)
 
 
-def _one_line_image(text: str) -> str | None:
-    """The top-level ``image:`` line of a values text, if it has one and it is a flow map on
-    that one line (then the rest of the file cannot change the image)."""
-    lines = [line for line in text.splitlines() if line.startswith("image:")]
-    return lines[0] if len(lines) == 1 and _flow(lines[0]) else None
+def _image_of(text: str) -> Image | None:
+    """The image a values text declares, as the ledger reads it (``image_of``); a file whose
+    one top-level ``image:`` line is a flow map (what the tool writes) is read from that line."""
+    lines = _TOP_IMAGE.findall(text)
+    if len(lines) == 1:
+        value = lines[0][len("image:") :].strip()
+        if value.startswith("{") and value.endswith("}"):
+            return _image_line(lines[0])
+    return image_of(text)
 
 
-def _flow(line: str) -> bool:
-    return line[len("image:") :].strip().startswith("{") and line.rstrip().endswith("}")
+# How many versions one ``git cat-file --batch`` reads: its answer is held in memory at once.
+_BATCH = 2000
+
+
+def _images(git: Git, commits: Sequence[_Commit]) -> dict[str, Image | None]:
+    """The image of every blob the commits name, each distinct blob read once."""
+    where: dict[str, tuple[str, str]] = {}
+    for c in commits:
+        for path, blob in c.blobs:
+            where.setdefault(blob, (c.commit, path))
+    blobs = list(where)
+    images: dict[str, Image | None] = {}
+    for start in range(0, len(blobs), _BATCH):
+        chunk = blobs[start : start + _BATCH]
+        for blob, data in zip(chunk, git.read_files([where[b] for b in chunk]), strict=True):
+            images[blob] = _image_of(data.decode(errors="replace")) if data is not None else None
+    return images
 
 
 def deployments(
@@ -226,13 +212,8 @@ def deployments(
     revision: str = "HEAD",
 ) -> list[Deployment]:
     """Every change of the ``services``' images in the ``environments`` (default: all),
-    oldest first.
-
-    Most versions are read from the patch: a file whose image is a one-line flow map (what the
-    tool writes) changes its image exactly when that line changes. Any other file (a block
-    map, a comment after the line, a file just added without one) is read whole, as the
-    ledger reads it, from one ``git cat-file --batch`` opened only if needed.
-    """
+    oldest first: as the ledger reads releases, a version whose image is the one before (or
+    that has none) is no release."""
     paths = {
         f"{ENVIRONMENTS_DIR}/{env}/{service}.yaml": (env, service)
         for env in (repo.environment_names if environments is None else environments)
@@ -240,41 +221,22 @@ def deployments(
     }
     commits = _read_log(git, revision, frozenset(paths))
     merged = _merged_trailers(git, commits)
+    images = _images(git, commits)
     found: list[Deployment] = []
     current: dict[str, Image] = {}
-    one_line: set[str] = set()  # files whose current version has a one-line image
-    with ExitStack() as stack:
-        blobs: BlobReader | None = None
-        for position, c in enumerate(reversed(commits)):
-            marks = parse_trailers(merged.get(c.commit, c.trailers))
-            for change in c.changes:
-                path = change.path
-                if len(change.added) == 1 and _flow(change.added[0]):
-                    image = _image_line(change.added[0])
-                    one_line.add(path)
-                elif not (change.added or change.removed_image or change.new_file) and (
-                    path in one_line
-                ):
-                    continue  # another value of the file changed
-                else:
-                    if blobs is None:
-                        blobs = stack.enter_context(git.blobs())
-                    data = blobs.read(c.commit, path)
-                    text = data.decode(errors="replace") if data is not None else ""
-                    line = _one_line_image(text)
-                    image = _image_line(line) if line is not None else image_of(text)
-                    one_line.discard(path)
-                    if line is not None:
-                        one_line.add(path)
-                if image is None or current.get(path) == image:
-                    continue  # no image, or the same one written again
-                current[path] = image
-                env, service = paths[path]
-                ours = service in marks.get("Platform-Service", []) and env in marks.get(
-                    "Platform-Environment", []
-                )
-                action = (first_trailer(marks, "Platform-Action") if ours else None) or "manual"
-                found.append(Deployment(c.commit, position, c.time, env, service, action, image))
+    for position, c in enumerate(reversed(commits)):
+        marks = parse_trailers(merged.get(c.commit, c.trailers))
+        for path, blob in c.blobs:
+            image = images[blob]
+            if image is None or current.get(path) == image:
+                continue
+            current[path] = image
+            env, service = paths[path]
+            ours = service in marks.get("Platform-Service", []) and env in marks.get(
+                "Platform-Environment", []
+            )
+            action = (first_trailer(marks, "Platform-Action") if ours else None) or "manual"
+            found.append(Deployment(c.commit, position, c.time, env, service, action, image))
     return found
 
 
