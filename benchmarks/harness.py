@@ -182,6 +182,7 @@ GOALS = {
     "promote_one": Goal(3.0, of="floor", text="≤ 3 times the floor"),
     "promote_all": Goal(5.0, of="floor", text="≤ 5 times the floor"),
     "rollback": Goal(4.0, of="floor", text="≤ 4 times the floor"),
+    "metrics": Goal(2.0, of="rollback", text="≤ 2 times the rollback"),
 }
 
 
@@ -264,6 +265,15 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
         "rollback",
         f"platform rollback {service} --env {stages[-1]} ({fleet.commits} commits)",
         lambda _: bench.platform("rollback", service, "--env", stages[-1], "--reason", "benchmark"),
+        runs=runs,
+        prepare=bench.reset_to(start),
+    )
+    # the whole history: the fleet's first commit opens the window
+    first = bench.git("log", "--max-parents=0", "--format=%cI", "HEAD").split()[0]
+    bench.measure(
+        "metrics",
+        f"platform metrics, every environment since {first[:10]} ({fleet.commits} commits)",
+        lambda _: bench.platform("metrics", "--since", first),
         runs=runs,
         prepare=bench.reset_to(start),
     )

@@ -168,6 +168,7 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         "promote_one",
         "promote_all",
         "rollback",
+        "metrics",
     ]
     for row in report["results"]:
         assert row["seconds"] > 0
@@ -178,6 +179,8 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     for name in ("promote_one", "promote_all", "rollback"):
         row = next(r for r in report["results"] if r["name"] == name)
         assert set(row["ratio"]) == {"floor"}
+    metrics = next(r for r in report["results"] if r["name"] == "metrics")
+    assert set(metrics["ratio"]) == {"rollback"}
     assert report["fleet"] == {
         "services": services,
         "environments": list(load_repo(PROJECT_ROOT).environment_names),

@@ -130,6 +130,18 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("The last releases in production", "platform history my-service -e production"),
         ("The last five, as JSON", "platform history my-service -e production -n 5 -o json"),
     ),
+    "metrics": (
+        ("Every environment over the last 30 days", "platform metrics"),
+        (
+            "Production, one service, a quarter",
+            "platform metrics -e production -s my-service --since 90d",
+        ),
+        (
+            "Since a date, as a pull-request comment",
+            "platform metrics --since 2026-10-01 -o markdown",
+        ),
+        ("For a dashboard", "platform metrics -e staging -e production -o json"),
+    ),
     "diff": (
         ("What production lacks of staging", "platform diff --from staging --to production"),
         ("With full image references", "platform diff --from staging --to production --wide"),
