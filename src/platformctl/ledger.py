@@ -305,6 +305,9 @@ def _merged_trailers(git: Git, merge: str) -> str:
 def current_sets(git: Git, releases: Iterable[Release]) -> dict[tuple[str, str], str | None]:
     """(service, environment) -> the release set its current image came with (None: it came
     some other way). Per environment, one walk back until each file's image last changed."""
+    releases = list(releases)
+    if git.rev("HEAD") is None:  # an exported tree, not a clone: no ledger to read
+        return {(release.service, release.environment.name): None for release in releases}
     by_environment: dict[str, dict[str, Release]] = {}
     for release in releases:
         by_environment.setdefault(release.environment.name, {})[values_path(release)] = release

@@ -133,21 +133,22 @@ class Plan:
         return f"{self.action}({services}): {self.environment.name}{tagged}"
 
     def notes(self) -> list[str]:
-        """What the change table does not show: the callers' egress a first image wires, and
-        the digests an offline dry run could not know."""
+        """What the change table does not show: the release set and what it leaves out, the
+        callers' egress a first image wires, and the digests an offline dry run could not
+        know."""
         lines = []
-        if self.release_set and self.action == "rollback":
+        chosen = self.release_set
+        if chosen and self.action == "rollback":
             lines.append(
-                f"restores release set {self.release_set.id}: the images its promotion put "
+                f"restores release set {chosen.id}: the images its promotion put "
                 f"into {self.environment.name}"
             )
-        elif self.release_set:
-            lines.append(self.release_set.describe(dt.datetime.now(dt.UTC)))
-        lines += [
-            f"left out {service}: release set {self.release_set and self.release_set.id} has "
-            f"no image of it"
-            for service in self.not_in_set
-        ]
+        elif chosen:
+            lines.append(chosen.describe(dt.datetime.now(dt.UTC)))
+            lines += [
+                f"left out {service}: release set {chosen.id} has no image of it"
+                for service in self.not_in_set
+            ]
         lines += [
             f"egress: {edit.caller} may call {edit.service} "
             f"({edit.service}'s first image in {self.environment.name})"

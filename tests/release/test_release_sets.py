@@ -22,7 +22,7 @@ from platformctl.imagefile import image_of
 from platformctl.model import Image
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
-from tests.release.fleet import Fleet, image, make_fleet
+from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
 
 SERVICES = ["alpha", "beta", "gamma"]
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -298,3 +298,53 @@ def test_a_file_without_a_release_has_no_set(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     assert plan["not_in_set"] == ["beta"]
+
+
+@pytest.fixture
+def clones(tmp_path: Path, fleet: tuple[Fleet, str, str]) -> tuple[Path, Fleet, Fleet, str]:
+    """The dated fleet as a remote and two clones of it, and the commit set A started at."""
+    origin, set_a, _ = fleet
+    remote = bare_remote(origin, tmp_path / "remote.git")
+    first = clone_of(remote, tmp_path / "a", origin, "a")
+    second = clone_of(remote, tmp_path / "b", origin, "b")
+    return remote, first, second, set_a
+
+
+def test_a_rejected_push_lands_the_same_set_on_the_remote_tip(
+    clones: tuple[Path, Fleet, Fleet, str],
+) -> None:
+    remote, first, second, set_a = clones
+    staging, production = first.stages[1], first.stages[2]
+    held = run(second, "hold", "gamma", "--env", production, "--reason", "audit", "--push")
+    assert held.exit_code == 0, held.output
+    result = run(first, "promote", "--all", "--to", production, "--push")
+    assert result.exit_code == 0, result.output
+    assert trailer(first, "Platform-Release-Set", "origin/main") == f"{staging}@{set_a[:12]}"
+    tip = git(remote, "rev-parse", "main").strip()
+    assert (
+        git(remote, "rev-parse", f"{tip}^").strip() == git(second.root, "rev-parse", "HEAD").strip()
+    )
+    assert images_at(first, tip, production)["beta"] == image("beta", 2)
+
+
+def test_a_set_rolled_back_on_the_remote_meanwhile_refuses_the_push(
+    clones: tuple[Path, Fleet, Fleet, str],
+) -> None:
+    remote, first, second, _ = clones
+    staging, production = first.stages[1], first.stages[2]
+    for args in (
+        ("rollback", "beta", "--env", staging, "--to", "1.2.0", "--push"),
+        ("unhold", "beta", "--env", staging, "--push"),
+        ("rollback", "beta", "--env", staging, "--to", "1.1.0", "--push"),
+    ):
+        assert run(second, *args).exit_code == 0, args
+    tip = git(remote, "rev-parse", "main")
+    before = git(first.root, "rev-parse", "HEAD"), git(first.root, "status", "--porcelain")
+    result = run(first, "promote", "--all", "--to", production, "--push")
+    assert result.exit_code == 1, result.output
+    assert "release set to promote is" in result.stderr
+    assert git(remote, "rev-parse", "main") == tip  # nothing pushed, the branch as it was
+    assert (
+        git(first.root, "rev-parse", "HEAD"),
+        git(first.root, "status", "--porcelain"),
+    ) == before
