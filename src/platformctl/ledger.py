@@ -315,7 +315,7 @@ def current_sets(git: Git, releases: Iterable[Release]) -> dict[tuple[str, str],
     for environment, files in by_environment.items():
         pending = dict(files)
         for change in image_changes(git, list(files)):
-            for path in set(pending) & set(change.images):
+            for path in [path for path in change.images if path in pending]:
                 release = pending.pop(path)
                 ours = release.service in change.made_by("promote", environment) or (
                     release.service in change.made_by("rollback", environment)
@@ -325,4 +325,6 @@ def current_sets(git: Git, releases: Iterable[Release]) -> dict[tuple[str, str],
             if not pending:
                 break
         found.update({(r.service, environment): None for r in pending.values()})
-    return found
+    return {
+        (r.service, r.environment.name): found[(r.service, r.environment.name)] for r in releases
+    }

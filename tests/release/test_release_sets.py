@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,10 @@ def _soak(minimum: str | None) -> Any:
     return change
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> tuple[Fleet, str, str]:
-    """The dated fleet; returns it with the commits sets A and B started at."""
-    fleet = make_fleet(tmp_path / "fleet", SERVICES)
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Fleet, str, str]:
+    """The dated fleet, built once; returns it with the commits sets A and B started at."""
+    fleet = make_fleet(tmp_path_factory.mktemp("sets") / "fleet", SERVICES)
     staging = fleet.stages[1]
     edit_yaml(fleet.root / "environments/pipeline.yaml", _soak("24h"), sequence_indent=4)
     _commit_at(fleet, "initial, production soaks 24h", dt.timedelta(days=4), amend=True)
@@ -70,6 +71,30 @@ def fleet(tmp_path: Path) -> tuple[Fleet, str, str]:
     _builds(fleet, staging, {"alpha": 3, "beta": 3})
     set_b = _commit_at(fleet, "staging: alpha and beta build 3", dt.timedelta(hours=1))
     return fleet, set_a, set_b
+
+
+def _copy(fleet: Fleet, path: Path) -> Fleet:
+    shutil.copytree(fleet.root, path, symlinks=True)
+    return Fleet(path, fleet.stages, fleet.services)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, dated: tuple[Fleet, str, str]) -> tuple[Fleet, str, str]:
+    """A copy of the dated fleet of the test's own."""
+    template, set_a, set_b = dated
+    return _copy(template, tmp_path / "fleet"), set_a, set_b
+
+
+@pytest.fixture(scope="module")
+def promoted(
+    tmp_path_factory: pytest.TempPathFactory, dated: tuple[Fleet, str, str]
+) -> tuple[Fleet, str]:
+    """The dated fleet after promote --all into production (set A), built once."""
+    template, set_a, _ = dated
+    fleet = _copy(template, tmp_path_factory.mktemp("promoted") / "fleet")
+    result = run(fleet, "promote", "--all", "--to", fleet.stages[2])
+    assert result.exit_code == 0, result.output
+    return fleet, set_a
 
 
 def run(fleet: Fleet, *args: str) -> Result:
@@ -264,10 +289,10 @@ def images_at(repo: Fleet, revision: str, stage: str) -> dict[str, Image | None]
     ids=["unknown id", "another env", "malformed", "newline", "service", "all", "to"],
 )
 def test_rollback_set_bad_input_is_one_line_exit_2_nothing_written(
-    fleet: tuple[Fleet, str, str], args: tuple[str, ...], message: str
+    promoted: tuple[Fleet, str], tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    repo, set_a, _ = fleet
-    assert run(repo, "promote", "--all", "--to", repo.stages[2]).exit_code == 0
+    template, set_a = promoted
+    repo = _copy(template, tmp_path / "fleet")
     names = {
         "t1": repo.stages[1],
         "t2": repo.stages[2],
