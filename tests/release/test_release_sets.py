@@ -373,3 +373,14 @@ def test_a_set_rolled_back_on_the_remote_meanwhile_refuses_the_push(
         git(first.root, "rev-parse", "HEAD"),
         git(first.root, "status", "--porcelain"),
     ) == before
+
+
+def test_status_of_an_exported_tree_shows_no_sets(
+    promoted: tuple[Fleet, str], tmp_path: Path
+) -> None:
+    """A tree without its clone (an archive) has no ledger: status still answers."""
+    repo = _copy(promoted[0], tmp_path / "export")
+    shutil.rmtree(repo.root / ".git")
+    result = run(repo, "status", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert {row["release_set"] for row in json.loads(result.stdout)} == {None}
