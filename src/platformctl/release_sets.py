@@ -46,7 +46,8 @@ class ReleaseSet:
         state = "runs there still" if self.until is None else "replaced since"
         return (
             f"release set {self.id}: {self.stage} as of {self.commit[:12]} "
-            f"({self.since:%Y-%m-%d %H:%M} UTC), {format_duration(self.ran(now))} unchanged, "
+            f"({self.since.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC), "
+            f"{format_duration(self.ran(now))} unchanged, "
             f"{state}"
         )
 
@@ -118,7 +119,7 @@ def soaked_set(
     if newest is None:
         raise RefusedError(f"{source.name} has no release to promote")
     assert minimum is not None
-    ready = newest.since + minimum
+    ready = (newest.since + minimum).astimezone(dt.UTC)
     raise RefusedError(
         f"no release set of {source.name} has run {format_duration(minimum)} unchanged: "
         f"the newest, {newest.id}, will have at {ready:%Y-%m-%d %H:%M} UTC",
