@@ -45,6 +45,7 @@ from platformctl.release import (
     plan_texts,
     policy_gate,
     preflight,
+    set_soak,
     unified_diff,
 )
 
@@ -158,7 +159,8 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
             preflight(session, repo, plan, publish=options.push or options.pull_request)
         source = repo.environment(plan.source)
         changes = [(change.service, change.after) for change in plan.changes]
-        report, images = evaluate(repo, plan.environment, source, changes, options.gates)
+        gates = replace(options.gates, set_soak=set_soak(plan))
+        report, images = evaluate(repo, plan.environment, source, changes, gates)
         plan = replace(
             plan,
             report=report,

@@ -10,7 +10,7 @@ git walks the history in C and one ``git cat-file --batch`` reads every version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -26,6 +26,9 @@ from platformctl.status import same_artifact
 _RECORD, _FIELD = "\x1e", "\x1f"
 _TRAILERS = "%(trailers:only=true,unfold=true)"
 _LOG_FORMAT = f"%H{_FIELD}%cI{_FIELD}%an{_FIELD}%P{_FIELD}{_TRAILERS}{_RECORD}"
+# ``Platform-Release-Set: <source stage>@<12 hex of the source stage's commit>``: the set of
+# images that ran together in the source stage, which a promote --all took (release_sets.py)
+SET_TRAILER = "Platform-Release-Set"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Entry:
     # a publish: the commit the image was built from and the CI run that built it
     source_commit: str | None = None
     build_url: str | None = None
+    # the release set (``SET_TRAILER``) the release came with, if any
+    release_set: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +64,7 @@ class Entry:
             "gates": [gate.as_dict() for gate in self.gates],
             "source_commit": self.source_commit,
             "build_url": self.build_url,
+            "release_set": self.release_set,
         }
 
 
@@ -72,7 +78,7 @@ def parse_trailers(block: str) -> dict[str, list[str]]:
     return found
 
 
-def first_trailer(marks: dict[str, list[str]], key: str) -> str | None:
+def first_trailer(marks: Mapping[str, list[str]], key: str) -> str | None:
     values = marks.get(key)
     return values[0] if values else None
 
@@ -153,6 +159,7 @@ def _entry(git: Git, fields: list[str], image: Image, release: Release, path: st
         ),
         source_commit=first_trailer(marks, "Platform-Source-Commit") if ours else None,
         build_url=first_trailer(marks, "Platform-Build-Url") if ours else None,
+        release_set=first_trailer(marks, SET_TRAILER) if ours else None,
     )
 
 
@@ -229,3 +236,95 @@ def rolled_back(entries: Iterable[Entry]) -> set[str]:
             marked.add(entry.commit)
         replaced_by_rollback = entry.action == "rollback"
     return marked
+
+
+@dataclass(frozen=True)
+class ImageCommit:
+    """A first-parent commit that changed the image of some of the files walked."""
+
+    commit: str
+    time: str
+    # the commit's trailers (a merged pull request's: those of the commit it brought in)
+    marks: Mapping[str, list[str]]
+    # path -> (image before, image after), for the paths whose image this commit changed
+    images: Mapping[str, tuple[Image | None, Image | None]]
+
+    def made_by(self, action: str, environment: str) -> list[str]:
+        """The services this tool's ``action`` in ``environment`` names (none otherwise)."""
+        if first_trailer(self.marks, "Platform-Action") != action:
+            return []
+        if environment not in self.marks.get("Platform-Environment", []):
+            return []
+        return self.marks.get("Platform-Service", [])
+
+
+def image_changes(git: Git, paths: Sequence[str], revision: str = "HEAD") -> Iterator[ImageCommit]:
+    """The commits of the branch's first-parent line that changed the image of any of
+    ``paths``, newest first, read lazily: one ``git log`` names the files each commit touched
+    and one ``git cat-file --batch`` reads just those files before and after it."""
+    log = git.records(
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--name-only",
+        f"--format={_RECORD}%H{_FIELD}%cI{_FIELD}%P{_FIELD}{_TRAILERS}{_FIELD}",
+        revision,
+        "--",
+        *paths,
+        separator=_RECORD,
+    )
+    wanted = set(paths)
+    with closing(log), git.blobs() as blobs:
+        for record in log:
+            if not record.strip():
+                continue
+            commit, time, parents, block, names = record.split(_FIELD, 4)
+            images: dict[str, tuple[Image | None, Image | None]] = {}
+            for path in (name for name in names.split() if name in wanted):
+                after = image_in(blobs.read(commit, path))
+                before = image_in(blobs.read(f"{commit}^1", path)) if parents else None
+                if before != after:
+                    images[path] = (before, after)
+            if not images:
+                continue
+            if len(parents.split()) > 1 and not block.strip():
+                block = _merged_trailers(git, commit)
+            yield ImageCommit(commit, time, parse_trailers(block), images)
+
+
+def image_in(blob: bytes | None) -> Image | None:
+    """The image of a values file's contents (None: no file, or no image line)."""
+    return image_of(blob.decode(errors="replace")) if blob is not None else None
+
+
+def _merged_trailers(git: Git, merge: str) -> str:
+    """The trailers of the newest commit a merge brought in (a merged pull request's)."""
+    return git.run("log", "-1", "--no-merges", f"--format={_TRAILERS}", f"{merge}^1..{merge}")
+
+
+def current_sets(git: Git, releases: Iterable[Release]) -> dict[tuple[str, str], str | None]:
+    """(service, environment) -> the release set its current image came with (None: it came
+    some other way). Per environment, one walk back until each file's image last changed."""
+    releases = list(releases)
+    if git.rev("HEAD") is None:  # an exported tree, not a clone: no ledger to read
+        return {(release.service, release.environment.name): None for release in releases}
+    by_environment: dict[str, dict[str, Release]] = {}
+    for release in releases:
+        by_environment.setdefault(release.environment.name, {})[values_path(release)] = release
+    found: dict[tuple[str, str], str | None] = {}
+    for environment, files in by_environment.items():
+        pending = dict(files)
+        for change in image_changes(git, list(files)):
+            for path in [path for path in change.images if path in pending]:
+                release = pending.pop(path)
+                ours = release.service in change.made_by("promote", environment) or (
+                    release.service in change.made_by("rollback", environment)
+                )
+                key = (release.service, environment)
+                found[key] = first_trailer(change.marks, SET_TRAILER) if ours else None
+            if not pending:
+                break
+        found.update({(r.service, environment): None for r in pending.values()})
+    return {
+        (r.service, r.environment.name): found[(r.service, r.environment.name)] for r in releases
+    }

@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from io import BytesIO, StringIO
@@ -41,8 +41,8 @@ from platformctl.gates.results import GateReport, GateResult, Verdict
 from platformctl.git import Git, GitError, fault
 from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import image_of, set_image
+from platformctl.ledger import SET_TRAILER, iter_history, last_good, parse_trailers
 from platformctl.ledger import first_trailer as _first
-from platformctl.ledger import iter_history, last_good, parse_trailers
 from platformctl.model import (
     ENVIRONMENTS_DIR,
     Environment,
@@ -51,6 +51,7 @@ from platformctl.model import (
     check_settings_text,
     load_repo,
 )
+from platformctl.release_sets import ReleaseSet, images_set_put, soak_evidence, soaked_set
 from platformctl.scaffold import EgressEdit, callers_egress, with_egress
 from platformctl.status import same_artifact
 from platformctl.transaction import Journal, clear_journal, move, recover, write_journal
@@ -106,6 +107,10 @@ class Plan:
     # a publish: the build's source commit and CI run (one line each, recorded as trailers)
     source_commit: str | None = None
     build_url: str | None = None
+    # promote --all: the set of the source stage it takes; rollback --set: the set it restores
+    release_set: ReleaseSet | None = None
+    # services of the source stage the set has no image for (deployed there after it ran)
+    not_in_set: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -128,9 +133,23 @@ class Plan:
         return f"{self.action}({services}): {self.environment.name}{tagged}"
 
     def notes(self) -> list[str]:
-        """What the change table does not show: the callers' egress a first image wires, and
-        the digests an offline dry run could not know."""
-        lines = [
+        """What the change table does not show: the release set and what it leaves out, the
+        callers' egress a first image wires, and the digests an offline dry run could not
+        know."""
+        lines = []
+        chosen = self.release_set
+        if chosen and self.action == "rollback":
+            lines.append(
+                f"restores release set {chosen.id}: the images its promotion put "
+                f"into {self.environment.name}"
+            )
+        elif chosen:
+            lines.append(chosen.describe(dt.datetime.now(dt.UTC)))
+            lines += [
+                f"left out {service}: release set {chosen.id} has no image of it"
+                for service in self.not_in_set
+            ]
+        lines += [
             f"egress: {edit.caller} may call {edit.service} "
             f"({edit.service}'s first image in {self.environment.name})"
             for edit in self.egress
@@ -161,6 +180,8 @@ class Plan:
             lines += [f"Platform-Service: {service}" for service in self.holds]
         if self.source:
             lines.append(f"Platform-From: {self.source}")
+        if self.release_set:
+            lines.append(f"{SET_TRAILER}: {self.release_set.id}")
         if self.reason:
             lines.append(f"Platform-Reason: {self.reason}")
         if self.source_commit:
@@ -181,6 +202,10 @@ class Plan:
             "reason": self.reason,
             "source_commit": self.source_commit,
             "build_url": self.build_url,
+            "release_set": self.release_set.as_dict(dt.datetime.now(dt.UTC))
+            if self.release_set
+            else None,
+            "not_in_set": list(self.not_in_set),
             "changes": [
                 {
                     "service": c.service,
@@ -266,9 +291,14 @@ def plan_promotion(
     force: bool = False,
     reason: str | None = None,
     skip_held: bool = False,
+    overrides: Collection[str] = (),
 ) -> Plan:
     """A promotion into ``to``. A held service refuses the plan if it has a change (a held
-    service with nothing to promote is no obstacle); ``skip_held`` leaves it out instead."""
+    service with nothing to promote is no obstacle); ``skip_held`` leaves it out instead.
+
+    ``all_services`` promotes a release set (``release_sets.soaked_set``): the images that ran
+    together in the source stage for the target's soak minimum (the current ones without a
+    soak gate, or with ``soak`` among ``overrides``), not whatever each file holds now."""
     reason = one_line_text("--reason", reason)
     target = repo.environment(to)
     previous = repo.previous(target.name)
@@ -284,13 +314,19 @@ def plan_promotion(
             f"{origin.name} → {target.name} skips or reverses the pipeline",
             hint="promote one stage at a time, or add --force --reason TEXT",
         )
-    changes, unchanged, skipped = [], [], []
+    chosen = _release_set(repo, origin, target, overrides) if all_services else None
+    changes, unchanged, skipped, not_in_set = [], [], [], []
     for service in _services(repo, services, all_services):
         if (service, origin.name) not in repo.releases:
             if all_services:
                 continue
             repo.release(service, origin.name)  # raises: not deployed there
         incoming = repo.releases[(service, origin.name)].image
+        if chosen is not None:
+            if service not in chosen.images:
+                not_in_set.append(service)
+                continue
+            incoming = chosen.images[service]
         first = repo.pending.get((service, target.name))  # a file with no image line yet
         if first is not None:
             change = ImageChange(service, None, incoming, first)
@@ -314,7 +350,25 @@ def plan_promotion(
         unchanged=tuple(unchanged),
         skipped_held=tuple(skipped),
         egress=first_image_egress(repo, target, changes),
+        release_set=chosen,
+        not_in_set=tuple(not_in_set),
     )
+
+
+def _release_set(
+    repo: Repo, origin: Environment, target: Environment, overrides: Collection[str]
+) -> ReleaseSet:
+    minimum = None if "soak" in overrides else target.gates.soak
+    return soaked_set(Git(repo.root), repo, origin, minimum, dt.datetime.now(dt.UTC))
+
+
+def set_soak(plan: Plan) -> GateResult | None:
+    """The soak gate's verdict on a promotion's release set (the set was chosen for having
+    soaked; None: no set, or the gate is not declared)."""
+    minimum = plan.environment.gates.soak
+    if plan.release_set is None or minimum is None:
+        return None
+    return soak_evidence(plan.release_set, minimum, dt.datetime.now(dt.UTC))
 
 
 def first_image_egress(
@@ -373,16 +427,24 @@ def plan_rollback(
     to: str | None = None,
     reason: str | None = None,
     actor: str = "unknown",
+    release_set: str | None = None,
 ) -> Plan:
+    """A rollback of services to their last good (or ``to``) release; with ``release_set``,
+    of ``env`` to exactly the images that set's promotion put there (``images_set_put``)."""
     reason = one_line_text("--reason", reason)
     to = one_line_text("--to", to)
     environment = repo.environment(env)
     git = Git(repo.root)
+    restored, names = _set_to_restore(
+        git, repo, environment, release_set, services, all_services, to
+    )
     changes, unchanged = [], []
-    for service in _services(repo, services, all_services):
+    for service in names:
         release = repo.release(service, environment.name)
         current = release.image
-        if to:
+        if restored is not None:
+            chosen = restored.images[service]
+        elif to:
             chosen = _named_release(git, repo, service, environment, to)
         else:
             good = last_good(iter_history(git, release), current)
@@ -407,8 +469,36 @@ def plan_rollback(
         for c in changes
     }
     return Plan(
-        "rollback", environment, tuple(changes), holds, reason=reason, unchanged=tuple(unchanged)
+        "rollback",
+        environment,
+        tuple(changes),
+        holds,
+        reason=reason,
+        unchanged=tuple(unchanged),
+        release_set=restored,
     )
+
+
+def _set_to_restore(
+    git: Git,
+    repo: Repo,
+    environment: Environment,
+    set_id: str | None,
+    services: Iterable[str],
+    all_services: bool,
+    to: str | None,
+) -> tuple[ReleaseSet | None, list[str]]:
+    """The set a rollback --set restores and its services, or (None, the services named)."""
+    if set_id is None:
+        return None, _services(repo, services, all_services)
+    if list(services) or all_services or to:
+        raise InputError(
+            "--set restores a whole set: give no SERVICE, --all or --to with it",
+            hint=f"platform rollback --set {set_id} --env {environment.name}",
+        )
+    deployed = [s for (s, env) in repo.releases if env == environment.name]
+    restored = images_set_put(git, repo, environment, set_id, deployed)
+    return restored, list(restored.images)
 
 
 def _named_release(git: Git, repo: Repo, service: str, environment: Environment, to: str) -> Image:
@@ -725,6 +815,7 @@ class Intent:
     source: str | None
     overrides: tuple[str, ...]
     message: str
+    release_set: str | None = None  # the id a promote --all recorded
 
 
 def intent_of(git: Git, commit: str) -> Intent | None:
@@ -764,6 +855,7 @@ def intent_of(git: Git, commit: str) -> Intent | None:
         _first(marks, "Platform-From"),
         tuple(marks.get("Platform-Override", [])),
         message.rstrip("\n") + "\n",
+        _first(marks, SET_TRAILER),
     )
 
 
@@ -837,6 +929,7 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
     environment = repo.environment(intent.environment)
     changes = []
     now = dt.datetime.now(dt.UTC)
+    chosen = _same_set_on_tip(git, repo, intent, tip, now)
     for service, after, before in intent.images:
         # a first image: the file is still without an image line on the tip, or got one
         path = repo.pending.get((service, environment.name))
@@ -847,7 +940,7 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
             current = None
         if intent.action in ("promote", "publish"):
             refuse_hold(environment, service)
-        if intent.action == "promote":
+        if intent.action == "promote" and chosen is None:
             _check_source(repo, intent, service, after)
         if current == after:
             continue
@@ -868,7 +961,13 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
         holds = {}
     egress = first_image_egress(repo, environment, changes)
     plan = Plan(
-        intent.action, environment, tuple(changes), holds, source=intent.source, egress=egress
+        intent.action,
+        environment,
+        tuple(changes),
+        holds,
+        source=intent.source,
+        egress=egress,
+        release_set=chosen,
     )
     if plan.empty:
         return {}
@@ -881,6 +980,26 @@ def _replanned_texts(git: Git, repo: Repo, intent: Intent, tip: str) -> dict[str
 
 def _state(image: Image | None) -> str:
     return image.label if image else "without an image line"
+
+
+def _same_set_on_tip(
+    git: Git, repo: Repo, intent: Intent, tip: str, now: dt.datetime
+) -> ReleaseSet | None:
+    """A promote --all's set, chosen again on the remote's tip as the promotion chose it:
+    another set there (the source stage moved, or rolled a release of it back) refuses."""
+    if intent.action != "promote" or intent.release_set is None or intent.source is None:
+        return None
+    target = repo.environment(intent.environment)
+    minimum = None if "soak" in intent.overrides else target.gates.soak
+    source = repo.environment(intent.source)
+    chosen = soaked_set(git, repo, source, minimum, now, revision=tip)
+    if chosen.id != intent.release_set:
+        raise RefusedError(
+            f"on the remote's tip, {source.name}'s release set to promote is {chosen.id}, "
+            f"not {intent.release_set}",
+            hint="pull and run the command again",
+        )
+    return chosen
 
 
 def _check_source(repo: Repo, intent: Intent, service: str, after: Image) -> None:
@@ -904,7 +1023,7 @@ def _offline_gates(
     results: list[GateResult] = []
     if gates.freeze is not None and "freeze" not in intent.overrides:
         results.append(check_freeze(gates.freeze, now))
-    if gates.soak is not None and "soak" not in intent.overrides:
+    if gates.soak is not None and "soak" not in intent.overrides and plan.release_set is None:
         for change in plan.changes:
             source = repo.release(change.service, plan.source)
             results.append(check_soak(git, source, gates.soak, now, revision=tip))

@@ -107,6 +107,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "platform rollback my-service -e production --to v1.4.2 --reason 'bad migration'",
         ),
         ("Preview only", "platform rollback my-service -e production --dry-run"),
+        (
+            "Every image a release set put into production, in one commit",
+            "platform rollback --set staging@0123456789ab -e production --reason 'INC-7' --push",
+        ),
     ),
     "holds": (
         ("Every hold", "platform holds"),

@@ -46,7 +46,17 @@ def _as_dict(event: Entry | HoldEvent, bad: set[str]) -> dict[str, object]:
 def _row(event: Entry | HoldEvent, bad: set[str]) -> list[str | None]:
     if isinstance(event, HoldEvent):
         when = with_age(event.time)
-        return [event.commit[:12], when, event.author, event.action, None, None, None, event.reason]
+        return [
+            event.commit[:12],
+            when,
+            event.author,
+            event.action,
+            None,
+            None,
+            None,
+            None,
+            event.reason,
+        ]
     action = event.action + (" (rolled back)" if event.commit in bad else "")
     overridden = _overridden(event)
     reason = event.reason
@@ -61,6 +71,7 @@ def _row(event: Entry | HoldEvent, bad: set[str]) -> list[str | None]:
         event.image.tag,
         short,
         _origin(event),
+        event.release_set,
         reason,
     ]
 
@@ -83,7 +94,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Releases of SERVICE in ENV, newest first, read from the values file's history,
         with the holds and unholds of the service there; a release a later rollback replaced
-        is marked rolled back, and overridden gates are named."""
+        is marked rolled back, overridden gates are named, and a release that came with a
+        release set (promote --all, rollback --set) names it."""
         repo = options(ctx).repo()
         git, release = Git(repo.root), repo.release(service, env)
         # one more than shown, so the oldest shown release knows whether a rollback replaced it
@@ -99,7 +111,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(to_json([_as_dict(event, bad) for event in events]))
             return
         rows = [_row(event, bad) for event in events]
-        headers = ["commit", "time", "author", "action", "tag", "digest", "from", "reason"]
+        headers = ["commit", "time", "author", "action", "tag", "digest", "from", "set", "reason"]
         typer.echo(render_table(output, headers, rows))
 
     @app.command()

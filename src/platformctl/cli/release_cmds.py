@@ -250,6 +250,7 @@ def register(app: typer.Typer) -> None:
                 force=force,
                 reason=reason,
                 skip_held=skip_held,
+                overrides=gates.overrides,
             )
             delivery = deliver_promotion(session, repo, plan, delivery_options)
             planned = delivery.outcome.plan
@@ -270,6 +271,12 @@ def register(app: typer.Typer) -> None:
         all_services: bool = typer.Option(False, "--all", help="Every service in --env."),
         env: str = typer.Option(..., "--env", "-e", help="The environment to roll back."),
         to: str | None = typer.Option(None, "--to", help="TAG, DIGEST or COMMIT from history."),
+        release_set: str | None = typer.Option(
+            None,
+            "--set",
+            help="STAGE@COMMIT: put back, in one commit, every image this release set's "
+            "promotion put into --env (no SERVICE, --all or --to with it).",
+        ),
         reason: str | None = typer.Option(None, "--reason", help="Recorded in the commit."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the change, write nothing."),
         push: bool = typer.Option(False, "--push", help="Push the commit (retrying on races)."),
@@ -292,6 +299,7 @@ def register(app: typer.Typer) -> None:
                 to=to,
                 reason=reason,
                 actor=actor,
+                release_set=release_set,
             )
             delivery = deliver_rollback(session, repo, plan, delivery_options)
         report_delivery(delivery, output, dry_run)

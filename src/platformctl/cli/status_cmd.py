@@ -9,6 +9,8 @@ import typer
 from platformctl.argocd import AppState
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.errors import EnvironmentProblem, InputError, PlatformError
+from platformctl.git import Git
+from platformctl.ledger import current_sets
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.status import LiveStates, StatusRow, live_states
 from platformctl.status import holds as list_holds
@@ -27,9 +29,11 @@ def register(app: typer.Typer) -> None:
         ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
-        """Show the services x environments matrix; '*' marks a change from the stage before."""
+        """Show the services x environments matrix; '*' marks a change from the stage before;
+        'set:' lines name the release sets the environments' images came with."""
         repo = options(ctx).repo()
         rows = build_status(repo, env)
+        sets = current_sets(Git(repo.root), (repo.release(r.service, r.environment) for r in rows))
         seen = live_states(repo, rows) if live else LiveStates({}, {})
         states = seen.states
         drifted = sorted(state.name for state in states.values() if state.sync != "Synced")
@@ -39,6 +43,7 @@ def register(app: typer.Typer) -> None:
                     [
                         {
                             **row.as_dict(),
+                            "release_set": sets[(row.service, row.environment)],
                             **_live(
                                 states.get((row.service, row.environment)),
                                 seen.unreachable.get(row.environment),
@@ -47,11 +52,16 @@ def register(app: typer.Typer) -> None:
                         for row in rows
                     ]
                     if live
-                    else [row.as_dict() for row in rows]
+                    else [
+                        {**row.as_dict(), "release_set": sets[(row.service, row.environment)]}
+                        for row in rows
+                    ]
                 )
             )
         else:
             typer.echo(render_table(output, *_matrix(repo.services, rows, seen)))
+            for line in _set_lines(sets):
+                typer.echo(line)
             for row in rows:
                 if row.hold is not None:
                     reason = row.hold.get("reason")
@@ -86,6 +96,19 @@ def _holds_command(app: typer.Typer) -> None:
             return
         rows = [[h.environment, h.service, h.reason, h.since, h.by] for h in found]
         typer.echo(render_table(output, ["environment", "service", "reason", "since", "by"], rows))
+
+
+def _set_lines(sets: dict[tuple[str, str], str | None]) -> list[str]:
+    """``set: production runs staging@0123456789ab (api, web)``: per environment and set,
+    the services whose image came with it."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for (service, environment), set_id in sets.items():
+        if set_id is not None:
+            grouped.setdefault((environment, set_id), []).append(service)
+    return [
+        f"set: {environment} runs {set_id} ({', '.join(services)})"
+        for (environment, set_id), services in grouped.items()
+    ]
 
 
 def _not_asked(unreachable: dict[str, PlatformError]) -> PlatformError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from platformctl.argocd import ArgoCD
@@ -37,6 +37,9 @@ class GateOptions:
     # --dry-run --offline: network gates are reported as skipped, not asked
     offline: bool = False
     now: dt.datetime | None = None
+    # promote --all: the soak verdict on the release set it takes (release.set_soak), which
+    # stands for every service's (a set's images ran together; each may have arrived earlier)
+    set_soak: GateResult | None = None
 
 
 def check_overrides(target: Environment, overrides: Collection[str], reason: str | None) -> None:
@@ -130,6 +133,8 @@ def evaluate(
         service = release.service
         if gate == "soak":
             assert gates.soak is not None
+            if options.set_soak is not None:
+                return [replace(options.set_soak, service=service)], image
             return [check_soak(git, release, gates.soak, now)], image
         if gate == "registry":
             result, image = check_registry(registries, service, image)
