@@ -211,7 +211,8 @@ def end_as(status: int) -> None:
     """Exit as the command did: with its code, or killed by the same signal."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        if signum != signal.SIGKILL:  # the one signal whose handler cannot be set
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
     sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 

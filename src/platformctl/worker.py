@@ -73,6 +73,8 @@ class WorkerInfo:
     socket: str
     started: float
     idle_timeout: float
+    # how many commands it has run
+    commands: int
     # whether it serves this installation as it is now (else the launcher does not use it)
     current: bool
 
@@ -83,6 +85,7 @@ class WorkerInfo:
             "socket": self.socket,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "idle_timeout": self.idle_timeout,
+            "commands": self.commands,
             "current": self.current,
         }
 
@@ -93,9 +96,9 @@ def status() -> WorkerInfo | None:
     reply = _control(path, b"status")
     if reply is None:
         return None
-    pid, started, idle, fingerprint, interpreter = reply
+    pid, started, idle, commands, fingerprint, interpreter = reply
     current = fingerprint == launcher.fingerprint() and interpreter == launcher.interpreter()
-    return WorkerInfo(int(pid), path, float(started), float(idle), current)
+    return WorkerInfo(int(pid), path, float(started), float(idle), int(commands), current)
 
 
 def start(idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> tuple[WorkerInfo, bool]:
@@ -234,6 +237,7 @@ class Server:
         self.fingerprint = launcher.fingerprint()
         self.interpreter = launcher.interpreter()
         self.running: dict[int, socket.socket] = {}
+        self.commands = 0
         self.stopping = False
         self.last = time.monotonic()
         self.listener = self._listen()
@@ -328,6 +332,7 @@ class Server:
         with connection:
             if kind == "status":
                 reply = [str(os.getpid()), str(self.started), str(self.idle_timeout)]
+                reply.append(str(self.commands))
                 reply += [self.fingerprint, self.interpreter]
                 with contextlib.suppress(OSError):
                     connection.sendall(launcher.request(b"status", reply))
@@ -360,6 +365,7 @@ class Server:
             self._refuse(connection, launcher.MISMATCH)
             command.close()
             return
+        self.commands += 1
         pid = os.fork()
         if pid == 0:
             self._into_child(connection)
