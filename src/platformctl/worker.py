@@ -288,6 +288,8 @@ class Server:
             for key, _ in self.selector.select(timeout):
                 if key.fileobj is self.listener:
                     self._accept()
+                elif isinstance(key.data, int):
+                    self._launcher_gone(key.data)
                 else:
                     while True:
                         try:
@@ -305,6 +307,8 @@ class Server:
             connection = self.running.pop(pid, None)
             self.last = time.monotonic()
             if connection is not None:
+                with contextlib.suppress(KeyError):  # unless _launcher_gone did
+                    self.selector.unregister(connection)
                 with connection, contextlib.suppress(OSError):
                     connection.sendall(launcher.REPLY.pack(launcher.ENDED, wait_status))
 
@@ -376,6 +380,26 @@ class Server:
         self.running[pid] = connection
         with contextlib.suppress(OSError):
             connection.sendall(launcher.REPLY.pack(launcher.STARTED, pid))
+        connection.setblocking(False)
+        self.selector.register(connection, selectors.EVENT_READ, pid)
+
+    def _launcher_gone(self, pid: int) -> None:
+        """The launcher sends nothing after its request: its end of the connection became
+        readable because it died (SIGKILL; it forwards the other signals). The command dies
+        too, as an in-process one would have."""
+        connection = self.running.get(pid)
+        if connection is None:
+            return
+        try:
+            if connection.recv(1):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass  # reset: gone as well
+        self.selector.unregister(connection)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
     def _into_child(self, connection: socket.socket) -> None:
         """Drop what belongs to the server: its signals, socket, wake-up pipe, connections."""

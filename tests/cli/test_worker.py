@@ -34,7 +34,8 @@ def runtime() -> Iterator[Env]:
     """An environment whose worker socket is in a folder of its own (short: a socket path
     has at most 107 bytes)."""
     folder = tempfile.mkdtemp(prefix="pw-", dir="/tmp")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "GITHUB_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env.pop(launcher.OFF_VARIABLE, None)
     env["XDG_RUNTIME_DIR"] = folder
     yield env
     subprocess.run([PLATFORM_BINARY, "worker", "stop"], env=env, capture_output=True, check=False)
@@ -186,12 +187,9 @@ def test_a_terminal_is_a_terminal_through_the_worker(fleet: Fleet, worker: Env) 
     assert b"\033[" in outputs[0]  # coloured, as on a terminal
 
 
-def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
-    tmp_path: Path, worker: Env
-) -> None:
-    """While a push waits on a slow hook, the worker's child has the launcher's streams,
-    cwd and umask (the environment: see the promotion test); Ctrl-C to the launcher reaches
-    it: 130, nothing half done."""
+def _waiting_push(tmp_path: Path, env: Env) -> tuple[subprocess.Popen[str], Fleet, int]:
+    """A promotion started through the worker, under umask 027, whose push waits on a slow
+    hook of the remote: the launcher, the clone and the worker's child running it."""
     origin = make_fleet(tmp_path / "origin", ["alpha"])
     origin.set_image(origin.stages[0], "alpha", 2)
     remote = bare_remote(origin, tmp_path / "remote.git")
@@ -204,7 +202,7 @@ def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
     process = subprocess.Popen(
         ["/bin/sh", "-c", f"umask 027; exec {promote}"],
         cwd=work.root,
-        env=worker,
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -214,7 +212,16 @@ def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
     while not started.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # waiting for the push to reach the hook, not measuring anything
     assert started.exists(), process.communicate()
-    child = _worker_child(worker)
+    return process, work, _worker_child(env)
+
+
+def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
+    tmp_path: Path, worker: Env
+) -> None:
+    """While a push waits on a slow hook, the worker's child has the launcher's streams,
+    cwd and umask (the environment: see the promotion test); Ctrl-C to the launcher reaches
+    it: 130, nothing half done."""
+    process, work, child = _waiting_push(tmp_path, worker)
     proc = Path("/proc") / str(child)
     for fd in (0, 1, 2):
         assert os.readlink(proc / "fd" / str(fd)) == os.readlink(f"/proc/{process.pid}/fd/{fd}")
@@ -225,6 +232,18 @@ def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
     assert process.returncode == 130, stderr
     assert stderr.splitlines() == ["error: interrupted: nothing was left half-done"]
     assert git(work.root, "status", "--porcelain") == ""
+
+
+def test_a_killed_launcher_takes_its_command_with_it(tmp_path: Path, worker: Env) -> None:
+    """SIGKILL cannot be forwarded: the worker sees the launcher's end of the socket close
+    and kills the command, as the kill would have in-process."""
+    process, _, child = _waiting_push(tmp_path, worker)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the worker to reap it, not measuring anything
+    assert not Path(f"/proc/{child}").exists()
 
 
 def _worker_child(env: Env) -> int:
