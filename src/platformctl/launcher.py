@@ -76,8 +76,10 @@ def fingerprint() -> str:
                 stat = entry.stat(follow_symlinks=False)
                 parts.append(f"{entry.path}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}")
     for folder in sys.path:
+        if not os.path.isabs(folder):
+            continue  # depends on the cwd: ``interpreter`` tells those apart
         try:
-            stat = os.stat(folder or ".")
+            stat = os.stat(folder)
         except OSError:
             continue
         parts.append(f"{folder}:{stat.st_ino}:{stat.st_mtime_ns}")
@@ -90,7 +92,7 @@ def interpreter(environ: Mapping[str, str] = os.environ) -> str:
     same in the worker as here, or the command would not behave as it does in-process."""
     settings = [
         sys.executable,
-        repr(sys.path),
+        repr([os.path.abspath(folder) for folder in sys.path]),
         repr(tuple(sys.flags)),
         sys.getfilesystemencoding(),
         sys.getfilesystemencodeerrors(),

@@ -94,7 +94,7 @@ def status() -> WorkerInfo | None:
     """The worker of this user and installation, if one answers."""
     path = launcher.socket_path()
     reply = _control(path, b"status")
-    if reply is None:
+    if reply is None or len(reply) != 6:
         return None
     pid, started, idle, commands, fingerprint, interpreter = reply
     current = fingerprint == launcher.fingerprint() and interpreter == launcher.interpreter()
