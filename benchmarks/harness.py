@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -148,6 +149,33 @@ class Bench:
         self.results[name] = result
         return result
 
+    @contextmanager
+    def worker(self) -> Iterator[None]:
+        """A started worker (``platform worker start``) for what runs inside; it must have
+        run every ``platform`` command of that time, or the figures would be of the cold way."""
+        self.platform("worker", "start")
+        served = self._worker_commands()
+        try:
+            yield
+            ran = self._worker_commands() - served
+        finally:
+            self.platform("worker", "stop")
+        expected = sum(
+            len(r.samples) + (len(r.samples) > 1)
+            for r in self.results.values()
+            if r.name.endswith(WORKER_SUFFIX)
+        )
+        if ran != expected:
+            raise BenchmarkError(f"the worker ran {ran} of {expected} commands")
+
+    def _worker_commands(self) -> int:
+        status = [tool("platform"), "worker", "status", "-o", "json"]
+        in_process = {**self.env, "PLATFORM_WORKER": "off"}  # or it would count itself
+        shown = json.loads(run_timed(status, self.fleet.root, in_process)[1])
+        if not shown["running"]:
+            raise BenchmarkError("the worker is not running")
+        return int(shown["commands"])
+
     def reset_to(self, commit: str) -> Callable[[int], None]:
         def reset(_: int) -> None:
             self.git("reset", "--quiet", "--hard", commit)
@@ -184,6 +212,11 @@ GOALS = {
     "rollback": Goal(4.0, of="floor", text="≤ 4 times the floor"),
     "metrics": Goal(2.0, of="rollback", text="≤ 2 times the rollback"),
 }
+# The same release commands again, with `platform worker start` run first (outside the timing).
+WORKER_SUFFIX = "_worker"
+GOALS.update(
+    {f"{name}{WORKER_SUFFIX}": GOALS[name] for name in ("promote_one", "promote_all", "rollback")}
+)
 
 
 def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
@@ -247,27 +280,35 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
         runs=runs,
         prepare=appending(floor_file, lambda run: f"# floor run {run}\n"),
     )
-    bench.measure(
-        "promote_one",
-        f"platform promote {service} --to {stages[1]}",
-        lambda _: bench.platform("promote", service, "--to", stages[1], *OFFLINE_GATES),
-        runs=runs,
-        prepare=bench.reset_to(start),
-    )
-    bench.measure(
-        "promote_all",
-        f"platform promote --all --to {stages[1]} ({len(fleet.services)} services)",
-        lambda _: bench.platform("promote", "--all", "--to", stages[1], *OFFLINE_GATES),
-        runs=runs,
-        prepare=bench.reset_to(start),
-    )
-    bench.measure(
-        "rollback",
-        f"platform rollback {service} --env {stages[-1]} ({fleet.commits} commits)",
-        lambda _: bench.platform("rollback", service, "--env", stages[-1], "--reason", "benchmark"),
-        runs=runs,
-        prepare=bench.reset_to(start),
-    )
+    commands = {
+        "promote_one": (
+            f"platform promote {service} --to {stages[1]}",
+            ("promote", service, "--to", stages[1], *OFFLINE_GATES),
+        ),
+        "promote_all": (
+            f"platform promote --all --to {stages[1]} ({len(fleet.services)} services)",
+            ("promote", "--all", "--to", stages[1], *OFFLINE_GATES),
+        ),
+        "rollback": (
+            f"platform rollback {service} --env {stages[-1]} ({fleet.commits} commits)",
+            ("rollback", service, "--env", stages[-1], "--reason", "benchmark"),
+        ),
+    }
+
+    def command(args: tuple[str, ...]) -> Callable[[int], Sample]:
+        return lambda _: bench.platform(*args)
+
+    def release_commands(suffix: str, how: str) -> None:
+        for name, (what, args) in commands.items():
+            bench.measure(
+                f"{name}{suffix}",
+                f"{what}{how}",
+                command(args),
+                runs=runs,
+                prepare=bench.reset_to(start),
+            )
+
+    release_commands("", "")
     # the whole history: the fleet's first commit opens the window
     first = bench.git("log", "--max-parents=0", "--format=%cI", "HEAD").split()[0]
     bench.measure(
@@ -277,6 +318,8 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
         runs=runs,
         prepare=bench.reset_to(start),
     )
+    with bench.worker():
+        release_commands(WORKER_SUFFIX, ", through a started worker")
     bench.reset_to(start)(0)
     for name, goal in GOALS.items():
         result = bench.results[name]
@@ -337,6 +380,9 @@ def run_all(
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    # a worker of its own (see Bench.worker), never one the user started: the cold figures
+    # are of commands with no worker running
+    env["XDG_RUNTIME_DIR"] = str(workdir)
     bench = Bench(fleet, env)
     scenarios(bench, workdir, runs)
     return {

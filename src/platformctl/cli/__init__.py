@@ -15,6 +15,7 @@ from platformctl.cli import (
     status_cmd,
     vendor_cmd,
     verify_cmd,
+    worker_cmd,
 )
 from platformctl.cli.common import app
 from platformctl.cli.examples import attach
@@ -34,6 +35,7 @@ for module in (
     vendor_cmd,
     new_cmd,
     doctor_cmd,
+    worker_cmd,
 ):
     module.register(app)
 attach(app)

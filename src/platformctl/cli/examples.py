@@ -168,6 +168,15 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("What this machine lacks, with the fixes", "platform doctor"),
         ("For a script", "platform doctor -o json"),
     ),
+    "worker start": (
+        ("Make the next commands start faster", "platform worker start"),
+        ("Exit after ten idle minutes", "platform worker start --idle-timeout 600"),
+    ),
+    "worker stop": (("Stop it (commands then run in their own process)", "platform worker stop"),),
+    "worker status": (
+        ("Whether one runs and serves this installation", "platform worker status"),
+        ("For a script", "platform worker status -o json"),
+    ),
     "ci comment": (
         (
             "Post the verify report on PR 42",

@@ -1,0 +1,350 @@
+"""The resident worker: a command run through it is the same command as one run in-process
+(output, exit code, tree, signals, the process it sees), and the launcher falls back to
+in-process whenever the worker is not the one for this installation."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from platformctl import launcher
+from tests.cli.test_bad_input import state as raw_state
+from tests.conftest import PLATFORM_BINARY, git
+from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
+
+Env = dict[str, str]
+# Fixed commit dates: the same promotion made twice makes the same commit, so the two runs'
+# outputs (which name the commit) can be compared byte for byte.
+DATES = {"GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z"}
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[Env]:
+    """An environment whose worker socket is in a folder of its own (short: a socket path
+    has at most 107 bytes)."""
+    folder = tempfile.mkdtemp(prefix="pw-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env.pop(launcher.OFF_VARIABLE, None)
+    env["XDG_RUNTIME_DIR"] = folder
+    yield env
+    subprocess.run([PLATFORM_BINARY, "worker", "stop"], env=env, capture_output=True, check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def worker(runtime: Env) -> Env:
+    """The environment, with its worker running (started once, or again after a test that
+    made it exit)."""
+    started = platform(["worker", "start"], runtime)
+    assert started.returncode == 0, started.stderr
+    return runtime
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    fleet = make_fleet(tmp_path_factory.mktemp("worker") / "fleet", ["alpha", "beta"])
+    fleet.set_image(fleet.stages[0], "alpha", 2)
+    return fleet
+
+
+@pytest.fixture
+def fleet(template: Fleet, tmp_path: Path) -> Fleet:
+    root = tmp_path / "fleet"
+    shutil.copytree(template.root, root, symlinks=True)
+    return Fleet(root, template.stages, template.services)
+
+
+def state(root: Path) -> dict[str, str]:
+    """The clone's tree, refs, stash and index entries (the index file itself also holds
+    the files' stat times, which differ from run to run)."""
+    return {**raw_state(root), "index": git(root, "ls-files", "--stage")}
+
+
+def platform(
+    args: list[str], env: Env, *, cwd: Path | None = None, in_process: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {**env, launcher.OFF_VARIABLE: "off"} if in_process else env
+    return subprocess.run(
+        [PLATFORM_BINARY, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def commands_run(env: Env) -> int:
+    """How many commands the worker has run (-1: none runs)."""
+    shown = platform(["worker", "status", "-o", "json"], env, in_process=True)
+    report = json.loads(shown.stdout)
+    return int(report["commands"]) if report["running"] else -1
+
+
+def both_ways(
+    fleet: Fleet, args: list[str], env: Env, cwd: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run ``args`` through the worker and, from the same commit, in-process: the worker's
+    result and the clone it left, after checking that both ways gave the same."""
+    start = git(fleet.root, "rev-parse", "HEAD").strip()
+    before = commands_run(env)
+    through = platform(args, env, cwd=cwd)
+    assert commands_run(env) == before + 1, "the command did not go through the worker"
+    left = state(fleet.root)
+    git(fleet.root, "reset", "--quiet", "--hard", start)
+    here = platform(args, env, cwd=cwd, in_process=True)
+    assert (through.returncode, through.stdout, through.stderr) == (
+        here.returncode,
+        here.stdout,
+        here.stderr,
+    )
+    assert state(fleet.root) == left
+    return through, left
+
+
+def test_a_promotion_is_the_same_through_the_worker(fleet: Fleet, worker: Env) -> None:
+    env = {**worker, **DATES, "GIT_AUTHOR_NAME": "Worker Test"}
+    before = state(fleet.root)
+    result, after = both_ways(fleet, ["promote", "alpha", "--to", fleet.stages[1]], env, fleet.root)
+    assert result.returncode == 0, result.stderr
+    assert after != before
+    # the environment (GIT_*) and the cwd (no --repo) were the launcher's
+    assert (
+        git(fleet.root, "log", "-1", "--format=%an %aI")
+        == "Worker Test 2026-01-02T03:04:05+00:00\n"
+    )
+
+
+def test_a_refused_gate_is_the_same_through_the_worker(fleet: Fleet, worker: Env) -> None:
+    stage = fleet.stages[1]
+    held = platform(
+        ["--repo", str(fleet.root), "hold", "alpha", "-e", stage, "--reason", "INC-1"], worker
+    )
+    assert held.returncode == 0, held.stderr
+    result, _ = both_ways(
+        fleet, ["--repo", str(fleet.root), "promote", "alpha", "--to", stage], worker
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["promote", "nosuch", "--to", "{t1}"],
+        ["promote", "alpha", "--bogus"],
+        ["--debug", "promote", "nosuch", "--to", "{t1}"],
+        ["--debug", "rollback", "alpha", "-e", "{t1}", "--to", ""],
+    ],
+    ids=["unknown-service", "usage-error", "debug-traceback", "debug-empty-release"],
+)
+def test_bad_input_is_the_same_through_the_worker(
+    fleet: Fleet, worker: Env, args: list[str]
+) -> None:
+    filled = [arg.format(t1=fleet.stages[1]) for arg in args]
+    result, _ = both_ways(fleet, ["--repo", str(fleet.root), *filled], worker)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("error: ")
+    if "--debug" in args:
+        assert "Traceback" in result.stderr
+
+
+def test_a_terminal_is_a_terminal_through_the_worker(fleet: Fleet, worker: Env) -> None:
+    """isatty, and so colour, follow the launcher's streams."""
+    outputs = []
+    for in_process in (False, True):
+        env = {**worker, launcher.OFF_VARIABLE: "off"} if in_process else worker
+        env = {**env, "TERM": "xterm"}
+        env.pop("NO_COLOR", None)
+        primary, secondary = pty.openpty()
+        process = subprocess.Popen(
+            [PLATFORM_BINARY, "--repo", str(fleet.root), "status"],
+            env=env,
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        data = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            data += chunk
+        os.close(primary)
+        assert process.wait() == 0
+        outputs.append(data)
+    assert outputs[0] == outputs[1]
+    assert b"\033[" in outputs[0]  # coloured, as on a terminal
+
+
+def _waiting_push(tmp_path: Path, env: Env) -> tuple[subprocess.Popen[str], Fleet, int]:
+    """A promotion started through the worker, under umask 027, whose push waits on a slow
+    hook of the remote: the launcher, the clone and the worker's child running it."""
+    origin = make_fleet(tmp_path / "origin", ["alpha"])
+    origin.set_image(origin.stages[0], "alpha", 2)
+    remote = bare_remote(origin, tmp_path / "remote.git")
+    started = tmp_path / "hook-started"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\nexit 1\n")
+    hook.chmod(0o755)
+    work = clone_of(remote, tmp_path / "work", origin, "work")
+    promote = f"{PLATFORM_BINARY} promote alpha --to {origin.stages[1]} --push"
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", f"umask 027; exec {promote}"],
+        cwd=work.root,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the push to reach the hook, not measuring anything
+    assert started.exists(), process.communicate()
+    return process, work, _worker_child(env)
+
+
+def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
+    tmp_path: Path, worker: Env
+) -> None:
+    """While a push waits on a slow hook, the worker's child has the launcher's streams,
+    cwd and umask (the environment: see the promotion test); Ctrl-C to the launcher reaches
+    it: 130, nothing half done."""
+    process, work, child = _waiting_push(tmp_path, worker)
+    proc = Path("/proc") / str(child)
+    for fd in (0, 1, 2):
+        assert os.readlink(proc / "fd" / str(fd)) == os.readlink(f"/proc/{process.pid}/fd/{fd}")
+    assert os.readlink(proc / "cwd") == str(work.root)
+    assert "Umask:\t0027" in (proc / "status").read_text()
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines() == ["error: interrupted: nothing was left half-done"]
+    assert git(work.root, "status", "--porcelain") == ""
+
+
+def test_a_killed_launcher_takes_its_command_with_it(tmp_path: Path, worker: Env) -> None:
+    """SIGKILL cannot be forwarded: the worker sees the launcher's end of the socket close
+    and kills the command, as the kill would have in-process."""
+    process, _, child = _waiting_push(tmp_path, worker)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the worker to reap it, not measuring anything
+    assert not Path(f"/proc/{child}").exists()
+
+
+def _worker_child(env: Env) -> int:
+    shown = json.loads(platform(["worker", "status", "-o", "json"], env, in_process=True).stdout)
+    children = Path(f"/proc/{shown['pid']}/task/{shown['pid']}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_a_killed_command_kills_the_launcher_the_same_way(fleet: Fleet, worker: Env) -> None:
+    env = {**worker, "PLATFORM_FAULT": "built"}
+    result, _ = both_ways(
+        fleet, ["--repo", str(fleet.root), "promote", "alpha", "--to", fleet.stages[1]], env
+    )
+    assert result.returncode == -signal.SIGKILL
+
+
+def test_another_interpreter_setup_runs_in_process(fleet: Fleet, worker: Env) -> None:
+    """A variable read at import time differs from the worker's: the launcher runs the
+    command itself, and says nothing about it."""
+    env = {**worker, "TYPER_USE_RICH": "0"}
+    before = commands_run(worker)
+    through = platform(["--repo", str(fleet.root), "promote", "--help"], env)
+    here = platform(["--repo", str(fleet.root), "promote", "--help"], env, in_process=True)
+    assert through.returncode == 0
+    assert (through.stdout, through.stderr) == (here.stdout, here.stderr)
+    assert commands_run(worker) == before
+
+
+def test_a_changed_installation_is_never_served(fleet: Fleet, worker: Env) -> None:
+    """A package file changed after the worker started: the command runs in-process, and
+    the worker exits."""
+    source = Path(launcher.__file__)
+    info = source.stat()
+    os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+    try:
+        result = platform(["--repo", str(fleet.root), "status"], worker)
+    finally:
+        os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert result.returncode == 0, result.stderr
+    assert "alpha" in result.stdout
+    assert commands_run(worker) == -1
+
+
+def test_stop_and_status(runtime: Env, worker: Env) -> None:
+    shown = json.loads(platform(["worker", "status", "-o", "json"], worker).stdout)
+    assert shown["running"]
+    assert shown["current"]
+    again = platform(["worker", "start"], worker)
+    assert again.stdout.startswith("worker already running")
+    stopped = platform(["worker", "stop"], worker)
+    assert stopped.stdout == f"worker stopped (pid {shown['pid']})\n"
+    assert platform(["worker", "status"], worker).stdout == "no worker running\n"
+    assert platform(["worker", "stop"], worker).stdout == "no worker running\n"
+    assert not Path(shown["socket"]).exists()
+
+
+def test_the_socket_is_only_this_users(worker: Env) -> None:
+    path = Path(json.loads(platform(["worker", "status", "-o", "json"], worker).stdout)["socket"])
+    folder = path.parent.lstat()
+    assert stat.S_ISDIR(folder.st_mode)
+    assert stat.S_IMODE(folder.st_mode) == 0o700
+    assert folder.st_uid == os.getuid()
+    socket_info = path.lstat()
+    assert stat.S_ISSOCK(socket_info.st_mode)
+    assert not socket_info.st_mode & 0o077
+
+
+def test_a_socket_folder_others_can_use_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    runtime = Path(tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
+    try:
+        (runtime / "platformctl").mkdir(mode=0o755)
+        (runtime / "platformctl").chmod(0o755)
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+        env.pop(launcher.OFF_VARIABLE, None)
+        result = platform(["worker", "start"], env)
+        assert result.returncode == 3
+        assert result.stderr.splitlines() == [
+            f"error: {runtime}/platformctl is not a folder only you can use: remove it, "
+            "or set XDG_RUNTIME_DIR"
+        ]
+        # a command still runs (in-process)
+        assert platform(["--repo", str(fleet.root), "status"], env).returncode == 0
+    finally:
+        shutil.rmtree(runtime)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["worker", "start", "--idle-timeout", "0"],
+        ["worker", "start", "--idle-timeout", "soon"],
+        ["worker", "restart"],
+        ["worker", "status", "-o", "yaml"],
+    ],
+)
+def test_bad_worker_input_is_one_line_and_exit_2(
+    fleet: Fleet, runtime: Env, args: list[str]
+) -> None:
+    before = state(fleet.root)
+    result = platform(args, runtime, cwd=fleet.root)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert state(fleet.root) == before
