@@ -169,6 +169,9 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         "promote_all",
         "rollback",
         "metrics",
+        "promote_one_worker",
+        "promote_all_worker",
+        "rollback_worker",
     ]
     for row in report["results"]:
         assert row["seconds"] > 0
@@ -176,9 +179,10 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         assert row["name"] in result.stdout
     full = next(r for r in report["results"] if r["name"] == "verify_full")
     assert set(full["ratio"]) == {"usual_way"}
-    for name in ("promote_one", "promote_all", "rollback"):
-        row = next(r for r in report["results"] if r["name"] == name)
-        assert set(row["ratio"]) == {"floor"}
+    for command in ("promote_one", "promote_all", "rollback"):
+        for name in (command, f"{command}_worker"):  # cold, and through a started worker
+            row = next(r for r in report["results"] if r["name"] == name)
+            assert set(row["ratio"]) == {"floor"}
     metrics = next(r for r in report["results"] if r["name"] == "metrics")
     assert set(metrics["ratio"]) == {"rollback"}
     assert report["fleet"] == {
