@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,18 @@ def initial_commit(path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files marked ``long`` first: pytest-xdist hands out whole files in this order, and a
-    long file started last keeps one worker busy while the others idle."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """The files marked ``long`` first (in collection order), then the others by their number
+    of tests: pytest-xdist hands out whole files in this order (``--no-loadscope-reorder`` in
+    pyproject.toml keeps it: its own order, by number of tests alone, put the long files last,
+    as they have few tests), and a long file started last keeps one worker busy while the
+    others idle."""
+    per_file = Counter(item.path for item in items)
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        long = item.get_closest_marker("long") is not None
+        return (not long, 0 if long else -per_file[item.path])
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,6 +88,18 @@ def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     themselves take ``own_cache``."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SHARED_CACHE_VARIABLE, str(tmp_path_factory.mktemp("shared-cache")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bytecode_kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The ``platform`` processes the tests start keep their compiled modules in one folder
+    of the session, as an installed command has them: with ``PYTHONDONTWRITEBYTECODE`` set
+    (as on this machine) each of the hundreds of processes would compile every module of
+    the package and its dependencies from source again (~0.5 s each)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("bytecode")))
         yield
 
 
