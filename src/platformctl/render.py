@@ -398,8 +398,12 @@ class Renderer:
         the sync twin then costs a JSON read per unchanged target instead of a render and a
         YAML parse (~4 s for a promotion). None: not stored (a missing chart's error is
         raised by the render itself; values JSON cannot hold exactly are never keyed)."""
-        marker = job.chart if job.directory is not None else job.chart / "Chart.yaml"
-        if not marker.exists():
+        found = (
+            job.chart.is_dir()
+            if job.directory is not None
+            else job.chart.joinpath("Chart.yaml").is_file()
+        )
+        if not found:
             return None
         try:
             if job.directory is not None:

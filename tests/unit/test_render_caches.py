@@ -182,10 +182,13 @@ def test_stored_renders_are_kept_within_their_bound(
     folder = one_service.root / "plain"
     folder.mkdir()
     model = load_repo(one_service.root)
+    stored = one_service.root / ".platform-cache" / RENDERS_DIR
     for name in ("one", "two", "three"):
+        for earlier in stored.glob("*.json"):  # older by a second than the one written next
+            mtime = earlier.stat().st_mtime_ns - 10**9
+            os.utime(earlier, ns=(mtime, mtime))
         (folder / "config.yaml").write_text(f"kind: ConfigMap\nmetadata: {{name: {name}}}\n")
         Renderer(model).render(_directory_job(one_service, folder))
-    stored = one_service.root / ".platform-cache" / RENDERS_DIR
     kept = [json.loads(p.read_text()) for p in stored.glob("*.json")]
     names = sorted(e["entries"]["documents"][0]["metadata"]["name"] for e in kept)
     assert names == ["three", "two"]
