@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,51 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
+# Fixture repositories made once per session and worker, by what they were made from (see
+# from_template); None outside a test session.
+_templates: dict[tuple[Any, ...], Path] = {}
+_template_dir: list[Path] = []
+
+
+def from_template(path: Path, key: tuple[Any, ...], make: Callable[[Path], object]) -> Path:
+    """``path`` as a new clone of the repository ``make`` builds, made once per session for
+    each ``key``: a local clone hard-links the template's objects and checks out its files,
+    where building again copies 22 MB of charts and hashes them into new objects (~1 s of
+    CPU each time). The clone is what ``make`` leaves: its one commit on main, the test
+    identity, no remote."""
+    if not _template_dir:
+        make(path)
+        return path
+    template = _templates.get(key)
+    if template is None:
+        template = _template_dir[0] / f"t{len(_templates)}"
+        make(template)
+        _templates[key] = template
+    subprocess.run(["git", "clone", "-q", "--local", str(template), str(path)], check=True)
+    git(path, "remote", "remove", "origin")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "Test")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fixture_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    _template_dir.append(tmp_path_factory.mktemp("templates"))
+    yield
+    _template_dir.clear()
+    _templates.clear()
+
+
 def init_repo(path: Path, *, gates: bool = False) -> Path:
     """A git repository holding a copy of environments/ and charts/ of this project.
 
     Without ``gates`` the stages declare none: tests of the release mechanics must not ask
     the example endpoints in pipeline.yaml (tests/gates sets gates up against local ones).
     """
+    return from_template(path, ("init_repo", gates), lambda target: _init(target, gates))
+
+
+def _init(path: Path, gates: bool) -> Path:
     for folder in ("environments", "charts"):
         shutil.copytree(PROJECT_ROOT / folder, path / folder)
     if not gates:
@@ -53,9 +93,18 @@ def initial_commit(path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files marked ``long`` first: pytest-xdist hands out whole files in this order, and a
-    long file started last keeps one worker busy while the others idle."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """The files marked ``long`` first (in collection order), then the others by their number
+    of tests: pytest-xdist hands out whole files in this order (``--no-loadscope-reorder`` in
+    pyproject.toml keeps it: its own order, by number of tests alone, put the long files last,
+    as they have few tests), and a long file started last keeps one worker busy while the
+    others idle."""
+    per_file = Counter(item.path for item in items)
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        long = item.get_closest_marker("long") is not None
+        return (not long, 0 if long else -per_file[item.path])
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -75,9 +124,23 @@ def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The fixture repositories share one cache folder per worker, as a CI runner's checkouts
     may (``$PLATFORM_CACHE_DIR``): most tests verify copies of the same charts and values,
     and every entry is keyed by content, so each is checked once. Tests of the caches
-    themselves take ``own_cache``."""
+    themselves take ``own_cache``. A session started with a cache folder keeps it: the fork
+    test's run of the invariant tests on a copy reuses what its session already checked."""
+    shared = os.environ.get(SHARED_CACHE_VARIABLE) or str(tmp_path_factory.mktemp("shared-cache"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(SHARED_CACHE_VARIABLE, str(tmp_path_factory.mktemp("shared-cache")))
+        patch.setenv(SHARED_CACHE_VARIABLE, shared)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bytecode_kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The ``platform`` processes the tests start keep their compiled modules in one folder
+    of the session, as an installed command has them: with ``PYTHONDONTWRITEBYTECODE`` set
+    (as on this machine) each of the hundreds of processes would compile every module of
+    the package and its dependencies from source again (~0.5 s each)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("bytecode")))
         yield
 
 

@@ -100,6 +100,8 @@ def test_a_fork_with_a_new_service_a_new_stage_and_one_sample_dropped_stays_gree
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # The copy's own tests, on the copy's files and code (they find the root from their path).
+    # They inherit this session's cache folder (tests/conftest.py _shared_cache): its entries
+    # are keyed by content, so only what the fork changed is rendered and checked again.
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *INVARIANT_TESTS],
         cwd=root,

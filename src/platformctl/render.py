@@ -9,6 +9,7 @@ directory of vendored manifests, the files Argo CD reads from it).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -63,6 +64,11 @@ APPLICATIONS_FILE = "applications.json"
 # Enough for every environment's add-ons, a few versions each.
 APPLICATIONS_LIMIT = 64
 CHARTS_FILE = "charts.json"
+RENDERS_DIR = "renders"
+# Rendered targets kept (one file each, the least recently used dropped first): every target of
+# a large fleet's environments, a few versions each, within a bound on disk.
+RENDERS_LIMIT = 4_000
+RENDERS_BYTES = 1 << 30
 # A file changed this close to when its chart's digest is stored could change again within the
 # file system's timestamp granularity and keep its stat (git's "racily clean" files): such a
 # digest is not stored.
@@ -227,6 +233,31 @@ def _applications_fingerprint() -> str:
     return _digest_of([version("helm-python-sdk"), Path(__file__).read_text()])
 
 
+@lru_cache(maxsize=1)
+def _renders_fingerprint() -> str:
+    """The engine of a stored render: the Helm SDK and YAML library versions and this module's
+    code (the Helm call, the directory reader and the document parser)."""
+    return _digest_of([version("helm-python-sdk"), version("PyYAML"), Path(__file__).read_text()])
+
+
+def _prune(folder: Path) -> None:
+    """Keep ``folder`` within RENDERS_LIMIT files and RENDERS_BYTES, the most recent kept."""
+    found: list[tuple[int, int, str]] = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # the .gitignore, and another process's file being written
+            with contextlib.suppress(OSError):
+                stat = entry.stat()
+                found.append((stat.st_mtime_ns, stat.st_size, entry.path))
+    total = 0
+    for count, (_, size, path) in enumerate(sorted(found, reverse=True), 1):
+        total += size
+        if count > RENDERS_LIMIT or total > RENDERS_BYTES:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
 def _tree_signature(path: Path) -> tuple[str, int]:
     """A hash of the names and stats of the files ``tree_digest`` reads (as ``rglob`` finds
     them: symbolic links to directories not followed), and the newest of their change times
@@ -298,15 +329,8 @@ class Renderer:
         import helm_python
         from helm_python import _native
 
-        from platformctl.schemas import crd_api_versions
-
         chart = self._chart(job.chart)
-        options = {
-            "name": job.release_name,
-            "namespace": job.namespace,
-            "kube_version": f"v{job.environment.kubernetes_version}.0",
-            "api_versions": crd_api_versions() if self._reads_api_versions(job.chart) else [],
-        }
+        options = self._options(job)
         try:
             # Chart.render takes no capabilities (helm-python 0.2.2); its native call does.
             rendered = _native.call_string(
@@ -336,14 +360,83 @@ class Renderer:
         return self._api_readers[chart]
 
     def render(self, job: Job) -> Rendered:
-        manifests = self._render(job)
+        """The target's manifests and documents, from ``.platform-cache/renders/`` when a
+        render of the same inputs is stored there (see ``_render_key``)."""
+        key = self._render_key(job)
+        stored = self._stored_render(key) if key else None
+        if stored is None:
+            manifests = self._render(job)
+            documents = parse_documents(manifests, job.where)
+            if key:
+                self._store_render(key, manifests, documents)
+        else:
+            manifests, documents = stored
         return Rendered(
             environment=job.environment,
             name=job.name,
             manifests=manifests,
-            documents=parse_documents(manifests, job.where),
+            documents=documents,
             release=job.release,
         )
+
+    def _options(self, job: Job) -> dict[str, Any]:
+        """What ``helm template`` is told besides the values (see ``_helm``)."""
+        from platformctl.schemas import crd_api_versions
+
+        return {
+            "name": job.release_name,
+            "namespace": job.namespace,
+            "kube_version": f"v{job.environment.kubernetes_version}.0",
+            "api_versions": crd_api_versions() if self._reads_api_versions(job.chart) else [],
+        }
+
+    def _render_key(self, job: Job) -> str | None:
+        """Everything a render reads: the chart's (or the folder's) files, the exact values and
+        options Helm is handed (or the directory options), and the engine. Rendering is
+        deterministic for the same inputs (verify's input cache rests on the same fact), so a
+        stored render is the one this run would make; re-rendering the whole environment for
+        the sync twin then costs a JSON read per unchanged target instead of a render and a
+        YAML parse (~4 s for a promotion). None: not stored (a missing chart's error is
+        raised by the render itself; values JSON cannot hold exactly are never keyed)."""
+        found = (
+            job.chart.is_dir()
+            if job.directory is not None
+            else job.chart.joinpath("Chart.yaml").is_file()
+        )
+        if not found:
+            return None
+        try:
+            if job.directory is not None:
+                inputs = [json.dumps(job.directory)]
+            else:
+                inputs = [json.dumps(job.values), json.dumps(self._options(job))]
+        except (TypeError, ValueError):
+            return None
+        return _digest_of([_renders_fingerprint(), self.chart_digest(job.chart), inputs])
+
+    def _render_path(self, key: str) -> Path:
+        return cache_dir(self.repo.root) / RENDERS_DIR / f"{key}.json"
+
+    def _stored_render(self, key: str) -> tuple[dict[str, str], tuple[dict[str, Any], ...]] | None:
+        path = self._render_path(key)
+        entry = read_cache(path, _renders_fingerprint())
+        manifests, documents = entry.get("manifests"), entry.get("documents")
+        if not isinstance(manifests, dict) or not isinstance(documents, list):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: pruned last
+        return manifests, tuple(documents)
+
+    def _store_render(
+        self, key: str, manifests: dict[str, str], documents: tuple[dict[str, Any], ...]
+    ) -> None:
+        """Kept only when the documents survive JSON exactly (no dates, no non-string keys)."""
+        entry = {"manifests": manifests, "documents": list(documents)}
+        if not survives_json(entry):
+            return
+        path = self._render_path(key)
+        write_cache(path, _renders_fingerprint(), entry)
+        _prune(path.parent)
 
     def chart_digest(self, chart: Path) -> str:
         """A hash of every file of a chart: a render's output depends on nothing else of it.

@@ -17,7 +17,14 @@ from typing import Any
 from platformctl.imagefile import with_image
 from platformctl.model import BASE_DIR, ENVIRONMENT_FILE, Image, load_repo
 from platformctl.release import holds_of
-from tests.conftest import PROJECT_ROOT, _without_gates, edit_yaml, git, initial_commit
+from tests.conftest import (
+    PROJECT_ROOT,
+    _without_gates,
+    edit_yaml,
+    from_template,
+    git,
+    initial_commit,
+)
 
 REGISTRY = "registry.example/team"
 # the builds of a pipeline in its steady state (make_pipeline): the last stage's, the one a
@@ -68,6 +75,12 @@ class Fleet:
 
 def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
     """A git repository with ``services`` in every stage, all at ``build``, no gates."""
+    stages = load_repo(PROJECT_ROOT).environment_names
+    from_template(path, ("fleet", tuple(services), build), lambda t: _make(t, services, build))
+    return Fleet(path, stages, tuple(services))
+
+
+def _make(path: Path, services: list[str], build: int) -> None:
     project = load_repo(PROJECT_ROOT)
     template = project.services[0]
     shutil.copytree(PROJECT_ROOT / "charts", path / "charts")
@@ -91,7 +104,6 @@ def make_fleet(path: Path, services: list[str], *, build: int = 1) -> Fleet:
             (environments / stage / f"{service}.yaml").write_text(edited)
     edit_yaml(environments / "pipeline.yaml", _without_gates, sequence_indent=4)
     initial_commit(path)
-    return Fleet(path, project.environment_names, tuple(services))
 
 
 def make_pipeline(path: Path, services: list[str], ahead: list[str]) -> Fleet:
