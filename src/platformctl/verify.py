@@ -155,6 +155,7 @@ class VerdictCache:
     """
 
     def __init__(self, folder: Path | None, fingerprint: str) -> None:
+        self.folder = folder  # None: --no-cache
         self.path = folder / CACHE_FILE if folder else None
         self.fingerprint = fingerprint
         self.entries: dict[str, Any] = read_cache(self.path, fingerprint)
@@ -460,7 +461,10 @@ def _twin_findings(
 
 
 def _explained(
-    renderer: Renderer, unused: list[PolicyException], verified: Iterable[str]
+    renderer: Renderer,
+    unused: list[PolicyException],
+    verified: Iterable[str],
+    cache: Path | None,
 ) -> list[UnusedException]:
     """Each unused exception with why it matched nothing, against every check id an engine
     can report and every target the repository renders (not only this run's selection). One
@@ -469,7 +473,7 @@ def _explained(
     if not unused:
         return []
     repo = renderer.repo
-    checks = {rule.id for rule in rule_set.RULES} | set(TWIN_CHECKS) | set(check_ids())
+    checks = {rule.id for rule in rule_set.RULES} | set(TWIN_CHECKS) | set(check_ids(cache))
     checks |= {EXPIRED_CHECK, "SCHEMA", "VALUES"}
     targets = set()
     for name in repo.environment_names:
@@ -581,7 +585,7 @@ def verify(
         targets=results,
         failing=failing,
         excepted=excepted,
-        unused_exceptions=_explained(renderer, unused, order),
+        unused_exceptions=_explained(renderer, unused, order, gate.cache.folder),
         checked_by_checkov=len(gate.checkov),
         warnings=warnings,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from platformctl.cachefile import read_cache, write_cache
 from platformctl.errors import EnvironmentProblem
 
 # checkov checks that project rules replace, because the answer depends on the environment:
@@ -44,18 +45,38 @@ def checkov_version() -> str:
     return version("checkov")
 
 
-def check_ids() -> frozenset[str]:
+CHECK_IDS_FILE = "checkov-check-ids.json"
+
+
+def check_ids(cache: Path | None = None) -> frozenset[str]:
     """Every id checkov's Kubernetes framework can report: its resource checks' registry and
-    its graph checks' definitions (importing the registry alone takes well under a second)."""
+    its graph checks' definitions. Importing the registry costs most of a second, which an
+    unused exception would make every promotion pay, so the ids are kept in ``cache`` (a
+    folder) per checkov version and installation."""
+    path = cache / CHECK_IDS_FILE if cache else None
+    fingerprint = f"{checkov_version()}:{_checkov_folder()}"
+    cached = read_cache(path, fingerprint).get("ids")
+    if isinstance(cached, list) and all(isinstance(item, str) for item in cached):
+        return frozenset(cached)
     with contextlib.redirect_stdout(io.StringIO()):
         import checkov.kubernetes.checks.resource  # noqa: F401 (registers every check)
         from checkov.kubernetes.checks import graph_checks
         from checkov.kubernetes.checks.resource.registry import registry
     checks = [*registry.checks.values(), *registry.wildcard_checks.values()]
     ids = {check.id for group in checks for check in group}
-    for path in Path(str(graph_checks.__file__)).parent.glob("*.json"):
-        ids.add(json.loads(path.read_text())["metadata"]["id"])
+    for graph in Path(str(graph_checks.__file__)).parent.glob("*.json"):
+        ids.add(json.loads(graph.read_text())["metadata"]["id"])
+    if path is not None:
+        write_cache(path, fingerprint, {"ids": sorted(ids)})
     return frozenset(ids)
+
+
+def _checkov_folder() -> str:
+    """Where checkov is installed, without importing it (its package's import is the cost)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("checkov")
+    return str(spec.origin) if spec else ""
 
 
 def _checkable(document: dict[str, Any]) -> dict[str, Any]:
