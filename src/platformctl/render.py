@@ -301,6 +301,7 @@ class Renderer:
         self._known_charts: dict[str, Any] | None = None
         self._lock: Lock | None = None
         self._api_readers: dict[Path, bool] = {}
+        self._pruned = False  # the stored renders' folder, once per renderer (a scan of it)
 
     def _chart(self, path: Path) -> Any:
         if path not in self._charts:
@@ -436,7 +437,9 @@ class Renderer:
             return
         path = self._render_path(key)
         write_cache(path, _renders_fingerprint(), entry)
-        _prune(path.parent)
+        if not self._pruned:  # a scan per store would cost a cold full gate seconds
+            self._pruned = True
+            _prune(path.parent)
 
     def chart_digest(self, chart: Path) -> str:
         """A hash of every file of a chart: a render's output depends on nothing else of it.
