@@ -111,6 +111,8 @@ class Plan:
     release_set: ReleaseSet | None = None
     # services of the source stage the set has no image for (deployed there after it ran)
     not_in_set: tuple[str, ...] = ()
+    # services of the set the target already runs a later release of (left out, no --force)
+    later_in_target: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -148,6 +150,12 @@ class Plan:
             lines += [
                 f"left out {service}: release set {chosen.id} has no image of it"
                 for service in self.not_in_set
+            ]
+            lines += [
+                f"left out {service}: {self.environment.name} already runs a later release "
+                f"(one {chosen.stage} ran after release set {chosen.id}; "
+                "--force --reason TEXT downgrades it)"
+                for service in self.later_in_target
             ]
         lines += [
             f"egress: {edit.caller} may call {edit.service} "
@@ -206,6 +214,7 @@ class Plan:
             if self.release_set
             else None,
             "not_in_set": list(self.not_in_set),
+            "later_in_target": list(self.later_in_target),
             "changes": [
                 {
                     "service": c.service,
@@ -298,7 +307,9 @@ def plan_promotion(
 
     ``all_services`` promotes a release set (``release_sets.soaked_set``): the images that ran
     together in the source stage for the target's soak minimum (the current ones without a
-    soak gate, or with ``soak`` among ``overrides``), not whatever each file holds now."""
+    soak gate, or with ``soak`` among ``overrides``), not whatever each file holds now. A
+    service the target already runs a later release of (one the source ran after the set) is
+    left out, never downgraded, unless ``force``."""
     reason = one_line_text("--reason", reason)
     target = repo.environment(to)
     previous = repo.previous(target.name)
@@ -315,7 +326,7 @@ def plan_promotion(
             hint="promote one stage at a time, or add --force --reason TEXT",
         )
     chosen = _release_set(repo, origin, target, overrides) if all_services else None
-    changes, unchanged, skipped, not_in_set = [], [], [], []
+    changes, unchanged, skipped, not_in_set, later = [], [], [], [], []
     for service in _services(repo, services, all_services):
         if (service, origin.name) not in repo.releases:
             if all_services:
@@ -335,6 +346,9 @@ def plan_promotion(
             if incoming == current.image:
                 unchanged.append(service)
                 continue
+            if chosen is not None and not force and chosen.runs_later(service, current.image):
+                later.append(service)
+                continue
             change = ImageChange(service, current.image, incoming, current.values_file)
         if skip_held and service in target.holds:
             skipped.append(service)
@@ -352,6 +366,7 @@ def plan_promotion(
         egress=first_image_egress(repo, target, changes),
         release_set=chosen,
         not_in_set=tuple(not_in_set),
+        later_in_target=tuple(later),
     )
 
 

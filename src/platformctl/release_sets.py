@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Collection, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from platformctl.errors import InputError, RefusedError
 from platformctl.gates.config import format_duration
@@ -34,6 +34,12 @@ class ReleaseSet:
     images: Mapping[str, Image]  # service -> image
     # what the commit the set started at rolled back from in the stage (service -> image)
     replaced: Mapping[str, Image] = field(default_factory=dict)
+    # service -> the other images the stage ran after the set (``soaked_set`` fills it in)
+    later: Mapping[str, tuple[Image, ...]] = field(default_factory=dict)
+
+    def runs_later(self, service: str, image: Image) -> bool:
+        """Whether ``image`` is a release of ``service`` the stage ran after this set."""
+        return any(same_artifact(image, newer) for newer in self.later.get(service, ()))
 
     @property
     def id(self) -> str:
@@ -103,19 +109,28 @@ def soaked_set(
     revision: str = "HEAD",
 ) -> ReleaseSet:
     """The newest set of ``source`` that ran unchanged for ``minimum`` (None: the current
-    one) and holds no release a later rollback in ``source`` replaced. Refuses (exit 1)
-    naming when the newest candidate will have soaked if none did."""
+    one) and holds no release a later rollback in ``source`` replaced, with the images the
+    stage ran after it (``ReleaseSet.later``). Refuses (exit 1) naming when the newest
+    candidate will have soaked if none did."""
     newest: ReleaseSet | None = None
     bad: dict[str, list[Image]] = {}
+    ran: dict[str, list[Image]] = {}
     walk = sets_of(git, repo, source.name, revision)
     for candidate in walk:
         if not _tainted(candidate, bad):
             if minimum is None or candidate.ran(now) >= minimum:
                 walk.close()
-                return candidate
+                later = {
+                    service: tuple(i for i in images if not same_artifact(i, own))
+                    for service, images in ran.items()
+                    if (own := candidate.images.get(service)) is not None
+                }
+                return replace(candidate, later=later)
             newest = newest or candidate
         for service, image in candidate.replaced.items():
             bad.setdefault(service, []).append(image)
+        for service, image in candidate.images.items():
+            ran.setdefault(service, []).append(image)
     if newest is None:
         raise RefusedError(f"{source.name} has no release to promote")
     assert minimum is not None

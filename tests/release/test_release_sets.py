@@ -384,3 +384,33 @@ def test_status_of_an_exported_tree_shows_no_sets(
     result = run(repo, "status", "-o", "json")
     assert result.exit_code == 0, result.output
     assert {row["release_set"] for row in json.loads(result.stdout)} == {None}
+
+
+def test_promote_all_never_downgrades_a_later_release_without_force(
+    fleet: tuple[Fleet, str, str],
+) -> None:
+    """beta went to production alone (build 3, soak overridden): set A's build 2 of it is an
+    older release, so promote --all leaves beta out and says so; --force downgrades it."""
+    repo, set_a, _ = fleet
+    staging, production = repo.stages[1], repo.stages[2]
+    alone = ("--to", production, "--override", "soak", "--reason", "hotfix")
+    assert run(repo, "promote", "beta", *alone).exit_code == 0
+    result = run(repo, "promote", "--all", "--to", production)
+    assert result.exit_code == 0, result.output
+    assert images(repo, production)["alpha"] == image("alpha", 2)
+    assert images(repo, production)["beta"] == image("beta", 3)
+    assert trailer(repo, "Platform-Service").split() == ["alpha"]
+    set_id = f"{staging}@{set_a[:12]}"
+    assert f"left out beta: {production} already runs a later release" in result.output
+    assert f"ran after release set {set_id}" in result.output
+
+    again = run(repo, "promote", "--all", "--to", production, "--dry-run", "-o", "json")
+    assert json.loads(again.stdout)["later_in_target"] == ["beta"]
+    forced = run(
+        repo, "promote", "--all", "--to", production, "--force", "--reason", "revert beta",
+        "--dry-run", "-o", "json",
+    )  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    plan = json.loads(forced.stdout)
+    assert plan["later_in_target"] == []
+    assert {c["service"]: c["tag"] for c in plan["changes"]} == {"beta": "1.2.0"}
