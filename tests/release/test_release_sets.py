@@ -19,8 +19,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from platformctl.cli import app
+from platformctl.errors import InputError
 from platformctl.imagefile import image_of
 from platformctl.model import Image
+from platformctl.release_sets import commit_on_line
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
@@ -414,3 +416,69 @@ def test_promote_all_never_downgrades_a_later_release_without_force(
     plan = json.loads(forced.stdout)
     assert plan["later_in_target"] == []
     assert {c["service"]: c["tag"] for c in plan["changes"]} == {"beta": "1.2.0"}
+
+
+def _promote_all_on_a_side_branch(repo: Fleet, then_undo: bool) -> None:
+    """promote --all into production on a side branch (undone there by hand if
+    ``then_undo``), merged into the watched branch with a merge commit of its own."""
+    production = repo.stages[2]
+    branch = git(repo.root, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    git(repo.root, "checkout", "-q", "-b", "side")
+    assert run(repo, "promote", "--all", "--to", production).exit_code == 0
+    if then_undo:
+        for service in ("alpha", "beta"):
+            repo.set_image(production, service, 1, commit=False)
+        _commit_at(repo, "production back to build 1", dt.timedelta(0))
+    git(repo.root, "checkout", "-q", branch)
+    git(repo.root, "merge", "-q", "--no-ff", "-m", "Merge pull request #7 from side", "side")
+
+
+def test_a_set_promotion_undone_on_its_side_branch_is_no_promotion(
+    fleet: tuple[Fleet, str, str],
+) -> None:
+    """Only the first-parent line counts: the merge brought in a pull request whose newest
+    commit put production back, so no commit of the branch promoted set A into it."""
+    repo, set_a, _ = fleet
+    staging, production = repo.stages[1], repo.stages[2]
+    _promote_all_on_a_side_branch(repo, then_undo=True)
+    before = state(repo.root)
+    result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
+    assert result.exit_code == 2, result.output
+    assert f"no promotion into {production} carries" in result.stderr
+    assert state(repo.root) == before
+
+
+def test_a_set_promotion_merged_as_a_pull_request_is_restored(
+    fleet: tuple[Fleet, str, str],
+) -> None:
+    repo, set_a, _ = fleet
+    staging, production = repo.stages[1], repo.stages[2]
+    _promote_all_on_a_side_branch(repo, then_undo=False)
+    merge = git(repo.root, "rev-parse", "HEAD").strip()
+    repo.set_image(production, "alpha", 3)
+    result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
+    assert result.exit_code == 0, result.output
+    assert images(repo, production) == images_at(repo, merge, production)
+
+
+def test_a_set_commit_prefix_resolves_on_the_line_only(fleet: tuple[Fleet, str, str]) -> None:
+    """A prefix two commits of the branch share is ambiguous (said so); a ref named like the
+    set's commit does not stand in for it."""
+    repo, set_a, set_b = fleet
+    for n in range(16):  # 17 commits or more: two share their first hex digit
+        git(repo.root, "commit", "-q", "--allow-empty", "-m", f"empty {n}")
+    line = git(repo.root, "rev-list", "--first-parent", "HEAD").split()
+    assert commit_on_line(set_a[:12], line, "set") == set_a
+    shared = next(c[:1] for i, c in enumerate(line) if any(o[:1] == c[:1] for o in line[i + 1 :]))
+    with pytest.raises(InputError, match=f"set: commit {shared} is ambiguous"):
+        commit_on_line(shared, line, "set")
+    with pytest.raises(InputError, match="is not in the branch's history"):
+        commit_on_line("0" * 12, [c for c in line if not c.startswith("0" * 12)], "set")
+    staging, production = repo.stages[1], repo.stages[2]
+    assert run(repo, "promote", "--all", "--to", production).exit_code == 0
+    promoted = images(repo, production)
+    repo.set_image(production, "alpha", 3)
+    git(repo.root, "tag", set_a[:12], set_b)
+    result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
+    assert result.exit_code == 0, result.output
+    assert images(repo, production) == promoted
