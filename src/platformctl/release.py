@@ -51,7 +51,13 @@ from platformctl.model import (
     check_settings_text,
     load_repo,
 )
-from platformctl.release_sets import ReleaseSet, images_set_put, soak_evidence, soaked_set
+from platformctl.release_sets import (
+    UNDONE_SET_TRAILER,
+    ReleaseSet,
+    images_set_put,
+    soak_evidence,
+    soaked_set,
+)
 from platformctl.scaffold import EgressEdit, callers_egress, with_egress
 from platformctl.status import same_artifact
 from platformctl.transaction import Journal, clear_journal, move, recover, write_journal
@@ -113,6 +119,8 @@ class Plan:
     not_in_set: tuple[str, ...] = ()
     # services of the set the target already runs a later release of (left out, no --force)
     later_in_target: tuple[str, ...] = ()
+    # an automatic rollback of a promote --all: the id of the set whose promotion it undoes
+    undoes_set: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -144,6 +152,10 @@ class Plan:
             lines.append(
                 f"restores release set {chosen.id}: the images its promotion put "
                 f"into {self.environment.name}"
+            )
+        elif self.undoes_set:
+            lines.append(
+                f"undoes the promotion of release set {self.undoes_set}: every service it changed"
             )
         elif chosen:
             lines.append(chosen.describe(dt.datetime.now(dt.UTC)))
@@ -190,6 +202,8 @@ class Plan:
             lines.append(f"Platform-From: {self.source}")
         if self.release_set:
             lines.append(f"{SET_TRAILER}: {self.release_set.id}")
+        if self.undoes_set:
+            lines.append(f"{UNDONE_SET_TRAILER}: {self.undoes_set}")
         if self.reason:
             lines.append(f"Platform-Reason: {self.reason}")
         if self.source_commit:
@@ -443,9 +457,12 @@ def plan_rollback(
     reason: str | None = None,
     actor: str = "unknown",
     release_set: str | None = None,
+    undoes_set: str | None = None,
 ) -> Plan:
     """A rollback of services to their last good (or ``to``) release; with ``release_set``,
-    of ``env`` to exactly the images that set's promotion put there (``images_set_put``)."""
+    of ``env`` to exactly the images that set's promotion put there (``images_set_put``).
+    ``undoes_set``: the set whose promotion this rolls back (recorded, ``UNDONE_SET_TRAILER``;
+    not ``SET_TRAILER``, which names the set a release puts in place)."""
     reason = one_line_text("--reason", reason)
     to = one_line_text("--to", to)
     environment = repo.environment(env)
@@ -491,6 +508,7 @@ def plan_rollback(
         reason=reason,
         unchanged=tuple(unchanged),
         release_set=restored,
+        undoes_set=undoes_set,
     )
 
 

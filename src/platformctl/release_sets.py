@@ -21,6 +21,9 @@ from platformctl.ledger import SET_TRAILER, image_changes, image_in, parse_trail
 from platformctl.model import ENVIRONMENTS_DIR, Environment, Image, Repo
 from platformctl.status import same_artifact
 
+# ``Platform-Rolled-Back-Set: <id>``: an automatic rollback undid the promotion of that set
+# (every service it changed); the rollback puts no set in place, so it carries no SET_TRAILER
+UNDONE_SET_TRAILER = "Platform-Rolled-Back-Set"
 _ID = re.compile(r"^(?P<stage>[a-z0-9][-a-z0-9]*)@(?P<commit>[0-9a-f]{12})$")
 _FIELD, _RECORD = "\x1f", "\x1e"
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from platformctl.argocd import application_name
 from platformctl.cli import app
 from platformctl.errors import InputError
 from platformctl.imagefile import image_of
@@ -26,6 +27,8 @@ from platformctl.release_sets import commit_on_line
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
+from tests.support.argocd import TOKEN, AppState, FakeArgoCD
+from tests.support.http import serve
 
 SERVICES = ["alpha", "beta", "gamma"]
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -482,3 +485,59 @@ def test_a_set_commit_prefix_resolves_on_the_line_only(fleet: tuple[Fleet, str, 
     result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
     assert result.exit_code == 0, result.output
     assert images(repo, production) == promoted
+
+
+def test_the_automatic_rollback_of_a_set_promotion_restores_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """promote --all --push --wait: alpha's canary aborts in production, beta's is healthy;
+    the rollback restores both (the promotion moved both) and records the set it undoes,
+    without claiming production runs that set."""
+    fake = FakeArgoCD(polls_to_sync=1)
+    with serve(fake.handle) as argocd:
+        monkeypatch.setenv("ARGOCD_TOKEN_TEST", TOKEN)
+        fleet = make_fleet(tmp_path / "origin", SERVICES)
+        staging, production = fleet.stages[1], fleet.stages[2]
+        fleet.set_image(staging, "alpha", 2)
+        fleet.set_image(staging, "beta", 2)
+
+        def endpoints(settings: Any) -> None:
+            settings["endpoints"]["argocd"] = {"url": argocd, "tokenEnv": "ARGOCD_TOKEN_TEST"}
+
+        edit_yaml(fleet.root / "environments" / production / "environment.yaml", endpoints)
+        git(fleet.root, "commit", "-qam", "endpoints of the test")
+        remote = bare_remote(fleet, tmp_path / "remote.git")
+        work = clone_of(remote, tmp_path / "work", fleet, "work")
+
+        def tip() -> str:
+            return git(remote, "rev-parse", "main").strip()
+
+        def on_sync(name: str, revision: str) -> str:
+            text = git(remote, "show", f"{revision}:environments/{production}/alpha.yaml")
+            bad = name.startswith("alpha") and image_of(text) == image("alpha", 2)
+            return "aborted" if bad else "healthy"
+
+        for service in ("alpha", "beta"):
+            fake.apps[application_name(service, production)] = AppState(revision=tip())
+        fake.on_refresh = lambda _name: tip()
+        fake.on_sync = on_sync
+        result = run(
+            work, "promote", "--all", "--to", production, "--push", "--wait",
+            "--wait-interval", "0.01",
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    rollback = tip()
+    set_id = trailer(work, "Platform-Release-Set", f"{rollback}^")
+    assert set_id.startswith(f"{staging}@"), set_id
+    assert git(
+        remote, "log", "-1", "--format=%(trailers:key=Platform-Action,valueonly)"
+    ).strip() == ("rollback")
+    git(work.root, "fetch", "-q", "origin")
+    assert trailer(work, "Platform-Service", "origin/main").split() == ["alpha", "beta"]
+    assert trailer(work, "Platform-Rolled-Back-Set", "origin/main") == set_id
+    assert trailer(work, "Platform-Release-Set", "origin/main") == ""
+    assert images_at(work, rollback, production) == {
+        "alpha": image("alpha", 1),
+        "beta": image("beta", 1),
+        "gamma": image("gamma", 1),
+    }
