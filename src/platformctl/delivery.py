@@ -316,6 +316,7 @@ def _roll_back(
             env=plan.environment.name,
             reason=_rollback_reason(failed),
             actor=actor,
+            undoes_set=plan.release_set.id if plan.release_set else None,
         )
         onward = replace(session, pending=None, start=session.git.head())
         follow = replace(options, push=True, pull_request=False, wait=True, auto_rollback=False)

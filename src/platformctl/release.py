@@ -51,7 +51,13 @@ from platformctl.model import (
     check_settings_text,
     load_repo,
 )
-from platformctl.release_sets import ReleaseSet, images_set_put, soak_evidence, soaked_set
+from platformctl.release_sets import (
+    UNDONE_SET_TRAILER,
+    ReleaseSet,
+    images_set_put,
+    soak_evidence,
+    soaked_set,
+)
 from platformctl.scaffold import EgressEdit, callers_egress, with_egress
 from platformctl.status import same_artifact
 from platformctl.transaction import Journal, clear_journal, move, recover, write_journal
@@ -111,6 +117,10 @@ class Plan:
     release_set: ReleaseSet | None = None
     # services of the source stage the set has no image for (deployed there after it ran)
     not_in_set: tuple[str, ...] = ()
+    # services of the set the target already runs a later release of (left out, no --force)
+    later_in_target: tuple[str, ...] = ()
+    # an automatic rollback of a promote --all: the id of the set whose promotion it undoes
+    undoes_set: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -143,11 +153,21 @@ class Plan:
                 f"restores release set {chosen.id}: the images its promotion put "
                 f"into {self.environment.name}"
             )
+        elif self.undoes_set:
+            lines.append(
+                f"undoes the promotion of release set {self.undoes_set}: every service it changed"
+            )
         elif chosen:
             lines.append(chosen.describe(dt.datetime.now(dt.UTC)))
             lines += [
                 f"left out {service}: release set {chosen.id} has no image of it"
                 for service in self.not_in_set
+            ]
+            lines += [
+                f"left out {service}: {self.environment.name} already runs a later release "
+                f"(one {chosen.stage} ran after release set {chosen.id}; "
+                "--force --reason TEXT downgrades it)"
+                for service in self.later_in_target
             ]
         lines += [
             f"egress: {edit.caller} may call {edit.service} "
@@ -182,6 +202,8 @@ class Plan:
             lines.append(f"Platform-From: {self.source}")
         if self.release_set:
             lines.append(f"{SET_TRAILER}: {self.release_set.id}")
+        if self.undoes_set:
+            lines.append(f"{UNDONE_SET_TRAILER}: {self.undoes_set}")
         if self.reason:
             lines.append(f"Platform-Reason: {self.reason}")
         if self.source_commit:
@@ -206,6 +228,7 @@ class Plan:
             if self.release_set
             else None,
             "not_in_set": list(self.not_in_set),
+            "later_in_target": list(self.later_in_target),
             "changes": [
                 {
                     "service": c.service,
@@ -298,7 +321,9 @@ def plan_promotion(
 
     ``all_services`` promotes a release set (``release_sets.soaked_set``): the images that ran
     together in the source stage for the target's soak minimum (the current ones without a
-    soak gate, or with ``soak`` among ``overrides``), not whatever each file holds now."""
+    soak gate, or with ``soak`` among ``overrides``), not whatever each file holds now. A
+    service the target already runs a later release of (one the source ran after the set) is
+    left out, never downgraded, unless ``force``."""
     reason = one_line_text("--reason", reason)
     target = repo.environment(to)
     previous = repo.previous(target.name)
@@ -315,7 +340,7 @@ def plan_promotion(
             hint="promote one stage at a time, or add --force --reason TEXT",
         )
     chosen = _release_set(repo, origin, target, overrides) if all_services else None
-    changes, unchanged, skipped, not_in_set = [], [], [], []
+    changes, unchanged, skipped, not_in_set, later = [], [], [], [], []
     for service in _services(repo, services, all_services):
         if (service, origin.name) not in repo.releases:
             if all_services:
@@ -335,6 +360,9 @@ def plan_promotion(
             if incoming == current.image:
                 unchanged.append(service)
                 continue
+            if chosen is not None and not force and chosen.runs_later(service, current.image):
+                later.append(service)
+                continue
             change = ImageChange(service, current.image, incoming, current.values_file)
         if skip_held and service in target.holds:
             skipped.append(service)
@@ -352,6 +380,7 @@ def plan_promotion(
         egress=first_image_egress(repo, target, changes),
         release_set=chosen,
         not_in_set=tuple(not_in_set),
+        later_in_target=tuple(later),
     )
 
 
@@ -428,9 +457,12 @@ def plan_rollback(
     reason: str | None = None,
     actor: str = "unknown",
     release_set: str | None = None,
+    undoes_set: str | None = None,
 ) -> Plan:
     """A rollback of services to their last good (or ``to``) release; with ``release_set``,
-    of ``env`` to exactly the images that set's promotion put there (``images_set_put``)."""
+    of ``env`` to exactly the images that set's promotion put there (``images_set_put``).
+    ``undoes_set``: the set whose promotion this rolls back (recorded, ``UNDONE_SET_TRAILER``;
+    not ``SET_TRAILER``, which names the set a release puts in place)."""
     reason = one_line_text("--reason", reason)
     to = one_line_text("--to", to)
     environment = repo.environment(env)
@@ -476,6 +508,7 @@ def plan_rollback(
         reason=reason,
         unchanged=tuple(unchanged),
         release_set=restored,
+        undoes_set=undoes_set,
     )
 
 

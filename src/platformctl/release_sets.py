@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Generator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from platformctl.errors import InputError, RefusedError
 from platformctl.gates.config import format_duration
@@ -21,6 +21,9 @@ from platformctl.ledger import SET_TRAILER, image_changes, image_in, parse_trail
 from platformctl.model import ENVIRONMENTS_DIR, Environment, Image, Repo
 from platformctl.status import same_artifact
 
+# ``Platform-Rolled-Back-Set: <id>``: an automatic rollback undid the promotion of that set
+# (every service it changed); the rollback puts no set in place, so it carries no SET_TRAILER
+UNDONE_SET_TRAILER = "Platform-Rolled-Back-Set"
 _ID = re.compile(r"^(?P<stage>[a-z0-9][-a-z0-9]*)@(?P<commit>[0-9a-f]{12})$")
 _FIELD, _RECORD = "\x1f", "\x1e"
 
@@ -34,6 +37,12 @@ class ReleaseSet:
     images: Mapping[str, Image]  # service -> image
     # what the commit the set started at rolled back from in the stage (service -> image)
     replaced: Mapping[str, Image] = field(default_factory=dict)
+    # service -> the other images the stage ran after the set (``soaked_set`` fills it in)
+    later: Mapping[str, tuple[Image, ...]] = field(default_factory=dict)
+
+    def runs_later(self, service: str, image: Image) -> bool:
+        """Whether ``image`` is a release of ``service`` the stage ran after this set."""
+        return any(same_artifact(image, newer) for newer in self.later.get(service, ()))
 
     @property
     def id(self) -> str:
@@ -103,19 +112,28 @@ def soaked_set(
     revision: str = "HEAD",
 ) -> ReleaseSet:
     """The newest set of ``source`` that ran unchanged for ``minimum`` (None: the current
-    one) and holds no release a later rollback in ``source`` replaced. Refuses (exit 1)
-    naming when the newest candidate will have soaked if none did."""
+    one) and holds no release a later rollback in ``source`` replaced, with the images the
+    stage ran after it (``ReleaseSet.later``). Refuses (exit 1) naming when the newest
+    candidate will have soaked if none did."""
     newest: ReleaseSet | None = None
     bad: dict[str, list[Image]] = {}
+    ran: dict[str, list[Image]] = {}
     walk = sets_of(git, repo, source.name, revision)
     for candidate in walk:
         if not _tainted(candidate, bad):
             if minimum is None or candidate.ran(now) >= minimum:
                 walk.close()
-                return candidate
+                later = {
+                    service: tuple(i for i in images if not same_artifact(i, own))
+                    for service, images in ran.items()
+                    if (own := candidate.images.get(service)) is not None
+                }
+                return replace(candidate, later=later)
             newest = newest or candidate
         for service, image in candidate.replaced.items():
             bad.setdefault(service, []).append(image)
+        for service, image in candidate.images.items():
+            ran.setdefault(service, []).append(image)
     if newest is None:
         raise RefusedError(f"{source.name} has no release to promote")
     assert minimum is not None
@@ -165,20 +183,10 @@ def images_set_put(
     image (with the digest the promotion recorded). Unknown id or another stage's: exit 2."""
     stage, short = parse_set_id(set_id)
     wanted = f"{stage}@{short}"
-    log = git.run(
-        "log",
-        "--fixed-strings",
-        f"--grep={SET_TRAILER}: {wanted}",
-        f"--format=%H{_FIELD}%(trailers:only=true,unfold=true){_RECORD}",
-        "HEAD",
-    )
+    line = git.run("rev-list", "--first-parent", "HEAD").split()
     went_to: list[str] = []
     promotion = None
-    for record in log.split(_RECORD):
-        if not record.strip():
-            continue
-        commit, block = record.strip("\n").split(_FIELD, 1)
-        marks = parse_trailers(block)
+    for commit, marks in _carrying(git, wanted, line):
         if wanted not in marks.get(SET_TRAILER, []) or marks.get("Platform-Action") != ["promote"]:
             continue  # a forged line outside the trailer block, or a rollback to the set
         if environment.name in marks.get("Platform-Environment", []):
@@ -191,9 +199,7 @@ def images_set_put(
             f"no promotion into {environment.name} carries release set {wanted} ({where})",
             hint=f"see the sets of {environment.name}: platform status -e {environment.name}",
         )
-    source = git.rev(f"{short}^{{commit}}")
-    if source is None:
-        raise InputError(f"release set {wanted}: commit {short} is not in this clone")
+    source = commit_on_line(short, line, f"release set {wanted}")
     since = dt.datetime.fromisoformat(git.run("log", "-1", "--format=%cI", source).strip())
     names = sorted(services)
     paths = [f"{ENVIRONMENTS_DIR}/{environment.name}/{s}.yaml" for s in names]
@@ -206,3 +212,55 @@ def images_set_put(
         if image is not None and set_image is not None and same_artifact(image, set_image):
             found[service] = image
     return ReleaseSet(stage, source, since, None, found)
+
+
+_TRAILERS = "%(trailers:only=true,unfold=true)"
+
+
+def _carrying(git: Git, wanted: str, line: Sequence[str]) -> list[tuple[str, dict[str, list[str]]]]:
+    """The commits of the first-parent ``line`` whose trailers name set ``wanted``, newest
+    first, with those trailers: a commit made on the line, or a merged pull request, read as
+    the ledger reads one (its own block empty: that of the newest commit it brought in). A
+    commit of a side branch is no promotion of its own."""
+    position = {commit: index for index, commit in enumerate(line)}
+    log = git.run(
+        "log",
+        "--fixed-strings",
+        f"--grep={SET_TRAILER}: {wanted}",
+        f"--format=%H{_FIELD}{_TRAILERS}{_RECORD}",
+        "HEAD",
+    )
+    found = []
+    for record in log.split(_RECORD):
+        if not record.strip():
+            continue
+        commit, block = record.strip("\n").split(_FIELD, 1)
+        landed = commit if commit in position else _merge_of(git, commit, position)
+        if landed is not None:
+            found.append((position[landed], landed, parse_trailers(block)))
+    return [(landed, marks) for _, landed, marks in sorted(found)]
+
+
+def _merge_of(git: Git, commit: str, position: Mapping[str, int]) -> str | None:
+    """The merge of the line that brought ``commit`` in as its newest commit, or None."""
+    descendants = git.run("rev-list", "--ancestry-path", f"{commit}..HEAD").split()
+    merge = max((c for c in descendants if c in position), key=position.__getitem__, default=None)
+    if merge is None or git.run("log", "-1", f"--format={_TRAILERS}", merge).strip():
+        return None
+    newest = git.run("log", "-1", "--no-merges", "--format=%H", f"{merge}^1..{merge}").strip()
+    return merge if newest == commit else None
+
+
+def commit_on_line(prefix: str, line: Sequence[str], what: str) -> str:
+    """The one commit of the first-parent ``line`` that starts with ``prefix`` (not a ref of
+    that name); none, or more than one, is exit 2."""
+    matches = [commit for commit in line if commit.startswith(prefix)]
+    if len(matches) > 1:
+        raise InputError(
+            f"{what}: commit {prefix} is ambiguous, {len(matches)} commits of the branch "
+            "start with it",
+            hint="roll the services back one by one: platform rollback SERVICE --to COMMIT",
+        )
+    if not matches:
+        raise InputError(f"{what}: commit {prefix} is not in the branch's history")
+    return matches[0]

@@ -18,12 +18,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from platformctl.argocd import application_name
 from platformctl.cli import app
+from platformctl.errors import InputError
 from platformctl.imagefile import image_of
 from platformctl.model import Image
+from platformctl.release_sets import commit_on_line
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
+from tests.support.argocd import TOKEN, AppState, FakeArgoCD
+from tests.support.http import serve
 
 SERVICES = ["alpha", "beta", "gamma"]
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -384,3 +389,155 @@ def test_status_of_an_exported_tree_shows_no_sets(
     result = run(repo, "status", "-o", "json")
     assert result.exit_code == 0, result.output
     assert {row["release_set"] for row in json.loads(result.stdout)} == {None}
+
+
+def test_promote_all_never_downgrades_a_later_release_without_force(
+    fleet: tuple[Fleet, str, str],
+) -> None:
+    """beta went to production alone (build 3, soak overridden): set A's build 2 of it is an
+    older release, so promote --all leaves beta out and says so; --force downgrades it."""
+    repo, set_a, _ = fleet
+    staging, production = repo.stages[1], repo.stages[2]
+    alone = ("--to", production, "--override", "soak", "--reason", "hotfix")
+    assert run(repo, "promote", "beta", *alone).exit_code == 0
+    result = run(repo, "promote", "--all", "--to", production)
+    assert result.exit_code == 0, result.output
+    assert images(repo, production)["alpha"] == image("alpha", 2)
+    assert images(repo, production)["beta"] == image("beta", 3)
+    assert trailer(repo, "Platform-Service").split() == ["alpha"]
+    set_id = f"{staging}@{set_a[:12]}"
+    assert f"left out beta: {production} already runs a later release" in result.output
+    assert f"ran after release set {set_id}" in result.output
+
+    again = run(repo, "promote", "--all", "--to", production, "--dry-run", "-o", "json")
+    assert json.loads(again.stdout)["later_in_target"] == ["beta"]
+    forced = run(
+        repo, "promote", "--all", "--to", production, "--force", "--reason", "revert beta",
+        "--dry-run", "-o", "json",
+    )  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    plan = json.loads(forced.stdout)
+    assert plan["later_in_target"] == []
+    assert {c["service"]: c["tag"] for c in plan["changes"]} == {"beta": "1.2.0"}
+
+
+def _promote_all_on_a_side_branch(repo: Fleet, then_undo: bool) -> None:
+    """promote --all into production on a side branch (undone there by hand if
+    ``then_undo``), merged into the watched branch with a merge commit of its own."""
+    production = repo.stages[2]
+    branch = git(repo.root, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    git(repo.root, "checkout", "-q", "-b", "side")
+    assert run(repo, "promote", "--all", "--to", production).exit_code == 0
+    if then_undo:
+        for service in ("alpha", "beta"):
+            repo.set_image(production, service, 1, commit=False)
+        _commit_at(repo, "production back to build 1", dt.timedelta(0))
+    git(repo.root, "checkout", "-q", branch)
+    git(repo.root, "merge", "-q", "--no-ff", "-m", "Merge pull request #7 from side", "side")
+
+
+def test_a_set_promotion_undone_on_its_side_branch_is_no_promotion(
+    fleet: tuple[Fleet, str, str],
+) -> None:
+    """Only the first-parent line counts: the merge brought in a pull request whose newest
+    commit put production back, so no commit of the branch promoted set A into it."""
+    repo, set_a, _ = fleet
+    staging, production = repo.stages[1], repo.stages[2]
+    _promote_all_on_a_side_branch(repo, then_undo=True)
+    before = state(repo.root)
+    result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
+    assert result.exit_code == 2, result.output
+    assert f"no promotion into {production} carries" in result.stderr
+    assert state(repo.root) == before
+
+
+def test_a_set_promotion_merged_as_a_pull_request_is_restored(
+    fleet: tuple[Fleet, str, str],
+) -> None:
+    repo, set_a, _ = fleet
+    staging, production = repo.stages[1], repo.stages[2]
+    _promote_all_on_a_side_branch(repo, then_undo=False)
+    merge = git(repo.root, "rev-parse", "HEAD").strip()
+    repo.set_image(production, "alpha", 3)
+    result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
+    assert result.exit_code == 0, result.output
+    assert images(repo, production) == images_at(repo, merge, production)
+
+
+def test_a_set_commit_prefix_resolves_on_the_line_only(fleet: tuple[Fleet, str, str]) -> None:
+    """A prefix two commits of the branch share is ambiguous (said so); a ref named like the
+    set's commit does not stand in for it."""
+    repo, set_a, set_b = fleet
+    for n in range(16):  # 17 commits or more: two share their first hex digit
+        git(repo.root, "commit", "-q", "--allow-empty", "-m", f"empty {n}")
+    line = git(repo.root, "rev-list", "--first-parent", "HEAD").split()
+    assert commit_on_line(set_a[:12], line, "set") == set_a
+    shared = next(c[:1] for i, c in enumerate(line) if any(o[:1] == c[:1] for o in line[i + 1 :]))
+    with pytest.raises(InputError, match=f"set: commit {shared} is ambiguous"):
+        commit_on_line(shared, line, "set")
+    with pytest.raises(InputError, match="is not in the branch's history"):
+        commit_on_line("0" * 12, [c for c in line if not c.startswith("0" * 12)], "set")
+    staging, production = repo.stages[1], repo.stages[2]
+    assert run(repo, "promote", "--all", "--to", production).exit_code == 0
+    promoted = images(repo, production)
+    repo.set_image(production, "alpha", 3)
+    git(repo.root, "tag", set_a[:12], set_b)
+    result = run(repo, "rollback", "--set", f"{staging}@{set_a[:12]}", "--env", production)
+    assert result.exit_code == 0, result.output
+    assert images(repo, production) == promoted
+
+
+def test_the_automatic_rollback_of_a_set_promotion_restores_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """promote --all --push --wait: alpha's canary aborts in production, beta's is healthy;
+    the rollback restores both (the promotion moved both) and records the set it undoes,
+    without claiming production runs that set."""
+    fake = FakeArgoCD(polls_to_sync=1)
+    with serve(fake.handle) as argocd:
+        monkeypatch.setenv("ARGOCD_TOKEN_TEST", TOKEN)
+        fleet = make_fleet(tmp_path / "origin", SERVICES)
+        staging, production = fleet.stages[1], fleet.stages[2]
+        fleet.set_image(staging, "alpha", 2)
+        fleet.set_image(staging, "beta", 2)
+
+        def endpoints(settings: Any) -> None:
+            settings["endpoints"]["argocd"] = {"url": argocd, "tokenEnv": "ARGOCD_TOKEN_TEST"}
+
+        edit_yaml(fleet.root / "environments" / production / "environment.yaml", endpoints)
+        git(fleet.root, "commit", "-qam", "endpoints of the test")
+        remote = bare_remote(fleet, tmp_path / "remote.git")
+        work = clone_of(remote, tmp_path / "work", fleet, "work")
+
+        def tip() -> str:
+            return git(remote, "rev-parse", "main").strip()
+
+        def on_sync(name: str, revision: str) -> str:
+            text = git(remote, "show", f"{revision}:environments/{production}/alpha.yaml")
+            bad = name.startswith("alpha") and image_of(text) == image("alpha", 2)
+            return "aborted" if bad else "healthy"
+
+        for service in ("alpha", "beta"):
+            fake.apps[application_name(service, production)] = AppState(revision=tip())
+        fake.on_refresh = lambda _name: tip()
+        fake.on_sync = on_sync
+        result = run(
+            work, "promote", "--all", "--to", production, "--push", "--wait",
+            "--wait-interval", "0.01",
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    rollback = tip()
+    set_id = trailer(work, "Platform-Release-Set", f"{rollback}^")
+    assert set_id.startswith(f"{staging}@"), set_id
+    assert git(
+        remote, "log", "-1", "--format=%(trailers:key=Platform-Action,valueonly)"
+    ).strip() == ("rollback")
+    git(work.root, "fetch", "-q", "origin")
+    assert trailer(work, "Platform-Service", "origin/main").split() == ["alpha", "beta"]
+    assert trailer(work, "Platform-Rolled-Back-Set", "origin/main") == set_id
+    assert trailer(work, "Platform-Release-Set", "origin/main") == ""
+    assert images_at(work, rollback, production) == {
+        "alpha": image("alpha", 1),
+        "beta": image("beta", 1),
+        "gamma": image("gamma", 1),
+    }
