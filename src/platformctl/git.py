@@ -268,10 +268,15 @@ class Git:
 
     def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """The contents of (revision, path) pairs through one ``git cat-file --batch``."""
-        request = "".join(f"{revision}:{path}\n" for revision, path in items).encode()
+        return self.read_objects([f"{revision}:{path}" for revision, path in items])
+
+    def read_objects(self, names: Sequence[str]) -> list[bytes | None]:
+        """The contents of objects through one ``git cat-file --batch``: blob ids, which git
+        reads without walking a tree (about twice as fast), or ``revision:path`` names."""
+        request = "".join(f"{name}\n" for name in names).encode()
         data = self.output("cat-file", "--batch", input_bytes=request)
         position, contents = 0, list[bytes | None]()
-        for _ in items:
+        for _ in names:
             end = data.index(b"\n", position)
             header = data[position:end]
             position = end + 1
