@@ -21,7 +21,7 @@ from platformctl.dora import deployments
 from platformctl.git import Git
 from platformctl.ledger import history
 from platformctl.model import Repo, load_repo
-from platformctl.prbody import Review, review
+from platformctl.prbody import BODY_LIMIT, Review, review
 from platformctl.release import Outcome, Plan, execute, plan_promotion, plan_texts, writing
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, make_pipeline
@@ -150,6 +150,9 @@ def test_a_squash_merge_of_title_and_description_keeps_the_record(
     )
     squash = git(work.root, "rev-parse", "HEAD").strip()
     assert git(work.root, "rev-list", "--count", "--merges", "-1", "HEAD").strip() == "0"
+    block = "--format=%(trailers:only,unfold)"
+    tool = git(work.root, "log", "-1", block, "origin/platform/promote/production/svc-a")
+    assert git(work.root, "log", "-1", block, squash) == tool
     repo = load_repo(work.root)
     entry = history(Git(work.root), repo.release("svc-a", "production"))[0]
     assert (entry.commit, entry.action, entry.from_environment) == (
@@ -159,6 +162,17 @@ def test_a_squash_merge_of_title_and_description_keeps_the_record(
     )
     (found,) = [d for d in deployments(Git(work.root), repo, ["svc-a"]) if d.commit == squash]
     assert found.action == "promote"
+
+
+def test_a_body_over_githubs_limit_drops_diffs_and_keeps_the_trailers_last(work: Fleet) -> None:
+    reviewed = _reviewed(work.root, _debug)
+    huge = "+ a line of a long rendered diff\n" * 4000
+    big = replace(reviewed, resources=tuple(replace(r, diff=huge) for r in reviewed.resources))
+    trailers = "Platform-Action: promote\nPlatform-Service: svc-a\n"
+    body = big.markdown(trailers)
+    assert len(body) <= BODY_LIMIT
+    assert "(diff left out: the body would exceed GitHub's limit; see the commit)" in body
+    assert body.endswith(f"No finding added or removed.\n\n{trailers}")
 
 
 def test_a_re_run_replaces_the_body_of_the_same_pull_request(
