@@ -28,11 +28,19 @@ from platformctl.errors import InputError
 from platformctl.gates.config import format_duration, parse_duration
 from platformctl.git import Git
 from platformctl.imagefile import image_of
-from platformctl.ledger import first_trailer, parse_trailers
+from platformctl.ledger import (
+    FIELD,
+    RECORD,
+    TRAILERS,
+    first_trailer,
+    merged,
+    parse_trailers,
+    service_values_path,
+    tool_record,
+)
 from platformctl.model import ENVIRONMENTS_DIR, Image, Repo
 
-_RECORD, _FIELD = "\x1e", "\x1f"
-_LOG_FORMAT = f"{_RECORD}%H{_FIELD}%cI{_FIELD}%P{_FIELD}%(trailers:only=true,unfold=true){_FIELD}"
+_LOG_FORMAT = f"{RECORD}%H{FIELD}%cI{FIELD}%P{FIELD}{TRAILERS}{FIELD}"
 _DURATION = re.compile(r"(?:[0-9]+[dhms])+")
 _DAY = dt.timedelta(days=1)
 
@@ -42,7 +50,12 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     (``2026-11-01``, ``2026-11-01T09:00+01:00``; UTC without a zone). The window must not be
     empty."""
     if _DURATION.fullmatch(text):
-        start = now - parse_duration(text)
+        try:
+            start = now - parse_duration(text)
+        except OverflowError:
+            raise InputError(
+                f"--since '{text}' reaches back before year 1", hint="give a shorter duration"
+            ) from None
     else:
         try:
             start = dt.datetime.fromisoformat(text)
@@ -100,14 +113,14 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
         revision,
         "--",
         f"{ENVIRONMENTS_DIR}/",
-        separator=_RECORD,
+        separator=RECORD,
     )
     commits: list[_Commit] = []
     with closing(log):
         for record in log:
             if not record.strip():
                 continue
-            commit, time, parents, trailers, raw = record.split(_FIELD, 4)
+            commit, time, parents, trailers, raw = record.split(FIELD, 4)
             blobs = []
             for line in raw.splitlines():
                 meta, _, path = line.partition("\t")  # :100644 100644 <old> <new> M
@@ -121,23 +134,15 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
     return commits
 
 
-def _merged_trailers(git: Git, commits: Sequence[_Commit]) -> dict[str, str]:
-    """Trailers of the pull requests merged without any of their own: the merged branch's tip
-    (the commit ``--pull-request`` made), read for every such merge by one ``git log``."""
-    tips = {
-        c.commit: c.parents[1] for c in commits if len(c.parents) > 1 and not c.trailers.strip()
+def _merged_trailers(git: Git, commits: Sequence[_Commit]) -> dict[tuple[str, str], str]:
+    """(merge, path) -> trailers, for the pull requests merged without any of their own, as
+    the ledger reads them (``ledger.merged``)."""
+    return {
+        (c.commit, path): block
+        for c in commits
+        if len(c.parents) > 1 and not c.trailers.strip()
+        for path, (_, block) in merged(git, c.commit, [path for path, _ in c.blobs]).items()
     }
-    if not tips:
-        return {}
-    request = "".join(f"{tip}\n" for tip in dict.fromkeys(tips.values())).encode()
-    fields = f"--format=%H{_FIELD}%(trailers:only=true,unfold=true){_RECORD}"
-    text = git.output("log", "--no-walk=unsorted", "--stdin", fields, input_bytes=request)
-    blocks = dict(
-        record.strip("\n").split(_FIELD, 1)
-        for record in text.decode().split(_RECORD)
-        if record.strip()
-    )
-    return {merge: blocks.get(tip, "") for merge, tip in tips.items()}
 
 
 # The one-line image ``flow_image`` writes, when every plain scalar in it is one YAML reads as
@@ -215,26 +220,24 @@ def deployments(
     oldest first: as the ledger reads releases, a version whose image is the one before (or
     that has none) is no release."""
     paths = {
-        f"{ENVIRONMENTS_DIR}/{env}/{service}.yaml": (env, service)
+        service_values_path(env, service): (env, service)
         for env in (repo.environment_names if environments is None else environments)
         for service in services
     }
     commits = _read_log(git, revision, frozenset(paths))
-    merged = _merged_trailers(git, commits)
+    brought = _merged_trailers(git, commits)
     images = _images(git, commits)
     found: list[Deployment] = []
     current: dict[str, Image] = {}
     for position, c in enumerate(reversed(commits)):
-        marks = parse_trailers(merged.get(c.commit, c.trailers))
         for path, blob in c.blobs:
+            marks = parse_trailers(brought.get((c.commit, path), c.trailers))
             image = images[blob]
             if image is None or current.get(path) == image:
                 continue
             current[path] = image
             env, service = paths[path]
-            ours = service in marks.get("Platform-Service", []) and env in marks.get(
-                "Platform-Environment", []
-            )
+            ours = tool_record(marks, service, env)
             action = (first_trailer(marks, "Platform-Action") if ours else None) or "manual"
             found.append(Deployment(c.commit, position, c.time, env, service, action, image))
     return found
@@ -434,11 +437,13 @@ def _environment_metrics(
                 rolled_back += undone[index]
             if d.action == "rollback" and index:
                 restore_times.append(d.time - line[index - 1].time)
+    # a deployment is a commit: one promote --all of many services is one
+    commits = {d.commit: d.action for d in sorted(counted, key=lambda d: d.order)}
     return Metrics(
         environment=env,
-        deployments=len(counted),
-        by_action=dict(sorted(Counter(d.action for d in counted).items())),
-        per_day=len(counted) / ((until - since) / _DAY),
+        deployments=len(commits),
+        by_action=dict(sorted(Counter(commits.values()).items())),
+        per_day=len(commits) / ((until - since) / _DAY),
         lead_times=tuple(lead_times),
         without_origin=without_origin,
         promotions=promotions,

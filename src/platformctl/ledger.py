@@ -20,12 +20,14 @@ from typing import Any
 from platformctl.gates.results import GateResult, parse_trailer
 from platformctl.git import Git
 from platformctl.imagefile import image_of
-from platformctl.model import ENVIRONMENT_FILE, Image, Release
+from platformctl.model import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, Image, Release
 from platformctl.status import same_artifact
 
-_RECORD, _FIELD = "\x1e", "\x1f"
-_TRAILERS = "%(trailers:only=true,unfold=true)"
-_LOG_FORMAT = f"%H{_FIELD}%cI{_FIELD}%an{_FIELD}%P{_FIELD}{_TRAILERS}{_RECORD}"
+# separators of the fields and records of a ``git log --format`` (never in a commit's text)
+RECORD, FIELD = "\x1e", "\x1f"
+# the commit's trailer block as git reads it: ``git interpret-trailers --parse`` of the message
+TRAILERS = "%(trailers:only=true,unfold=true)"
+_LOG_FORMAT = f"%H{FIELD}%cI{FIELD}%an{FIELD}%P{FIELD}{TRAILERS}{RECORD}"
 # ``Platform-Release-Set: <source stage>@<12 hex of the source stage's commit>``: the set of
 # images that ran together in the source stage, which a promote --all took (release_sets.py)
 SET_TRAILER = "Platform-Release-Set"
@@ -83,10 +85,23 @@ def first_trailer(marks: Mapping[str, list[str]], key: str) -> str | None:
     return values[0] if values else None
 
 
+def tool_record(marks: Mapping[str, list[str]], service: str, environment: str) -> bool:
+    """Whether trailers are this tool's record of ``service`` in ``environment`` (a commit
+    names every service and environment it wrote: anything else it changed was by hand)."""
+    return service in marks.get("Platform-Service", []) and (
+        environment in marks.get("Platform-Environment", [])
+    )
+
+
 def values_path(release: Release) -> str:
     """The release's values file relative to its repository (``environments/<env>/<svc>``)."""
-    environment = release.environment.path
-    return str(Path(environment.parent.name, environment.name, release.values_file.name))
+    return service_values_path(release.environment.name, release.service)
+
+
+def service_values_path(environment: str, service: str) -> str:
+    """A service's values file in an environment, relative to the repository, whether or not
+    it has a release there now (history reads the files' past)."""
+    return f"{ENVIRONMENTS_DIR}/{environment}/{service}.yaml"
 
 
 def iter_history(git: Git, release: Release, revision: str = "HEAD") -> Iterator[Entry]:
@@ -100,14 +115,14 @@ def iter_history(git: Git, release: Release, revision: str = "HEAD") -> Iterator
     """
     path = values_path(release)
     log = git.records(
-        "log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path, separator=_RECORD
+        "log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path, separator=RECORD
     )
     with closing(log), git.blobs() as blobs:
         newer: tuple[list[str], Image] | None = None
         for record in log:
             if not record.strip():
                 continue
-            fields = record.strip("\n").split(_FIELD, 4)
+            fields = record.strip("\n").split(FIELD, 4)
             blob = blobs.read(fields[0], path)
             image = image_of(blob.decode(errors="replace")) if blob is not None else None
             if image is None:
@@ -120,30 +135,38 @@ def iter_history(git: Git, release: Release, revision: str = "HEAD") -> Iterator
             yield _entry(git, newer[0], newer[1], release, path)
 
 
-def _merged(git: Git, merge: str, path: str) -> tuple[str, str]:
-    """(author, trailers) of the newest commit a merge brought in that changed ``path``."""
-    record = git.run(
+def merged(git: Git, merge: str, paths: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """path -> (author, trailers) of the commit that speaks for a merge without trailers of its
+    own (a merged pull request), for each of ``paths`` the merge changed: the newest commit it
+    brought in that changed the path, not a merge (an "Update branch" merge of the base into
+    the pull request is none of its own), so a commit added on top that touches other files
+    does not hide it. The one rule of the history, the metrics and the release sets; one
+    ``git log`` per merge."""
+    log = git.run(
         "log",
-        "-1",
         "--no-merges",
-        f"--format=%an{_FIELD}{_TRAILERS}",
+        "--name-only",
+        f"--format={RECORD}%an{FIELD}{TRAILERS}{FIELD}",
         f"{merge}^1..{merge}",
         "--",
-        path,
+        *paths,
     )
-    author, _, block = record.partition(_FIELD)
-    return author, block
+    found: dict[str, tuple[str, str]] = {}
+    for record in log.split(RECORD):
+        if record.strip():
+            author, block, names = record.split(FIELD, 2)
+            for name in names.split():
+                found.setdefault(name, (author, block))
+    return found
 
 
 def _entry(git: Git, fields: list[str], image: Image, release: Release, path: str) -> Entry:
     commit, time, author, parents, block = fields
     if len(parents.split()) > 1 and not block.strip():
         # a merged pull request: the time is the merge's, the author and evidence the PR's
-        author, block = _merged(git, commit, path)
+        author, block = merged(git, commit, [path]).get(path, (author, block))
     marks = parse_trailers(block)
-    ours = release.service in marks.get("Platform-Service", []) and (
-        release.environment.name in marks.get("Platform-Environment", [])
-    )
+    ours = tool_record(marks, release.service, release.environment.name)
     return Entry(
         commit=commit,
         time=time,
@@ -209,19 +232,17 @@ def hold_events(git: Git, release: Release, revision: str = "HEAD") -> Iterator[
     environment = release.environment
     path = str(Path(environment.path.parent.name, environment.path.name, ENVIRONMENT_FILE))
     log = git.records(
-        "log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path, separator=_RECORD
+        "log", "--first-parent", f"--format={_LOG_FORMAT}", revision, "--", path, separator=RECORD
     )
     with closing(log):
         for record in log:
             if not record.strip():
                 continue
-            commit, time, author, _, block = record.strip("\n").split(_FIELD, 4)
+            commit, time, author, _, block = record.strip("\n").split(FIELD, 4)
             marks = parse_trailers(block)
             action = first_trailer(marks, "Platform-Action")
-            if (
-                action in ("hold", "unhold")
-                and release.service in marks.get("Platform-Service", [])
-                and environment.name in marks.get("Platform-Environment", [])
+            if action in ("hold", "unhold") and tool_record(
+                marks, release.service, environment.name
             ):
                 reason = first_trailer(marks, "Platform-Reason")
                 yield HoldEvent(commit, time, author, action, reason)
@@ -253,9 +274,8 @@ class ImageCommit:
         """The services this tool's ``action`` in ``environment`` names (none otherwise)."""
         if first_trailer(self.marks, "Platform-Action") != action:
             return []
-        if environment not in self.marks.get("Platform-Environment", []):
-            return []
-        return self.marks.get("Platform-Service", [])
+        services = self.marks.get("Platform-Service", [])
+        return [service for service in services if tool_record(self.marks, service, environment)]
 
 
 def image_changes(git: Git, paths: Sequence[str], revision: str = "HEAD") -> Iterator[ImageCommit]:
@@ -267,18 +287,18 @@ def image_changes(git: Git, paths: Sequence[str], revision: str = "HEAD") -> Ite
         "--first-parent",
         "--diff-merges=first-parent",
         "--name-only",
-        f"--format={_RECORD}%H{_FIELD}%cI{_FIELD}%P{_FIELD}{_TRAILERS}{_FIELD}",
+        f"--format={RECORD}%H{FIELD}%cI{FIELD}%P{FIELD}{TRAILERS}{FIELD}",
         revision,
         "--",
         *paths,
-        separator=_RECORD,
+        separator=RECORD,
     )
     wanted = set(paths)
     with closing(log), git.blobs() as blobs:
         for record in log:
             if not record.strip():
                 continue
-            commit, time, parents, block, names = record.split(_FIELD, 4)
+            commit, time, parents, block, names = record.split(FIELD, 4)
             images: dict[str, tuple[Image | None, Image | None]] = {}
             for path in (name for name in names.split() if name in wanted):
                 after = image_in(blobs.read(commit, path))
@@ -288,18 +308,14 @@ def image_changes(git: Git, paths: Sequence[str], revision: str = "HEAD") -> Ite
             if not images:
                 continue
             if len(parents.split()) > 1 and not block.strip():
-                block = _merged_trailers(git, commit)
+                # the newest of the commits that speak for the paths whose image changed
+                block = next(iter(merged(git, commit, list(images)).values()), ("", ""))[1]
             yield ImageCommit(commit, time, parse_trailers(block), images)
 
 
 def image_in(blob: bytes | None) -> Image | None:
     """The image of a values file's contents (None: no file, or no image line)."""
     return image_of(blob.decode(errors="replace")) if blob is not None else None
-
-
-def _merged_trailers(git: Git, merge: str) -> str:
-    """The trailers of the newest commit a merge brought in (a merged pull request's)."""
-    return git.run("log", "-1", "--no-merges", f"--format={_TRAILERS}", f"{merge}^1..{merge}")
 
 
 def current_sets(git: Git, releases: Iterable[Release]) -> dict[tuple[str, str], str | None]:

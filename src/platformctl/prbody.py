@@ -85,8 +85,10 @@ class Review:
     risk: str  # one of RISK_CLASSES
     reviewers: tuple[str, ...]
 
-    def markdown(self) -> str:
-        return _document(self)
+    def markdown(self, trailers: str = "") -> str:
+        """The document; ``trailers`` (a pull request's: its commit's block) its last
+        paragraph, within GitHub's limit."""
+        return _document(self, trailers.strip())
 
 
 def risk_class(resources: Iterable[ResourceChange]) -> str:
@@ -221,7 +223,7 @@ def _findings(report: VerifyReport | None) -> dict[tuple[str, str, str], Finding
 # --- the Markdown -----------------------------------------------------------------------------
 
 
-def _document(item: Review) -> str:
+def _document(item: Review, trailers: str) -> str:
     plan = item.plan
     parts = [f"### {plan.subject()}", _risk_line(item)]
     if plan.reason:
@@ -236,10 +238,12 @@ def _document(item: Review) -> str:
     if notes:
         parts.append("\n".join(f"- {note}" for note in notes))
     parts += [_gates(plan), _manifests(item), _policy(item)]
+    manifests = len(parts) - 2
+    parts += [trailers] if trailers else []
     body = "\n\n".join(parts) + "\n"
     if len(body) > BODY_LIMIT:
         # GitHub refuses the body: keep every summary, drop the diffs themselves
-        parts[-2] = _manifests(item, diffs=False)
+        parts[manifests] = _manifests(item, diffs=False)
         body = "\n\n".join(parts) + "\n"
     return body
 

@@ -41,7 +41,7 @@ from platformctl.gates.results import GateReport, GateResult, Verdict
 from platformctl.git import Git, GitError, fault
 from platformctl.github import GitHub, PullRequest, repository_slug
 from platformctl.imagefile import image_of, set_image
-from platformctl.ledger import SET_TRAILER, iter_history, last_good, parse_trailers
+from platformctl.ledger import SET_TRAILER, TRAILERS, iter_history, last_good, parse_trailers
 from platformctl.ledger import first_trailer as _first
 from platformctl.model import (
     ENVIRONMENTS_DIR,
@@ -1079,8 +1079,10 @@ def _publish_pull_request(
     """The commit on a branch of its own and a pull request; the local branch untouched.
 
     The body is the plan's review document (``prbody``), replaced on every run; the reviewers
-    its change-risk class needs are requested. If GitHub refuses the pull request, the branch
-    is put back as it was (deleted, or at its old commit)."""
+    its change-risk class needs are requested. The body ends with the commit's trailer block
+    as its last paragraph, so a squash merge whose message is the title and description keeps
+    the record the ledger reads. If GitHub refuses the pull request, the branch is put back as
+    it was (deleted, or at its old commit)."""
     from platformctl.prbody import review  # prbody reads this module's Plan
 
     git, plan = session.git, outcome.plan
@@ -1100,7 +1102,7 @@ def _publish_pull_request(
             branch=target,
             base=base,
             title=plan.subject(),
-            body=document.markdown(),
+            body=document.markdown(git.run("log", "-1", f"--format={TRAILERS}", commit)),
             supersedes_prefix=f"platform/{plan.action}/{plan.environment.name}/",
             services=set(plan.services),
         )

@@ -17,6 +17,8 @@ from platformctl.errors import InputError, RefusedError
 from platformctl.gates.config import format_duration
 from platformctl.gates.results import GateResult, Verdict
 from platformctl.git import Git
+from platformctl.ledger import FIELD as _FIELD
+from platformctl.ledger import RECORD as _RECORD
 from platformctl.ledger import SET_TRAILER, image_changes, image_in, parse_trailers, values_path
 from platformctl.model import ENVIRONMENTS_DIR, Environment, Image, Repo
 from platformctl.status import same_artifact
@@ -25,7 +27,6 @@ from platformctl.status import same_artifact
 # (every service it changed); the rollback puts no set in place, so it carries no SET_TRAILER
 UNDONE_SET_TRAILER = "Platform-Rolled-Back-Set"
 _ID = re.compile(r"^(?P<stage>[a-z0-9][-a-z0-9]*)@(?P<commit>[0-9a-f]{12})$")
-_FIELD, _RECORD = "\x1f", "\x1e"
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from platformctl.cli import app
+from platformctl.dora import deployments
 from platformctl.gates.calendar import check_soak
 from platformctl.gates.results import Verdict
 from platformctl.git import Git, GitError
-from platformctl.ledger import Entry, history
+from platformctl.ledger import Entry, history, image_changes, values_path
 from platformctl.model import load_repo
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, make_fleet
@@ -133,3 +134,46 @@ def test_records_end_git_when_the_reader_stops_and_report_its_failure(tmp_path: 
         list(repo.records("log", "no-such-revision", separator="\x1e"))
     with repo.blobs() as blobs:
         assert blobs.read("HEAD", "missing.txt") is None
+
+
+def _pull_request_merged(tmp_path: Path, on_top: str) -> tuple[Fleet, str]:
+    """A pull request promoting alpha into the first stage, with ``on_top`` done on its
+    branch after the tool's commit ("update": main merged into it, GitHub's "Update branch";
+    "commit": a commit of another file), merged with a merge commit of no trailers."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
+    stage = fleet.stages[0]
+    git(fleet.root, "switch", "-q", "-c", "pr")
+    fleet.set_image(stage, "alpha", 2, commit=False)
+    trailers = f"Platform-Action: promote\nPlatform-Service: alpha\nPlatform-Environment: {stage}\n"
+    git(fleet.root, "commit", "-qam", f"promote alpha\n\n{trailers}")
+    git(fleet.root, "switch", "-q", "main")
+    fleet.set_image(stage, "beta", 2)  # main moves on meanwhile
+    git(fleet.root, "switch", "-q", "pr")
+    if on_top == "update":
+        git(fleet.root, "merge", "-q", "--no-ff", "-m", "Merge branch 'main' into pr", "main")
+    else:
+        (fleet.root / "NOTES.md").write_text("reviewed\n")
+        git(fleet.root, "add", "NOTES.md")
+        git(fleet.root, "commit", "-qm", "notes")
+    git(fleet.root, "switch", "-q", "main")
+    git(fleet.root, "merge", "-q", "--no-ff", "-m", "Merge pull request #2", "pr")
+    return fleet, stage
+
+
+@pytest.mark.parametrize("on_top", ["update", "commit"])
+def test_a_merged_pull_request_speaks_through_its_commit_that_changed_the_file(
+    tmp_path: Path, on_top: str
+) -> None:
+    """History, metrics and release sets read the same commit: the newest non-merge commit
+    of the merged branch that changed the file, whatever was added on top of it."""
+    fleet, stage = _pull_request_merged(tmp_path, on_top)
+    repo = load_repo(fleet.root)
+    release = repo.release("alpha", stage)
+    merge = git(fleet.root, "rev-parse", "HEAD").strip()
+    entry = history(Git(fleet.root), release)[0]
+    assert (entry.commit, entry.action) == (merge, "promote")
+    (found,) = [d for d in deployments(Git(fleet.root), repo, ["alpha"]) if d.commit == merge]
+    assert found.action == "promote"
+    change = next(image_changes(Git(fleet.root), [values_path(release)]))
+    assert change.commit == merge
+    assert change.made_by("promote", stage) == ["alpha"]

@@ -295,7 +295,7 @@ def test_since_reads_durations_and_dates() -> None:
     assert parse_since("1d12h", now) == now - dt.timedelta(hours=36)
     assert parse_since("2026-11-01", now) == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     assert parse_since("2026-11-30T09:00+01:00", now) == dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC)
-    for bad in ("yesterday", "30x", "30", "-30d", "0d", "2999-01-01", ""):
+    for bad in ("yesterday", "30x", "30", "-30d", "0d", "2999-01-01", "", "999999d"):
         with pytest.raises(InputError):
             parse_since(bad, now)
 
@@ -303,6 +303,8 @@ def test_since_reads_durations_and_dates() -> None:
 BAD = [
     (("--since", "yesterday"), "is neither a duration nor a date"),
     (("--since", "0d"), "empty window"),
+    (("--since", "999999d"), "before year 1"),
+    (("--since", "99999999999d"), "before year 1"),
     (("--since", "2999-01-01"), "empty window"),
     (("--env", "qa"), "unknown environment 'qa'"),
     (("--service", "gamma"), "unknown service 'gamma'"),
@@ -356,3 +358,25 @@ def test_layouts_the_tool_does_not_write_are_read_whole(tmp_path: Path) -> None:
     assert tags == ["1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.6"]
     ledger = history(Git(fleet.root), repo.release("alpha", stage))
     assert [d.commit for d in found if d.environment == stage] == [e.commit for e in ledger][::-1]
+
+
+def test_one_promotion_of_several_services_is_one_deployment(tmp_path: Path) -> None:
+    """``promote --all`` of two services is one commit: one deployment (per day one), two
+    releases (each with its lead time and its own chance of a rollback)."""
+    since = dt.datetime.now(dt.UTC) - HOUR
+    with dated(since - HOUR):
+        fleet = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
+    d, s = fleet.stages[0], fleet.stages[1]
+    fleet.set_image(d, "alpha", 2)
+    fleet.set_image(d, "beta", 2)
+    _platform(fleet, "promote", "--all", "--to", s)
+    until = dt.datetime.now(dt.UTC) + HOUR
+    (both,) = metrics(Git(fleet.root), load_repo(fleet.root), since, until, [s]).environments
+    assert (both.deployments, dict(both.by_action), both.promotions) == (1, {"promote": 1}, 2)
+    assert len(both.lead_times) == 2
+    (one,) = metrics(
+        Git(fleet.root), load_repo(fleet.root), since, until, [s], ["beta"]
+    ).environments
+    assert (one.deployments, one.promotions) == (1, 1)
+    (first,) = metrics(Git(fleet.root), load_repo(fleet.root), since, until, [d]).environments
+    assert first.deployments == 2  # two commits, one image each

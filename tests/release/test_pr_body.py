@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,8 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from platformctl.dora import deployments
+from platformctl.git import Git
+from platformctl.ledger import history
 from platformctl.model import Repo, load_repo
-from platformctl.prbody import Review, review
+from platformctl.prbody import BODY_LIMIT, Review, review
 from platformctl.release import Outcome, Plan, execute, plan_promotion, plan_texts, writing
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, make_pipeline
@@ -104,7 +108,12 @@ def test_an_image_only_promotion_is_class_image_asks_nobody_and_equals_the_dry_r
     assert result.exit_code == 0, result.output
     assert "change risk: image" in result.stdout
     body = github.pulls[1]["body"]
-    assert body == dry.stdout
+    # the dry run's document, then the commit's trailer block as the last paragraph
+    branch = "origin/platform/promote/production/svc-a"
+    git(work.root, "fetch", "-q")
+    trailers = git(work.root, "log", "-1", "--format=%(trailers:only,unfold)", branch)
+    assert trailers.startswith("Platform-Action: promote\n"), trailers
+    assert body == f"{dry.stdout}\n{trailers.strip()}\n"
     assert body.startswith("### promote(svc-a): staging → production 1.2.0\n")
     assert "**Change risk: image** (only image references change). Reviewers: none required." in (
         body
@@ -119,6 +128,51 @@ def test_an_image_only_promotion_is_class_image_asks_nobody_and_equals_the_dry_r
     assert "No finding added or removed." in body
     assert github.reviewers(1) == set()
     assert not [r for r in github.requests if r[1].endswith("/requested_reviewers")]
+
+
+def test_a_squash_merge_of_title_and_description_keeps_the_record(
+    work: Fleet, cli: Cli, github: FakeGitHub
+) -> None:
+    """A repository whose squash message is "pull request title and description": the
+    squashed commit's last paragraph is the body's, the tool's trailers, so history and
+    metrics read a promotion, not a hand edit."""
+    result = cli(work.root, "promote", "svc-a", "--to", "production", "--pull-request")
+    assert result.exit_code == 0, result.output
+    pull = github.pulls[1]
+    git(work.root, "fetch", "-q")
+    git(work.root, "merge", "-q", "--squash", "origin/platform/promote/production/svc-a")
+    message = f"{pull['title']} (#1)\n\n{pull['body']}"
+    subprocess.run(
+        ["git", "-C", str(work.root), "commit", "-q", "-F", "-"],
+        input=message,
+        text=True,
+        check=True,
+    )
+    squash = git(work.root, "rev-parse", "HEAD").strip()
+    assert git(work.root, "rev-list", "--count", "--merges", "-1", "HEAD").strip() == "0"
+    block = "--format=%(trailers:only,unfold)"
+    tool = git(work.root, "log", "-1", block, "origin/platform/promote/production/svc-a")
+    assert git(work.root, "log", "-1", block, squash) == tool
+    repo = load_repo(work.root)
+    entry = history(Git(work.root), repo.release("svc-a", "production"))[0]
+    assert (entry.commit, entry.action, entry.from_environment) == (
+        squash,
+        "promote",
+        "staging",
+    )
+    (found,) = [d for d in deployments(Git(work.root), repo, ["svc-a"]) if d.commit == squash]
+    assert found.action == "promote"
+
+
+def test_a_body_over_githubs_limit_drops_diffs_and_keeps_the_trailers_last(work: Fleet) -> None:
+    reviewed = _reviewed(work.root, _debug)
+    huge = "+ a line of a long rendered diff\n" * 4000
+    big = replace(reviewed, resources=tuple(replace(r, diff=huge) for r in reviewed.resources))
+    trailers = "Platform-Action: promote\nPlatform-Service: svc-a\n"
+    body = big.markdown(trailers)
+    assert len(body) <= BODY_LIMIT
+    assert "(diff left out: the body would exceed GitHub's limit; see the commit)" in body
+    assert body.endswith(f"No finding added or removed.\n\n{trailers}")
 
 
 def test_a_re_run_replaces_the_body_of_the_same_pull_request(
