@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from platformctl.argocd import DEGRADED, ArgoCD, Failure, application_name, contains
+from platformctl.argocd import DEGRADED, ArgoCD, Failure, application_name
 from platformctl.delivery import Delivery, DeliveryOptions, rollback
 from platformctl.errors import InputError, PlatformError, one_line
 from platformctl.git import Git
@@ -76,8 +76,9 @@ def _environments(repo: Repo, names: Sequence[str]) -> tuple[list[Environment], 
 
 
 def findings_of(repo: Repo, environment: Environment) -> list[Finding]:
-    """The services of ``environment`` whose Application runs the release git names and
-    reports it failed (a Degraded Rollout or AnalysisRun, or the Application Degraded)."""
+    """The services of ``environment`` whose Application runs the release git names (a sync
+    operation applied it) and whose Rollout or AnalysisRun of it is Degraded. The Application
+    Degraded alone (an ExternalSecret, a PVC) is no reason to roll the image back."""
     assert environment.argocd is not None
     argocd, git = ArgoCD(environment.argocd), Git(repo.root)
     found = []
@@ -85,13 +86,9 @@ def findings_of(repo: Repo, environment: Environment) -> list[Finding]:
         name = application_name(release.service, environment.name)
         state = argocd.application(name)
         current = next(iter_history(git, release), None)
-        if (
-            current is None
-            or not state.revision
-            or not contains(git, state.revision, current.commit)
-        ):
+        if current is None or not state.runs(git, current.commit):
             continue  # Argo CD does not run the release git names (yet)
-        failure = argocd.failure(name, state)
+        failure = argocd.release_failure(name, state)
         if failure is None:
             continue
         skipped = (
