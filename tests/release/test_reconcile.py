@@ -191,3 +191,18 @@ def test_bad_input_is_one_line_exit_two_and_changes_nothing(
     assert says.format(first=first) in line
     assert state(cluster.work.root) == before
     assert cluster.fake.requests == []
+
+
+def test_an_application_degraded_by_another_resource_is_not_rolled_back(
+    cluster: Cluster, cli: Cli
+) -> None:
+    """A Degraded ExternalSecret or PVC makes the Application Degraded while the Rollout and
+    its analysis are Healthy: the image is not the fault, reconcile leaves it (``--wait`` of
+    a promotion still treats it as the promotion failing)."""
+    merge = cluster.tip()
+    cluster.runs("alpha", merge, "app-degraded")
+    result = reconcile(cluster, cli, "--push")
+    assert result.exit_code == 0, result.output
+    assert cluster.tip() == merge
+    assert cluster.tag_at(merge) == image("alpha", BAD).tag
+    assert "nothing to reconcile" in result.stdout
