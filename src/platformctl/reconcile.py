@@ -24,7 +24,7 @@ from platformctl.errors import InputError, PlatformError, one_line
 from platformctl.git import Git
 from platformctl.ledger import iter_history
 from platformctl.model import Environment, Repo, load_repo
-from platformctl.release import Session, actor_of, plan_rollback
+from platformctl.release import Plan, Session, actor_of, plan_rollback, pull_request_branch
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,12 @@ def reconcile(
         plan = plan_rollback(
             repo, [f.service for f in failed], env=environment.name, reason=reason, actor=actor
         )
+        waiting = _waiting_pull_request(session, plan, failed) if options.pull_request else None
+        if waiting is not None:
+            result.findings = [
+                replace(f, skipped=waiting) if f in failed else f for f in result.findings
+            ]
+            continue
         try:
             delivery = rollback(session, repo, plan, options)
         except PlatformError as error:
@@ -141,6 +147,30 @@ def reconcile(
             session = replace(session, pending=None, start=session.git.head())
             repo = load_repo(repo.root)
     return result
+
+
+def _waiting_pull_request(session: Session | None, plan: Plan, failed: list[Finding]) -> str | None:
+    """Why not to write the rollback again: the branch its pull request comes from is on the
+    remote, holds the releases it rolls back, and is not merged yet (an earlier run opened it;
+    until it is merged git still names the failed releases)."""
+    if session is None:
+        return None
+    git = session.git
+    remote, base = git.upstream(session.branch)
+    branch = pull_request_branch(plan)
+    listed = git.run("ls-remote", remote, f"refs/heads/{branch}").split()
+    if not listed or not git.ok(
+        "fetch", "--quiet", remote, f"refs/heads/{branch}", f"refs/heads/{base}"
+    ):
+        return None
+    tip = listed[0]
+    holds = all(git.ok("merge-base", "--is-ancestor", f.commit, tip) for f in failed)
+    if not holds or git.ok("merge-base", "--is-ancestor", tip, f"{remote}/{base}"):
+        return None
+    return (
+        f"the rollback pull request from {branch} ({tip[:12]}) is not merged yet: "
+        "nothing more to do until it is"
+    )
 
 
 def _actor(session: Session | None, repo: Repo) -> str:
