@@ -10,7 +10,8 @@ environment.
 
 Idempotent: after the rollback, git names a release a rollback put there, which this never
 rolls back further (a second run does nothing and says so); until Argo CD has synced the
-rollback, the Application does not run the commit that put the current release in.
+rollback, the Application does not run the commit that put the current release in; with
+``--pull-request``, an unmerged rollback pull request of those releases is left as it is.
 """
 
 from __future__ import annotations
