@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -36,6 +37,10 @@ class AppState:
     revision: str | None
     operation: str | None
     message: str | None
+    # the last sync operation: the revision it applied, when it started, whether it ended
+    applied: str | None = None
+    started: str | None = None
+    finished: bool = False
 
     @classmethod
     def from_api(cls, name: str, body: Any) -> AppState:
@@ -50,6 +55,22 @@ class AppState:
             revision=sync.get("revision") or None,
             operation=operation.get("phase") or None,
             message=operation.get("message") or health.get("message") or None,
+            applied=(operation.get("syncResult") or {}).get("revision") or None,
+            started=operation.get("startedAt") or None,
+            finished=bool(operation.get("finishedAt"))
+            and operation.get("phase") not in ("Running", "Terminating"),
+        )
+
+    def runs(self, git: Git, commit: str) -> bool:
+        """Whether the cluster runs ``commit``: Synced, and the last sync operation applied
+        it and ended. ``revision`` alone does not say so: it is the revision of the last
+        comparison, which names a new commit at once after a refresh, while the Application
+        is OutOfSync and its health and tree are still the old release's."""
+        return (
+            self.sync == "Synced"
+            and self.finished
+            and bool(self.applied)
+            and contains(git, self.applied or "", commit)
         )
 
     @property
@@ -75,11 +96,16 @@ class ArgoCD:
         body = self.api.call("GET", f"/api/v1/applications/{quote(name)}", params=params)
         return AppState.from_api(name, body)
 
-    def failure(self, name: str, state: AppState) -> Failure | None:
-        """What says the release the Application runs failed: a Degraded Rollout or
-        AnalysisRun in its resource tree, else the Application itself Degraded."""
+    def release_failure(self, name: str, state: AppState) -> Failure | None:
+        """A Degraded Rollout, or AnalysisRun of the release the last sync applied, in the
+        Application's resource tree: what says Argo Rollouts aborted that release."""
         tree = self.api.call("GET", f"/api/v1/applications/{quote(name)}/resource-tree")
-        found = tree_failure(tree)
+        return tree_failure(tree, since=state.started)
+
+    def failure(self, name: str, state: AppState) -> Failure | None:
+        """``release_failure``, else the Application itself Degraded (any of its resources:
+        what ``--wait`` also treats as the promotion failing)."""
+        found = self.release_failure(name, state)
         if found is None and state.health == DEGRADED:
             return Failure("Application", name, " ".join((state.message or "").split()))
         return found
@@ -105,11 +131,13 @@ class Failure:
         return f"{self.kind} {self.name} {DEGRADED}" + (f": {self.message}" if self.message else "")
 
 
-def tree_failure(tree: Any) -> Failure | None:
-    """A Degraded Rollout of an ApplicationTree (``nodes``), else its newest AnalysisRun if
-    that is Degraded. Only the newest: Argo Rollouts keeps the failed runs of earlier
-    releases (``unsuccessfulRunHistoryLimit``, 5 by default), and those say nothing of this
-    one."""
+def tree_failure(tree: Any, *, since: str | None = None) -> Failure | None:
+    """A Degraded Rollout of an ApplicationTree (``nodes``), else its newest AnalysisRun
+    created at or after ``since`` (when the sync operation that applied the release started)
+    if that is Degraded. Argo Rollouts keeps the failed runs of earlier releases
+    (``unsuccessfulRunHistoryLimit``, 5 by default), and those say nothing of this one: until
+    this release's analysis starts (a canary's ``startingStep``, a blue-green's
+    ``postPromotionAnalysis``) the newest run is an earlier release's."""
     nodes = tree.get("nodes") if isinstance(tree, dict) else None
     rollouts, runs = [], []
     for node in nodes or []:
@@ -127,13 +155,26 @@ def tree_failure(tree: Any) -> Failure | None:
         )
         if failure.kind == "Rollout" and health.get("status") == DEGRADED:
             rollouts.append(failure)
-        elif failure.kind == "AnalysisRun":
+        elif failure.kind == "AnalysisRun" and _not_before(node.get("createdAt"), since):
             failed = health.get("status") == DEGRADED
             runs.append((str(node.get("createdAt") or ""), failed, failure))
     if rollouts:
         return rollouts[0]
     newest = max(runs, key=lambda run: run[0], default=None)
     return newest[2] if newest is not None and newest[1] else None
+
+
+def _not_before(created: Any, since: str | None) -> bool:
+    """Whether a node created at ``created`` (RFC 3339, as Kubernetes writes it) is not older
+    than ``since``; a time missing or unreadable on either side does not exclude it."""
+    try:
+        return since is None or _instant(str(created)) >= _instant(since)
+    except ValueError:
+        return True
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -190,8 +231,9 @@ def wait_until_synced(
     interval: float = 2.0,
 ) -> Waited:
     """Refresh, then poll until Synced and Healthy at ``commit`` or later; else time out.
-    Once Argo CD runs ``commit`` and is not yet Healthy, each poll also reads the resource
-    tree: a Degraded Rollout or AnalysisRun ends the wait (``ReleaseFailed``)."""
+    Once a sync operation applied ``commit`` (``AppState.runs``) and it is not yet Healthy,
+    each poll also reads the resource tree: a Degraded Rollout or AnalysisRun of this release,
+    or the Application Degraded, ends the wait (``ReleaseFailed``)."""
     started = time.monotonic()
     state = argocd.application(name, refresh=True)
     polls = 1
@@ -199,7 +241,7 @@ def wait_until_synced(
         arrived = bool(state.revision) and contains(git, state.revision or "", commit)
         if arrived and state.settled:
             return Waited(state, time.monotonic() - started, polls)
-        failure = argocd.failure(name, state) if arrived else None
+        failure = argocd.failure(name, state) if state.runs(git, commit) else None
         if failure is not None:
             raise ReleaseFailed(name, commit, failure)
         if time.monotonic() - started >= timeout:

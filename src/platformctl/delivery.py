@@ -8,7 +8,8 @@ Once something is published, every later failure still reports what was publishe
 branch, pull request) and exits with the failing step's own code (``WaitFailed``: 4).
 
 A promotion whose release Argo CD reports failed while it waits (a Degraded Rollout or
-AnalysisRun, or the Application Degraded, at the pushed commit) is rolled back by
+AnalysisRun of it, or the Application Degraded, once a sync operation applied the pushed
+commit) is rolled back by
 ``rollback`` below, the path ``platform rollback`` takes: the rollback and hold are pushed,
 waited for, notified, and the promotion exits 1 (``RolledBack``) naming both commits.
 ``DeliveryOptions.auto_rollback`` off, the wait fails (4) and nothing more is written.

@@ -10,7 +10,8 @@ environment.
 
 Idempotent: after the rollback, git names a release a rollback put there, which this never
 rolls back further (a second run does nothing and says so); until Argo CD has synced the
-rollback, the Application does not run the commit that put the current release in.
+rollback, the Application does not run the commit that put the current release in; with
+``--pull-request``, an unmerged rollback pull request of those releases is left as it is.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from platformctl.argocd import DEGRADED, ArgoCD, Failure, application_name, contains
+from platformctl.argocd import DEGRADED, ArgoCD, Failure, application_name
 from platformctl.delivery import Delivery, DeliveryOptions, rollback
 from platformctl.errors import InputError, PlatformError, one_line
 from platformctl.git import Git
 from platformctl.ledger import iter_history
 from platformctl.model import Environment, Repo, load_repo
-from platformctl.release import Session, actor_of, plan_rollback
+from platformctl.release import Plan, Session, actor_of, plan_rollback, pull_request_branch
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,9 @@ def _environments(repo: Repo, names: Sequence[str]) -> tuple[list[Environment], 
 
 
 def findings_of(repo: Repo, environment: Environment) -> list[Finding]:
-    """The services of ``environment`` whose Application runs the release git names and
-    reports it failed (a Degraded Rollout or AnalysisRun, or the Application Degraded)."""
+    """The services of ``environment`` whose Application runs the release git names (a sync
+    operation applied it) and whose Rollout or AnalysisRun of it is Degraded. The Application
+    Degraded alone (an ExternalSecret, a PVC) is no reason to roll the image back."""
     assert environment.argocd is not None
     argocd, git = ArgoCD(environment.argocd), Git(repo.root)
     found = []
@@ -85,13 +87,9 @@ def findings_of(repo: Repo, environment: Environment) -> list[Finding]:
         name = application_name(release.service, environment.name)
         state = argocd.application(name)
         current = next(iter_history(git, release), None)
-        if (
-            current is None
-            or not state.revision
-            or not contains(git, state.revision, current.commit)
-        ):
+        if current is None or not state.runs(git, current.commit):
             continue  # Argo CD does not run the release git names (yet)
-        failure = argocd.failure(name, state)
+        failure = argocd.release_failure(name, state)
         if failure is None:
             continue
         skipped = (
@@ -130,6 +128,12 @@ def reconcile(
         plan = plan_rollback(
             repo, [f.service for f in failed], env=environment.name, reason=reason, actor=actor
         )
+        waiting = _waiting_pull_request(session, plan, failed) if options.pull_request else None
+        if waiting is not None:
+            result.findings = [
+                replace(f, skipped=waiting) if f in failed else f for f in result.findings
+            ]
+            continue
         try:
             delivery = rollback(session, repo, plan, options)
         except PlatformError as error:
@@ -144,6 +148,30 @@ def reconcile(
             session = replace(session, pending=None, start=session.git.head())
             repo = load_repo(repo.root)
     return result
+
+
+def _waiting_pull_request(session: Session | None, plan: Plan, failed: list[Finding]) -> str | None:
+    """Why not to write the rollback again: the branch its pull request comes from is on the
+    remote, holds the releases it rolls back, and is not merged yet (an earlier run opened it;
+    until it is merged git still names the failed releases)."""
+    if session is None:
+        return None
+    git = session.git
+    remote, base = git.upstream(session.branch)
+    branch = pull_request_branch(plan)
+    listed = git.run("ls-remote", remote, f"refs/heads/{branch}").split()
+    if not listed or not git.ok(
+        "fetch", "--quiet", remote, f"refs/heads/{branch}", f"refs/heads/{base}"
+    ):
+        return None
+    tip = listed[0]
+    holds = all(git.ok("merge-base", "--is-ancestor", f.commit, tip) for f in failed)
+    if not holds or git.ok("merge-base", "--is-ancestor", tip, f"{remote}/{base}"):
+        return None
+    return (
+        f"the rollback pull request from {branch} ({tip[:12]}) is not merged yet: "
+        "nothing more to do until it is"
+    )
 
 
 def _actor(session: Session | None, repo: Repo) -> str:

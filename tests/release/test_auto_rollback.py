@@ -219,3 +219,56 @@ def test_no_auto_rollback_without_wait_is_a_usage_error(stage: Stage, cli: Cli) 
     ]
     assert state(stage.work.root) == before
     assert stage.fake.requests == []
+
+
+def test_a_release_already_degraded_is_not_judged_before_the_sync_applies_the_promotion(
+    stage: Stage, cli: Cli
+) -> None:
+    """Right after the refresh Argo CD names the new commit in ``sync.revision`` while it is
+    OutOfSync and still runs the old, aborted release: that is not the promotion failing."""
+    app = stage.fake.apps[application_name("alpha", stage.target)]
+    app.tree, app.health = "aborted", "Degraded"
+    stage.fake.polls_to_sync = 3
+    result = promote(stage, cli)
+    assert result.exit_code == 0, result.output
+    assert stage.image_at(stage.tip()) == image("alpha", BAD).tag
+    assert remote_holds(stage.remote, stage.tip(), stage.target) == set()
+    assert app.applied == stage.tip()
+
+
+def test_a_rollback_wait_of_an_aborted_release_waits_until_healthy(stage: Stage, cli: Cli) -> None:
+    stage.fails_with("aborted")
+    assert promote(stage, cli, "--no-auto-rollback").exit_code == 4
+    promotion = stage.tip()
+    stage.fake.polls_to_sync = 3
+    result = cli(
+        stage.work.root,
+        *("rollback", "alpha", "--env", stage.target, "--reason", "canary aborted"),
+        *("--push", "--wait", "--wait-interval", "0.01"),
+    )
+    assert result.exit_code == 0, result.output
+    rollback = stage.tip()
+    assert git(stage.remote, "rev-parse", f"{rollback}^").strip() == promotion
+    assert stage.image_at(rollback) == image("alpha", 1).tag
+    assert "Synced/Healthy" in result.stdout
+
+
+def test_the_fix_after_a_rollback_is_not_judged_by_the_failed_run_of_the_release_before(
+    stage: Stage, cli: Cli
+) -> None:
+    """A rollback to the stable ReplicaSet starts no AnalysisRun, and the fix's canary starts
+    its own only at its ``startingStep``: until then the newest run is the bad release's
+    Failed one, which says nothing of the fix."""
+    bad, stable = image("alpha", BAD).tag, image("alpha", 1).tag
+    scenarios = {bad: "aborted", stable: "stable"}
+    stage.fake.on_sync = lambda _name, rev: scenarios.get(stage.image_at(rev) or "", "healthy")
+    assert promote(stage, cli).exit_code == 1  # BAD aborted, rolled back and held
+    work = stage.work
+    assert cli(work.root, "unhold", "alpha", "--env", stage.target, "--push").exit_code == 0
+    work.set_image(work.stages[-2], "alpha", 3)
+    git(work.root, "push", "-q", "origin", "HEAD:main")
+    stage.fake.pending_polls = 2
+    result = promote(stage, cli)
+    assert result.exit_code == 0, result.output
+    assert stage.image_at(stage.tip()) == image("alpha", 3).tag
+    assert "rolled back" not in result.stdout

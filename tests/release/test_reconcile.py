@@ -18,11 +18,14 @@ from platformctl.imagefile import image_of
 from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet, remote_holds
+from tests.support import github as fake_github
 from tests.support.argocd import TOKEN, TREES, AppState, FakeArgoCD
+from tests.support.github import FakeGitHub
 from tests.support.http import serve
 
 Cli = Callable[..., Any]
 BAD = 2
+github = fake_github.github
 
 
 @dataclass
@@ -191,3 +194,45 @@ def test_bad_input_is_one_line_exit_two_and_changes_nothing(
     assert says.format(first=first) in line
     assert state(cluster.work.root) == before
     assert cluster.fake.requests == []
+
+
+def test_an_application_degraded_by_another_resource_is_not_rolled_back(
+    cluster: Cluster, cli: Cli
+) -> None:
+    """A Degraded ExternalSecret or PVC makes the Application Degraded while the Rollout and
+    its analysis are Healthy: the image is not the fault, reconcile leaves it (``--wait`` of
+    a promotion still treats it as the promotion failing)."""
+    merge = cluster.tip()
+    cluster.runs("alpha", merge, "app-degraded")
+    result = reconcile(cluster, cli, "--push")
+    assert result.exit_code == 0, result.output
+    assert cluster.tip() == merge
+    assert cluster.tag_at(merge) == image("alpha", BAD).tag
+    assert "nothing to reconcile" in result.stdout
+
+
+def test_a_second_run_with_pull_request_sees_the_open_rollback_pull_request(
+    cluster: Cluster, cli: Cli, github: FakeGitHub
+) -> None:
+    """Until the rollback pull request is merged git still names the failed release: a second
+    run leaves the pull request and its branch as they are and says why."""
+    tip = cluster.tip()
+    first = reconcile(cluster, cli, "--pull-request")
+    assert first.exit_code == 0, first.output
+    (pull,) = github.pulls.values()
+    branch = pull["head"]["ref"]
+    pushed = git(cluster.remote, "rev-parse", branch).strip()
+    asked = len(github.requests)
+    again = reconcile(cluster, cli, "--pull-request", "-o", "json")
+    assert again.exit_code == 0, again.output
+    assert len(github.requests) == asked
+    assert git(cluster.remote, "rev-parse", branch).strip() == pushed
+    assert cluster.tip() == tip
+    payload = json.loads(again.stdout)
+    assert payload["changed"] is False
+    (finding,) = payload["findings"]
+    assert finding["rolled_back"] is False
+    assert (
+        f"the rollback pull request from {branch} ({pushed[:12]}) is not merged"
+        in (finding["skipped"])
+    )
