@@ -36,6 +36,9 @@ _templates: dict[tuple[Any, ...], Path] = {}
 _template_dir: list[Path] = []
 
 
+COMMIT_DATES = ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE")
+
+
 def from_template(path: Path, key: tuple[Any, ...], make: Callable[[Path], object]) -> Path:
     """``path`` as a new clone of the repository ``make`` builds, made once per session for
     each ``key``: a local clone hard-links the template's objects and checks out its files,
@@ -45,6 +48,8 @@ def from_template(path: Path, key: tuple[Any, ...], make: Callable[[Path], objec
     if not _template_dir:
         make(path)
         return path
+    # a test that dates its commits (GIT_*_DATE) gets a template made at that date
+    key = (*key, *(os.environ.get(name) for name in COMMIT_DATES))
     template = _templates.get(key)
     if template is None:
         template = _template_dir[0] / f"t{len(_templates)}"

@@ -195,16 +195,12 @@ _BATCH = 2000
 
 
 def _images(git: Git, commits: Sequence[_Commit]) -> dict[str, Image | None]:
-    """The image of every blob the commits name, each distinct blob read once."""
-    where: dict[str, tuple[str, str]] = {}
-    for c in commits:
-        for path, blob in c.blobs:
-            where.setdefault(blob, (c.commit, path))
-    blobs = list(where)
+    """The image of every blob the commits name, each distinct blob read once, by its id."""
+    blobs = list(dict.fromkeys(blob for c in commits for _, blob in c.blobs))
     images: dict[str, Image | None] = {}
     for start in range(0, len(blobs), _BATCH):
         chunk = blobs[start : start + _BATCH]
-        for blob, data in zip(chunk, git.read_files([where[b] for b in chunk]), strict=True):
+        for blob, data in zip(chunk, git.read_objects(chunk), strict=True):
             images[blob] = _image_of(data.decode(errors="replace")) if data is not None else None
     return images
 
