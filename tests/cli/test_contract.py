@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from platformctl import status as status_module
 from platformctl.cli import app
 from tests.conftest import PLATFORM_BINARY, git
-from tests.release.fleet import bare_remote, clone_of, image, make_fleet
+from tests.release.fleet import image, make_fleet, slow_push
 
 
 def _broken(*_: object, **__: object) -> None:
@@ -51,23 +50,14 @@ def test_debug_changes_no_exit_code(tmp_path: Path, debug: bool) -> None:
 
 
 def test_ctrl_c_during_a_push_exits_130_and_the_next_run_converges(tmp_path: Path) -> None:
-    fleet = make_fleet(tmp_path / "origin", ["alpha"])
-    fleet.set_image(fleet.stages[0], "alpha", 2)
-    remote = bare_remote(fleet, tmp_path / "remote.git")
-    started = tmp_path / "hook-started"
-    hook = remote / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\nexit 1\n")
-    hook.chmod(0o755)
-    work = clone_of(remote, tmp_path / "work", fleet, "work")
+    push = slow_push(tmp_path)
+    fleet, remote, hook, work = push.origin, push.remote, push.hook, push.work
     start = git(work.root, "rev-parse", "HEAD").strip()
     command = [PLATFORM_BINARY, "promote", "alpha", "--to", fleet.stages[1], "--push"]
     process = subprocess.Popen(
         command, cwd=work.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
-    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # waiting for the push to reach the hook, not measuring anything
-    assert started.exists(), process.communicate()
+    push.wait_for_hook(process)
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

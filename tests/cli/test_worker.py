@@ -21,7 +21,7 @@ import pytest
 from platformctl import launcher
 from tests.cli.test_bad_input import state as raw_state
 from tests.conftest import PLATFORM_BINARY, git
-from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
+from tests.release.fleet import Fleet, make_fleet, slow_push
 
 Env = dict[str, str]
 # Fixed commit dates: the same promotion made twice makes the same commit, so the two runs'
@@ -190,15 +190,9 @@ def test_a_terminal_is_a_terminal_through_the_worker(fleet: Fleet, worker: Env) 
 def _waiting_push(tmp_path: Path, env: Env) -> tuple[subprocess.Popen[str], Fleet, int]:
     """A promotion started through the worker, under umask 027, whose push waits on a slow
     hook of the remote: the launcher, the clone and the worker's child running it."""
-    origin = make_fleet(tmp_path / "origin", ["alpha"])
-    origin.set_image(origin.stages[0], "alpha", 2)
-    remote = bare_remote(origin, tmp_path / "remote.git")
-    started = tmp_path / "hook-started"
-    hook = remote / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\nexit 1\n")
-    hook.chmod(0o755)
-    work = clone_of(remote, tmp_path / "work", origin, "work")
-    promote = f"{PLATFORM_BINARY} promote alpha --to {origin.stages[1]} --push"
+    push = slow_push(tmp_path)
+    work = push.work
+    promote = f"{PLATFORM_BINARY} promote alpha --to {push.origin.stages[1]} --push"
     process = subprocess.Popen(
         ["/bin/sh", "-c", f"umask 027; exec {promote}"],
         cwd=work.root,
@@ -208,10 +202,7 @@ def _waiting_push(tmp_path: Path, env: Env) -> tuple[subprocess.Popen[str], Flee
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # waiting for the push to reach the hook, not measuring anything
-    assert started.exists(), process.communicate()
+    push.wait_for_hook(process)
     return process, work, _worker_child(env)
 
 

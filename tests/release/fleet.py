@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,39 @@ def clone_of(remote: Path, path: Path, fleet: Fleet, name: str) -> Fleet:
     if cache.is_dir():
         shutil.copytree(cache, path / ".platform-cache")
     return Fleet(path, fleet.stages, fleet.services)
+
+
+@dataclass(frozen=True)
+class SlowPush:
+    """A clone of a one-service fleet (build 2 waiting in the first stage) whose pushes wait
+    at the remote's pre-receive hook: it touches ``started``, sleeps 30 s, then refuses."""
+
+    origin: Fleet
+    remote: Path
+    work: Fleet
+    hook: Path
+    started: Path
+
+    def wait_for_hook(self, process: subprocess.Popen[str]) -> None:
+        """Until ``process``'s push reached the hook (bounded), not measuring anything."""
+        deadline = time.monotonic() + 120
+        while not self.started.exists() and process.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert self.started.exists(), process.communicate()
+
+
+def slow_push(tmp_path: Path) -> SlowPush:
+    origin = make_fleet(tmp_path / "origin", ["alpha"])
+    origin.set_image(origin.stages[0], "alpha", 2)
+    remote = bare_remote(origin, tmp_path / "remote.git")
+    started = tmp_path / "hook-started"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\nexit 1\n")
+    hook.chmod(0o755)
+    work = clone_of(remote, tmp_path / "work", origin, "work")
+    return SlowPush(origin, remote, work, hook, started)
 
 
 def remote_holds(remote: Path, revision: str, stage: str) -> set[str]:

@@ -15,7 +15,7 @@ from platformctl.argocd import application_name
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, make_fleet
 from tests.support.argocd import TOKEN, AppState, FakeArgoCD
-from tests.support.http import Request, serve
+from tests.support.http import serve, webhook_receiver
 
 Cli = Callable[..., Any]
 SECRET = "hunter2"
@@ -24,13 +24,8 @@ SECRET = "hunter2"
 @pytest.fixture
 def hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeArgoCD, str, list[Any]]]:
     """An Argo CD whose Applications never reach a new commit, and a webhook receiver."""
-    fake, received = FakeArgoCD(), []
-
-    def receive(request: Request) -> tuple[int, str]:
-        received.append(request.body)
-        return 200, "ok"
-
-    with serve(fake.handle) as argocd, serve(receive) as webhook:
+    fake = FakeArgoCD()
+    with serve(fake.handle) as argocd, webhook_receiver() as (webhook, received):
         monkeypatch.setenv("ARGOCD_TOKEN_TEST", TOKEN)
         monkeypatch.setenv("PLATFORM_WEBHOOK_TEST", f"{webhook}/services/T0/B0/{SECRET}")
         yield fake, argocd, received

@@ -21,7 +21,7 @@ from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet, remote_holds
 from tests.support.argocd import TOKEN, AppState, FakeArgoCD
-from tests.support.http import Request, serve
+from tests.support.http import serve, webhook_receiver
 
 Cli = Callable[..., Any]
 BAD = 2  # the build whose canary fails in the target
@@ -56,13 +56,8 @@ class Stage:
 def stage(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
     """alpha: build 1 in the last stage, build BAD in the one before; the last stage's Argo CD
     syncs every refresh to the remote's tip; a webhook receiver."""
-    fake, posted = FakeArgoCD(polls_to_sync=1), []
-
-    def receive(request: Request) -> tuple[int, str]:
-        posted.append(request.body)
-        return 200, "ok"
-
-    with serve(fake.handle) as argocd, serve(receive) as webhook:
+    fake = FakeArgoCD(polls_to_sync=1)
+    with serve(fake.handle) as argocd, webhook_receiver() as (webhook, posted):
         monkeypatch.setenv("ARGOCD_TOKEN_TEST", TOKEN)
         monkeypatch.setenv("PLATFORM_WEBHOOK_TEST", f"{webhook}/hook")
         fleet = make_fleet(tmp_path / "origin", ["alpha"])

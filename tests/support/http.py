@@ -72,3 +72,16 @@ def serve(handle: Callable[[Request], Answer]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[Any]]]:
+    """A webhook endpoint for the block: yields its URL and the bodies posted to it."""
+    posted: list[Any] = []
+
+    def receive(request: Request) -> tuple[int, str]:
+        posted.append(request.body)
+        return 200, "ok"
+
+    with serve(receive) as url:
+        yield url, posted
