@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from platformctl.cli.release_cmds import DRY_RUN_REVIEW_NOTE
 from platformctl.dora import deployments
 from platformctl.git import Git
 from platformctl.ledger import history
@@ -113,7 +114,9 @@ def test_an_image_only_promotion_is_class_image_asks_nobody_and_equals_the_dry_r
     git(work.root, "fetch", "-q")
     trailers = git(work.root, "log", "-1", "--format=%(trailers:only,unfold)", branch)
     assert trailers.startswith("Platform-Action: promote\n"), trailers
-    assert body == f"{dry.stdout}\n{trailers.strip()}\n"
+    assert dry.stdout.endswith(DRY_RUN_REVIEW_NOTE)
+    document = dry.stdout.removesuffix(DRY_RUN_REVIEW_NOTE)
+    assert body == f"{document}\n{trailers.strip()}\n"
     assert body.startswith("### promote(svc-a): staging → production 1.2.0\n")
     assert "**Change risk: image** (only image references change). Reviewers: none required." in (
         body

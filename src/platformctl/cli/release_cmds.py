@@ -27,6 +27,9 @@ from platformctl.release import (
 )
 
 SERVICES = typer.Argument(None, help="Services (or --all).", show_default=False)
+# After the review document of `promote --dry-run -o markdown` (a job summary shows it): the
+# document alone is what --pull-request makes the body.
+DRY_RUN_REVIEW_NOTE = "\n*dry run, nothing written: the pull request's body would be the above.*\n"
 PULL_REQUEST_OPTION = typer.Option(
     False, "--pull-request", help="Commit to a branch and open or update a GitHub pull request."
 )
@@ -259,6 +262,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(
                     review(repo, planned, plan_texts(repo.root, planned)).markdown(), nl=False
                 )
+                typer.echo(DRY_RUN_REVIEW_NOTE, nl=False)
                 if delivery.refusal is not None:
                     raise delivery.refusal
                 return
