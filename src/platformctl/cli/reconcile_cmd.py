@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.cli.release_cmds import PULL_REQUEST_OPTION
 from platformctl.delivery import DeliveryOptions, delivery_dict
 from platformctl.output import OutputFormat, render_table, to_json
-from platformctl.reconcile import Reconciled, reconcile
+
+if TYPE_CHECKING:
+    from platformctl.reconcile import Reconciled
 
 
 def _report(result: Reconciled, output: OutputFormat, dry_run: bool) -> None:
@@ -72,5 +76,7 @@ def register(app: typer.Typer) -> None:
         how = DeliveryOptions(dry_run=dry_run, push=push, pull_request=pull_request)
         how.check()
         with options(ctx).session(dry_run) as (session, repo):
+            from platformctl.reconcile import reconcile  # not on every command's start
+
             result = reconcile(session, repo, env or [], how)
         _report(result, output, dry_run)

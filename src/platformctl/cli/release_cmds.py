@@ -15,7 +15,6 @@ from platformctl.gates.config import GATE_ORDER
 from platformctl.gates.runner import GateOptions
 from platformctl.git import Git
 from platformctl.output import OutputFormat, render_table, to_json
-from platformctl.prbody import review
 from platformctl.release import (
     Outcome,
     actor_of,
@@ -259,6 +258,8 @@ def register(app: typer.Typer) -> None:
             planned = delivery.outcome.plan
             if dry_run and output is OutputFormat.markdown and not planned.empty:
                 # the review document, exactly as --pull-request makes it the body
+                from platformctl.prbody import review  # only here: renders and verifies
+
                 typer.echo(
                     review(repo, planned, plan_texts(repo.root, planned)).markdown(), nl=False
                 )
