@@ -12,6 +12,7 @@ from platformctl.cli import (
     reconcile_cmd,
     release_cmds,
     render_cmd,
+    serve_cmd,
     status_cmd,
     vendor_cmd,
     verify_cmd,
@@ -36,6 +37,7 @@ for module in (
     new_cmd,
     doctor_cmd,
     worker_cmd,
+    serve_cmd,
 ):
     module.register(app)
 attach(app)

@@ -134,6 +134,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("The last releases in production", "platform history my-service -e production"),
         ("The last five, as JSON", "platform history my-service -e production -n 5 -o json"),
     ),
+    "serve": (
+        ("The dashboard of this clone, on loopback", "platform serve"),
+        ("Another clone, on a port of its own", "platform serve --repo ../gitops --port 8080"),
+        ("For the team's network (says a warning)", "platform serve --host 0.0.0.0"),
+    ),
     "metrics": (
         ("Every environment over the last 30 days", "platform metrics"),
         (

@@ -1,0 +1,7 @@
+"""One module per page, each with its ``router``; ``PAGES`` is what the application serves."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+PAGES: tuple[ModuleType, ...] = ()
