@@ -13,7 +13,7 @@ import pytest
 
 import platformctl.dashboard.pages.matrix as matrix_page
 import platformctl.dashboard.site as site_module
-import platformctl.dashboard.views as views
+from platformctl.dashboard import views
 from platformctl.dashboard.site import Site
 from platformctl.model import Image
 from tests.conftest import git
