@@ -220,3 +220,20 @@ def test_the_ages_take_one_walk_of_the_ledger(
     deployed = sum(cell.deployed for row in matrix.rows for cell in row.cells)
     assert walks == [deployed]
     assert all(cell.since for row in matrix.rows for cell in row.cells if cell.deployed)
+
+
+def test_the_release_sets_are_the_lines_platform_status_prints(tmp_path: Path, cli: Cli) -> None:
+    fleet = make_pipeline(tmp_path / "sets", ["alpha", "beta"], ["alpha"])
+    last = fleet.stages[-1]
+    promoted = cli(fleet.root, "promote", "--all", "--to", last)
+    assert promoted.exit_code == 0, promoted.output
+    status = cli(fleet.root, "status")
+    expected = [line for line in status.stdout.splitlines() if line.startswith("set: ")]
+    assert expected  # the promotion took a release set
+    page = parse(client_of(fleet.root).get("/").text)
+    assert [li.text for li in page.find("ul", class_="set-lines").find_all("li")] == expected
+    set_id = expected[0].split(" runs ")[1].split(" (")[0]
+    alpha = cells(page.find("table", class_="matrix"))[("alpha", last)]
+    assert alpha.find("small", class_="set").text == f"set {set_id}"
+    beta = cells(page.find("table", class_="matrix"))[("beta", last)]
+    assert not beta.find_all("small", class_="set")
