@@ -237,6 +237,9 @@ def test_the_release_sets_are_the_lines_platform_status_prints(tmp_path: Path, c
     assert alpha.find("small", class_="set").text == f"set {set_id}"
     beta = cells(page.find("table", class_="matrix"))[("beta", last)]
     assert not beta.find_all("small", class_="set")
+    # a filter without the stage the set is in shows no line of it
+    other = parse(client_of(fleet.root).get("/", params={"env": fleet.stages[0]}).text)
+    assert not other.find_all("ul", class_="set-lines")
 
 
 def test_the_env_filter_shows_those_columns_as_status_e_does(fleet: Fleet, cli: Cli) -> None:
