@@ -132,8 +132,10 @@ def test_the_age_is_the_time_of_the_commit_that_put_the_image_there(fleet: Fleet
         if "absent" in (td.attrs["class"] or "").split():
             continue
         path = f"environments/{environment}/{service}.yaml"
-        when = git(fleet.root, "log", "-1", "--format=%cI", "--", path).strip()
-        assert td.find("time").attrs["datetime"] == when, (service, environment)
+        when, commit = git(fleet.root, "log", "-1", "--format=%cI %H", "--", path).split()
+        time = td.find("time")
+        assert time.attrs["datetime"] == when, (service, environment)
+        assert (time.attrs["title"] or "").endswith(f"commit {commit[:12]}")
     alpha = found[("alpha", fleet.stages[-1])].find("time")
     assert alpha.attrs["datetime"] == THREE_DAYS_AGO.isoformat(timespec="seconds")
 
