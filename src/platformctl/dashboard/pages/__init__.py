@@ -4,4 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-PAGES: tuple[ModuleType, ...] = ()
+from platformctl.dashboard.pages import metrics, plan
+
+PAGES: tuple[ModuleType, ...] = (
+    plan,
+    metrics,
+)
