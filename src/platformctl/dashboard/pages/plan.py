@@ -48,6 +48,14 @@ AT_PROMOTION = "evaluated at promotion time"
 # What the dry run leaves for the write to judge: the gate runner marks a network gate it did
 # not ask "skipped"; the policy gate verifies the commit's files only when the command writes.
 POLICY_EVIDENCE = "platform verify of the changed releases, before the commit"
+# Whom each network gate asks (GATE_ORDER's network half), for the evidence column.
+ASKS = {
+    "registry": "the registry, for the tag's digest",
+    "signature": "the registry, for the digest's signature",
+    "argocd": "Argo CD of the stage before",
+    "slo": "Prometheus of the stage before",
+    "budget": "Prometheus of the stage itself",
+}
 
 
 class Fresh(Generic[T]):
@@ -181,7 +189,9 @@ def _gates(plan: Plan) -> tuple[GateRow, ...]:
                 result.gate,
                 result.service or "*",
                 AT_PROMOTION if later else str(result.verdict),
-                result.measured if not later else f"{result.gate}: needs the network",
+                f"not asked offline: asks {ASKS.get(result.gate, 'the network')}"
+                if later
+                else result.measured,
                 not later,
             )
         )
