@@ -10,10 +10,8 @@ HTML, and what the CLI prints for the same question.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import socket
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -180,7 +178,8 @@ def test_the_services_that_move_and_the_diff_are_the_dry_runs(fleet: Fleet) -> N
     assert _moving(page) == _cli_moving(payload, fleet, second)
     assert [row[0] for row in _moving(page)] == ["alpha", "beta"]
     (gamma,) = [r for r in page.rows("plan-services") if r[0] == "gamma"]
-    assert gamma[1] == "no" and gamma[5] == f"already as planned in {second}"
+    assert gamma[1] == "no"
+    assert gamma[5] == f"already as planned in {second}"
     (diff,) = page.pres
     assert diff == payload["diff"]
     assert diff.count(f"+image: {{repository: {image('alpha', 2).repository}") == 1
@@ -196,7 +195,8 @@ def test_the_command_without_offline_plans_the_same_here(fleet: Fleet) -> None:
     second = fleet.stages[1]
     _, offline = _dry_run(fleet.root, second, "--offline")
     _, online = _dry_run(fleet.root, second)
-    assert offline["changes"] == online["changes"] and offline["diff"] == online["diff"]
+    assert offline["changes"] == online["changes"]
+    assert offline["diff"] == online["diff"]
 
 
 def test_a_held_service_shows_held_with_its_reason(fleet: Fleet, no_network: None) -> None:
@@ -207,7 +207,8 @@ def test_a_held_service_shows_held_with_its_reason(fleet: Fleet, no_network: Non
     refusal = cli_error(fleet.root, "promote", "--all", "--to", second, "--dry-run")
     assert refusal.startswith(f"beta is held in {second}")
     code, payload = _dry_run(fleet.root, second, "--skip-held")
-    assert code == 0 and payload["skipped_held"] == ["beta"]
+    assert code == 0
+    assert payload["skipped_held"] == ["beta"]
     before = written(fleet.root)
     response = _client(fleet.root).get(f"/plan/{second}")
     assert response.status_code == 200  # a plan that refuses is still the answer
@@ -215,7 +216,8 @@ def test_a_held_service_shows_held_with_its_reason(fleet: Fleet, no_network: Non
     page = Page(response.text)
     assert f"The command refuses (exit 1): error: {refusal}" in page.body()
     (beta,) = [r for r in page.rows("plan-services") if r[0] == "beta"]
-    assert beta[1] == "no" and beta[6] == f"held: {reason}"
+    assert beta[1] == "no"
+    assert beta[6] == f"held: {reason}"
     assert beta[5].startswith("held: it has a change, so the promotion refuses")
     # what is shown instead: the plan of --skip-held, as that command makes it
     assert _moving(page) == _cli_moving(payload, fleet, second)
@@ -282,12 +284,15 @@ def test_a_set_soaking_still_leaves_the_one_that_soaked(tmp_path: Path, no_netwo
     fleet = _gated(tmp_path, dt.timedelta(days=5), dt.timedelta(hours=1))
     second = fleet.stages[1]
     code, payload = _dry_run(fleet.root, second, "--offline")
-    assert code == 0 and payload["changes"] == [] and payload["unchanged"] == ["alpha", "beta"]
+    assert code == 0
+    assert payload["changes"] == []
+    assert payload["unchanged"] == ["alpha", "beta"]
     page = Page(_client(fleet.root).get(f"/plan/{second}").text)
     body = page.body()
     assert f"nothing to promote: alpha, beta already as planned in {second}" in body
     assert f"release set {payload['release_set']['id']}" in body
-    assert _moving(page) == [] and page.pres == []
+    assert _moving(page) == []
+    assert page.pres == []
     assert "Declared: soak, registry, argocd; not evaluated: there is nothing to promote" in body
 
 
@@ -317,9 +322,11 @@ def test_the_index_lists_the_stages_and_the_form_redirects(fleet: Fleet) -> None
     later = fleet.stages[1:]
     assert re.findall(r'<a href="/plan/([^"]+)"', page.text) == list(later)
     assert re.findall(r'<option value="([^"]+)"', page.text) == list(later)
-    assert '<label for="plan-stage">' in page.text and '<select id="plan-stage" name="stage">' in page.text
+    assert '<label for="plan-stage">' in page.text
+    assert '<select id="plan-stage" name="stage">' in page.text
     moved = client.get("/plan", params={"stage": later[-1]}, follow_redirects=False)
-    assert moved.status_code == 303 and moved.headers["location"] == f"/plan/{later[-1]}"
+    assert moved.status_code == 303
+    assert moved.headers["location"] == f"/plan/{later[-1]}"
     odd = client.get("/plan", params={"stage": "a/b?c"}, follow_redirects=False)
     assert odd.headers["location"] == "/plan/a%2Fb%3Fc"
 

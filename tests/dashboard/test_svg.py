@@ -40,8 +40,10 @@ def test_a_bar_for_every_value_of_every_series() -> None:
     root = _parse(markup)
     title = root.find("svg:title", NS)
     desc = root.find("svg:desc", NS)
-    assert title is not None and title.text == "Deployments"
-    assert desc is not None and desc.text == "per week"
+    assert title is not None
+    assert title.text == "Deployments"
+    assert desc is not None
+    assert desc.text == "per week"
     assert root.get("aria-labelledby") == "c1-title c1-desc"
     bars = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if "bar" in r.get("class", "")]
     assert len(bars) == 6
@@ -52,7 +54,8 @@ def test_a_bar_for_every_value_of_every_series() -> None:
         "production in 11-02: 1",
     ]
     heights = [float(b.get("height", "")) for b in bars]
-    assert heights[0] == pytest.approx(3 * heights[4]) and heights[2] == 0
+    assert heights[0] == pytest.approx(3 * heights[4])
+    assert heights[2] == 0
     assert {b.get("class") for b in bars} == {"bar series-0", "bar series-1"}
 
 
@@ -84,7 +87,7 @@ def test_a_dot_per_value_and_a_line_per_mark() -> None:
     root = _parse(markup)
     dots = list(root.iter("{http://www.w3.org/2000/svg}circle"))
     assert [float(d.get("data-value", "")) for d in dots] == [3600, 7200, 36000, 60]
-    assert [d.findtext("svg:title", namespaces=NS) for d in dots][0] == "staging: 1h"
+    assert next(d.findtext("svg:title", namespaces=NS) for d in dots) == "staging: 1h"
     marks = [m for m in root.iter("{http://www.w3.org/2000/svg}line") if m.get("class") == "mark"]
     assert [m.findtext("svg:title", namespaces=NS) for m in marks] == [
         "staging median: 2h",
@@ -93,7 +96,8 @@ def test_a_dot_per_value_and_a_line_per_mark() -> None:
     ]
     # the largest value is at the right end of the axis, zero at its left
     xs = [float(d.get("cx", "")) for d in dots]
-    assert xs[2] == max(xs) and xs[0] < xs[1] < xs[2]
+    assert xs[2] == max(xs)
+    assert xs[0] < xs[1] < xs[2]
 
 
 def test_every_series_needs_a_value_per_group() -> None:
@@ -103,5 +107,7 @@ def test_every_series_needs_a_value_per_group() -> None:
 
 def test_all_zero_bars_still_draw_an_axis() -> None:
     root = _parse(bar_chart("z", "t", "d", ["a"], [Series("s", [0])], _describe))
-    (bar,) = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if "bar" in r.get("class", "")]
+    (bar,) = [
+        r for r in root.iter("{http://www.w3.org/2000/svg}rect") if "bar" in r.get("class", "")
+    ]
     assert float(bar.get("height", "")) == 0
