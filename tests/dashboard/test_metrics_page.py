@@ -17,7 +17,7 @@ from platformctl.gates.config import format_duration
 from tests.dashboard.test_plan_page import Page, cli, cli_error, written
 from tests.release.test_metrics import Timeline, _build_timeline
 
-SVG = "{http://www.w3.org/2000/svg}"
+SVG = ""  # inline SVG: no namespace of its own in the page
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,10 @@ def test_the_numbers_and_charts_of_a_window_by_hand(timeline: Timeline, client: 
     since = timeline.at(0).isoformat()
     response = client.get("/metrics", params={"since": since})
     assert response.status_code == 200
+    # no other host (base.html's url_for names this one) and no style attribute (the CSP)
+    own = response.text.replace("http://testserver/", "/")
+    assert "://" not in own
+    assert "style=" not in own
     page = Page(response.text)
     assert page.rows("metrics") == _cli_table(timeline, "--since", since)
     d, s, p = timeline.fleet.stages

@@ -174,6 +174,10 @@ def test_the_services_that_move_and_the_diff_are_the_dry_runs(fleet: Fleet) -> N
     assert code == 0
     response = _client(fleet.root).get(f"/plan/{second}")
     assert response.status_code == 200
+    # no other host (base.html's url_for names this one) and no style attribute (the CSP)
+    own = response.text.replace("http://testserver/", "/")
+    assert "://" not in own
+    assert "style=" not in own
     page = Page(response.text)
     assert _moving(page) == _cli_moving(payload, fleet, second)
     assert [row[0] for row in _moving(page)] == ["alpha", "beta"]

@@ -9,13 +9,12 @@ import pytest
 
 from platformctl.dashboard.svg import Series, bar_chart, strip_chart
 
-NS = {"svg": "http://www.w3.org/2000/svg"}
 HOSTILE = '</title><script>alert("x")</script> & <b>'
 
 
 def _parse(markup: str) -> ET.Element:
     root = ET.fromstring(markup)
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert root.tag == "svg"
     assert root.get("role") == "img"
     assert root.get("viewBox", "").startswith("0 0 ")
     for element in root.iter():
@@ -38,18 +37,18 @@ def test_a_bar_for_every_value_of_every_series() -> None:
         _describe,
     )
     root = _parse(markup)
-    title = root.find("svg:title", NS)
-    desc = root.find("svg:desc", NS)
+    title = root.find("title")
+    desc = root.find("desc")
     assert title is not None
     assert title.text == "Deployments"
     assert desc is not None
     assert desc.text == "per week"
     assert root.get("aria-labelledby") == "c1-title c1-desc"
-    bars = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if "bar" in r.get("class", "")]
+    bars = [r for r in root.iter("rect") if "bar" in r.get("class", "")]
     assert len(bars) == 6
     # group by group, series by series; a bar's height is its share of the axis maximum
     assert [float(b.get("data-value", "")) for b in bars] == [3, 1, 0, 2, 1, 0]
-    assert [b.findtext("svg:title", namespaces=NS) for b in bars][:2] == [
+    assert [b.findtext("title") for b in bars][:2] == [
         "staging in 11-02: 3",
         "production in 11-02: 1",
     ]
@@ -85,11 +84,11 @@ def test_a_dot_per_value_and_a_line_per_mark() -> None:
         lambda seconds: f"{seconds / 3600:g}h",
     )
     root = _parse(markup)
-    dots = list(root.iter("{http://www.w3.org/2000/svg}circle"))
+    dots = list(root.iter("circle"))
     assert [float(d.get("data-value", "")) for d in dots] == [3600, 7200, 36000, 60]
-    assert next(d.findtext("svg:title", namespaces=NS) for d in dots) == "staging: 1h"
-    marks = [m for m in root.iter("{http://www.w3.org/2000/svg}line") if m.get("class") == "mark"]
-    assert [m.findtext("svg:title", namespaces=NS) for m in marks] == [
+    assert next(d.findtext("title") for d in dots) == "staging: 1h"
+    marks = [m for m in root.iter("line") if m.get("class") == "mark"]
+    assert [m.findtext("title") for m in marks] == [
         "staging median: 2h",
         "staging p90: 10h",
         "qa median: 0.0166667h",
@@ -107,7 +106,5 @@ def test_every_series_needs_a_value_per_group() -> None:
 
 def test_all_zero_bars_still_draw_an_axis() -> None:
     root = _parse(bar_chart("z", "t", "d", ["a"], [Series("s", [0])], _describe))
-    (bar,) = [
-        r for r in root.iter("{http://www.w3.org/2000/svg}rect") if "bar" in r.get("class", "")
-    ]
+    (bar,) = [r for r in root.iter("rect") if "bar" in r.get("class", "")]
     assert float(bar.get("height", "")) == 0

@@ -42,7 +42,8 @@ def _number(value: float) -> str:
 def _open(chart_id: str, title: str, desc: str, height: float) -> list[str]:
     ident = escape(chart_id)
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        # inline in HTML, the parser puts it in the SVG namespace: no xmlns (no URL in a page)
+        f'<svg class="chart" role="img" '
         f'viewBox="0 0 {WIDTH} {_number(height)}" '
         f'aria-labelledby="{ident}-title {ident}-desc">',
         f'<title id="{ident}-title">{escape(title)}</title>',
