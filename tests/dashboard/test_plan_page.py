@@ -229,6 +229,31 @@ def test_a_held_service_shows_held_with_its_reason(fleet: Fleet, no_network: Non
     assert written(fleet.root) == before
 
 
+def test_a_plan_that_refuses_with_skip_held_too_says_both(fleet: Fleet) -> None:
+    """beta is held; alpha's build has no digest and the stage requires one: the command
+    refuses for the hold, and with --skip-held for the digest. The page says both."""
+    second = fleet.stages[1]
+
+    def digests(data: Any) -> None:
+        data.setdefault("policy", {})["requireDigest"] = True
+
+    edit_yaml(fleet.root / "environments" / second / "environment.yaml", digests)
+    fleet.set_image(fleet.stages[0], "alpha", 3, pinned=False, commit=False)
+    git(fleet.root, "commit", "-qam", "digests required; CI's tag of alpha")
+    code, _, stderr = cli(fleet.root, "hold", "beta", "--env", second, "--reason", "flaky")
+    assert code == 0, stderr
+    held = cli_error(fleet.root, "promote", "--all", "--to", second, "--dry-run")
+    digest = cli_error(fleet.root, "promote", "--all", "--to", second, "--dry-run", "--skip-held")
+    assert "has no digest" in digest
+    response = _client(fleet.root).get(f"/plan/{second}")
+    assert response.status_code == 200
+    body = Page(response.text).body()
+    assert f"The command refuses (exit 1): error: {held}" in body
+    assert f"With --skip-held it refuses too: error: {digest}" in body
+    assert "Held in" in body  # no plan to show: the holds are listed on their own
+    assert "beta: flaky" in body
+
+
 def _gated(tmp_path: Path, made: dt.timedelta, arrived: dt.timedelta) -> Fleet:
     """A fleet made ``made`` ago whose alpha build 2 reached the first stage ``arrived`` ago;
     the second stage requires a day's soak there, and asks the registry and Argo CD."""

@@ -108,3 +108,19 @@ def test_all_zero_bars_still_draw_an_axis() -> None:
     root = _parse(bar_chart("z", "t", "d", ["a"], [Series("s", [0])], _describe))
     (bar,) = [r for r in root.iter("rect") if "bar" in r.get("class", "")]
     assert float(bar.get("height", "")) == 0
+
+
+def test_equal_values_are_drawn_apart_and_counts_get_whole_ticks() -> None:
+    strip = _parse(strip_chart("s", "t", "d", [Series("a", [0, 0, 0, 5])], str))
+    dots = list(strip.iter("circle"))
+    assert len({d.get("cy") for d in dots[:3]}) == 3
+    assert len({d.get("cx") for d in dots[:3]}) == 1
+    bars = _parse(bar_chart("b", "t", "d", ["w"], [Series("a", [5])], _describe))
+    ticks = [t.text for t in bars.iter("text") if "tick" in t.get("class", "")]
+    assert ticks == ["0", "5"]
+    halves = _parse(bar_chart("h", "t", "d", ["w"], [Series("a", [0.5])], _describe))
+    assert [t.text for t in halves.iter("text") if "tick" in t.get("class", "")] == [
+        "0",
+        "0.25",
+        "0.5",
+    ]

@@ -117,6 +117,8 @@ class PlanView:
     refusal: str | None
     # the plan shown: the command's own, or with --skip-held when a hold refused it
     skip_held: bool
+    # why the command with --skip-held refuses too (then no plan is shown), or None
+    skip_held_refusal: str | None
     subject: str | None
     rows: tuple[Row, ...] = ()
     nothing: str | None = None  # "nothing to promote: ..." (exit 0, nothing would change)
@@ -231,6 +233,7 @@ def build_plan(snapshot: Snapshot, stage: str) -> PlanView:
         command=f"platform promote --all --to {target.name} --dry-run --offline",
         refusal=None,
         skip_held=False,
+        skip_held_refusal=None,
         subject=None,
         declared=tuple(target.gates.names),
         holds=holds,
@@ -243,10 +246,11 @@ def build_plan(snapshot: Snapshot, stage: str) -> PlanView:
             return replace(view, refusal=refusal)
         # a hold refused it: show what --skip-held would do (it may refuse too)
         try:
-            plan, _, diff = _plan(snapshot, stage, skip_held=True)
-        except (RefusedError, InputError):
-            return replace(view, refusal=refusal)
-        return _filled(snapshot, replace(view, refusal=refusal, skip_held=True), plan, diff)
+            plan, also, diff = _plan(snapshot, stage, skip_held=True)
+        except (RefusedError, InputError) as again:
+            return replace(view, refusal=refusal, skip_held_refusal=str(again))
+        shown = replace(view, refusal=refusal, skip_held=True, skip_held_refusal=also)
+        return _filled(snapshot, shown, plan, diff)
     return _filled(snapshot, replace(view, refusal=refusal), plan, diff)
 
 
