@@ -249,7 +249,7 @@ def test_a_plan_that_refuses_with_skip_held_too_says_both(fleet: Fleet) -> None:
     assert response.status_code == 200
     body = Page(response.text).body()
     assert f"The command refuses (exit 1): error: {held}" in body
-    assert f"With --skip-held it refuses too: error: {digest}" in body
+    assert f"With --skip-held it refuses too (exit 1): error: {digest}" in body
     assert "Held in" in body  # no plan to show: the holds are listed on their own
     assert "beta: flaky" in body
 
@@ -328,11 +328,13 @@ def test_a_set_soaking_still_leaves_the_one_that_soaked(tmp_path: Path, no_netwo
 def test_a_release_not_soaked_yet_shows_the_clis_refusal(tmp_path: Path, no_network: None) -> None:
     fleet = _gated(tmp_path, dt.timedelta(hours=2), dt.timedelta(hours=1))
     second = fleet.stages[1]
-    refusal = cli_error(fleet.root, "promote", "--all", "--to", second, "--dry-run", "--offline")
+    args = ("promote", "--all", "--to", second, "--dry-run", "--offline")
+    code, _, _ = cli(fleet.root, *args)
+    refusal = cli_error(fleet.root, *args)
     assert "unchanged" in refusal  # soaked_set: no release set of the stage has run 24h
     response = _client(fleet.root).get(f"/plan/{second}")
     assert response.status_code == 200
-    assert f"error: {refusal}" in Page(response.text).body()
+    assert f"The command refuses (exit {code}): error: {refusal}" in Page(response.text).body()
 
 
 def test_unknown_and_first_stages_are_404_with_the_clis_message(fleet: Fleet) -> None:
