@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-PAGES: tuple[ModuleType, ...] = ()
+from platformctl.dashboard.pages import findings
+
+PAGES: tuple[ModuleType, ...] = (findings,)
