@@ -3,7 +3,8 @@
 Wall time includes the interpreter's start, as a user or a CI job sees it. Peak memory is the
 largest resident set of the process and the children it waited for (``wait4``'s ``ru_maxrss``).
 Commands that change the repository run from the same commit each time (``git reset --hard``
-between runs, outside the timing).
+between runs, outside the timing). The dashboard's rows are the exception: they time requests
+to one started ``platform serve`` (``benchmarks.serve``), as its users meet it.
 
 Every process reads compiled bytecode, as an installed command does after its first run: a
 shell that sets ``PYTHONDONTWRITEBYTECODE`` would otherwise make each measured process compile
