@@ -131,6 +131,18 @@ class Matrix:
     def held(self) -> int:
         return sum(cell.held for row in self.rows for cell in row.cells)
 
+    def only(self, environments: Iterable[str]) -> Matrix:
+        """The columns of ``environments`` (known names), in pipeline order: what
+        ``platform status -e`` shows; a cell still compares with the pipeline's stage before."""
+        wanted = set(environments)
+        keep = [index for index, name in enumerate(self.environments) if name in wanted]
+        rows = tuple(
+            MatrixRow(row.service, tuple(row.cells[index] for index in keep)) for row in self.rows
+        )
+        shown = tuple(self.environments[index] for index in keep)
+        lines = tuple(line for line in self.set_lines if line.split(" ")[1] in wanted)
+        return Matrix(self.head, shown, rows, lines)
+
 
 def absence(repo: Repo, service: str, environment: str) -> str | None:
     """Why ``service`` has no release in ``environment``, as the CLI says it (not deployed,
