@@ -1,4 +1,5 @@
-"""``uv run python -m benchmarks [--services N] [--history N] [--runs N] [--json PATH]``.
+"""``uv run python -m benchmarks [--services N] [--history N] [--runs N] [--only ROWS]
+[--json PATH]``.
 
 Exit codes: 0 measured (goals met or not: a missed goal is a figure, not a crash), 2 bad
 arguments, 3 a measured command failed or a tool is missing.
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import BenchmarkError, run_all
+from benchmarks.harness import ROWS, BenchmarkError, run_all
 
 
 def _positive(text: str) -> int:
@@ -30,6 +31,16 @@ def _at_least_two(text: str) -> int:
     return value
 
 
+def _rows(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ROWS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or repr(text)}: not a row (rows: {', '.join(ROWS)})"
+        )
+    return names
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -42,6 +53,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--runs", type=_positive, default=5, help="runs of each short command (median; 5)"
+    )
+    parser.add_argument(
+        "--only",
+        type=_rows,
+        metavar="ROW[,ROW]",
+        help="measure only these rows (and those their goals compare with)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="make the fleet here and keep it")
@@ -86,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.keep:
             args.keep.mkdir(parents=True)
-            report = run_all(args.services, args.history, args.runs, args.keep, progress)
+            report = run_all(args.services, args.history, args.runs, args.keep, progress, args.only)
         else:
             with tempfile.TemporaryDirectory(prefix="platform-bench-") as scratch:
-                report = run_all(args.services, args.history, args.runs, Path(scratch), progress)
+                report = run_all(
+                    args.services, args.history, args.runs, Path(scratch), progress, args.only
+                )
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3

@@ -3,7 +3,8 @@
 Wall time includes the interpreter's start, as a user or a CI job sees it. Peak memory is the
 largest resident set of the process and the children it waited for (``wait4``'s ``ru_maxrss``).
 Commands that change the repository run from the same commit each time (``git reset --hard``
-between runs, outside the timing).
+between runs, outside the timing). The dashboard's rows are the exception: they time requests
+to one started ``platform serve`` (``benchmarks.serve``), as its users meet it.
 
 Every process reads compiled bytecode, as an installed command does after its first run: a
 shell that sets ``PYTHONDONTWRITEBYTECODE`` would otherwise make each measured process compile
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -112,6 +113,13 @@ class Bench:
     fleet: Fleet
     env: dict[str, str]
     results: dict[str, Result] = field(default_factory=dict)
+    # the rows to measure (with those their goals compare with); None: every row
+    only: frozenset[str] | None = None
+
+    def wanted(self, name: str) -> bool:
+        if name not in ROWS:
+            raise ValueError(f"{name} is not a row of ROWS")
+        return self.only is None or name in self.only
 
     def git(self, *args: str) -> str:
         return subprocess.run(
@@ -133,9 +141,11 @@ class Bench:
         runs: int,
         prepare: Callable[[int], None] | None = None,
         goal: Goal | None = None,
-    ) -> Result:
+    ) -> Result | None:
         """``runs`` runs of ``once``, after an unmeasured one when ``runs`` > 1; ``prepare``
-        sets each run up outside the timing."""
+        sets each run up outside the timing. None if the row is not selected."""
+        if not self.wanted(name):
+            return None
         if runs > 1:
             if prepare:
                 prepare(runs)
@@ -211,12 +221,41 @@ GOALS = {
     "promote_all": Goal(5.0, of="floor", text="≤ 5 times the floor"),
     "rollback": Goal(4.0, of="floor", text="≤ 4 times the floor"),
     "metrics": Goal(2.0, of="rollback", text="≤ 2 times the rollback"),
+    "serve_matrix_warm": Goal(2.0, of="status", text="≤ 2 times platform status"),
 }
 # The same release commands again, with `platform worker start` run first (outside the timing).
 WORKER_SUFFIX = "_worker"
 GOALS.update(
     {f"{name}{WORKER_SUFFIX}": GOALS[name] for name in ("promote_one", "promote_all", "rollback")}
 )
+# Every row, in the order it is measured.
+ROWS = (
+    "usual_way",
+    "verify_full",
+    "verify_unchanged",
+    "verify_one_changed",
+    "floor",
+    "promote_one",
+    "promote_all",
+    "rollback",
+    "metrics",
+    "status",
+    "serve_matrix_cold",
+    "serve_matrix_warm",
+    *(f"{name}{WORKER_SUFFIX}" for name in ("promote_one", "promote_all", "rollback")),
+)
+
+
+def with_references(names: Iterable[str]) -> frozenset[str]:
+    """``names`` and the rows their goals compare with, and theirs: what a selection runs."""
+    selected = set(names)
+    unread = list(selected)
+    while unread:
+        goal = GOALS.get(unread.pop())
+        if goal and goal.of and goal.of not in selected:
+            selected.add(goal.of)
+            unread.append(goal.of)
+    return frozenset(selected)
 
 
 def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
@@ -318,16 +357,56 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
         runs=runs,
         prepare=bench.reset_to(start),
     )
-    with bench.worker():
-        release_commands(WORKER_SUFFIX, ", through a started worker")
+    dashboard(bench, runs)
+    if any(bench.wanted(name) for name in ROWS if name.endswith(WORKER_SUFFIX)):
+        with bench.worker():
+            release_commands(WORKER_SUFFIX, ", through a started worker")
     bench.reset_to(start)(0)
     for name, goal in GOALS.items():
+        if name not in bench.results:
+            continue  # not selected
         result = bench.results[name]
         result.goal = goal
         limit = goal.limit * (bench.results[goal.of].seconds if goal.of else 1.0)
         result.met = result.seconds <= limit
         if goal.of:
             result.ratio_to[goal.of] = result.seconds / bench.results[goal.of].seconds
+
+
+def dashboard(bench: Bench, runs: int) -> None:
+    """``platform status`` as users run it, then the matrix page of a started ``platform
+    serve``: its first request (which loads the model and builds the page's views once for
+    this head) and the requests after it, served from that cache, as a dashboard left open
+    and reloaded is."""
+    fleet = bench.fleet
+    size = f"{len(fleet.services)} services x {len(fleet.environments)} environments"
+    bench.measure(
+        "status",
+        f"platform status ({size}, {fleet.commits} commits)",
+        lambda _: bench.platform("status"),
+        runs=runs,
+    )
+    if not (bench.wanted("serve_matrix_cold") or bench.wanted("serve_matrix_warm")):
+        return
+    from benchmarks.serve import served  # it imports this module's Sample and errors
+
+    command = [tool("platform"), "serve", "--repo", str(fleet.root), "--port", "0"]
+    # the server does the work itself, never a worker's
+    with served(command, fleet.root, {**bench.env, "PLATFORM_WORKER": "off"}) as server:
+        bench.measure(
+            "serve_matrix_cold",
+            "GET / of a started platform serve: the first, which builds the page",
+            lambda _: server.matrix(fleet.services),
+            runs=1,
+        )
+        if "serve_matrix_cold" not in bench.results:
+            server.matrix(fleet.services)  # the warm-up the cold row would have been
+        bench.measure(
+            "serve_matrix_warm",
+            "GET / again, served warm (same head; a new connection each, as a reload)",
+            lambda _: server.matrix(fleet.services),
+            runs=runs,
+        )
 
 
 def machine() -> dict[str, object]:
@@ -366,8 +445,10 @@ def run_all(
     runs: int,
     workdir: Path,
     progress: Callable[[str], None] = lambda _: None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, object]:
-    """Generate a fleet in ``workdir``, measure everything, and return the report."""
+    """Generate a fleet in ``workdir``, measure everything (or the rows ``only`` names, with
+    those their goals compare with), and return the report."""
     started = time.perf_counter()
     fleet = generate(workdir / "fleet", services, history)
     generated = time.perf_counter() - started
@@ -383,7 +464,7 @@ def run_all(
     # a worker of its own (see Bench.worker), never one the user started: the cold figures
     # are of commands with no worker running
     env["XDG_RUNTIME_DIR"] = str(workdir)
-    bench = Bench(fleet, env)
+    bench = Bench(fleet, env, only=None if only is None else with_references(only))
     scenarios(bench, workdir, runs)
     return {
         "machine": machine(),
@@ -394,6 +475,7 @@ def run_all(
             "generated_seconds": round(generated, 3),
         },
         "runs": runs,
+        "only": sorted(bench.only) if bench.only is not None else None,
         "results": [
             {
                 "name": r.name,

@@ -125,6 +125,13 @@ def test_bad_arguments_exit_2(
     assert message in capsys.readouterr().err
 
 
+def test_an_unknown_row_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "status,statsu"])
+    assert exit_.value.code == 2
+    assert "statsu: not a row (rows: usual_way," in capsys.readouterr().err
+
+
 def test_keep_refuses_an_existing_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,32 +139,27 @@ def test_keep_refuses_an_existing_folder(
     assert "exists" in capsys.readouterr().err
 
 
-def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
-    """The whole harness on a tiny fleet, as the README runs it: it must not rot."""
+def _harness(tmp_path: Path, *arguments: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``python -m benchmarks`` on one whole block of the repository's services (so every peer
+    a network policy names exists), as the README runs it; its output and JSON report."""
     out = tmp_path / "bench.json"
-    # one whole block of the repository's services, so every peer a network policy names exists
-    services = len(load_repo(PROJECT_ROOT).services)
+    services = str(len(load_repo(PROJECT_ROOT).services))
+    command = [sys.executable, "-m", "benchmarks", "--services", services, "--json", str(out)]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--services",
-            str(services),
-            "--history",
-            "40",
-            "--runs",
-            "1",
-            "--json",
-            str(out),
-        ],
+        [*command, *arguments],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    """The whole harness on a tiny fleet: it must not rot."""
+    result, report = _harness(tmp_path, "--history", "40", "--runs", "1")
+    services = len(load_repo(PROJECT_ROOT).services)
     names = [r["name"] for r in report["results"]]
     assert names == [
         "usual_way",
@@ -169,6 +171,9 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         "promote_all",
         "rollback",
         "metrics",
+        "status",
+        "serve_matrix_cold",
+        "serve_matrix_warm",
         "promote_one_worker",
         "promote_all_worker",
         "rollback_worker",
@@ -185,9 +190,29 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
             assert set(row["ratio"]) == {"floor"}
     metrics = next(r for r in report["results"] if r["name"] == "metrics")
     assert set(metrics["ratio"]) == {"rollback"}
+    # the served matrix is compared with `platform status` of the same run; its first
+    # request (the cache's build) is a figure without a goal
+    warm = next(r for r in report["results"] if r["name"] == "serve_matrix_warm")
+    assert set(warm["ratio"]) == {"status"}
+    assert warm["goal"] == "≤ 2 times platform status"
+    cold = next(r for r in report["results"] if r["name"] == "serve_matrix_cold")
+    assert (cold["goal"], cold["ratio"], cold["met"]) == (None, {}, None)
+    assert report["only"] is None
     assert report["fleet"] == {
         "services": services,
         "environments": list(load_repo(PROJECT_ROOT).environment_names),
         "commits": 40,
         "generated_seconds": report["fleet"]["generated_seconds"],
     }
+
+
+def test_only_measures_the_rows_named_and_those_they_compare_with(tmp_path: Path) -> None:
+    """The served matrix alone: `status` (its goal's reference) comes with it; the server is
+    started, warmed up unmeasured, and stopped."""
+    _, report = _harness(tmp_path, "--history", "10", "--runs", "2", "--only", "serve_matrix_warm")
+    assert [r["name"] for r in report["results"]] == ["status", "serve_matrix_warm"]
+    assert report["only"] == ["serve_matrix_warm", "status"]
+    warm = report["results"][1]
+    assert len(warm["samples"]) == 2
+    assert warm["met"] in (True, False)
+    assert set(warm["ratio"]) == {"status"}
