@@ -1,13 +1,13 @@
 """DORA's four numbers read from the git ledger alone: no other datastore to keep in step.
 
-One ``git log --first-parent --raw`` of the watched branch lists every commit that changed a
-file under ``environments/`` with the blob each values file became, streamed as git walks;
-each distinct blob is then read once, by ``git cat-file --batch`` (a process per two thousand
-versions, never one per commit). A deployment is a
+One ``git log --first-parent --raw`` of the watched branch lists every commit with the blob
+each changed file became, streamed as git walks (no pathspec: git would diff each commit twice,
+once to prune it and once to print it); each distinct blob of a values file is asked of one
+``git cat-file --batch`` as soon as the log names it, so git reads the versions on the second
+core while the log goes on. A deployment is a
 commit where a service's image in an environment changed (as the ledger reads releases: from
 the file's contents, so hand edits and squash merges count), at the time it reached the branch
-(a merged pull request's merge time), with the action its trailers record (``manual`` without).
-"""
+(a merged pull request's merge time), with the action its trailers record (``manual`` without)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from platformctl.ledger import (
     service_values_path,
     tool_record,
 )
-from platformctl.model import ENVIRONMENTS_DIR, Image, Repo
+from platformctl.model import Image, Repo
 
 _LOG_FORMAT = f"{RECORD}%H{FIELD}%cI{FIELD}%P{FIELD}{TRAILERS}{FIELD}"
 _DURATION = re.compile(r"(?:[0-9]+[dhms])+")
@@ -97,9 +97,13 @@ class _Commit:
     blobs: tuple[tuple[str, str], ...]
 
 
-def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
+def _read_log(
+    git: Git, revision: str, wanted: frozenset[str]
+) -> tuple[list[_Commit], dict[str, Image | None]]:
     """The first-parent commits that changed a ``wanted`` values file, newest first, with the
-    blob each such file became (``--raw`` against the first parent: no diff is computed)."""
+    blob each such file became (``--raw`` against the first parent: no diff is computed), and
+    the image of every such blob: each distinct blob is asked of a ``git cat-file`` as soon as
+    the log names it, so git reads the versions while it walks the rest of the history."""
     log = git.records(
         "log",
         "--first-parent",
@@ -111,12 +115,11 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
         "--no-show-signature",
         f"--format={_LOG_FORMAT}",
         revision,
-        "--",
-        f"{ENVIRONMENTS_DIR}/",
         separator=RECORD,
     )
     commits: list[_Commit] = []
-    with closing(log):
+    asked: dict[str, None] = {}
+    with closing(log), git.object_batch() as batch:
         for record in log:
             if not record.strip():
                 continue
@@ -125,13 +128,21 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
             for line in raw.splitlines():
                 meta, _, path = line.partition("\t")  # :100644 100644 <old> <new> M
                 if path in wanted and not meta.endswith("D"):
-                    blobs.append((path, meta.split()[3]))
+                    blob = meta.split()[3]
+                    blobs.append((path, blob))
+                    if blob not in asked:
+                        asked[blob] = None
+                        batch.ask(blob)
             if blobs:
                 when = dt.datetime.fromisoformat(time)
                 commits.append(
                     _Commit(commit, when, tuple(parents.split()), trailers, tuple(blobs))
                 )
-    return commits
+        images = {
+            blob: _image_of(data.decode(errors="replace")) if data is not None else None
+            for blob, data in zip(asked, batch.answers(), strict=True)
+        }
+    return commits, images
 
 
 def _merged_trailers(git: Git, commits: Sequence[_Commit]) -> dict[tuple[str, str], str]:
@@ -190,21 +201,6 @@ def _image_of(text: str) -> Image | None:
     return image_of(text)
 
 
-# How many versions one ``git cat-file --batch`` reads: its answer is held in memory at once.
-_BATCH = 2000
-
-
-def _images(git: Git, commits: Sequence[_Commit]) -> dict[str, Image | None]:
-    """The image of every blob the commits name, each distinct blob read once, by its id."""
-    blobs = list(dict.fromkeys(blob for c in commits for _, blob in c.blobs))
-    images: dict[str, Image | None] = {}
-    for start in range(0, len(blobs), _BATCH):
-        chunk = blobs[start : start + _BATCH]
-        for blob, data in zip(chunk, git.read_objects(chunk), strict=True):
-            images[blob] = _image_of(data.decode(errors="replace")) if data is not None else None
-    return images
-
-
 def deployments(
     git: Git,
     repo: Repo,
@@ -220,9 +216,8 @@ def deployments(
         for env in (repo.environment_names if environments is None else environments)
         for service in services
     }
-    commits = _read_log(git, revision, frozenset(paths))
+    commits, images = _read_log(git, revision, frozenset(paths))
     brought = _merged_trailers(git, commits)
-    images = _images(git, commits)
     found: list[Deployment] = []
     current: dict[str, Image] = {}
     for position, c in enumerate(reversed(commits)):

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import IO
@@ -62,6 +62,50 @@ class BlobReader:
             return None
         size = int(header.rsplit(b" ", 1)[1])
         return self._stdout.read(size + 1)[:size]
+
+
+class ObjectBatch:
+    """Objects asked of one ``git cat-file --batch --buffer`` while the asker goes on with
+    other work (reading the log that names them): git writes its answers to a temporary file,
+    so asking never waits for a reader and git reads the objects as they are asked, on a core
+    of its own; ``answers`` reads them back once every object has been asked."""
+
+    def __init__(self, process: subprocess.Popen[bytes], output: IO[bytes], errors: IO[bytes]):
+        assert process.stdin is not None
+        self._process, self._stdin = process, process.stdin
+        self._output, self._errors = output, errors
+        self._asked = 0
+
+    def ask(self, name: str) -> None:
+        """Ask for an object by id or ``revision:path``; its answer comes in asking order."""
+        try:
+            self._stdin.write(f"{name}\n".encode())
+        except BrokenPipeError:
+            self._failed()
+        self._asked += 1
+
+    def answers(self) -> Iterator[bytes | None]:
+        """The contents of every object asked, in order (None where one does not exist)."""
+        try:
+            self._stdin.close()
+        except BrokenPipeError:
+            self._failed()
+        if self._process.wait() != 0:
+            self._failed()
+        self._output.seek(0)
+        for _ in range(self._asked):
+            header = self._output.readline().rstrip(b"\n")
+            if header.endswith((b" missing", b" ambiguous")):
+                yield None
+                continue
+            size = int(header.rsplit(b" ", 1)[1])
+            yield self._output.read(size + 1)[:size]
+
+    def _failed(self) -> None:
+        self._process.wait()
+        self._errors.seek(0)
+        complaint = _complaint(self._errors.read().decode(errors="replace"))
+        raise GitError(f"git cat-file failed: {complaint}")
 
 
 class Git:
@@ -203,13 +247,17 @@ class Git:
         return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
     def _start(
-        self, args: Sequence[str], errors: IO[bytes], stdin: int | None = None
+        self,
+        args: Sequence[str],
+        errors: IO[bytes],
+        stdin: int | None = None,
+        stdout: int | IO[bytes] = subprocess.PIPE,
     ) -> subprocess.Popen[bytes]:
         try:
             return subprocess.Popen(
                 ["git", "-C", str(self.root), *args],
                 stdin=stdin,
-                stdout=subprocess.PIPE,
+                stdout=stdout,
                 stderr=errors,
                 env=self._environment(),
             )
@@ -265,6 +313,23 @@ class Git:
                 process.stdin.close()
                 process.stdout.close()
                 process.wait()
+
+    @contextmanager
+    def object_batch(self) -> Iterator[ObjectBatch]:
+        """A ``git cat-file --batch`` that reads objects while the caller asks for more (see
+        ``ObjectBatch``); it is ended on leaving, whether or not its answers were read."""
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+            args = ["cat-file", "--batch", "--buffer"]
+            process = self._start(args, errors, stdin=subprocess.PIPE, stdout=output)
+            try:
+                yield ObjectBatch(process, output, errors)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                assert process.stdin is not None
+                with suppress(BrokenPipeError):
+                    process.stdin.close()
 
     def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """The contents of (revision, path) pairs through one ``git cat-file --batch``."""

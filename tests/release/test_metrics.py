@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from platformctl.cli import app
 from platformctl.dora import Report, deployments, metrics, parse_since
 from platformctl.errors import InputError
-from platformctl.git import Git
+from platformctl.git import Git, GitError
 from platformctl.ledger import history
 from platformctl.model import load_repo
 from tests.cli.test_bad_input import state
@@ -380,3 +380,68 @@ def test_one_promotion_of_several_services_is_one_deployment(tmp_path: Path) -> 
     assert (one.deployments, one.promotions) == (1, 1)
     (first,) = metrics(Git(fleet.root), load_repo(fleet.root), since, until, [d]).environments
     assert first.deployments == 2  # two commits, one image each
+
+
+def _same_as_the_ledger(root: Path) -> list[tuple[str, str, str]]:
+    """Every deployment the walk finds, after checking each release's are ``history``'s."""
+    repo = load_repo(root)
+    found = deployments(Git(root), repo, repo.services)
+    for release in repo.releases.values():
+        ours = [
+            d.commit
+            for d in found
+            if (d.environment, d.service) == (release.environment.name, release.service)
+        ]
+        assert ours == [e.commit for e in history(Git(root), release)][::-1], release.key
+    return [(d.environment, d.service, d.action) for d in found]
+
+
+def test_commits_outside_the_values_files_and_a_deleted_file(tmp_path: Path) -> None:
+    """The walk lists every commit of the branch (no pathspec): a commit that changed only a
+    chart, one that changed a chart and a values file, a values file deleted then restored
+    (not a release), and a merge bringing its branch's change are read as the ledger does."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
+    d, s, _ = fleet.stages
+    (fleet.root / "charts" / "NOTES.md").write_text("a chart change\n")
+    git(fleet.root, "add", "charts/NOTES.md")
+    git(fleet.root, "commit", "-qm", "charts only")
+    (fleet.root / "charts" / "NOTES.md").write_text("a chart change and a release\n")
+    fleet.set_image(d, "alpha", 2, commit=False)
+    git(fleet.root, "commit", "-qam", "a chart and alpha build 2")
+    beta = fleet.values(s, "beta").read_text()
+    git(fleet.root, "rm", "-q", str(fleet.values(s, "beta")))
+    git(fleet.root, "commit", "-qm", "beta leaves the second stage")
+    fleet.values(s, "beta").write_text(beta)
+    git(fleet.root, "add", str(fleet.values(s, "beta")))
+    git(fleet.root, "commit", "-qm", "beta is back, as it was")
+    git(fleet.root, "switch", "-q", "-c", "feature")
+    fleet.set_image(d, "beta", 3)
+    git(fleet.root, "switch", "-q", "main")
+    fleet.set_image(s, "alpha", 2)
+    git(fleet.root, "merge", "-q", "--no-ff", "-m", "Merge pull request #8", "feature")
+    found = _same_as_the_ledger(fleet.root)
+    initial = {
+        (stage, service, "manual") for stage in fleet.stages for service in ("alpha", "beta")
+    }
+    assert set(found[:6]) == initial
+    assert found[6:] == [(d, "alpha", "manual"), (s, "alpha", "manual"), (d, "beta", "manual")]
+
+
+def _ask_all(root: Path, names: list[str]) -> list[bytes | None]:
+    with Git(root).object_batch() as batch:
+        for name in names:
+            batch.ask(name)
+        return list(batch.answers())
+
+
+def test_object_batch_answers_in_asking_order(tmp_path: Path) -> None:
+    """Blob ids and ``revision:path`` names, a missing one among them, come back in order;
+    a git that cannot answer is a GitError, not a short list."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    path = f"environments/{fleet.stages[0]}/alpha.yaml"
+    blob = git(fleet.root, "rev-parse", f"HEAD:{path}").strip()
+    answers = _ask_all(fleet.root, [blob, "HEAD:no-such-file", f"HEAD:{path}", "0" * 40])
+    text = fleet.values(fleet.stages[0], "alpha").read_bytes()
+    assert answers == [text, None, text, None]
+    with pytest.raises(GitError, match="cat-file"):
+        _ask_all(tmp_path, [blob])  # not a repository
