@@ -87,6 +87,11 @@ class Deployment:
     image: Image
 
 
+# How many blobs are asked between two looks at what git has answered: about what one
+# buffer of the asking pipe holds, so git has answered most of them by then.
+_READ_EVERY = 128
+
+
 @dataclass(frozen=True)
 class _Commit:
     commit: str
@@ -103,7 +108,7 @@ def _read_log(
     """The first-parent commits that changed a ``wanted`` values file, newest first, with the
     blob each such file became (``--raw`` against the first parent: no diff is computed), and
     the image of every such blob: each distinct blob is asked of a ``git cat-file`` as soon as
-    the log names it, so git reads the versions while it walks the rest of the history."""
+    the log names it, and its answer read in the log's pauses, so both walk together."""
     log = git.records(
         "log",
         "--first-parent",
@@ -118,7 +123,15 @@ def _read_log(
         separator=RECORD,
     )
     commits: list[_Commit] = []
-    asked: dict[str, None] = {}
+    asked: list[str] = []
+    asked_set: set[str] = set()
+    images: dict[str, Image | None] = {}  # in asking order: answers come in it
+
+    def read(answers: Iterable[bytes | None]) -> None:
+        for data in answers:
+            text = data.decode(errors="replace") if data is not None else None
+            images[asked[len(images)]] = _image_of(text) if text is not None else None
+
     with closing(log), git.object_batch() as batch:
         for record in log:
             if not record.strip():
@@ -130,18 +143,18 @@ def _read_log(
                 if path in wanted and not meta.endswith("D"):
                     blob = meta.split()[3]
                     blobs.append((path, blob))
-                    if blob not in asked:
-                        asked[blob] = None
+                    if blob not in asked_set:
+                        asked_set.add(blob)
+                        asked.append(blob)
                         batch.ask(blob)
+                        if len(asked) % _READ_EVERY == 0:
+                            read(batch.ready())
             if blobs:
                 when = dt.datetime.fromisoformat(time)
                 commits.append(
                     _Commit(commit, when, tuple(parents.split()), trailers, tuple(blobs))
                 )
-        images = {
-            blob: _image_of(data.decode(errors="replace")) if data is not None else None
-            for blob, data in zip(asked, batch.answers(), strict=True)
-        }
+        read(batch.answers())
     return commits, images
 
 
@@ -222,11 +235,13 @@ def deployments(
     current: dict[str, Image] = {}
     for position, c in enumerate(reversed(commits)):
         for path, blob in c.blobs:
-            marks = parse_trailers(brought.get((c.commit, path), c.trailers))
             image = images[blob]
             if image is None or current.get(path) == image:
                 continue
             current[path] = image
+            block = brought.get((c.commit, path), c.trailers)
+            # most commits (CI's, hand edits) have no trailer of the tool's: nothing to parse
+            marks = parse_trailers(block) if "Platform-" in block else {}
             env, service = paths[path]
             ours = tool_record(marks, service, env)
             action = (first_trailer(marks, "Platform-Action") if ours else None) or "manual"
@@ -392,7 +407,7 @@ def _origins(line: Sequence[Deployment]) -> _Earliest:
 def _environment_metrics(
     env: str,
     timelines: Mapping[tuple[str, str], list[Deployment]],
-    first_stage: str,
+    origins: Mapping[str, _Earliest],
     services: Sequence[str],
     since: dt.datetime,
     until: dt.datetime,
@@ -403,7 +418,6 @@ def _environment_metrics(
     restore_times: list[dt.timedelta] = []
     for service in services:
         line = timelines.get((env, service), [])
-        origins = _origins(timelines.get((first_stage, service), []))
         # for each deployment: whether the next promotion or rollback after it is a rollback
         undone, next_is_rollback = [False] * len(line), False
         for index in range(len(line) - 1, -1, -1):
@@ -418,7 +432,7 @@ def _environment_metrics(
                 continue
             counted.append(d)
             if new_here:
-                origin = origins.first(d.image)
+                origin = origins[service].first(d.image)
                 if origin is None or origin.order > d.order:
                     without_origin += 1
                 else:
@@ -461,12 +475,13 @@ def metrics(
     first_stage = repo.environment_names[0]
     for d in deployments(git, repo, names, dict.fromkeys([first_stage, *env_names])):
         timelines.setdefault((d.environment, d.service), []).append(d)
+    # where each artifact first ran: the same for every environment's lead times
+    origins = {service: _origins(timelines.get((first_stage, service), [])) for service in names}
     return Report(
         since,
         until,
         tuple(names),
         tuple(
-            _environment_metrics(env, timelines, first_stage, names, since, until)
-            for env in env_names
+            _environment_metrics(env, timelines, origins, names, since, until) for env in env_names
         ),
     )

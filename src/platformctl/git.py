@@ -68,13 +68,18 @@ class ObjectBatch:
     """Objects asked of one ``git cat-file --batch --buffer`` while the asker goes on with
     other work (reading the log that names them): git writes its answers to a temporary file,
     so asking never waits for a reader and git reads the objects as they are asked, on a core
-    of its own; ``answers`` reads them back once every object has been asked."""
+    of its own. ``ready`` hands over what git has answered so far (for the asker's pauses),
+    ``answers`` the rest once every object has been asked."""
+
+    # how much of the answers one read takes: the rest waits in the file, not in memory
+    _CHUNK = 1 << 20
 
     def __init__(self, process: subprocess.Popen[bytes], output: IO[bytes], errors: IO[bytes]):
         assert process.stdin is not None
         self._process, self._stdin = process, process.stdin
         self._output, self._errors = output, errors
-        self._asked = 0
+        self._asked = self._answered = self._read = 0
+        self._unparsed = bytearray()
 
     def ask(self, name: str) -> None:
         """Ask for an object by id or ``revision:path``; its answer comes in asking order."""
@@ -84,22 +89,56 @@ class ObjectBatch:
             self._failed()
         self._asked += 1
 
+    def ready(self) -> list[bytes | None]:
+        """The answers git has written since the last call, in asking order, without waiting
+        for more (None where an object does not exist)."""
+        while self._read_more():
+            pass
+        return self._parse()
+
     def answers(self) -> Iterator[bytes | None]:
-        """The contents of every object asked, in order (None where one does not exist)."""
+        """Every answer not yet handed over, in order, once git has answered them all."""
         try:
             self._stdin.close()
         except BrokenPipeError:
             self._failed()
         if self._process.wait() != 0:
             self._failed()
-        self._output.seek(0)
-        for _ in range(self._asked):
-            header = self._output.readline().rstrip(b"\n")
+        while self._answered < self._asked:
+            more = self._read_more()
+            found = self._parse()
+            if not more and not found:
+                raise GitError("git cat-file failed: it stopped answering")
+            yield from found
+
+    def _read_more(self) -> bool:
+        chunk = os.pread(self._output.fileno(), self._CHUNK, self._read)
+        self._read += len(chunk)
+        self._unparsed += chunk
+        return bool(chunk)
+
+    def _parse(self) -> list[bytes | None]:
+        """The complete answers at the start of what was read (``<id> blob <size>``, the
+        contents and a newline; ``<name> missing``), taken off it."""
+        data, position, found = self._unparsed, 0, list[bytes | None]()
+        while self._answered < self._asked:
+            end = data.find(b"\n", position)
+            if end < 0:
+                break
+            header = bytes(data[position:end])
             if header.endswith((b" missing", b" ambiguous")):
-                yield None
-                continue
-            size = int(header.rsplit(b" ", 1)[1])
-            yield self._output.read(size + 1)[:size]
+                found.append(None)
+                position = end + 1
+            else:
+                start = end + 1
+                size = int(header.rsplit(b" ", 1)[1])
+                if len(data) < start + size + 1:
+                    break
+                found.append(bytes(data[start : start + size]))
+                position = start + size + 1
+            self._answered += 1
+        del data[:position]
+        return found
 
     def _failed(self) -> None:
         self._process.wait()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from platformctl import dora
 from platformctl.cli import app
 from platformctl.dora import Report, deployments, metrics, parse_since
 from platformctl.errors import InputError
@@ -396,10 +397,15 @@ def _same_as_the_ledger(root: Path) -> list[tuple[str, str, str]]:
     return [(d.environment, d.service, d.action) for d in found]
 
 
-def test_commits_outside_the_values_files_and_a_deleted_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_every", [1, 1000])
+def test_commits_outside_the_values_files_and_a_deleted_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_every: int
+) -> None:
     """The walk lists every commit of the branch (no pathspec): a commit that changed only a
     chart, one that changed a chart and a values file, a values file deleted then restored
-    (not a release), and a merge bringing its branch's change are read as the ledger does."""
+    (not a release), and a merge bringing its branch's change are read as the ledger does,
+    whether the versions' contents are read during the walk or after it."""
+    monkeypatch.setattr(dora, "_READ_EVERY", read_every)
     fleet = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
     d, s, _ = fleet.stages
     (fleet.root / "charts" / "NOTES.md").write_text("a chart change\n")
@@ -427,21 +433,35 @@ def test_commits_outside_the_values_files_and_a_deleted_file(tmp_path: Path) -> 
     assert found[6:] == [(d, "alpha", "manual"), (s, "alpha", "manual"), (d, "beta", "manual")]
 
 
-def _ask_all(root: Path, names: list[str]) -> list[bytes | None]:
+def _ask_all(root: Path, names: list[str], *, look: bool = False) -> list[bytes | None]:
+    """Every answer, with a look at what is ready after each question if ``look``."""
+    found: list[bytes | None] = []
     with Git(root).object_batch() as batch:
         for name in names:
             batch.ask(name)
-        return list(batch.answers())
+            if look:
+                found += batch.ready()
+        return found + list(batch.answers())
 
 
 def test_object_batch_answers_in_asking_order(tmp_path: Path) -> None:
-    """Blob ids and ``revision:path`` names, a missing one among them, come back in order;
-    a git that cannot answer is a GitError, not a short list."""
+    """Blob ids and ``revision:path`` names, a missing one among them, come back in order,
+    each once, whether taken as git answers or at the end; a git that cannot answer is a
+    GitError, not a short list."""
     fleet = make_fleet(tmp_path / "fleet", ["alpha"])
     path = f"environments/{fleet.stages[0]}/alpha.yaml"
     blob = git(fleet.root, "rev-parse", f"HEAD:{path}").strip()
-    answers = _ask_all(fleet.root, [blob, "HEAD:no-such-file", f"HEAD:{path}", "0" * 40])
     text = fleet.values(fleet.stages[0], "alpha").read_bytes()
-    assert answers == [text, None, text, None]
+    names = [blob, "HEAD:no-such-file", f"HEAD:{path}", "0" * 40]
+    assert _ask_all(fleet.root, names) == [text, None, text, None]
+    tree = git(fleet.root, "ls-tree", "-r", "HEAD").splitlines()
+    blobs = [line.split()[2] for line in tree]
+    contents = [
+        subprocess.run(
+            ["git", "-C", str(fleet.root), "cat-file", "blob", b], capture_output=True, check=True
+        ).stdout
+        for b in blobs
+    ]
+    assert _ask_all(fleet.root, blobs * 3, look=True) == contents * 3
     with pytest.raises(GitError, match="cat-file"):
         _ask_all(tmp_path, [blob])  # not a repository
