@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -465,3 +466,43 @@ def test_object_batch_answers_in_asking_order(tmp_path: Path) -> None:
     assert _ask_all(fleet.root, blobs * 3, look=True) == contents * 3
     with pytest.raises(GitError, match="cat-file"):
         _ask_all(tmp_path, [blob])  # not a repository
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "image:",
+        "replicaCount: 1\nimage: {repository: r, tag: t}\n",
+        "image: {repository: r, tag: t}\r\nnote: see image: b\r\n",
+        "sidecar:\n  image: {repository: s, tag: t}\nimage: {repository: r, tag: t}",
+        "image: a\nimage: b\n",
+        "noimage: 1\nmy-image: 2\nimage:image: 3\n",
+        "\ufeffimage: {repository: r, tag: t}\n",
+        "\n\nimage: {}\n\n",
+    ],
+)
+def test_top_image_lines_are_what_the_multiline_regex_finds(text: str) -> None:
+    assert dora._top_image_lines(text) == re.findall(r"^image:.*$", text, re.MULTILINE)
+
+
+def test_image_written_among_other_image_keys(tmp_path: Path) -> None:
+    """A sidecar's indented image, a value that mentions ``image:``, Windows line ends and a
+    file without a last newline: each version's image is the one the ledger reads."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    stage = fleet.stages[0]
+    path = fleet.values(stage, "alpha")
+    original = path.read_text()
+    one_line = next(line for line in original.splitlines() if line.startswith("image:"))
+    versions = [
+        original + "sidecar:\n  image: {repository: registry.example/proxy, tag: 9.9.9}\n",
+        original.replace(one_line, one_line.replace("1.1.0", "1.2.0"))
+        + 'note: "the image: line above is the one"\n',
+        original.replace(one_line, one_line.replace("1.1.0", "1.3.0")).replace("\n", "\r\n"),
+        original.replace(one_line, one_line.replace("1.1.0", "1.4.0")).rstrip("\n"),
+    ]
+    for number, text in enumerate(versions):
+        path.write_bytes(text.encode())
+        git(fleet.root, "commit", "-qam", f"version {number}")
+    found = _same_as_the_ledger(fleet.root)
+    assert [f for f in found if f[0] == stage] == [(stage, "alpha", "manual")] * 4
