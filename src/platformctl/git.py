@@ -81,13 +81,15 @@ class ObjectBatch:
         self._asked = self._answered = self._read = 0
         self._unparsed = bytearray()
 
-    def ask(self, name: str) -> None:
-        """Ask for an object by id or ``revision:path``; its answer comes in asking order."""
+    def ask(self, *names: str) -> None:
+        """Ask for objects by id or ``revision:path``, sent to git at once; their answers
+        come in asking order."""
         try:
-            self._stdin.write(f"{name}\n".encode())
+            self._stdin.write("".join(f"{name}\n" for name in names).encode())
+            self._stdin.flush()
         except BrokenPipeError:
             self._failed()
-        self._asked += 1
+        self._asked += len(names)
 
     def ready(self) -> list[bytes | None]:
         """The answers git has written since the last call, in asking order, without waiting

@@ -435,13 +435,15 @@ def test_commits_outside_the_values_files_and_a_deleted_file(
 
 
 def _ask_all(root: Path, names: list[str], *, look: bool = False) -> list[bytes | None]:
-    """Every answer, with a look at what is ready after each question if ``look``."""
+    """Every answer: all asked at once, or one at a time with a look at what is ready after
+    each question if ``look``."""
     found: list[bytes | None] = []
     with Git(root).object_batch() as batch:
-        for name in names:
+        if not look:
+            batch.ask(*names)
+        for name in names if look else ():
             batch.ask(name)
-            if look:
-                found += batch.ready()
+            found += batch.ready()
         return found + list(batch.answers())
 
 
