@@ -1,13 +1,16 @@
 """DORA's four numbers read from the git ledger alone: no other datastore to keep in step.
 
 One ``git log --first-parent --raw`` of the watched branch lists every commit with the blob
-each changed file became, streamed as git walks (no pathspec: git would diff each commit twice,
-once to prune it and once to print it); each distinct blob of a values file is asked of one
-``git cat-file --batch`` as soon as the log names it, so git reads the versions on the second
-core while the log goes on. A deployment is a
-commit where a service's image in an environment changed (as the ledger reads releases: from
-the file's contents, so hand edits and squash merges count), at the time it reached the branch
-(a merged pull request's merge time), with the action its trailers record (``manual`` without)."""
+each changed file became, streamed as git walks (without a pathspec: with one, git diffs each
+commit twice, to prune it and to print it); each distinct blob of a values file is asked of
+one ``git cat-file --batch`` as soon as the log names it, so git reads the versions on another
+core while the log goes on, and their images are read in the log's pauses.
+
+A deployment is a commit where a service's image in an environment changed (as the ledger
+reads releases: from the file's contents, so hand edits and squash merges count), at the time
+it reached the branch (a merged pull request's merge time), with the action its trailers
+record (``manual`` without).
+"""
 
 from __future__ import annotations
 
