@@ -1,12 +1,15 @@
 """DORA's four numbers read from the git ledger alone: no other datastore to keep in step.
 
-One ``git log --first-parent --raw`` of the watched branch lists every commit that changed a
-file under ``environments/`` with the blob each values file became, streamed as git walks;
-each distinct blob is then read once, by ``git cat-file --batch`` (a process per two thousand
-versions, never one per commit). A deployment is a
-commit where a service's image in an environment changed (as the ledger reads releases: from
-the file's contents, so hand edits and squash merges count), at the time it reached the branch
-(a merged pull request's merge time), with the action its trailers record (``manual`` without).
+One ``git log --first-parent --raw`` of the watched branch lists every commit with the blob
+each changed file became, streamed as git walks (without a pathspec: with one, git diffs each
+commit twice, to prune it and to print it); each distinct blob of a values file is asked of
+one ``git cat-file --batch`` as soon as the log names it, so git reads the versions on another
+core while the log goes on, and their images are read in the log's pauses.
+
+A deployment is a commit where a service's image in an environment changed (as the ledger
+reads releases: from the file's contents, so hand edits and squash merges count), at the time
+it reached the branch (a merged pull request's merge time), with the action its trailers
+record (``manual`` without).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -38,7 +41,7 @@ from platformctl.ledger import (
     service_values_path,
     tool_record,
 )
-from platformctl.model import ENVIRONMENTS_DIR, Image, Repo
+from platformctl.model import Image, Repo
 
 _LOG_FORMAT = f"{RECORD}%H{FIELD}%cI{FIELD}%P{FIELD}{TRAILERS}{FIELD}"
 _DURATION = re.compile(r"(?:[0-9]+[dhms])+")
@@ -87,8 +90,11 @@ class Deployment:
     image: Image
 
 
-@dataclass(frozen=True)
-class _Commit:
+# How many blobs are sent to git at once, and asked between two looks at what it answered.
+_READ_EVERY = 128
+
+
+class _Commit(NamedTuple):  # ten thousand of them: a tuple is made in a third of the time
     commit: str
     time: dt.datetime
     parents: tuple[str, ...]
@@ -97,9 +103,13 @@ class _Commit:
     blobs: tuple[tuple[str, str], ...]
 
 
-def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
+def _read_log(
+    git: Git, revision: str, wanted: frozenset[str]
+) -> tuple[list[_Commit], dict[str, Image | None]]:
     """The first-parent commits that changed a ``wanted`` values file, newest first, with the
-    blob each such file became (``--raw`` against the first parent: no diff is computed)."""
+    blob each such file became (``--raw`` against the first parent: no diff is computed), and
+    the image of every such blob: each distinct blob is asked of a ``git cat-file`` as soon as
+    the log names it, and its answer read in the log's pauses, so both walk together."""
     log = git.records(
         "log",
         "--first-parent",
@@ -111,12 +121,20 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
         "--no-show-signature",
         f"--format={_LOG_FORMAT}",
         revision,
-        "--",
-        f"{ENVIRONMENTS_DIR}/",
         separator=RECORD,
     )
     commits: list[_Commit] = []
-    with closing(log):
+    asked: list[str] = []
+    asked_set: set[str] = set()
+    fresh: list[str] = []  # not yet sent to git
+    images: dict[str, Image | None] = {}  # in asking order: answers come in it
+
+    def read(answers: Iterable[bytes | None]) -> None:
+        for data in answers:
+            image = _image_of(data.decode(errors="replace")) if data is not None else None
+            images[asked[len(images)]] = image
+
+    with closing(log), git.object_batch() as batch:
         for record in log:
             if not record.strip():
                 continue
@@ -125,13 +143,24 @@ def _read_log(git: Git, revision: str, wanted: frozenset[str]) -> list[_Commit]:
             for line in raw.splitlines():
                 meta, _, path = line.partition("\t")  # :100644 100644 <old> <new> M
                 if path in wanted and not meta.endswith("D"):
-                    blobs.append((path, meta.split()[3]))
+                    blob = meta.split()[3]
+                    blobs.append((path, blob))
+                    if blob not in asked_set:
+                        asked_set.add(blob)
+                        asked.append(blob)
+                        fresh.append(blob)
+                        if len(fresh) == _READ_EVERY:
+                            batch.ask(*fresh)
+                            fresh.clear()
+                            read(batch.ready())
             if blobs:
                 when = dt.datetime.fromisoformat(time)
                 commits.append(
                     _Commit(commit, when, tuple(parents.split()), trailers, tuple(blobs))
                 )
-    return commits
+        batch.ask(*fresh)
+        read(batch.answers())
+    return commits, images
 
 
 def _merged_trailers(git: Git, commits: Sequence[_Commit]) -> dict[tuple[str, str], str]:
@@ -153,10 +182,23 @@ _CANONICAL = re.compile(
     r'(?:, digest: "(?P<digest>sha256:[a-f0-9]{64})")?\}'
 )
 _RESOLVER = yaml.resolver.Resolver()
-_TOP_IMAGE = re.compile(r"^image:.*$", re.MULTILINE)
 _STRING = "tag:yaml.org,2002:str"
 
 
+def _top_image_lines(text: str) -> list[str]:
+    """The lines that start with ``image:`` (a top-level image key), found by ``str.find``:
+    the regex ``^image:.*$`` tries every position of the file, ten times the cost."""
+    found = []
+    at = text.find("image:")
+    while at >= 0:
+        end = text.find("\n", at)
+        if at == 0 or text[at - 1] == "\n":
+            found.append(text[at:end] if end >= 0 else text[at:])
+        at = text.find("image:", at + len("image:"))
+    return found
+
+
+@lru_cache(maxsize=4096)  # a few repositories and tags recur in every version
 def _plain_string(value: str | None) -> bool:
     """Whether YAML reads this plain scalar as a string (not ``1.5``, ``true``, ``null``)."""
     if value is None:
@@ -182,27 +224,12 @@ def _image_line(line: str) -> Image | None:
 def _image_of(text: str) -> Image | None:
     """The image a values text declares, as the ledger reads it (``image_of``); a file whose
     one top-level ``image:`` line is a flow map (what the tool writes) is read from that line."""
-    lines = _TOP_IMAGE.findall(text)
+    lines = _top_image_lines(text)
     if len(lines) == 1:
         value = lines[0][len("image:") :].strip()
         if value.startswith("{") and value.endswith("}"):
             return _image_line(lines[0])
     return image_of(text)
-
-
-# How many versions one ``git cat-file --batch`` reads: its answer is held in memory at once.
-_BATCH = 2000
-
-
-def _images(git: Git, commits: Sequence[_Commit]) -> dict[str, Image | None]:
-    """The image of every blob the commits name, each distinct blob read once, by its id."""
-    blobs = list(dict.fromkeys(blob for c in commits for _, blob in c.blobs))
-    images: dict[str, Image | None] = {}
-    for start in range(0, len(blobs), _BATCH):
-        chunk = blobs[start : start + _BATCH]
-        for blob, data in zip(chunk, git.read_objects(chunk), strict=True):
-            images[blob] = _image_of(data.decode(errors="replace")) if data is not None else None
-    return images
 
 
 def deployments(
@@ -220,18 +247,19 @@ def deployments(
         for env in (repo.environment_names if environments is None else environments)
         for service in services
     }
-    commits = _read_log(git, revision, frozenset(paths))
+    commits, images = _read_log(git, revision, frozenset(paths))
     brought = _merged_trailers(git, commits)
-    images = _images(git, commits)
     found: list[Deployment] = []
     current: dict[str, Image] = {}
     for position, c in enumerate(reversed(commits)):
         for path, blob in c.blobs:
-            marks = parse_trailers(brought.get((c.commit, path), c.trailers))
             image = images[blob]
             if image is None or current.get(path) == image:
                 continue
             current[path] = image
+            block = brought.get((c.commit, path), c.trailers)
+            # most commits (CI's, hand edits) have no trailer of the tool's: nothing to parse
+            marks = parse_trailers(block) if "Platform-" in block else {}
             env, service = paths[path]
             ours = tool_record(marks, service, env)
             action = (first_trailer(marks, "Platform-Action") if ours else None) or "manual"
@@ -397,7 +425,7 @@ def _origins(line: Sequence[Deployment]) -> _Earliest:
 def _environment_metrics(
     env: str,
     timelines: Mapping[tuple[str, str], list[Deployment]],
-    first_stage: str,
+    origins: Mapping[str, _Earliest],
     services: Sequence[str],
     since: dt.datetime,
     until: dt.datetime,
@@ -408,7 +436,6 @@ def _environment_metrics(
     restore_times: list[dt.timedelta] = []
     for service in services:
         line = timelines.get((env, service), [])
-        origins = _origins(timelines.get((first_stage, service), []))
         # for each deployment: whether the next promotion or rollback after it is a rollback
         undone, next_is_rollback = [False] * len(line), False
         for index in range(len(line) - 1, -1, -1):
@@ -423,7 +450,7 @@ def _environment_metrics(
                 continue
             counted.append(d)
             if new_here:
-                origin = origins.first(d.image)
+                origin = origins[service].first(d.image)
                 if origin is None or origin.order > d.order:
                     without_origin += 1
                 else:
@@ -466,12 +493,13 @@ def metrics(
     first_stage = repo.environment_names[0]
     for d in deployments(git, repo, names, dict.fromkeys([first_stage, *env_names])):
         timelines.setdefault((d.environment, d.service), []).append(d)
+    # where each artifact first ran: the same for every environment's lead times
+    origins = {service: _origins(timelines.get((first_stage, service), [])) for service in names}
     return Report(
         since,
         until,
         tuple(names),
         tuple(
-            _environment_metrics(env, timelines, first_stage, names, since, until)
-            for env in env_names
+            _environment_metrics(env, timelines, origins, names, since, until) for env in env_names
         ),
     )

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import IO
@@ -62,6 +62,91 @@ class BlobReader:
             return None
         size = int(header.rsplit(b" ", 1)[1])
         return self._stdout.read(size + 1)[:size]
+
+
+class ObjectBatch:
+    """Objects asked of one ``git cat-file --batch --buffer`` while the asker goes on with
+    other work (reading the log that names them): git writes its answers to a temporary file,
+    so asking never waits for a reader and git reads the objects as they are asked, on a core
+    of its own. ``ready`` hands over what git has answered so far (for the asker's pauses),
+    ``answers`` the rest once every object has been asked."""
+
+    # how much of the answers one read takes: the rest waits in the file, not in memory
+    _CHUNK = 1 << 20
+
+    def __init__(self, process: subprocess.Popen[bytes], output: IO[bytes], errors: IO[bytes]):
+        assert process.stdin is not None
+        self._process, self._stdin = process, process.stdin
+        self._output, self._errors = output, errors
+        self._asked = self._answered = self._read = 0
+        self._unparsed = bytearray()
+
+    def ask(self, *names: str) -> None:
+        """Ask for objects by id or ``revision:path``, sent to git at once; their answers
+        come in asking order."""
+        try:
+            self._stdin.write("".join(f"{name}\n" for name in names).encode())
+            self._stdin.flush()
+        except BrokenPipeError:
+            self._failed()
+        self._asked += len(names)
+
+    def ready(self) -> list[bytes | None]:
+        """The answers git has written since the last call, in asking order, without waiting
+        for more (None where an object does not exist)."""
+        while self._read_more():
+            pass
+        return self._parse()
+
+    def answers(self) -> Iterator[bytes | None]:
+        """Every answer not yet handed over, in order, once git has answered them all."""
+        try:
+            self._stdin.close()
+        except BrokenPipeError:
+            self._failed()
+        if self._process.wait() != 0:
+            self._failed()
+        while self._answered < self._asked:
+            more = self._read_more()
+            found = self._parse()
+            if not more and not found:
+                raise GitError("git cat-file failed: it stopped answering")
+            yield from found
+
+    def _read_more(self) -> bool:
+        chunk = os.pread(self._output.fileno(), self._CHUNK, self._read)
+        self._read += len(chunk)
+        self._unparsed += chunk
+        return bool(chunk)
+
+    def _parse(self) -> list[bytes | None]:
+        """The complete answers at the start of what was read (``<id> blob <size>``, the
+        contents and a newline; ``<name> missing``), taken off it."""
+        data, position, found = self._unparsed, 0, list[bytes | None]()
+        while self._answered < self._asked:
+            end = data.find(b"\n", position)
+            if end < 0:
+                break
+            header = bytes(data[position:end])
+            if header.endswith((b" missing", b" ambiguous")):
+                found.append(None)
+                position = end + 1
+            else:
+                start = end + 1
+                size = int(header.rsplit(b" ", 1)[1])
+                if len(data) < start + size + 1:
+                    break
+                found.append(bytes(data[start : start + size]))
+                position = start + size + 1
+            self._answered += 1
+        del data[:position]
+        return found
+
+    def _failed(self) -> None:
+        self._process.wait()
+        self._errors.seek(0)
+        complaint = _complaint(self._errors.read().decode(errors="replace"))
+        raise GitError(f"git cat-file failed: {complaint}")
 
 
 class Git:
@@ -203,13 +288,17 @@ class Git:
         return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
     def _start(
-        self, args: Sequence[str], errors: IO[bytes], stdin: int | None = None
+        self,
+        args: Sequence[str],
+        errors: IO[bytes],
+        stdin: int | None = None,
+        stdout: int | IO[bytes] = subprocess.PIPE,
     ) -> subprocess.Popen[bytes]:
         try:
             return subprocess.Popen(
                 ["git", "-C", str(self.root), *args],
                 stdin=stdin,
-                stdout=subprocess.PIPE,
+                stdout=stdout,
                 stderr=errors,
                 env=self._environment(),
             )
@@ -265,6 +354,23 @@ class Git:
                 process.stdin.close()
                 process.stdout.close()
                 process.wait()
+
+    @contextmanager
+    def object_batch(self) -> Iterator[ObjectBatch]:
+        """A ``git cat-file --batch`` that reads objects while the caller asks for more (see
+        ``ObjectBatch``); it is ended on leaving, whether or not its answers were read."""
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+            args = ["cat-file", "--batch", "--buffer"]
+            process = self._start(args, errors, stdin=subprocess.PIPE, stdout=output)
+            try:
+                yield ObjectBatch(process, output, errors)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                assert process.stdin is not None
+                with suppress(BrokenPipeError):
+                    process.stdin.close()
 
     def read_files(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """The contents of (revision, path) pairs through one ``git cat-file --batch``."""

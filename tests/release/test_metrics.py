@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from platformctl import dora
 from platformctl.cli import app
 from platformctl.dora import Report, deployments, metrics, parse_since
 from platformctl.errors import InputError
-from platformctl.git import Git
+from platformctl.git import Git, GitError
 from platformctl.ledger import history
 from platformctl.model import load_repo
 from tests.cli.test_bad_input import state
@@ -380,3 +382,129 @@ def test_one_promotion_of_several_services_is_one_deployment(tmp_path: Path) -> 
     assert (one.deployments, one.promotions) == (1, 1)
     (first,) = metrics(Git(fleet.root), load_repo(fleet.root), since, until, [d]).environments
     assert first.deployments == 2  # two commits, one image each
+
+
+def _same_as_the_ledger(root: Path) -> list[tuple[str, str, str]]:
+    """Every deployment the walk finds, after checking each release's are ``history``'s."""
+    repo = load_repo(root)
+    found = deployments(Git(root), repo, repo.services)
+    for release in repo.releases.values():
+        ours = [
+            d.commit
+            for d in found
+            if (d.environment, d.service) == (release.environment.name, release.service)
+        ]
+        assert ours == [e.commit for e in history(Git(root), release)][::-1], release.key
+    return [(d.environment, d.service, d.action) for d in found]
+
+
+@pytest.mark.parametrize("read_every", [1, 1000])
+def test_commits_outside_the_values_files_and_a_deleted_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_every: int
+) -> None:
+    """The walk lists every commit of the branch (no pathspec): a commit that changed only a
+    chart, one that changed a chart and a values file, a values file deleted then restored
+    (not a release), and a merge bringing its branch's change are read as the ledger does,
+    whether the versions' contents are read during the walk or after it."""
+    monkeypatch.setattr(dora, "_READ_EVERY", read_every)
+    fleet = make_fleet(tmp_path / "fleet", ["alpha", "beta"])
+    d, s, _ = fleet.stages
+    (fleet.root / "charts" / "NOTES.md").write_text("a chart change\n")
+    git(fleet.root, "add", "charts/NOTES.md")
+    git(fleet.root, "commit", "-qm", "charts only")
+    (fleet.root / "charts" / "NOTES.md").write_text("a chart change and a release\n")
+    fleet.set_image(d, "alpha", 2, commit=False)
+    git(fleet.root, "commit", "-qam", "a chart and alpha build 2")
+    beta = fleet.values(s, "beta").read_text()
+    git(fleet.root, "rm", "-q", str(fleet.values(s, "beta")))
+    git(fleet.root, "commit", "-qm", "beta leaves the second stage")
+    fleet.values(s, "beta").write_text(beta)
+    git(fleet.root, "add", str(fleet.values(s, "beta")))
+    git(fleet.root, "commit", "-qm", "beta is back, as it was")
+    git(fleet.root, "switch", "-q", "-c", "feature")
+    fleet.set_image(d, "beta", 3)
+    git(fleet.root, "switch", "-q", "main")
+    fleet.set_image(s, "alpha", 2)
+    git(fleet.root, "merge", "-q", "--no-ff", "-m", "Merge pull request #8", "feature")
+    found = _same_as_the_ledger(fleet.root)
+    initial = {
+        (stage, service, "manual") for stage in fleet.stages for service in ("alpha", "beta")
+    }
+    assert set(found[:6]) == initial
+    assert found[6:] == [(d, "alpha", "manual"), (s, "alpha", "manual"), (d, "beta", "manual")]
+
+
+def _ask_all(root: Path, names: list[str], *, look: bool = False) -> list[bytes | None]:
+    """Every answer: all asked at once, or one at a time with a look at what is ready after
+    each question if ``look``."""
+    found: list[bytes | None] = []
+    with Git(root).object_batch() as batch:
+        if not look:
+            batch.ask(*names)
+        for name in names if look else ():
+            batch.ask(name)
+            found += batch.ready()
+        return found + list(batch.answers())
+
+
+def test_object_batch_answers_in_asking_order(tmp_path: Path) -> None:
+    """Blob ids and ``revision:path`` names, a missing one among them, come back in order,
+    each once, whether taken as git answers or at the end; a git that cannot answer is a
+    GitError, not a short list."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    path = f"environments/{fleet.stages[0]}/alpha.yaml"
+    blob = git(fleet.root, "rev-parse", f"HEAD:{path}").strip()
+    text = fleet.values(fleet.stages[0], "alpha").read_bytes()
+    names = [blob, "HEAD:no-such-file", f"HEAD:{path}", "0" * 40]
+    assert _ask_all(fleet.root, names) == [text, None, text, None]
+    tree = git(fleet.root, "ls-tree", "-r", "HEAD").splitlines()
+    blobs = [line.split()[2] for line in tree]
+    contents = [
+        subprocess.run(
+            ["git", "-C", str(fleet.root), "cat-file", "blob", b], capture_output=True, check=True
+        ).stdout
+        for b in blobs
+    ]
+    assert _ask_all(fleet.root, blobs * 3, look=True) == contents * 3
+    with pytest.raises(GitError, match="cat-file"):
+        _ask_all(tmp_path, [blob])  # not a repository
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "image:",
+        "replicaCount: 1\nimage: {repository: r, tag: t}\n",
+        "image: {repository: r, tag: t}\r\nnote: see image: b\r\n",
+        "sidecar:\n  image: {repository: s, tag: t}\nimage: {repository: r, tag: t}",
+        "image: a\nimage: b\n",
+        "noimage: 1\nmy-image: 2\nimage:image: 3\n",
+        "\ufeffimage: {repository: r, tag: t}\n",
+        "\n\nimage: {}\n\n",
+    ],
+)
+def test_top_image_lines_are_what_the_multiline_regex_finds(text: str) -> None:
+    assert dora._top_image_lines(text) == re.findall(r"^image:.*$", text, re.MULTILINE)
+
+
+def test_image_written_among_other_image_keys(tmp_path: Path) -> None:
+    """A sidecar's indented image, a value that mentions ``image:``, Windows line ends and a
+    file without a last newline: each version's image is the one the ledger reads."""
+    fleet = make_fleet(tmp_path / "fleet", ["alpha"])
+    stage = fleet.stages[0]
+    path = fleet.values(stage, "alpha")
+    original = path.read_text()
+    one_line = next(line for line in original.splitlines() if line.startswith("image:"))
+    versions = [
+        original + "sidecar:\n  image: {repository: registry.example/proxy, tag: 9.9.9}\n",
+        original.replace(one_line, one_line.replace("1.1.0", "1.2.0"))
+        + 'note: "the image: line above is the one"\n',
+        original.replace(one_line, one_line.replace("1.1.0", "1.3.0")).replace("\n", "\r\n"),
+        original.replace(one_line, one_line.replace("1.1.0", "1.4.0")).rstrip("\n"),
+    ]
+    for number, text in enumerate(versions):
+        path.write_bytes(text.encode())
+        git(fleet.root, "commit", "-qam", f"version {number}")
+    found = _same_as_the_ledger(fleet.root)
+    assert [f for f in found if f[0] == stage] == [(stage, "alpha", "manual")] * 4
