@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from platformctl.gates.results import GateResult, parse_trailer
+from platformctl.gates.results import GateResult, Verdict, parse_trailer
 from platformctl.git import Git
 from platformctl.imagefile import image_of
 from platformctl.model import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, Image, Release
@@ -51,6 +51,18 @@ class Entry:
     build_url: str | None = None
     # the release set (``SET_TRAILER``) the release came with, if any
     release_set: str | None = None
+
+    @property
+    def overridden(self) -> list[str]:
+        """The gates a recorded reason overrode for this release."""
+        return [gate.gate for gate in self.gates if gate.verdict is Verdict.overridden]
+
+    @property
+    def origin(self) -> str | None:
+        """Where the release came from: the stage before, or for a publish the build's commit."""
+        if self.from_environment is None and self.source_commit:
+            return f"build {self.source_commit[:12]}"
+        return self.from_environment
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -316,6 +328,33 @@ def image_changes(git: Git, paths: Sequence[str], revision: str = "HEAD") -> Ite
 def image_in(blob: bytes | None) -> Image | None:
     """The image of a values file's contents (None: no file, or no image line)."""
     return image_of(blob.decode(errors="replace")) if blob is not None else None
+
+
+def first_parent_line(git: Git, events: Iterable[Entry | HoldEvent]) -> list[str]:
+    """The branch's commits, newest first, down to the oldest of ``events`` (the order
+    ``history`` shows releases and holds in)."""
+    wanted = {event.commit for event in events}
+    found: list[str] = []
+    with closing(git.records("rev-list", "--first-parent", "HEAD", separator="\n")) as commits:
+        for commit in commits:
+            found.append(commit.strip())
+            wanted.discard(found[-1])
+            if not wanted:
+                break
+    return found
+
+
+def set_lines(sets: Mapping[tuple[str, str], str | None]) -> list[str]:
+    """``set: production runs staging@0123456789ab (api, web)``: per environment and set,
+    the services whose image came with it (of ``current_sets``)."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for (service, environment), set_id in sets.items():
+        if set_id is not None:
+            grouped.setdefault((environment, set_id), []).append(service)
+    return [
+        f"set: {environment} runs {set_id} ({', '.join(services)})"
+        for (environment, set_id), services in grouped.items()
+    ]
 
 
 def current_sets(git: Git, releases: Iterable[Release]) -> dict[tuple[str, str], str | None]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import difflib
-from contextlib import closing
 from itertools import islice
 
 import typer
 
 from platformctl.cli.common import OUTPUT_OPTION, options
-from platformctl.gates.results import Verdict
 from platformctl.git import Git
-from platformctl.ledger import Entry, HoldEvent, hold_events, rolled_back
+from platformctl.ledger import Entry, HoldEvent, first_parent_line, hold_events, rolled_back
 from platformctl.ledger import history as read_history
 from platformctl.model import Release
 from platformctl.output import OutputFormat, render_table, to_json, with_age
@@ -19,27 +17,10 @@ from platformctl.render import Renderer
 from platformctl.status import same_artifact
 
 
-def _first_parent(git: Git, events: list[Entry | HoldEvent]) -> list[str]:
-    """The branch's commits, newest first, down to the oldest of ``events``."""
-    wanted = {event.commit for event in events}
-    found: list[str] = []
-    with closing(git.records("rev-list", "--first-parent", "HEAD", separator="\n")) as commits:
-        for commit in commits:
-            found.append(commit.strip())
-            wanted.discard(found[-1])
-            if not wanted:
-                break
-    return found
-
-
-def _overridden(entry: Entry) -> list[str]:
-    return [gate.gate for gate in entry.gates if gate.verdict is Verdict.overridden]
-
-
 def _as_dict(event: Entry | HoldEvent, bad: set[str]) -> dict[str, object]:
     if isinstance(event, HoldEvent):
         return event.as_dict()
-    overridden = _overridden(event)
+    overridden = event.overridden
     return {**event.as_dict(), "rolled_back": event.commit in bad, "overridden": overridden}
 
 
@@ -58,7 +39,7 @@ def _row(event: Entry | HoldEvent, bad: set[str]) -> list[str | None]:
             event.reason,
         ]
     action = event.action + (" (rolled back)" if event.commit in bad else "")
-    overridden = _overridden(event)
+    overridden = event.overridden
     reason = event.reason
     if overridden:
         reason = f"{reason or ''} [overrode {', '.join(overridden)}]".strip()
@@ -70,17 +51,10 @@ def _row(event: Entry | HoldEvent, bad: set[str]) -> list[str | None]:
         action,
         event.image.tag,
         short,
-        _origin(event),
+        event.origin,
         event.release_set,
         reason,
     ]
-
-
-def _origin(entry: Entry) -> str | None:
-    """Where a release came from: the stage before, or for a publish the build's commit."""
-    if entry.from_environment is None and entry.source_commit:
-        return f"build {entry.source_commit[:12]}"
-    return entry.from_environment
 
 
 def register(app: typer.Typer) -> None:
@@ -104,7 +78,7 @@ def register(app: typer.Typer) -> None:
         holds = list(islice(hold_events(git, release), limit))
         events: list[Entry | HoldEvent] = [*entries[:limit], *holds]
         if holds:  # in the branch's own order: commits of one second have no order by time
-            order = {commit: index for index, commit in enumerate(_first_parent(git, events))}
+            order = {commit: index for index, commit in enumerate(first_parent_line(git, events))}
             events.sort(key=lambda event: order.get(event.commit, len(order)))
         events = events[:limit]
         if output is OutputFormat.json:

@@ -10,7 +10,7 @@ from platformctl.argocd import AppState
 from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.errors import EnvironmentProblem, InputError, PlatformError
 from platformctl.git import Git
-from platformctl.ledger import current_sets
+from platformctl.ledger import current_sets, set_lines
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.status import LiveStates, StatusRow, live_states
 from platformctl.status import holds as list_holds
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             )
         else:
             typer.echo(render_table(output, *_matrix(repo.services, rows, seen)))
-            for line in _set_lines(sets):
+            for line in set_lines(sets):
                 typer.echo(line)
             for row in rows:
                 if row.hold is not None:
@@ -96,19 +96,6 @@ def _holds_command(app: typer.Typer) -> None:
             return
         rows = [[h.environment, h.service, h.reason, h.since, h.by] for h in found]
         typer.echo(render_table(output, ["environment", "service", "reason", "since", "by"], rows))
-
-
-def _set_lines(sets: dict[tuple[str, str], str | None]) -> list[str]:
-    """``set: production runs staging@0123456789ab (api, web)``: per environment and set,
-    the services whose image came with it."""
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for (service, environment), set_id in sets.items():
-        if set_id is not None:
-            grouped.setdefault((environment, set_id), []).append(service)
-    return [
-        f"set: {environment} runs {set_id} ({', '.join(services)})"
-        for (environment, set_id), services in grouped.items()
-    ]
 
 
 def _not_asked(unreachable: dict[str, PlatformError]) -> PlatformError:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from platformctl.errors import ExitCode, PlatformError
 from platformctl.git import Git
@@ -111,3 +112,24 @@ class Site:
             return self.snapshot().repo.service(name)
         except PlatformError as error:
             raise PageError(404, str(error)) from error
+
+
+class Fresh(Generic[T]):
+    """One head's value of a view that also depends on the clock: built again once ``ttl``
+    seconds old. Kept through ``Site.cached``, so a new head starts a new one."""
+
+    def __init__(self, snapshot: Snapshot, ttl: float) -> None:
+        self.snapshot = snapshot
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[float, T] | None = None
+
+    def get(self, build: Callable[[Snapshot], T]) -> T:
+        with self._lock:
+            now = time.monotonic()
+            if self._value is None or now - self._value[0] >= self.ttl:
+                try:
+                    self._value = (now, build(self.snapshot))
+                except PlatformError as error:
+                    raise PageError(status_of(error), str(error)) from error
+            return self._value[1]

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from itertools import islice
 from urllib.parse import urlsplit
 
-from platformctl.cli.history_cmd import _first_parent, _origin, _overridden
-from platformctl.cli.status_cmd import _set_lines
 from platformctl.dashboard.site import Snapshot
 from platformctl.errors import PlatformError
 from platformctl.ledger import (
     Entry,
     HoldEvent,
     current_sets,
+    first_parent_line,
     history,
     hold_events,
     image_changes,
     rolled_back,
+    set_lines,
     values_path,
 )
 from platformctl.model import Image, Release, Repo
@@ -132,7 +132,7 @@ class Matrix:
         """``set: production runs staging@0123456789ab (api, web)`` for the environments
         shown, as ``platform status`` prints them."""
         shown = set(self.environments)
-        return tuple(_set_lines({k: v for k, v in self.release_sets.items() if k[1] in shown}))
+        return tuple(set_lines({k: v for k, v in self.release_sets.items() if k[1] in shown}))
 
     @property
     def held(self) -> int:
@@ -288,10 +288,10 @@ def _history_row(event: Entry | HoldEvent, bad: set[str], base: str | None) -> H
         rolled_back=event.commit in bad,
         tag=event.image.tag,
         short_digest=event.image.short_digest,
-        origin=_origin(event),
+        origin=event.origin,
         release_set=event.release_set,
         reason=event.reason,
-        overridden=tuple(_overridden(event)),
+        overridden=tuple(event.overridden),
         gates=tuple(gate.trailer() for gate in event.gates),
     )
 
@@ -308,7 +308,7 @@ def environment_history(
     holds = list(islice(hold_events(git, release), limit + 1))
     events: list[Entry | HoldEvent] = [*entries[:limit], *holds[:limit]]
     if holds:  # in the branch's own order: commits of one second have no order by time
-        order = {commit: index for index, commit in enumerate(_first_parent(git, events))}
+        order = {commit: index for index, commit in enumerate(first_parent_line(git, events))}
         events.sort(key=lambda event: order.get(event.commit, len(order)))
     more = len(entries) > limit or len(holds) > limit or len(events) > limit
     base = commit_base(snapshot.repo.repository_url)

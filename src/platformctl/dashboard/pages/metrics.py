@@ -20,8 +20,7 @@ from markupsafe import Markup
 from starlette.responses import Response
 
 from platformctl.dashboard.app import site_of
-from platformctl.dashboard.pages.plan import Fresh
-from platformctl.dashboard.site import PageError, Site, Snapshot, status_of
+from platformctl.dashboard.site import Fresh, PageError, Site, Snapshot, status_of
 from platformctl.dashboard.svg import Series, bar_chart, strip_chart
 from platformctl.dashboard.templating import page
 from platformctl.dora import HEADERS, Report, deployments, metrics, parse_since

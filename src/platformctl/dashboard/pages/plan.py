@@ -18,18 +18,14 @@ per head for ``PLAN_TTL`` seconds only (``Fresh``), and the page says when it wa
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from platformctl.dashboard.app import site_of
-from platformctl.dashboard.site import PageError, Site, Snapshot, status_of
+from platformctl.dashboard.site import Fresh, PageError, Site, Snapshot
 from platformctl.dashboard.templating import page
 from platformctl.delivery import DeliveryOptions
 from platformctl.delivery import promote as deliver_promotion
@@ -41,7 +37,6 @@ from platformctl.release import Plan, plan_promotion, unresolved
 
 router = APIRouter()
 
-T = TypeVar("T")
 # Seconds a plan is reused on one head: the soak and freeze verdicts move with the clock.
 PLAN_TTL = 30.0
 AT_PROMOTION = "evaluated at promotion time"
@@ -56,27 +51,6 @@ ASKS = {
     "slo": "Prometheus of the stage before",
     "budget": "Prometheus of the stage itself",
 }
-
-
-class Fresh(Generic[T]):
-    """One head's value of a view that also depends on the clock: built again once ``ttl``
-    seconds old. Kept through ``Site.cached``, so a new head starts a new one."""
-
-    def __init__(self, snapshot: Snapshot, ttl: float) -> None:
-        self.snapshot = snapshot
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._value: tuple[float, T] | None = None
-
-    def get(self, build: Callable[[Snapshot], T]) -> T:
-        with self._lock:
-            now = time.monotonic()
-            if self._value is None or now - self._value[0] >= self.ttl:
-                try:
-                    self._value = (now, build(self.snapshot))
-                except PlatformError as error:
-                    raise PageError(status_of(error), str(error)) from error
-            return self._value[1]
 
 
 @dataclass(frozen=True)
