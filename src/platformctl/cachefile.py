@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,25 @@ CACHE_DIR = ".platform-cache"
 # keyed by content (file texts, rendered documents, a chart's absolute path with its files'
 # stats), never by where a checkout is, so sharing one changes no answer.
 SHARED_CACHE_VARIABLE = "PLATFORM_CACHE_DIR"
+
+
+# False inside ``reading_only``: the dashboard's pages must leave the checkout as they found it
+_WRITES: ContextVar[bool] = ContextVar("platformctl_cache_writes", default=True)
+
+
+@contextlib.contextmanager
+def reading_only() -> Iterator[None]:
+    """Within it (this thread or task only), caches are read as usual and never written,
+    touched or pruned: what a read-only reader such as ``platform serve`` needs."""
+    token = _WRITES.set(False)
+    try:
+        yield
+    finally:
+        _WRITES.reset(token)
+
+
+def writes_allowed() -> bool:
+    return _WRITES.get()
 
 
 def cache_dir(root: Path) -> Path:
@@ -43,6 +64,8 @@ def read_cache(path: Path | None, fingerprint: str) -> dict[str, Any]:
 
 
 def write_cache(path: Path, fingerprint: str, entries: dict[str, Any]) -> None:
+    if not _WRITES.get():
+        return
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         gitignore = path.parent / ".gitignore"

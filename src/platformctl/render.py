@@ -32,7 +32,13 @@ from platformctl.bridge import (
     placeholder_annotations,
     reference,
 )
-from platformctl.cachefile import cache_dir, read_cache, survives_json, write_cache
+from platformctl.cachefile import (
+    cache_dir,
+    read_cache,
+    survives_json,
+    write_cache,
+    writes_allowed,
+)
 from platformctl.errors import InputError
 from platformctl.model import (
     ADDONS_DIR,
@@ -425,7 +431,8 @@ class Renderer:
         if not isinstance(manifests, dict) or not isinstance(documents, list):
             return None
         with contextlib.suppress(OSError):
-            os.utime(path)  # recently used: pruned last
+            if writes_allowed():
+                os.utime(path)  # recently used: pruned last
         return manifests, tuple(documents)
 
     def _store_render(
@@ -437,7 +444,8 @@ class Renderer:
             return
         path = self._render_path(key)
         write_cache(path, _renders_fingerprint(), entry)
-        if not self._pruned:  # a scan per store would cost a cold full gate seconds
+        # a scan per store would cost a cold full gate seconds
+        if not self._pruned and writes_allowed():
             self._pruned = True
             _prune(path.parent)
 

@@ -13,8 +13,10 @@ and friends are that serialisation, used by both).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ RECORD_FILE = "verify-last.json"
 RECORD_FORMAT = "verify-last/1"
 # Checkouts kept in a shared cache folder, most recently verified first.
 CHECKOUTS_KEPT = 50
+# seconds a run waits for another run's write of the record before it skips its own
+LOCK_WAIT = 5.0
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
@@ -246,7 +250,7 @@ def record(
         now=now or dt.datetime.now(dt.UTC),
     )
     key = str(root.resolve())
-    with _serialized(record_path(root)):
+    with contextlib.suppress(_Skipped), _serialized(record_path(root)):
         checkouts = _checkouts(root)
         mine = checkouts.pop(key, None)
         entries = dict(mine) if isinstance(mine, dict) else {}
@@ -260,7 +264,9 @@ def record(
 def _serialized(path: Path) -> Iterator[None]:
     """Runs of different environments at once (CI's jobs on one runner) each keep the
     other's entry: read, merge and write under a lock. Where no lock can be had (a read-only
-    folder) the write will be skipped anyway, so run unlocked."""
+    folder) the write will be skipped anyway, so run unlocked; where locking fails or takes
+    longer than ``LOCK_WAIT`` (a file system without locks, a holder that hangs), skip the
+    record: the cache is advisory, verify's answer is not."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.with_name(f".{path.name}.lock").open("w")
@@ -268,5 +274,19 @@ def _serialized(path: Path) -> Iterator[None]:
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise _Skipped from None
+                time.sleep(0.02)
+            except OSError:
+                raise _Skipped from None
         yield
+
+
+class _Skipped(Exception):
+    """The record could not be locked: this run's result is not recorded."""

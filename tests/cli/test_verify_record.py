@@ -4,6 +4,7 @@ record it cannot read or write changes nothing of its answer."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from platformctl import verify_record
 from platformctl.model import load_repo
 from platformctl.policy.exceptions import Excepted, PolicyException
 from platformctl.policy.findings import Finding
@@ -130,6 +132,29 @@ def test_a_record_that_cannot_be_written_changes_no_exit_code(fleet: Fleet, cli:
     stage = strict_stage(fleet)
     record_path(fleet.root).mkdir(parents=True)  # a folder where the file would go
     assert cli(fleet.root, "verify", "-e", stage).exit_code == 0
+    fleet.set_image(stage, ALPHA, 2, pinned=False)
+    failed = cli(fleet.root, "verify", "-e", stage)
+    assert failed.exit_code == 1
+    assert "PLAT001" in failed.stdout
+    assert last_results(fleet.root) == {}
+
+
+@pytest.mark.usefixtures("own_cache")
+@pytest.mark.parametrize("failure", ["no locks", "held by another"])
+def test_a_record_that_cannot_be_locked_is_skipped_and_changes_no_answer(
+    fleet: Fleet, cli: Cli, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A file system without locks (NFS without lockd: ENOLCK), or a holder that hangs: the
+    run's result is not recorded, and verify prints and exits as it would have."""
+
+    def flock(handle: Any, operation: int) -> None:
+        if failure == "no locks":
+            raise OSError(errno.ENOLCK, "No locks available")
+        raise BlockingIOError(errno.EWOULDBLOCK, "held")
+
+    monkeypatch.setattr(verify_record.fcntl, "flock", flock)
+    monkeypatch.setattr(verify_record, "LOCK_WAIT", 0.1)
+    stage = strict_stage(fleet)
     fleet.set_image(stage, ALPHA, 2, pinned=False)
     failed = cli(fleet.root, "verify", "-e", stage)
     assert failed.exit_code == 1

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +162,62 @@ def test_htmx_gets_only_the_table_fragment(fleet: Fleet) -> None:
     tree = parse(fragment.text)
     top = [child for child in tree.children if isinstance(child, Element)]
     assert [element.attrs.get("id") for element in top] == ["matrix-view"]
-    assert top[0].attrs["hx-get"] == "/"
+    poll = top[0].attrs["hx-get"]
+    assert poll.startswith("/?seen=")
     assert top[0].attrs["hx-trigger"] == "every 30s"
     assert top[0].attrs["hx-select"] == "#matrix-view"
+    assert fragment.headers["Vary"] == "HX-Request"
+
+
+def test_a_poll_of_what_is_already_shown_gets_nothing_to_swap(fleet: Fleet) -> None:
+    """204 while nothing changed (HTMX swaps nothing, so the focus stays where it was), the
+    table again once the checkout changed; a page load always gets the page."""
+    client = client_of(fleet.root)
+    poll = parse(client.get("/", headers={"HX-Request": "true"}).text)
+    url = poll.find("div", id="matrix-view").attrs["hx-get"]
+    unchanged = client.get(url, headers={"HX-Request": "true"})
+    assert unchanged.status_code == 204
+    assert unchanged.text == ""
+    assert client.get(url).status_code == 200  # not HTMX: a reload shows the page
+    fleet.set_image(fleet.stages[-1], fleet.services[0], 7)
+    changed = client.get(url, headers={"HX-Request": "true"})
+    assert changed.status_code == 200
+    assert image(fleet.services[0], 7).tag in changed.text
+
+
+def test_an_edit_not_yet_committed_shows_as_platform_status_shows_it(fleet: Fleet) -> None:
+    """The model is the checkout's files, as the CLI reads them: an unstaged edit shows at
+    once, not when some later git command rewrites the index."""
+    client = client_of(fleet.root)
+    service, stage = fleet.services[0], fleet.stages[-1]
+    assert image(service, 8).tag not in client.get("/").text
+    fleet.set_image(stage, service, 8, commit=False)
+    assert image(service, 8).tag in client.get("/").text
+    cli_row = next(
+        row
+        for row in json.loads(run_platform(fleet.root, "status", "-o", "json").stdout)
+        if (row["service"], row["environment"]) == (service, stage)
+    )
+    assert cli_row["tag"] == image(service, 8).tag
+
+
+def test_requests_that_arrive_together_build_the_matrix_once(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []
+    original = views.matrix_view
+
+    def counted(snapshot: Any) -> Any:
+        builds.append(1)
+        time.sleep(0.3)  # long enough that the others arrive while it builds
+        return original(snapshot)
+
+    monkeypatch.setattr(matrix_page, "matrix_view", counted)
+    client = client_of(fleet.root)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get("/").status_code, range(6)))
+    assert answers == [200] * 6
+    assert builds == [1]
 
 
 def test_refresh_is_a_plain_link_that_htmx_enhances(fleet: Fleet) -> None:
@@ -257,7 +312,7 @@ def test_the_env_filter_shows_those_columns_as_status_e_does(fleet: Fleet, cli: 
     # polling and Refresh keep the filter; the form says which are shown
     page = parse(response.text)
     here = f"/?env={last}&env={first}"
-    assert page.find("div", id="matrix-view").attrs["hx-get"] == here
+    assert page.find("div", id="matrix-view").attrs["hx-get"].startswith(f"{here}&seen=")
     assert next(a for a in page.find_all("a") if a.text == "Refresh").attrs["href"] == here
     boxes = {box.attrs["value"]: "checked" in box.attrs for box in page.find_all("input")}
     assert boxes == {stage: stage in (first, last) for stage in fleet.stages}

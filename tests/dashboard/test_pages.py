@@ -9,6 +9,7 @@ a change here, unless it has a path parameter this file cannot fill yet (``PARAM
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from fastapi.routing import APIRoute
 from httpx import Response
 
+from platformctl.cachefile import CACHE_DIR
 from platformctl.dashboard.app import SECURITY_HEADERS
 from platformctl.dashboard.pages import PAGES
 from platformctl.dashboard.views import commit_base
@@ -112,6 +114,33 @@ def paths(fleet: Fleet) -> Iterator[str]:
         missing = set(route.param_convertors) - set(known)
         assert not missing, f"{route.path}: add a value for {missing} to parameters()"
         yield route.path.format(**{name: known[name] for name in route.param_convertors})
+
+
+def files_of(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under ``root`` (``.git`` and the cache folder included): size, mtime, bytes."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            found[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime_ns, path.read_bytes())
+    return found
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_no_page_writes_anything_not_even_a_cache_file(fleet: Fleet) -> None:
+    """With the checkout's own ``.platform-cache/`` (as users have it, not the suite's shared
+    one): the model's and the renders' caches are read, never written, by a page. A fresh
+    clone has none yet, which is when a reader that writes them would."""
+    shutil.rmtree(fleet.root / CACHE_DIR, ignore_errors=True)
+    before = files_of(fleet.root)
+    client = client_of(fleet.root)
+    for path in paths(fleet):
+        assert client.get(path).status_code == 200, path
+        assert client.get(path, headers={"HX-Request": "true"}).status_code in (200, 204)
+    assert client.get("/metrics", params={"since": "400d"}).status_code == 200
+    after = files_of(fleet.root)
+    assert sorted(set(after) - set(before)) == []
+    assert [name for name in before if before[name] != after.get(name)] == []
 
 
 def test_there_are_pages_and_every_route_only_reads(fleet: Fleet) -> None:

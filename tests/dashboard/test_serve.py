@@ -75,6 +75,17 @@ def test_a_loopback_server_refuses_other_host_names(tmp_path: Path) -> None:
         assert get(url + "static/dashboard.css", host="localhost")[0] == 200
 
 
+def test_any_loopback_address_answers_at_the_url_it_announced(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "repo")
+    with serving(repo, "--host", "127.0.0.2") as (url, process):
+        assert url.startswith("http://127.0.0.2:")
+        assert get(url + "static/dashboard.css")[0] == 200
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert process.stderr is not None
+        assert process.stderr.read() == ""  # loopback: no warning
+
+
 def test_another_host_is_said_with_a_warning(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "repo")
     with serving(repo, "--host", "0.0.0.0") as (url, process):

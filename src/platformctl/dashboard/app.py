@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,9 @@ from starlette.staticfiles import StaticFiles
 
 from platformctl.dashboard.site import PageError, Site
 from platformctl.dashboard.templating import page
+from platformctl.errors import one_line
+
+LOG = logging.getLogger("platformctl.dashboard")
 
 STATIC = Path(__file__).with_name("static")
 # Nothing from another host, no inline script; Pico's icons are data: URIs in its CSS.
@@ -48,6 +52,15 @@ def create_app(root: Path, *, allowed_hosts: list[str] | None = None) -> FastAPI
     @app.exception_handler(PageError)
     async def _page_error(request: Request, error: PageError) -> Response:
         return page(request, "error.html", {"message": error.message}, error.status)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, error: Exception) -> Response:
+        # as the CLI says a bug (exit 70): one line here, the traceback in the server's log
+        LOG.error("internal error on %s", request.url.path, exc_info=error)
+        message = f"internal error: {type(error).__name__}: {error}; see the server's log"
+        response = page(request, "error.html", {"message": one_line(message)}, 500)
+        response.headers.update(SECURITY_HEADERS)  # outside the middleware that adds them
+        return response
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> Response:

@@ -15,7 +15,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` only listens on this machine (a name resolves to its addresses)."""
+    """Whether ``host`` only listens on this machine: ``localhost`` or a loopback address
+    (another name counts as not loopback, and is said with the warning)."""
     if host == "localhost":
         return True
     try:
@@ -65,7 +66,9 @@ def serve(root: Path, host: str, port: int, announce: Callable[[str], None]) -> 
     from platformctl.dashboard.app import create_app
 
     listener = bind(host, port)
-    allowed = ["localhost", "127.0.0.1", "[::1]", "::1"] if is_loopback(host) else None
+    bare = host.strip("[]")
+    names = [*LOOPBACK_NAMES, bare, f"[{bare}]" if ":" in bare else bare]
+    allowed = sorted(set(names)) if is_loopback(host) else None
     app = create_app(root, allowed_hosts=allowed)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     announce(url_of(listener))

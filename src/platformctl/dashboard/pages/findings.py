@@ -46,14 +46,14 @@ def sections(site: Site, names: tuple[str, ...]) -> list[EnvironmentFindings]:
     return [EnvironmentFindings(name, recorded.get(name), snapshot.head) for name in names]
 
 
-@router.get("/findings", response_class=HTMLResponse)
+@router.api_route("/findings", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def findings(request: Request, site: Site = Depends(site_of)) -> Response:
     names = site.snapshot().repo.environment_names  # pipeline order
     context = {"sections": sections(site, names), "single": None}
     return page(request, "findings.html", context)
 
 
-@router.get("/findings/{environment}", response_class=HTMLResponse)
+@router.api_route("/findings/{environment}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def environment_findings(
     request: Request, environment: str, site: Site = Depends(site_of)
 ) -> Response:

@@ -134,7 +134,7 @@ def _view(site: Site, since: str) -> MetricsView:
         raise PageError(status_of(error), str(error)) from error
 
 
-@router.get("/metrics")
+@router.api_route("/metrics", methods=["GET", "HEAD"])
 def metrics_page(
     request: Request, since: str = DEFAULT_SINCE, site: Site = Depends(site_of)
 ) -> Response:

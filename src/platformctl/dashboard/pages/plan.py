@@ -264,7 +264,7 @@ def _later_stages(site: Site) -> list[tuple[str, str]]:
     return list(zip(names[1:], names[:-1], strict=True))
 
 
-@router.get("/plan")
+@router.api_route("/plan", methods=["GET", "HEAD"])
 def plan_index(
     request: Request, stage: str | None = None, site: Site = Depends(site_of)
 ) -> Response:
@@ -274,7 +274,7 @@ def plan_index(
     return page(request, "plan.html", {"stages": _later_stages(site), "view": None})
 
 
-@router.get("/plan/{stage}")
+@router.api_route("/plan/{stage}", methods=["GET", "HEAD"])
 def plan_page(request: Request, stage: str, site: Site = Depends(site_of)) -> Response:
     """The offline dry run of promoting every service into ``stage``."""
     target = site.environment(stage)
