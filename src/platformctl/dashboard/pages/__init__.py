@@ -4,4 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-PAGES: tuple[ModuleType, ...] = ()
+from platformctl.dashboard.pages import matrix, service
+
+PAGES: tuple[ModuleType, ...] = (
+    matrix,
+    service,
+)
