@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from platformctl.dashboard.pages import matrix, service
+from platformctl.dashboard.pages import matrix, metrics, plan, service
 
 PAGES: tuple[ModuleType, ...] = (
     matrix,
     service,
+    plan,
+    metrics,
 )
