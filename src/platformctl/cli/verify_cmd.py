@@ -11,6 +11,7 @@ from platformctl.cli.common import OUTPUT_OPTION, options
 from platformctl.errors import ExitCode
 from platformctl.output import OutputFormat, render_table, to_json
 from platformctl.verify import VerifyReport, verify
+from platformctl.verify_record import excepted_json, finding_json, record, unused_json
 
 PHASES = {"render": "rendering", "schemas": "validating schemas", "checkov": "running checkov"}
 
@@ -28,20 +29,10 @@ def _payload(report: VerifyReport) -> dict[str, object]:
         "targets": len(report.targets),
         "cache_hits": report.cache_hits,
         "checked_by_checkov": report.checked_by_checkov,
-        "findings": [finding.as_dict() for finding in report.failing],
+        "findings": [finding_json(finding) for finding in report.failing],
         "warnings": report.warnings,
-        "excepted": [
-            {
-                **item.finding.as_dict(),
-                "reason": item.exception.reason,
-                "expires": item.exception.expires.isoformat(),
-            }
-            for item in report.excepted
-        ],
-        "unused_exceptions": [
-            {"check": e.check, "target": e.target, "where": e.where}
-            for e in report.unused_exceptions
-        ],
+        "excepted": [excepted_json(item) for item in report.excepted],
+        "unused_exceptions": [unused_json(item) for item in report.unused_exceptions],
     }
 
 
@@ -75,6 +66,8 @@ def register(app: typer.Typer) -> None:
             use_cache=not no_cache,
             progress=_progress if show_progress else None,
         )
+        # what the dashboard's Findings page shows; advisory, so it changes no exit code
+        record(repo.root, report, repo.environment_names, service)
         if output is OutputFormat.json:
             typer.echo(to_json(_payload(report)))
         else:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from platformctl.dashboard.pages import matrix, metrics, plan, service
+from platformctl.dashboard.pages import findings, matrix, metrics, plan, service
 
 PAGES: tuple[ModuleType, ...] = (
     matrix,
     service,
     plan,
+    findings,
     metrics,
 )
