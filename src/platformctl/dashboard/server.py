@@ -3,6 +3,7 @@ address cannot be had."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -57,8 +58,8 @@ def url_of(listener: socket.socket) -> str:
 
 
 def serve(root: Path, host: str, port: int, announce: Callable[[str], None]) -> None:
-    """Serve the dashboard of ``root`` until interrupted; ``announce`` gets the URL once the
-    socket listens (``--port 0`` says there which port it got)."""
+    """Serve the dashboard of ``root`` until Ctrl-C (which ends it with exit 0); ``announce``
+    gets the URL once the socket listens (``--port 0`` says there which port it got)."""
     import uvicorn
 
     from platformctl.dashboard.app import create_app
@@ -68,4 +69,6 @@ def serve(root: Path, host: str, port: int, announce: Callable[[str], None]) -> 
     app = create_app(root, allowed_hosts=allowed)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     announce(url_of(listener))
-    uvicorn.Server(config).run(sockets=[listener])
+    # uvicorn shuts down on Ctrl-C, then raises it again: stopping a server is how it ends
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listener])
