@@ -203,7 +203,9 @@ def test_the_refresh_control_swaps_the_new_image_in_without_a_navigation(
         browser.execute_script("window.__marker = 1")
         controls = [
             element
-            for element in browser.find_elements(By.CSS_SELECTOR, "main [hx-get]")
+            for element in browser.find_elements(
+                By.CSS_SELECTOR, "main a[hx-get], main button[hx-get]"
+            )
             if "refresh" in text_of(element).lower() and element.is_displayed()
         ]
         assert controls, "no refresh control with hx-get in the page"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import tempfile
@@ -149,9 +150,9 @@ def dashboard(binary: str, root: Path, log: Path) -> Iterator[str]:
     try:
         yield _announced_url(process, log)
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
