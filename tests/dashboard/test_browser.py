@@ -129,20 +129,30 @@ def test_the_error_page_loads_its_static_files_under_the_csp(
     assert all(rules > 0 for rules in sheets.values()), sheets
 
 
-def test_every_page_in_the_nav_and_a_service_page_load_without_console_errors(
+def links_in(driver: WebDriver, selector: str, site: str) -> list[str]:
+    """The distinct same-site page URLs of the links under ``selector`` (no static files,
+    no fragments), in the page's order."""
+    hrefs = [a.get_attribute("href") or "" for a in driver.find_elements(By.CSS_SELECTOR, selector)]
+    pages = [href.split("#")[0] for href in hrefs if href.startswith(site)]
+    return list(dict.fromkeys(p for p in pages if not p.startswith(f"{site}static/")))
+
+
+def test_every_page_in_the_nav_and_the_pages_they_link_load_without_console_errors(
     browser: WebDriver, served: Served
 ) -> None:
-    """The nav's links as the browser finds them (pages added later are covered too) and
-    the first service's page, reached through its link in the matrix."""
+    """The nav's links as the browser finds them, and the same-site links in each of those
+    pages' main content (a service's page, a stage's plan...): pages added later are covered
+    without naming them here."""
     open_page(browser, served.url)
-    nav = browser.find_elements(By.CSS_SELECTOR, "header nav a[href]")
-    pages = [a.get_attribute("href") or "" for a in nav]
-    pages = [page for page in pages if page.startswith(served.url)]
-    assert served.url in pages, pages
-    service_link = read_matrix(browser).links[SERVICES[0]]
-    assert service_link == f"{served.url}services/{SERVICES[0]}"
+    nav = links_in(browser, "header nav a[href]", served.url)
+    assert served.url in nav, nav
+    pages = dict.fromkeys(nav)
+    for page in nav:
+        open_page(browser, page)
+        pages.update(dict.fromkeys(links_in(browser, "main a[href]", served.url)))
+    assert f"{served.url}services/{SERVICES[0]}" in pages  # through the matrix's link
     problems: dict[str, object] = {}
-    for page in [*dict.fromkeys(pages), service_link]:
+    for page in pages:
         entries = open_page(browser, page)
         errors = unexpected(entries, browser)
         headings = [text_of(h1) for h1 in browser.find_elements(By.TAG_NAME, "h1")]
@@ -151,7 +161,7 @@ def test_every_page_in_the_nav_and_a_service_page_load_without_console_errors(
             problems[page] = {"console": errors, "h1": headings}
         elif not title.strip() or title.startswith("·"):
             problems[page] = {"title": title}
-    assert problems == {}
+    assert problems == {}, f"of {len(pages)} pages: {list(pages)}"
 
 
 def test_the_matrix_table_as_rendered_and_its_screenshot(
