@@ -4,6 +4,7 @@ HTMX refresh swaps the table in place, and without JavaScript the table is still
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,17 @@ def _cell(driver: WebDriver, service: str, stage_index: int) -> str:
     return text_of(read_matrix(driver).rows[service][stage_index])
 
 
+# what htmx asked the server for, by the element that made the request: the refresh control
+# (a click) or the polled table's container (its timer)
+RECORD_REQUESTS = """
+window.__requests = [];
+document.body.addEventListener('htmx:afterRequest', event => {
+  window.__requests.push({tag: event.detail.elt.tagName.toLowerCase(),
+                          ok: event.detail.successful});
+});
+"""
+
+
 def test_the_refresh_control_swaps_the_new_image_in_without_a_navigation(
     browser: WebDriver, tmp_path: Path
 ) -> None:
@@ -210,7 +222,6 @@ def test_the_refresh_control_swaps_the_new_image_in_without_a_navigation(
         first = fleet.stages[0]
         before = fleet.image(first, "alpha").tag
         assert before in _cell(browser, "alpha", 0)
-        browser.execute_script("window.__marker = 1")
         controls = [
             element
             for element in browser.find_elements(
@@ -219,20 +230,65 @@ def test_the_refresh_control_swaps_the_new_image_in_without_a_navigation(
             if "refresh" in text_of(element).lower() and element.is_displayed()
         ]
         assert controls, "no refresh control with hx-get in the page"
+        control = controls[0]
+        heading = browser.find_element(By.TAG_NAME, "h1")
+        browser.execute_script("window.__marker = 1;" + RECORD_REQUESTS)
 
         fleet.set_image(first, "alpha", 9, pinned=False)
         after = fleet.image(first, "alpha").tag
         assert after != before
-        controls[0].click()
+        control.click()
         WebDriverWait(
             browser,
             TIMEOUT,
             poll_frequency=0.2,
             ignored_exceptions=(StaleElementReferenceException, NoSuchElementException, KeyError),
         ).until(lambda d: after in _cell(d, "alpha", 0))
+        # the same document: its script state and the elements outside the table survive
         assert browser.execute_script("return window.__marker") == 1, "the page was reloaded"
+        assert heading.is_displayed()
+        assert control.tag_name in {"a", "button"}
         assert browser.current_url == url
+        requests = browser.execute_script("return window.__requests")
+        assert {"tag": control.tag_name, "ok": True} in requests, requests
         assert unexpected(console(browser), browser) == []
+
+
+def luminance(css_colour: str) -> float:
+    """0 (black) to 1 (white): the relative luminance of an ``rgb()``/``rgba()`` colour as
+    getComputedStyle gives it, linearised as WCAG defines it."""
+    red, green, blue = (int(part) / 255 for part in re.findall(r"\d+", css_colour)[:3])
+
+    def linear(channel: float) -> float:
+        return channel / 12.92 if channel <= 0.04045 else ((channel + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
+
+
+COLOURS = """
+const cell = document.querySelector('main table td');
+return [getComputedStyle(document.documentElement).backgroundColor,
+        getComputedStyle(document.body).color, getComputedStyle(cell).color];
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_matrix_follows_the_colour_scheme_the_user_prefers(
+    browser: WebDriver, served: Served, scheme: str
+) -> None:
+    """Pico's dark mode: with ``prefers-color-scheme: dark`` the page is light text on a dark
+    background, readable (WCAG's 4.5:1 contrast at least); with light, the reverse."""
+    feature = {"name": "prefers-color-scheme", "value": scheme}
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [feature]})
+    try:
+        assert unexpected(open_page(browser, served.url), browser) == []
+        background, text, cell = map(luminance, browser.execute_script(COLOURS))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    assert (background < 0.2) == (scheme == "dark"), background
+    for colour in (text, cell):
+        lighter, darker = max(colour, background), min(colour, background)
+        assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (scheme, colour, background)
 
 
 def test_without_javascript_the_matrix_still_shows_the_table(served: Served) -> None:
