@@ -20,7 +20,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import PLATFORM_BINARY, run_platform
 from tests.release.fleet import Fleet, make_pipeline
+from tests.support import browser as support
 from tests.support.browser import (
+    CHROMEDRIVER,
     TIMEOUT,
     BrowserMissing,
     browser,
@@ -316,3 +318,17 @@ def test_without_javascript_the_matrix_still_shows_the_table(served: Served) -> 
             wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "main table tbody tr"))
     except BrowserMissing as error:
         pytest.fail(str(error), pytrace=False)
+
+
+def test_a_missing_browser_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Nothing is downloaded in its place (Selenium Manager is never asked): the test fails
+    with the apt-get command, as tests/support/components.py does for the other binaries."""
+    absent = tmp_path / "chromium"
+    monkeypatch.setattr(support, "PACKAGES", {absent: "chromium", CHROMEDRIVER: "chromium-driver"})
+    with pytest.raises(BrowserMissing) as raised, chromium():
+        pytest.fail("a browser started without its binary")
+    assert str(raised.value) == (
+        f"{absent} not installed; install with: apt-get install -y chromium (.ci/run does this)"
+    )
