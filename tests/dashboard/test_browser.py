@@ -51,11 +51,14 @@ class Served:
 
 def _pipeline_with_a_hold(path: Path) -> tuple[Fleet, tuple[str, str]]:
     """make_pipeline's steady state (bravo ahead in the second stage) and charlie held in
-    the last stage, so the columns differ and one cell is held."""
+    the last stage, so the columns differ and one cell is held; the first stage verified,
+    so the findings page has a result to show."""
     fleet = make_pipeline(path, SERVICES, ahead=["bravo"])
     held = ("charlie", fleet.stages[-1])
     hold = run_platform(fleet.root, "hold", held[0], "-e", held[1], "--reason", HOLD_REASON)
     assert hold.returncode == 0, hold.stderr
+    verify = run_platform(fleet.root, "verify", "-e", fleet.stages[0])
+    assert verify.returncode == 0, verify.stderr
     return fleet, held
 
 
