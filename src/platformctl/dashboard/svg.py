@@ -11,6 +11,7 @@ same numbers in a table.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,8 @@ def _number(value: float) -> str:
 def _open(chart_id: str, title: str, desc: str, height: float) -> list[str]:
     ident = escape(chart_id)
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        # inline in HTML, the parser puts it in the SVG namespace: no xmlns (no URL in a page)
+        f'<svg class="chart" role="img" '
         f'viewBox="0 0 {WIDTH} {_number(height)}" '
         f'aria-labelledby="{ident}-title {ident}-desc">',
         f'<title id="{ident}-title">{escape(title)}</title>',
@@ -100,11 +102,14 @@ def bar_chart(
         f'<line class="axis" x1="{LEFT}" y1="{base}" x2="{WIDTH - RIGHT}" y2="{base}" '
         'stroke="currentColor"/>'
     )
+    counts = all(float(v).is_integer() for one in series for v in one.values)
     for tick in (0.0, top / 2, top):
+        if counts and not tick.is_integer():
+            continue  # counts get whole ticks: no 2.5 deployments
         y = base - BAR_HEIGHT * tick / top
         parts.append(
             f'<text class="label tick" x="{LEFT - 6}" y="{_number(y + 4)}" '
-            f'text-anchor="end">{escape(_number(tick))}</text>'
+            f'text-anchor="end">{escape(f"{tick:g}")}</text>'
         )
     for g, group in enumerate(groups):
         x0 = LEFT + g * slot + slot * 0.1
@@ -163,9 +168,14 @@ def strip_chart(
             f'<text class="label" x="{LEFT - 6}" y="{_number(y + 4)}" '
             f'text-anchor="end">{escape(one.name)}</text>'
         )
+        seen: Counter[float] = Counter()
         for value in one.values:
+            # equal values side by side, above and below the row's line, not on one another
+            k = seen[value]
+            seen[value] += 1
+            dy = min((k + 1) // 2 * 5, STRIP_ROW // 2 - 4) * (1 if k % 2 else -1)
             parts.append(
-                f'<circle class="dot {css}" cx="{x_of(value)}" cy="{_number(y)}" r="4" '
+                f'<circle class="dot {css}" cx="{x_of(value)}" cy="{_number(y + dy)}" r="4" '
                 f'data-value="{_number(value)}"><title>{escape(one.name)}: '
                 f"{escape(shown(value))}</title></circle>"
             )

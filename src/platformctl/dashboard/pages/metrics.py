@@ -64,7 +64,9 @@ def build_metrics(snapshot: Snapshot, since: str, now: dt.datetime) -> MetricsVi
     start = parse_since(since, now)
     report = metrics(snapshot.git, repo, start, now)
     size, starts = _buckets(start, now)
-    commits: dict[str, list[set[str]]] = {m.environment: [set() for _ in starts] for m in report.environments}
+    commits: dict[str, list[set[str]]] = {
+        m.environment: [set() for _ in starts] for m in report.environments
+    }
     for d in deployments(snapshot.git, repo, report.services, list(commits)):
         if start <= d.time <= now:
             index = min(int((d.time - starts[0]) / size), len(starts) - 1)

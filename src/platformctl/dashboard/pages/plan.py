@@ -48,6 +48,14 @@ AT_PROMOTION = "evaluated at promotion time"
 # What the dry run leaves for the write to judge: the gate runner marks a network gate it did
 # not ask "skipped"; the policy gate verifies the commit's files only when the command writes.
 POLICY_EVIDENCE = "platform verify of the changed releases, before the commit"
+# Whom each network gate asks (GATE_ORDER's network half), for the evidence column.
+ASKS = {
+    "registry": "the registry, for the tag's digest",
+    "signature": "the registry, for the digest's signature",
+    "argocd": "Argo CD of the stage before",
+    "slo": "Prometheus of the stage before",
+    "budget": "Prometheus of the stage itself",
+}
 
 
 class Fresh(Generic[T]):
@@ -100,15 +108,29 @@ class DiffLine:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """What the CLI prints after ``error: `` and the code it exits with."""
+
+    message: str
+    exit_code: int
+
+    @classmethod
+    def of(cls, error: PlatformError | None) -> Refusal | None:
+        return cls(str(error), int(error.exit_code)) if error is not None else None
+
+
+@dataclass(frozen=True)
 class PlanView:
     stage: str
     source: str
     computed: dt.datetime
     command: str
-    # the CLI's one-line refusal (what it prints after "error: ", exit 1), or None
-    refusal: str | None
+    # why the command refuses (a hold, no soaked set, a failed gate), or None
+    refusal: Refusal | None
     # the plan shown: the command's own, or with --skip-held when a hold refused it
     skip_held: bool
+    # why the command with --skip-held refuses too (then no plan is shown), or None
+    skip_held_refusal: Refusal | None
     subject: str | None
     rows: tuple[Row, ...] = ()
     nothing: str | None = None  # "nothing to promote: ..." (exit 0, nothing would change)
@@ -119,14 +141,13 @@ class PlanView:
     holds: dict[str, str] = field(default_factory=dict)
 
 
-def _plan(snapshot: Snapshot, stage: str, skip_held: bool) -> tuple[Plan, str | None, str]:
+def _plan(snapshot: Snapshot, stage: str, skip_held: bool) -> tuple[Plan, Refusal | None, str]:
     """The dry run's plan with its gate report, its refusal (None: none) and its diff."""
     repo = snapshot.repo
     plan = plan_promotion(repo, [], all_services=True, to=stage, skip_held=skip_held)
     options = DeliveryOptions(dry_run=True, gates=GateOptions(offline=True))
     delivery = deliver_promotion(None, repo, plan, options)
-    refusal = str(delivery.refusal) if delivery.refusal is not None else None
-    return delivery.outcome.plan, refusal, delivery.outcome.diff
+    return delivery.outcome.plan, Refusal.of(delivery.refusal), delivery.outcome.diff
 
 
 def _rows(snapshot: Snapshot, plan: Plan, refused_by_hold: bool) -> tuple[Row, ...]:
@@ -181,7 +202,9 @@ def _gates(plan: Plan) -> tuple[GateRow, ...]:
                 result.gate,
                 result.service or "*",
                 AT_PROMOTION if later else str(result.verdict),
-                result.measured if not later else f"{result.gate}: needs the network",
+                f"not asked offline: asks {ASKS.get(result.gate, 'the network')}"
+                if later
+                else result.measured,
                 not later,
             )
         )
@@ -221,6 +244,7 @@ def build_plan(snapshot: Snapshot, stage: str) -> PlanView:
         command=f"platform promote --all --to {target.name} --dry-run --offline",
         refusal=None,
         skip_held=False,
+        skip_held_refusal=None,
         subject=None,
         declared=tuple(target.gates.names),
         holds=holds,
@@ -228,15 +252,16 @@ def build_plan(snapshot: Snapshot, stage: str) -> PlanView:
     try:
         plan, refusal, diff = _plan(snapshot, stage, skip_held=False)
     except (RefusedError, InputError) as error:
-        refusal = str(error)
+        refusal = Refusal.of(error)
         if not target.holds:
             return replace(view, refusal=refusal)
         # a hold refused it: show what --skip-held would do (it may refuse too)
         try:
-            plan, _, diff = _plan(snapshot, stage, skip_held=True)
-        except (RefusedError, InputError):
-            return replace(view, refusal=refusal)
-        return _filled(snapshot, replace(view, refusal=refusal, skip_held=True), plan, diff)
+            plan, also, diff = _plan(snapshot, stage, skip_held=True)
+        except (RefusedError, InputError) as again:
+            return replace(view, refusal=refusal, skip_held_refusal=Refusal.of(again))
+        shown = replace(view, refusal=refusal, skip_held=True, skip_held_refusal=also)
+        return _filled(snapshot, shown, plan, diff)
     return _filled(snapshot, replace(view, refusal=refusal), plan, diff)
 
 
