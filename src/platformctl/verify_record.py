@@ -14,7 +14,9 @@ and friends are that serialisation, used by both).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import fcntl
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -244,10 +246,27 @@ def record(
         now=now or dt.datetime.now(dt.UTC),
     )
     key = str(root.resolve())
-    checkouts = _checkouts(root)
-    mine = checkouts.pop(key, None)
-    entries = dict(mine) if isinstance(mine, dict) else {}
-    entries.update({result.environment: result.as_json() for result in results})
-    # this checkout last: the most recent ones are kept
-    kept = [*list(checkouts.items())[-(CHECKOUTS_KEPT - 1) :], (key, entries)]
-    write_cache(record_path(root), RECORD_FORMAT, dict(kept))
+    with _serialized(record_path(root)):
+        checkouts = _checkouts(root)
+        mine = checkouts.pop(key, None)
+        entries = dict(mine) if isinstance(mine, dict) else {}
+        entries.update({result.environment: result.as_json() for result in results})
+        # this checkout last: the most recent ones are kept
+        kept = [*list(checkouts.items())[-(CHECKOUTS_KEPT - 1) :], (key, entries)]
+        write_cache(record_path(root), RECORD_FORMAT, dict(kept))
+
+
+@contextmanager
+def _serialized(path: Path) -> Iterator[None]:
+    """Runs of different environments at once (CI's jobs on one runner) each keep the
+    other's entry: read, merge and write under a lock. Where no lock can be had (a read-only
+    folder) the write will be skipped anyway, so run unlocked."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.with_name(f".{path.name}.lock").open("w")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from platformctl.verify import TargetResult, VerifyReport
 from platformctl.verify_record import (
     RECORD_FILE,
     last_results,
+    record,
     record_path,
     results_of,
 )
@@ -41,7 +43,7 @@ def strict_stage(fleet: Fleet) -> str:
 def test_a_clean_run_is_recorded_for_the_environment_it_verified(fleet: Fleet, cli: Cli) -> None:
     first = fleet.stages[0]
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    result = cli(fleet.root, "verify", "-e", first)
+    result = cli(fleet.root, "verify", "-e", first, "-o", "json")
     assert result.exit_code == 0, result.output
     results = last_results(fleet.root)
     assert set(results) == {first}
@@ -54,7 +56,7 @@ def test_a_clean_run_is_recorded_for_the_environment_it_verified(fleet: Fleet, c
     assert before <= entry.when <= dt.datetime.now(dt.UTC)
     assert entry.when.utcoffset() == dt.timedelta(0)
     # every target of the environment: its Argo CD objects, add-ons and releases
-    assert entry.targets >= len(SERVICES) + 2
+    assert entry.targets == json.loads(result.stdout)["targets"] >= len(SERVICES) + 2
 
 
 @pytest.mark.usefixtures("own_cache")
@@ -172,3 +174,21 @@ def test_findings_of_no_single_verified_environment_go_to_each_of_them() -> None
     assert b.excepted[0]["expires"] == "2026-12-31"
     assert a.at == b.at == "2026-12-01T12:00:00+00:00"
     assert a.warnings == b.warnings == 1
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_runs_of_different_environments_at_once_keep_each_others_entry(tmp_path: Path) -> None:
+    """Each thread's read, merge and write is serialized; unlocked, a writer that read the
+    record before another wrote it would drop that one's entry."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    names = [f"e{n}" for n in range(12)]
+
+    def run(name: str) -> None:
+        for _ in range(5):
+            targets = [TargetResult(f"{name}/web", name, "web", False)]
+            record(root, VerifyReport(targets, [], [], [], 0), names, [])
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(run, names))
+    assert sorted(last_results(root)) == sorted(names)

@@ -120,6 +120,16 @@ def test_a_corrupt_record_reads_as_no_result(fleet: Fleet) -> None:
     response = get(fleet, "/findings")
     assert response.status_code == 200
     assert "no verify result recorded" in section(response.text, stage)
+    assert record_path(fleet.root).read_bytes() == b"\x00\xff not json"  # read, never written
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_the_page_never_runs_verify(fleet: Fleet) -> None:
+    for url in ("/findings", f"/findings/{fleet.stages[0]}"):
+        assert get(fleet, url).status_code == 200
+    cache = record_path(fleet.root).parent
+    assert not (cache / "verify.json").exists()  # the gate's own cache: no target was checked
+    assert not record_path(fleet.root).exists()
 
 
 def test_an_unknown_environment_is_a_404_with_the_cli_message(fleet: Fleet, cli: Cli) -> None:
