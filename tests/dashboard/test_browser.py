@@ -26,6 +26,7 @@ from tests.support.browser import (
     TIMEOUT,
     BrowserMissing,
     browser,
+    browser_without_javascript,
     chromium,
     console,
     dashboard,
@@ -35,7 +36,7 @@ from tests.support.browser import (
     wait,
 )
 
-__all__ = ["browser"]  # the session's Chromium (a fixture), imported here only
+__all__ = ["browser", "browser_without_javascript"]  # the session's (fixtures), only here
 
 SERVICES = ["alpha", "bravo", "charlie"]
 HOLD_REASON = "INC-7 error budget spent"
@@ -296,31 +297,60 @@ def test_the_matrix_follows_the_colour_scheme_the_user_prefers(
         assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (scheme, colour, background)
 
 
-def test_without_javascript_the_matrix_still_shows_the_table(served: Served) -> None:
-    try:
-        with chromium(javascript=False) as driver:
-            entries = open_page(driver, served.url)
-            assert driver.execute_script("return typeof window.htmx") == "undefined"
-            assert unexpected(entries, driver) == []
-            matrix = read_matrix(driver)
-            assert sorted(matrix.rows) == sorted(served.fleet.services)
-            stage = served.fleet.stages[-1]
-            for service, cells in matrix.rows.items():
-                assert served.fleet.image(stage, service).tag in text_of(cells[-1])
-            # the refresh is a plain link there: following it loads the matrix again
-            refresh = [
-                a
-                for a in driver.find_elements(By.CSS_SELECTOR, "main a[href]")
-                if "refresh" in text_of(a).lower()
-            ]
-            assert refresh, "no refresh link in the page"
-            assert refresh[0].get_attribute("href") == served.url
-            table = driver.find_element(By.CSS_SELECTOR, "main table")
-            refresh[0].click()
-            wait(driver).until(staleness_of(table))
-            wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "main table tbody tr"))
-    except BrowserMissing as error:
-        pytest.fail(str(error), pytrace=False)
+def test_without_javascript_the_matrix_still_shows_the_table(
+    browser_without_javascript: WebDriver, served: Served
+) -> None:
+    driver = browser_without_javascript
+    entries = open_page(driver, served.url)
+    assert driver.execute_script("return typeof window.htmx") == "undefined"
+    assert unexpected(entries, driver) == []
+    matrix = read_matrix(driver)
+    assert sorted(matrix.rows) == sorted(served.fleet.services)
+    stage = served.fleet.stages[-1]
+    for service, cells in matrix.rows.items():
+        assert served.fleet.image(stage, service).tag in text_of(cells[-1])
+    # the refresh is a plain link there: following it loads the matrix again
+    refresh = [
+        a
+        for a in driver.find_elements(By.CSS_SELECTOR, "main a[href]")
+        if "refresh" in text_of(a).lower()
+    ]
+    assert refresh, "no refresh link in the page"
+    assert refresh[0].get_attribute("href") == served.url
+    table = driver.find_element(By.CSS_SELECTOR, "main table")
+    refresh[0].click()
+    wait(driver).until(staleness_of(table))
+    wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "main table tbody tr"))
+
+
+def test_without_javascript_every_page_in_the_nav_loads_and_its_forms_submit(
+    browser_without_javascript: WebDriver, served: Served
+) -> None:
+    """Each page of the nav, and each of its forms submitted as it comes (the user's first
+    click on its button): the answer is a page of the site, not an error, nothing logged."""
+    driver = browser_without_javascript
+    open_page(driver, served.url)
+    problems: dict[str, object] = {}
+    submitted = 0
+    for page in links_in(driver, "header nav a[href]", served.url):
+        entries = open_page(driver, page)
+        if errors := unexpected(entries, driver):
+            problems[page] = errors
+        for index in range(len(driver.find_elements(By.CSS_SELECTOR, "main form"))):
+            open_page(driver, page)
+            form = driver.find_elements(By.CSS_SELECTOR, "main form")[index]
+            form.find_element(By.CSS_SELECTOR, "[type='submit'], button:not([type])").click()
+            wait(driver).until(staleness_of(form))
+            wait(driver).until(
+                lambda d: d.execute_script("return document.readyState") == "complete"
+            )
+            headings = [text_of(h1) for h1 in driver.find_elements(By.TAG_NAME, "h1")]
+            errors = unexpected(console(driver), driver)
+            if errors or ERROR_HEADING in headings or not driver.current_url.startswith(served.url):
+                problems[f"{page} form {index}"] = {"console": errors, "h1": headings}
+            submitted += 1
+    assert problems == {}
+    assert submitted >= 1  # there are forms (the plan's stage, the metrics' window)
 
 
 def test_a_missing_browser_says_how_to_install_it(

@@ -99,8 +99,18 @@ def chromium(*, javascript: bool = True, window: tuple[int, int] = WINDOW) -> It
 def browser() -> Iterator[WebDriver]:
     """One Chromium per session and xdist worker: starting one costs about a second. Import
     it into one test module only: each module importing it would start its own."""
+    yield from _started(javascript=True)
+
+
+@pytest.fixture(scope="session")
+def browser_without_javascript() -> Iterator[WebDriver]:
+    """A Chromium that runs no script of the pages (as ``browser``, one per session)."""
+    yield from _started(javascript=False)
+
+
+def _started(*, javascript: bool) -> Iterator[WebDriver]:
     try:
-        with chromium() as driver:
+        with chromium(javascript=javascript) as driver:
             yield driver
     except BrowserMissing as error:
         pytest.fail(str(error), pytrace=False)
