@@ -1,6 +1,7 @@
 """The dashboard in a real browser: headless Chromium loads each page from a running
-``platform serve`` with nothing on its console, the matrix is read from the rendered DOM, the
-HTMX refresh swaps the table in place, and without JavaScript the table is still there."""
+``platform serve`` with nothing on its console, the matrix is read from the rendered DOM and
+photographed, the HTMX refresh swaps the table in place, dark mode follows the user's
+preference, and without JavaScript the pages, their forms and the table still work."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ from tests.support.browser import (
     wait,
 )
 
-__all__ = ["browser", "browser_without_javascript"]  # the session's (fixtures), only here
+# the session's two Chromiums (fixtures): imported into this module only
+__all__ = ["browser", "browser_without_javascript"]
 
 SERVICES = ["alpha", "bravo", "charlie"]
 HOLD_REASON = "INC-7 error budget spent"
@@ -74,8 +76,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 def unexpected(entries: list[dict[str, Any]], driver: WebDriver, *allowed: str) -> list[str]:
     """The SEVERE console entries but those naming one of ``allowed``. Chromium asks for
-    /favicon.ico on its own when a page declares no icon; that 404 is tolerated only then
-    (base.html should declare one: see the report of session 27)."""
+    /favicon.ico on its own when a page declares no icon (base.html declares none yet); that
+    404 is tolerated only then."""
     icons = driver.find_elements(By.CSS_SELECTOR, "link[rel~='icon']")
     tolerated = [*allowed, *([] if icons else ["/favicon.ico - "])]
     return [message for message in severe(entries) if not any(t in message for t in tolerated)]
@@ -194,6 +196,8 @@ def test_the_matrix_table_as_rendered_and_its_screenshot(
     cell = matrix.rows[service][fleet.stages.index(stage)]
     titles = [e.get_attribute("title") or "" for e in cell.find_elements(By.CSS_SELECTOR, "*")]
     assert HOLD_REASON in " ".join([text_of(cell), cell.get_attribute("title") or "", *titles])
+    others = [c for cells in matrix.rows.values() for c in cells if c != cell]
+    assert not [c for c in others if HOLD_REASON in (c.get_attribute("innerHTML") or "")]
 
     screenshot = tmp_path / "matrix.png"
     assert browser.save_screenshot(str(screenshot))
