@@ -15,6 +15,7 @@ import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.selenium_manager import SeleniumManager
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
@@ -370,3 +371,17 @@ def test_a_missing_browser_says_how_to_install_it(
     assert str(raised.value) == (
         f"{absent} not installed; install with: apt-get install -y chromium (.ci/run does this)"
     )
+
+
+def test_the_browser_starts_without_asking_selenium_manager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The driver's path is given, so Selenium never runs its manager (which would look for
+    a driver to download on a machine that has Debian's)."""
+
+    def refuse(*_: object) -> dict[str, str]:
+        raise AssertionError("Selenium Manager was asked for a driver")
+
+    monkeypatch.setattr(SeleniumManager, "binary_paths", refuse)
+    with chromium() as driver:
+        assert driver.capabilities["browserName"] in {"chrome", "chromium"}
