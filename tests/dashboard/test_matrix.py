@@ -16,7 +16,7 @@ import platformctl.dashboard.site as site_module
 from platformctl.dashboard import views
 from platformctl.dashboard.site import Site
 from platformctl.model import Image
-from tests.conftest import git
+from tests.conftest import git, run_platform
 from tests.dashboard.conftest import Element, client_of, parse, table_rows
 from tests.release.fleet import REGISTRY, Fleet, image, make_pipeline, write_image
 
@@ -132,8 +132,10 @@ def test_the_age_is_the_time_of_the_commit_that_put_the_image_there(fleet: Fleet
         if "absent" in (td.attrs["class"] or "").split():
             continue
         path = f"environments/{environment}/{service}.yaml"
-        when = git(fleet.root, "log", "-1", "--format=%cI", "--", path).strip()
-        assert td.find("time").attrs["datetime"] == when, (service, environment)
+        when, commit = git(fleet.root, "log", "-1", "--format=%cI %H", "--", path).split()
+        time = td.find("time")
+        assert time.attrs["datetime"] == when, (service, environment)
+        assert (time.attrs["title"] or "").endswith(f"commit {commit[:12]}")
     alpha = found[("alpha", fleet.stages[-1])].find("time")
     assert alpha.attrs["datetime"] == THREE_DAYS_AGO.isoformat(timespec="seconds")
 
@@ -237,3 +239,34 @@ def test_the_release_sets_are_the_lines_platform_status_prints(tmp_path: Path, c
     assert alpha.find("small", class_="set").text == f"set {set_id}"
     beta = cells(page.find("table", class_="matrix"))[("beta", last)]
     assert not beta.find_all("small", class_="set")
+    # a filter without the stage the set is in shows no line of it
+    other = parse(client_of(fleet.root).get("/", params={"env": fleet.stages[0]}).text)
+    assert not other.find_all("ul", class_="set-lines")
+
+
+def test_the_env_filter_shows_those_columns_as_status_e_does(fleet: Fleet, cli: Cli) -> None:
+    client = client_of(fleet.root)
+    first, last = fleet.stages[0], fleet.stages[-1]
+    response = client.get("/", params={"env": [last, first]})
+    assert response.status_code == 200
+    table = matrix_table(response.text)
+    assert [th.text for th in table.find("thead").find_all("th")] == ["Service", first, last]
+    whole = cells(matrix_table(client.get("/").text))
+    for key, td in cells(table).items():
+        assert td.text == whole[key].text, key
+    # polling and Refresh keep the filter; the form says which are shown
+    page = parse(response.text)
+    here = f"/?env={last}&env={first}"
+    assert page.find("div", id="matrix-view").attrs["hx-get"] == here
+    assert next(a for a in page.find_all("a") if a.text == "Refresh").attrs["href"] == here
+    boxes = {box.attrs["value"]: "checked" in box.attrs for box in page.find_all("input")}
+    assert boxes == {stage: stage in (first, last) for stage in fleet.stages}
+
+
+def test_an_unknown_env_is_a_404_with_the_clis_message(fleet: Fleet) -> None:
+    response = client_of(fleet.root).get("/", params={"env": "prod-eu"})
+    assert response.status_code == 404
+    shown = parse(response.text).find("article", role="alert").find("code").text
+    cli = run_platform(Path.cwd(), "--repo", str(fleet.root), "status", "-e", "prod-eu")
+    assert cli.returncode == 2
+    assert shown == cli.stderr.strip().splitlines()[0]

@@ -124,12 +124,30 @@ class Matrix:
     head: str
     environments: tuple[str, ...]
     rows: tuple[MatrixRow, ...]
-    # ``set: production runs staging@0123456789ab (api, web)``, as ``platform status`` prints
-    set_lines: tuple[str, ...]
+    # (service, environment) -> the release set its image came with (``current_sets``)
+    release_sets: Mapping[tuple[str, str], str | None]
+
+    @property
+    def set_lines(self) -> tuple[str, ...]:
+        """``set: production runs staging@0123456789ab (api, web)`` for the environments
+        shown, as ``platform status`` prints them."""
+        shown = set(self.environments)
+        return tuple(_set_lines({k: v for k, v in self.release_sets.items() if k[1] in shown}))
 
     @property
     def held(self) -> int:
         return sum(cell.held for row in self.rows for cell in row.cells)
+
+    def only(self, environments: Iterable[str]) -> Matrix:
+        """The columns of ``environments`` (known names), in pipeline order: what
+        ``platform status -e`` shows; a cell still compares with the pipeline's stage before."""
+        wanted = set(environments)
+        keep = [index for index, name in enumerate(self.environments) if name in wanted]
+        rows = tuple(
+            MatrixRow(row.service, tuple(row.cells[index] for index in keep)) for row in self.rows
+        )
+        shown = tuple(self.environments[index] for index in keep)
+        return Matrix(self.head, shown, rows, self.release_sets)
 
 
 def absence(repo: Repo, service: str, environment: str) -> str | None:
@@ -191,7 +209,7 @@ def matrix_view(snapshot: Snapshot) -> Matrix:
             )
             for service in repo.services
         ),
-        set_lines=tuple(_set_lines(sets)),
+        release_sets=sets,
     )
 
 
@@ -228,7 +246,6 @@ class HistoryRow:
     # the gates this release overrode, and the evidence of every gate (trailer form)
     overridden: tuple[str, ...] = ()
     gates: tuple[str, ...] = ()
-    build_url: str | None = None
 
     @property
     def short(self) -> str:
@@ -276,7 +293,6 @@ def _history_row(event: Entry | HoldEvent, bad: set[str], base: str | None) -> H
         reason=event.reason,
         overridden=tuple(_overridden(event)),
         gates=tuple(gate.trailer() for gate in event.gates),
-        build_url=event.build_url,
     )
 
 
