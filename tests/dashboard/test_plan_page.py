@@ -337,6 +337,39 @@ def test_a_release_not_soaked_yet_shows_the_clis_refusal(tmp_path: Path, no_netw
     assert f"The command refuses (exit {code}): error: {refusal}" in Page(response.text).body()
 
 
+def test_a_failed_offline_gate_refuses_with_its_evidence(fleet: Fleet, no_network: None) -> None:
+    """A freeze window open now: the gate fails, the command exits 1 naming it, and the page
+    shows the failed row with the window's name (text someone typed: escaped)."""
+    second = fleet.stages[1]
+    today = dt.datetime.now(dt.UTC).date()
+    name = '<b>release & "freeze"</b>'
+
+    def freeze(pipeline: Any) -> None:
+        window = {"name": name, "from": str(today - dt.timedelta(days=1))}
+        window["until"] = str(today + dt.timedelta(days=2))
+        pipeline["stages"][1]["gates"] = {"freeze": {"timezone": "UTC", "windows": [window]}}
+
+    edit_yaml(fleet.root / "environments" / "pipeline.yaml", freeze, sequence_indent=4)
+    git(fleet.root, "commit", "-qam", "a freeze in the second stage")
+    code, payload = _dry_run(fleet.root, second)
+    assert code == 1
+    assert payload["refused"]
+    response = _client(fleet.root).get(f"/plan/{second}")
+    assert response.status_code == 200
+    assert "<b>release" not in response.text
+    page = Page(response.text)
+    (gate, policy) = page.rows("plan-gates")
+    assert gate[:3] == ["freeze", "*", "failed"]
+    # as the CLI measured it, but for the minute it was measured at, which may have turned
+    clock = re.compile(r" \([A-Z][a-z]{2} [0-9-]+ [0-9:]+ UTC\)$")
+    assert clock.sub("", gate[3]) == clock.sub("", payload["gates"][0]["measured"])
+    assert clock.search(gate[3])
+    assert name in gate[3]
+    assert policy[0] == "policy"
+    assert f"The command refuses (exit 1): error: {payload['error']}" in page.body()
+    assert _moving(page) == _cli_moving(payload, fleet, second)
+
+
 def test_unknown_and_first_stages_are_404_with_the_clis_message(fleet: Fleet) -> None:
     client = _client(fleet.root)
     for stage in ("nowhere", fleet.stages[0]):

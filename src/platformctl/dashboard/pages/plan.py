@@ -150,7 +150,9 @@ def _plan(snapshot: Snapshot, stage: str, skip_held: bool) -> tuple[Plan, Refusa
     return delivery.outcome.plan, Refusal.of(delivery.refusal), delivery.outcome.diff
 
 
-def _rows(snapshot: Snapshot, plan: Plan, refused_by_hold: bool) -> tuple[Row, ...]:
+def _rows(
+    snapshot: Snapshot, plan: Plan, holds: dict[str, str], refused_by_hold: bool
+) -> tuple[Row, ...]:
     target = plan.environment
     unknown = unresolved(plan)
     changes = {c.service: c for c in plan.changes}
@@ -169,8 +171,7 @@ def _rows(snapshot: Snapshot, plan: Plan, refused_by_hold: bool) -> tuple[Row, .
         why[service] = f"left out: {target.name} already runs a later release"
     rows = []
     for service in snapshot.repo.services:
-        hold = target.holds.get(service)
-        held = (hold or {}).get("reason", "after a rollback") if service in target.holds else None
+        held = holds.get(service)
         change = changes.get(service)
         if change is not None:
             digest = "unknown (offline)" if service in unknown else change.after.short_digest
@@ -236,6 +237,7 @@ def build_plan(snapshot: Snapshot, stage: str) -> PlanView:
     target = repo.environment(stage)
     previous = repo.previous(stage)
     assert previous is not None
+    # a hold's reason as refuse_hold words it (a rollback's own hold may record none)
     holds = {s: (h or {}).get("reason", "after a rollback") for s, h in target.holds.items()}
     view = PlanView(
         stage=target.name,
@@ -273,7 +275,7 @@ def _filled(snapshot: Snapshot, view: PlanView, plan: Plan, diff: str) -> PlanVi
     return replace(
         view,
         subject=None if plan.empty else plan.subject(),
-        rows=_rows(snapshot, plan, view.skip_held),
+        rows=_rows(snapshot, plan, view.holds, view.skip_held),
         nothing=nothing,
         gates=_gates(plan),
         notes=tuple(plan.notes()),
