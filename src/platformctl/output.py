@@ -93,12 +93,19 @@ def render_table(fmt: OutputFormat, headers: Sequence[str], rows: Sequence[Seque
 def with_age(timestamp: str, now: dt.datetime | None = None) -> str:
     """An ISO time as ``2026-11-22 16:13 UTC (9 days ago)``: UTC for the record, the age for
     the reader. Text that is not an ISO time is returned as it is."""
+    when, age = time_and_age(timestamp, now)
+    return f"{when} ({age})" if age is not None else when
+
+
+def time_and_age(timestamp: str, now: dt.datetime | None = None) -> tuple[str, str | None]:
+    """``with_age``'s two halves (``2026-11-22 16:13 UTC``, ``9 days ago``), for a page that
+    sets them apart; (the text, None) for text that is not an ISO time."""
     try:
         when = dt.datetime.fromisoformat(timestamp).astimezone(dt.UTC)
     except ValueError:
-        return timestamp
+        return timestamp, None
     seconds = ((now or dt.datetime.now(dt.UTC)) - when).total_seconds()
-    return f"{when:%Y-%m-%d %H:%M} UTC ({_age(seconds)})"
+    return f"{when:%Y-%m-%d %H:%M} UTC", _age(seconds)
 
 
 def _age(seconds: float) -> str:

@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import socket
-import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import PLATFORM_BINARY, init_repo, run_platform
-
-URL = re.compile(r"at (http://\S+/) ")
-
-
-@contextmanager
-def serving(repo: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """A ``platform serve`` process and the URL it says it serves at."""
-    process = subprocess.Popen(
-        [PLATFORM_BINARY, "serve", "--repo", str(repo), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PLATFORM_WORKER": "off", "NO_COLOR": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        found = URL.search(line)
-        said = process.stderr.read() if process.stderr and not found else ""
-        assert found, f"no URL in {line!r}; stderr: {said}"
-        yield found.group(1), process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+from tests.support.browser import serving
 
 
 def get(url: str, host: str | None = None) -> tuple[int, str]:
@@ -52,7 +23,7 @@ def get(url: str, host: str | None = None) -> tuple[int, str]:
 
 def test_it_serves_on_loopback_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "repo")
-    with serving(repo) as (url, process):
+    with serving(PLATFORM_BINARY, repo, tmp_path / "serve.log") as (url, process):
         assert url.startswith("http://127.0.0.1:")
         status, body = get(url + "static/pico.min.css")
         assert status == 200
@@ -62,14 +33,13 @@ def test_it_serves_on_loopback_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
         assert "error: no such page" in body
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-        assert process.stderr is not None
-        assert process.stderr.read() == ""
+        assert (tmp_path / "serve.log").read_text() == ""
 
 
 def test_a_loopback_server_refuses_other_host_names(tmp_path: Path) -> None:
     """DNS rebinding: a page of another site resolving its name to 127.0.0.1 must not read it."""
     repo = init_repo(tmp_path / "repo")
-    with serving(repo) as (url, _):
+    with serving(PLATFORM_BINARY, repo, tmp_path / "serve.log") as (url, _):
         status, _body = get(url + "static/dashboard.css", host="attacker.example")
         assert status == 400
         assert get(url + "static/dashboard.css", host="localhost")[0] == 200
@@ -77,25 +47,29 @@ def test_a_loopback_server_refuses_other_host_names(tmp_path: Path) -> None:
 
 def test_any_loopback_address_answers_at_the_url_it_announced(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "repo")
-    with serving(repo, "--host", "127.0.0.2") as (url, process):
+    with serving(PLATFORM_BINARY, repo, tmp_path / "serve.log", "--host", "127.0.0.2") as (
+        url,
+        process,
+    ):
         assert url.startswith("http://127.0.0.2:")
         assert get(url + "static/dashboard.css")[0] == 200
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-        assert process.stderr is not None
-        assert process.stderr.read() == ""  # loopback: no warning
+        assert (tmp_path / "serve.log").read_text() == ""  # loopback: no warning
 
 
 def test_another_host_is_said_with_a_warning(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "repo")
-    with serving(repo, "--host", "0.0.0.0") as (url, process):
+    with serving(PLATFORM_BINARY, repo, tmp_path / "serve.log", "--host", "0.0.0.0") as (
+        url,
+        process,
+    ):
         assert url.startswith("http://0.0.0.0:")
         port = url.rsplit(":", 1)[1].rstrip("/")
         assert get(f"http://127.0.0.1:{port}/static/dashboard.css")[0] == 200
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-        assert process.stderr is not None
-        warning = process.stderr.read()
+        warning = (tmp_path / "serve.log").read_text()
     assert warning.startswith("warning: serving on 0.0.0.0, not loopback")
     assert warning.count("\n") == 1
 

@@ -148,19 +148,23 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 @contextmanager
-def dashboard(binary: str, root: Path, log: Path) -> Iterator[str]:
-    """``platform serve --repo root --port 0`` as its own process (no worker), until the end
-    of the block; yields the URL it says it serves at. Its standard error goes to ``log``."""
+def serving(
+    binary: str, root: Path, log: Path, *arguments: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``platform serve --repo root --port 0 [arguments]`` as its own process (no worker),
+    until the end of the block (Ctrl-C, as a user stops it, unless it already ended); yields
+    the URL it says it serves at and the process. Its standard error goes to ``log``."""
     environment = {**os.environ, "PLATFORM_WORKER": "off", "NO_COLOR": "1"}
-    command = [binary, "serve", "--repo", str(root), "--port", "0"]
+    command = [binary, "serve", "--repo", str(root), "--port", "0", *arguments]
     with log.open("wb") as errors:
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=errors, env=environment, cwd=root
         )
     try:
-        yield _announced_url(process, log)
+        yield _announced_url(process, log), process
     finally:
-        process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -168,6 +172,13 @@ def dashboard(binary: str, root: Path, log: Path) -> Iterator[str]:
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+@contextmanager
+def dashboard(binary: str, root: Path, log: Path) -> Iterator[str]:
+    """``serving`` for a test that only needs the URL."""
+    with serving(binary, root, log) as (url, _):
+        yield url
 
 
 def _announced_url(process: subprocess.Popen[bytes], log: Path) -> str:

@@ -29,7 +29,7 @@ from platformctl.ledger import (
     values_path,
 )
 from platformctl.model import Image, Release, Repo
-from platformctl.output import with_age
+from platformctl.output import time_and_age
 from platformctl.status import StatusRow, status
 
 # the names the views are cached under (``Site.cached``); a service's adds its name
@@ -53,9 +53,7 @@ class Age:
 
     @classmethod
     def of(cls, timestamp: str, now: dt.datetime) -> Age:
-        text = with_age(timestamp, now)
-        when, marker, ago = text.partition(" (")
-        return cls(when, ago.removesuffix(")")) if marker else cls(text, None)
+        return cls(*time_and_age(timestamp, now))
 
 
 @dataclass(frozen=True)
