@@ -101,9 +101,13 @@ def test_a_fork_with_a_new_service_a_new_stage_and_one_sample_dropped_stays_gree
 
     # The copy's own tests, on the copy's files and code (they find the root from their path).
     # They inherit this session's cache folder (tests/conftest.py _shared_cache): its entries
-    # are keyed by content, so only what the fork changed is rendered and checked again.
+    # are keyed by content, so only what the fork changed is rendered and checked again. Their
+    # temporary folders are this test's: a session under pytest's default base folder deletes,
+    # as it ends, all but the newest three sessions' folders kept there (after a few runs of
+    # this suite, gigabytes of fixture clones), and that time was counted here.
+    nested = ("-q", "-x", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "nested"))
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *INVARIANT_TESTS],
+        [sys.executable, "-m", "pytest", *nested, *INVARIANT_TESTS],
         cwd=root,
         capture_output=True,
         text=True,
