@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 CACHE_DIR = ".platform-cache"
 # A folder that several checkouts share (a CI runner's cache, a test session): every entry is
 # keyed by content (file texts, rendered documents, a chart's absolute path with its files'
@@ -54,7 +56,10 @@ def read_cache(path: Path | None, fingerprint: str) -> dict[str, Any]:
     if path is None or not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        # orjson reads the stored renders (the twin reads every one of an environment on
+        # each promotion) ~3 times faster; what it refuses (an integer past 64 bits, a lone
+        # surrogate) is a miss, as any unreadable entry is
+        data = orjson.loads(path.read_bytes())
     except (OSError, ValueError):
         return {}
     if isinstance(data, dict) and data.get("fingerprint") == fingerprint:

@@ -81,6 +81,11 @@ RENDERS_BYTES = 1 << 30
 RACY_NS = 2_000_000_000
 
 
+def target_key(environment: str, name: str) -> str:
+    """What verify and its cache call a target: ``<environment>/<name>``."""
+    return f"{environment}/{name}"
+
+
 @dataclass(frozen=True)
 class Rendered:
     """The manifests of one target: a service release, or an environment's Argo CD objects."""
@@ -93,7 +98,7 @@ class Rendered:
 
     @property
     def key(self) -> str:
-        return f"{self.environment.name}/{self.name}"
+        return target_key(self.environment.name, self.name)
 
     @property
     def text(self) -> str:
@@ -123,7 +128,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.environment.name}/{self.name}"
+        return target_key(self.environment.name, self.name)
 
 
 @lru_cache(maxsize=4096)

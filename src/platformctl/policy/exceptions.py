@@ -20,6 +20,8 @@ from platformctl.render import ADDONS_TARGET
 from platformctl.yamlio import display_path, located
 
 EXPIRED_CHECK = "PLAT900"
+# what makes a pattern of fnmatch more than a name
+_GLOB = frozenset("*?[")
 _SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -207,6 +209,8 @@ def _hint(name: str, known: Collection[str]) -> str:
 
 
 def _matching(pattern: str, names: Collection[str]) -> list[str]:
+    if not _GLOB.intersection(pattern):  # most patterns are names: a lookup, not ~1,000 matches
+        return [pattern] if pattern in names else []
     return [name for name in names if fnmatchcase(name, pattern)]
 
 
@@ -236,7 +240,8 @@ def why_unused(
         return UnusedException(
             exception, f"environment '{parts[0]}' does not exist{_hint(parts[0], environments)}"
         )
-    names = {name for env, name in split if fnmatchcase(env, parts[0])}
+    matched = set(_matching(parts[0], environments))
+    names = {name for env, name in split if env in matched}
     addon = len(parts) in (3, 5) and parts[1] == ADDONS_TARGET
     if addon:
         addons = {n.split("/", 1)[1] for n in names if n.startswith(f"{ADDONS_TARGET}/")}

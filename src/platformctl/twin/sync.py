@@ -222,7 +222,10 @@ def needs(world: World, obj: Obj) -> Iterator[Need]:
     template = pod_spec(obj)
     if template is not None:
         yield from _pod_needs(obj, template)
-    for name in sorted(set(_storage_classes(spec))):
+    # a CRD's spec is a schema, whose storageClassName is a field's definition, never a
+    # claim, and the largest documents of an environment: not walked
+    classes = () if obj.kind == "CustomResourceDefinition" else _storage_classes(spec)
+    for name in sorted(set(classes)):
         yield Need("health", obj_key("StorageClass", "", name), f"StorageClass {name}")
     if obj.kind == "Rollout":
         yield from _rollout_needs(obj, spec)
