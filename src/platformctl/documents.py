@@ -232,6 +232,13 @@ def _read_once(path: Path | None, fingerprint: str) -> dict[str, Any]:
     return dict(known[1])
 
 
+@cache
+def _schema_digest(schema_text: str) -> str:
+    """A schema's hash, once per process: hashing the schema with each file (the values
+    schema is ~40 times a values file) was most of reading a fleet's values."""
+    return hashlib.sha256(schema_text.encode()).hexdigest()
+
+
 class KnownValid:
     """The (schema, file text) pairs that passed their schema, kept in ``.platform-cache/``."""
 
@@ -272,7 +279,7 @@ class KnownValid:
         schema unless known valid."""
         text = read_text(path) if text is None else text
         data = self.mapping(path, text)
-        key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
+        key = hashlib.sha256(f"{_schema_digest(schema_text)}\0{text}".encode()).hexdigest()
         if key not in self.entries:
             check_document(data, validator(), path)
             self.entries[key] = 1
