@@ -15,6 +15,7 @@ from platformctl.model import load_repo
 from platformctl.render import Renderer
 from platformctl.verify import image_shape, verify
 from tests.conftest import edit_yaml
+from tests.policy.conftest import copy_verified_cache
 from tests.release.fleet import make_fleet
 
 TODAY = dt.date(2026, 11, 22)
@@ -30,6 +31,14 @@ def values(stage: str, service: str) -> str:
 def fleet(tmp_path: Path) -> Path:
     """This repository's stages and charts with this module's services, for a test to break."""
     return make_fleet(tmp_path / "repo", list(SERVICES)).root
+
+
+@pytest.fixture
+def warm_fleet(fleet: Path, own_cache: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``fleet`` keeping its own cache, warm as its first run leaves it (a copy of that run's,
+    tests/policy/conftest.py): where a test of the warm cache starts."""
+    copy_verified_cache(fleet, tmp_path_factory, SERVICES)
+    return fleet
 
 
 def run(repo: Path, *, use_cache: bool = True, **kwargs: Any) -> Any:
@@ -342,49 +351,40 @@ def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(fleet: P
     assert third.ok
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_cache_does_not_hide_image_rules(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    drop_digest(fleet)
-    report = run(fleet, use_cache=True)
+def test_cache_does_not_hide_image_rules(warm_fleet: Path) -> None:
+    drop_digest(warm_fleet)
+    report = run(warm_fleet, use_cache=True)
     assert (f"production/{ALPHA}", "PLAT001") in checks(report)
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_cache_is_invalidated_by_a_value_change(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    set_value(values("dev", ALPHA), "containerPort", 8080)(fleet)
-    report = run(fleet, use_cache=True)
+def test_cache_is_invalidated_by_a_value_change(warm_fleet: Path) -> None:
+    set_value(values("dev", ALPHA), "containerPort", 8080)(warm_fleet)
+    report = run(warm_fleet, use_cache=True)
     assert [t.key for t in report.targets if not t.cached] == [f"dev/{ALPHA}"]
     assert report.checked_by_checkov == 1
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_cache_is_invalidated_by_a_template_change(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    writable_root(fleet)
-    report = run(fleet, use_cache=True)
-    assert report.checked_by_checkov == len(load_repo(fleet).releases)
+def test_cache_is_invalidated_by_a_template_change(warm_fleet: Path) -> None:
+    writable_root(warm_fleet)
+    report = run(warm_fleet, use_cache=True)
+    assert report.checked_by_checkov == len(load_repo(warm_fleet).releases)
     assert (f"dev/{ALPHA}", "CKV_K8S_22") in checks(report)
 
 
-@pytest.mark.usefixtures("own_cache")
 def test_cache_is_invalidated_when_the_engines_change(
-    fleet: Path, monkeypatch: pytest.MonkeyPatch
+    warm_fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run(fleet, use_cache=True)
     monkeypatch.setattr("platformctl.verify.checkov_version", lambda: "999.0.0")
-    assert run(fleet, use_cache=True).cache_hits == 0
+    assert run(warm_fleet, use_cache=True).cache_hits == 0
 
 
-@pytest.mark.usefixtures("own_cache")
 def test_a_new_project_rule_applies_despite_a_warm_cache(
-    fleet: Path, monkeypatch: pytest.MonkeyPatch
+    warm_fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from platformctl.policy import rules
 
-    set_value(values("dev", ALPHA), "env", "LOG_LEVEL", "debug")(fleet)
-    run(fleet, use_cache=True)
+    set_value(values("dev", ALPHA), "env", "LOG_LEVEL", "debug")(warm_fleet)
+    run(warm_fleet, use_cache=True)  # the debug value checked, with the rules of the day
 
     def no_debug(rendered: Any, _: Any) -> Any:
         for doc in rendered.documents:
@@ -392,14 +392,12 @@ def test_a_new_project_rule_applies_despite_a_warm_cache(
                 yield rules.resource_id(doc), "debug logging"
 
     monkeypatch.setattr(rules, "RULES", (*rules.RULES, rules.Rule("PLAT999", "t", no_debug)))
-    report = run(fleet, use_cache=True)
+    report = run(warm_fleet, use_cache=True)
     assert report.checked_by_checkov == 0
     assert (f"dev/{ALPHA}", "PLAT999") in checks(report)
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_corrupt_cache_is_ignored(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    (fleet / ".platform-cache/verify.json").write_text("{not json")
-    assert run(fleet, use_cache=True).ok
-    assert json.loads((fleet / ".platform-cache/verify.json").read_text())["entries"]
+def test_corrupt_cache_is_ignored(warm_fleet: Path) -> None:
+    (warm_fleet / ".platform-cache/verify.json").write_text("{not json")
+    assert run(warm_fleet, use_cache=True).ok
+    assert json.loads((warm_fleet / ".platform-cache/verify.json").read_text())["entries"]
