@@ -26,7 +26,6 @@ from platformctl.verify_record import (
     results_of,
 )
 from tests.conftest import git
-from tests.policy.conftest import copy_verified_cache
 from tests.release.fleet import Fleet, make_fleet
 
 Cli = Callable[..., Any]
@@ -38,13 +37,11 @@ def fleet(tmp_path: Path) -> Fleet:
     return make_fleet(tmp_path / "repo", list(SERVICES))
 
 
-@pytest.fixture
-def warm_fleet(fleet: Fleet, own_cache: None, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
-    """``fleet`` keeping its cache (and record) in its own folder, where a test looks, warm as
-    its first verify leaves it (tests/policy/conftest.py): a record is written whether the
-    targets were checked or answered from the cache, so what it holds is the same."""
-    copy_verified_cache(fleet.root, tmp_path_factory, SERVICES)
-    return fleet
+def verify_alpha(cli: Cli, fleet: Fleet, stage: str) -> Any:
+    """``verify`` of one service of ``stage``: enough for what a test of the record's file does
+    to the run (it is written, and read back, for a ``-s`` run as for a whole environment),
+    without rendering and checking the stage's add-ons in a cache of the test's own."""
+    return cli(fleet.root, "verify", "-e", stage, "-s", ALPHA)
 
 
 def strict_stage(fleet: Fleet) -> str:
@@ -71,17 +68,18 @@ def test_a_clean_run_is_recorded_for_the_environment_it_verified(fleet: Fleet, c
     assert entry.targets == json.loads(result.stdout)["targets"] >= len(SERVICES) + 2
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_a_failing_run_records_its_findings_as_the_json_output_prints_them(
-    warm_fleet: Fleet, cli: Cli
+    fleet: Fleet, cli: Cli
 ) -> None:
-    stage = strict_stage(warm_fleet)
-    warm_fleet.set_image(stage, ALPHA, 2, pinned=False, commit=False)
-    result = cli(warm_fleet.root, "verify", "-e", stage, "-o", "json")
+    stage = strict_stage(fleet)
+    fleet.set_image(stage, ALPHA, 2, pinned=False, commit=False)
+    result = cli(fleet.root, "verify", "-e", stage, "-o", "json")
     assert result.exit_code == 1, result.output
     printed = json.loads(result.stdout)
-    path = warm_fleet.root / ".platform-cache" / RECORD_FILE
-    assert record_path(warm_fleet.root) == path
-    written = json.loads(path.read_text())["entries"][str(warm_fleet.root.resolve())][stage]
+    path = fleet.root / ".platform-cache" / RECORD_FILE
+    assert record_path(fleet.root) == path
+    written = json.loads(path.read_text())["entries"][str(fleet.root.resolve())][stage]
     assert written["ok"] is False
     assert written["findings"] == printed["findings"]
     assert {(f["target"], f["check"]) for f in written["findings"]} >= {
@@ -96,12 +94,12 @@ def test_a_failing_run_records_its_findings_as_the_json_output_prints_them(
     }
     assert written["dirty"] is True  # the image edit is not committed
     assert written["scope"] == {"services": None}
-    git(warm_fleet.root, "commit", "-qam", "alpha by tag")
-    cli(warm_fleet.root, "verify", "-e", stage, "-o", "markdown")
-    entry = last_results(warm_fleet.root)[stage]
+    git(fleet.root, "commit", "-qam", "alpha by tag")
+    cli(fleet.root, "verify", "-e", stage, "-o", "markdown")
+    entry = last_results(fleet.root)[stage]
     assert not entry.ok
     assert entry.dirty is False
-    assert entry.commit == git(warm_fleet.root, "rev-parse", "HEAD").strip()
+    assert entry.commit == git(fleet.root, "rev-parse", "HEAD").strip()
 
 
 def test_a_service_run_records_its_scope_and_leaves_other_environments(
@@ -120,34 +118,38 @@ def test_a_service_run_records_its_scope_and_leaves_other_environments(
     assert last_results(fleet.root)[second].services == ()
 
 
-def test_a_corrupt_record_is_no_record_and_is_replaced(warm_fleet: Fleet, cli: Cli) -> None:
-    first = warm_fleet.stages[0]
-    path = record_path(warm_fleet.root)  # in the copied cache's folder
+@pytest.mark.usefixtures("own_cache")
+def test_a_corrupt_record_is_no_record_and_is_replaced(fleet: Fleet, cli: Cli) -> None:
+    first = fleet.stages[0]
+    path = record_path(fleet.root)
+    path.parent.mkdir()
     path.write_text('{"fingerprint": "verify-last/1", "entries": {"')
-    assert last_results(warm_fleet.root) == {}
-    assert cli(warm_fleet.root, "verify", "-e", first).exit_code == 0
-    assert set(last_results(warm_fleet.root)) == {first}
+    assert last_results(fleet.root) == {}
+    assert verify_alpha(cli, fleet, first).exit_code == 0
+    assert set(last_results(fleet.root)) == {first}
     # an entry of the right file in a wrong shape is left out, not guessed at
     data = json.loads(path.read_text())
-    data["entries"][str(warm_fleet.root.resolve())][first]["counts"] = "many"
+    data["entries"][str(fleet.root.resolve())][first]["counts"] = "many"
     path.write_text(json.dumps(data))
-    assert last_results(warm_fleet.root) == {}
+    assert last_results(fleet.root) == {}
 
 
-def test_a_record_that_cannot_be_written_changes_no_exit_code(warm_fleet: Fleet, cli: Cli) -> None:
-    stage = strict_stage(warm_fleet)
-    record_path(warm_fleet.root).mkdir(parents=True)  # a folder where the file would go
-    assert cli(warm_fleet.root, "verify", "-e", stage).exit_code == 0
-    warm_fleet.set_image(stage, ALPHA, 2, pinned=False)
-    failed = cli(warm_fleet.root, "verify", "-e", stage)
+@pytest.mark.usefixtures("own_cache")
+def test_a_record_that_cannot_be_written_changes_no_exit_code(fleet: Fleet, cli: Cli) -> None:
+    stage = strict_stage(fleet)
+    record_path(fleet.root).mkdir(parents=True)  # a folder where the file would go
+    assert verify_alpha(cli, fleet, stage).exit_code == 0
+    fleet.set_image(stage, ALPHA, 2, pinned=False)
+    failed = verify_alpha(cli, fleet, stage)
     assert failed.exit_code == 1
     assert "PLAT001" in failed.stdout
-    assert last_results(warm_fleet.root) == {}
+    assert last_results(fleet.root) == {}
 
 
+@pytest.mark.usefixtures("own_cache")
 @pytest.mark.parametrize("failure", ["no locks", "held by another"])
 def test_a_record_that_cannot_be_locked_is_skipped_and_changes_no_answer(
-    warm_fleet: Fleet, cli: Cli, monkeypatch: pytest.MonkeyPatch, failure: str
+    fleet: Fleet, cli: Cli, monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
     """A file system without locks (NFS without lockd: ENOLCK), or a holder that hangs: the
     run's result is not recorded, and verify prints and exits as it would have."""
@@ -159,12 +161,12 @@ def test_a_record_that_cannot_be_locked_is_skipped_and_changes_no_answer(
 
     monkeypatch.setattr(verify_record.fcntl, "flock", flock)
     monkeypatch.setattr(verify_record, "LOCK_WAIT", 0.1)
-    stage = strict_stage(warm_fleet)
-    warm_fleet.set_image(stage, ALPHA, 2, pinned=False)
-    failed = cli(warm_fleet.root, "verify", "-e", stage)
+    stage = strict_stage(fleet)
+    fleet.set_image(stage, ALPHA, 2, pinned=False)
+    failed = verify_alpha(cli, fleet, stage)
     assert failed.exit_code == 1
     assert "PLAT001" in failed.stdout
-    assert last_results(warm_fleet.root) == {}
+    assert last_results(fleet.root) == {}
 
 
 def test_a_shared_cache_folder_keeps_each_checkout_apart(tmp_path: Path, cli: Cli) -> None:
