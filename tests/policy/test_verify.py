@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from platformctl.cachefile import CACHE_DIR, SHARED_CACHE_VARIABLE
 from platformctl.errors import InputError
 from platformctl.model import load_repo
-from platformctl.render import Renderer
+from platformctl.render import CHARTS_FILE, Renderer
 from platformctl.verify import image_shape, verify
 from tests.conftest import edit_yaml
-from tests.policy.conftest import copy_verified_cache
 from tests.release.fleet import make_fleet
 
 TODAY = dt.date(2026, 11, 22)
@@ -33,11 +34,29 @@ def fleet(tmp_path: Path) -> Path:
     return make_fleet(tmp_path / "repo", list(SERVICES)).root
 
 
+# The one file of a cache folder keyed by where the checkout is (a chart's absolute path and its
+# files' inodes): a copy would hold another checkout's digests, which no run here would write.
+BY_CHECKOUT = CHARTS_FILE
+
+
+@pytest.fixture(scope="module")
+def verified_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fleet's own ``.platform-cache/`` after its first run, once for the module: that run
+    starts empty, so it renders every release and add-on chart of every environment and runs
+    checkov over them (10-25 s), which each test of a warm cache would pay only to warm it."""
+    root = make_fleet(tmp_path_factory.mktemp("verified") / "repo", list(SERVICES)).root
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(SHARED_CACHE_VARIABLE, raising=False)  # as own_cache does
+        assert run(root).cache_hits == 0  # it started empty: the folder holds this run's only
+    return root / CACHE_DIR
+
+
 @pytest.fixture
-def warm_fleet(fleet: Path, own_cache: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``fleet`` keeping its own cache, warm as its first run leaves it (a copy of that run's,
-    tests/policy/conftest.py): where a test of the warm cache starts."""
-    copy_verified_cache(fleet, tmp_path_factory, SERVICES)
+def warm_fleet(fleet: Path, own_cache: None, verified_cache: Path) -> Path:
+    """``fleet`` keeping its own cache, with what its own first run would write there: a
+    fleet is a clone of the same template, every entry but the chart digests' is keyed by
+    content (chart files, exact values, the engines), and the date is in none of them."""
+    shutil.copytree(verified_cache, fleet / CACHE_DIR, ignore=shutil.ignore_patterns(BY_CHECKOUT))
     return fleet
 
 
