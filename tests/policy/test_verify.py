@@ -54,8 +54,8 @@ def verified_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def warm_fleet(fleet: Path, own_cache: None, verified_cache: Path) -> Path:
     """``fleet`` keeping its own cache, with what its own first run would write there: a
-    fleet is a clone of the same template, every entry but the chart digests' is keyed by
-    content (chart files, exact values, the engines), and the date is in none of them."""
+    fleet is a clone of the same template, and every entry but the chart digests' is keyed
+    by content (chart files, exact values, the engines), none by the checkout's path."""
     shutil.copytree(verified_cache, fleet / CACHE_DIR, ignore=shutil.ignore_patterns(BY_CHECKOUT))
     return fleet
 
