@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from platformctl.cachefile import CACHE_DIR, SHARED_CACHE_VARIABLE
 from platformctl.errors import InputError
 from platformctl.model import load_repo
-from platformctl.render import Renderer
+from platformctl.render import CHARTS_FILE, Renderer
 from platformctl.verify import image_shape, verify
 from tests.conftest import edit_yaml
 from tests.release.fleet import make_fleet
@@ -30,6 +32,32 @@ def values(stage: str, service: str) -> str:
 def fleet(tmp_path: Path) -> Path:
     """This repository's stages and charts with this module's services, for a test to break."""
     return make_fleet(tmp_path / "repo", list(SERVICES)).root
+
+
+# The one file of a cache folder keyed by where the checkout is (a chart's absolute path and its
+# files' inodes): a copy would hold another checkout's digests, which no run here would write.
+BY_CHECKOUT = CHARTS_FILE
+
+
+@pytest.fixture(scope="module")
+def verified_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fleet's own ``.platform-cache/`` after its first run, once for the module: that run
+    starts empty, so it renders every release and add-on chart of every environment and runs
+    checkov over them (10-25 s), which each test of a warm cache would pay only to warm it."""
+    root = make_fleet(tmp_path_factory.mktemp("verified") / "repo", list(SERVICES)).root
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(SHARED_CACHE_VARIABLE, raising=False)  # as own_cache does
+        assert run(root).cache_hits == 0  # it started empty: the folder holds this run's only
+    return root / CACHE_DIR
+
+
+@pytest.fixture
+def warm_fleet(fleet: Path, own_cache: None, verified_cache: Path) -> Path:
+    """``fleet`` keeping its own cache, with what its own first run would write there: a
+    fleet is a clone of the same template, and every entry but the chart digests' is keyed
+    by content (chart files, exact values, the engines), none by the checkout's path."""
+    shutil.copytree(verified_cache, fleet / CACHE_DIR, ignore=shutil.ignore_patterns(BY_CHECKOUT))
+    return fleet
 
 
 def run(repo: Path, *, use_cache: bool = True, **kwargs: Any) -> Any:
@@ -218,7 +246,8 @@ def test_each_rule_fails_on_a_seeded_violation(
         with pytest.raises(InputError, match=rf"{BETA}\.yaml:\d+: delivery\.canary\.weights #1"):
             run(fleet)
         return
-    report = run(fleet)
+    # the environment of the target that shows it: another's targets cannot show it
+    report = run(fleet, environments=[expected[0].split("/", 1)[0]])
     assert not report.ok
     assert expected in checks(report)
 
@@ -226,7 +255,7 @@ def test_each_rule_fails_on_a_seeded_violation(
 def test_load_balancer_allowed_where_the_environment_says_so(fleet: Path) -> None:
     set_value(values("staging", BETA), "service", "type", "LoadBalancer")(fleet)
     set_value("environments/staging/environment.yaml", "policy", "allowLoadBalancer", True)(fleet)
-    assert (f"staging/{BETA}", "PLAT005") not in checks(run(fleet))
+    assert (f"staging/{BETA}", "PLAT005") not in checks(run(fleet, environments=["staging"]))
 
 
 def test_kind_not_allowed_by_the_app_project_fails(fleet: Path) -> None:
@@ -235,7 +264,7 @@ def test_kind_not_allowed_by_the_app_project_fails(fleet: Path) -> None:
         project.read_text().replace("  - {group: policy, kind: PodDisruptionBudget}\n", "")
     )
     # production requires a PodDisruptionBudget of every service
-    assert (f"production/{ALPHA}", "PLAT006") in checks(run(fleet))
+    assert (f"production/{ALPHA}", "PLAT006") in checks(run(fleet, environments=["production"]))
 
 
 @pytest.mark.parametrize(
@@ -259,7 +288,7 @@ def test_custom_resources_are_checked_against_their_crd_schema(
     set_value(values("production", ALPHA), "delivery", "strategy", "canary")(fleet)
     path = fleet / "charts" / template
     path.write_text(path.read_text().replace(field, typo))
-    report = run(fleet)
+    report = run(fleet, environments=[target.split("/", 1)[0]])
     assert (target, "SCHEMA") in checks(report)
     message = next(f.message for f in report.failing if f.target == target)
     assert typo.rstrip(":") in message
@@ -342,49 +371,40 @@ def test_cache_hits_when_nothing_changed_and_when_only_an_image_changed(fleet: P
     assert third.ok
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_cache_does_not_hide_image_rules(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    drop_digest(fleet)
-    report = run(fleet, use_cache=True)
+def test_cache_does_not_hide_image_rules(warm_fleet: Path) -> None:
+    drop_digest(warm_fleet)
+    report = run(warm_fleet, use_cache=True)
     assert (f"production/{ALPHA}", "PLAT001") in checks(report)
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_cache_is_invalidated_by_a_value_change(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    set_value(values("dev", ALPHA), "containerPort", 8080)(fleet)
-    report = run(fleet, use_cache=True)
+def test_cache_is_invalidated_by_a_value_change(warm_fleet: Path) -> None:
+    set_value(values("dev", ALPHA), "containerPort", 8080)(warm_fleet)
+    report = run(warm_fleet, use_cache=True)
     assert [t.key for t in report.targets if not t.cached] == [f"dev/{ALPHA}"]
     assert report.checked_by_checkov == 1
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_cache_is_invalidated_by_a_template_change(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    writable_root(fleet)
-    report = run(fleet, use_cache=True)
-    assert report.checked_by_checkov == len(load_repo(fleet).releases)
+def test_cache_is_invalidated_by_a_template_change(warm_fleet: Path) -> None:
+    writable_root(warm_fleet)
+    report = run(warm_fleet, use_cache=True)
+    assert report.checked_by_checkov == len(load_repo(warm_fleet).releases)
     assert (f"dev/{ALPHA}", "CKV_K8S_22") in checks(report)
 
 
-@pytest.mark.usefixtures("own_cache")
 def test_cache_is_invalidated_when_the_engines_change(
-    fleet: Path, monkeypatch: pytest.MonkeyPatch
+    warm_fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run(fleet, use_cache=True)
     monkeypatch.setattr("platformctl.verify.checkov_version", lambda: "999.0.0")
-    assert run(fleet, use_cache=True).cache_hits == 0
+    assert run(warm_fleet, use_cache=True).cache_hits == 0
 
 
-@pytest.mark.usefixtures("own_cache")
 def test_a_new_project_rule_applies_despite_a_warm_cache(
-    fleet: Path, monkeypatch: pytest.MonkeyPatch
+    warm_fleet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from platformctl.policy import rules
 
-    set_value(values("dev", ALPHA), "env", "LOG_LEVEL", "debug")(fleet)
-    run(fleet, use_cache=True)
+    set_value(values("dev", ALPHA), "env", "LOG_LEVEL", "debug")(warm_fleet)
+    run(warm_fleet, use_cache=True)  # the debug value checked, with the rules of the day
 
     def no_debug(rendered: Any, _: Any) -> Any:
         for doc in rendered.documents:
@@ -392,14 +412,12 @@ def test_a_new_project_rule_applies_despite_a_warm_cache(
                 yield rules.resource_id(doc), "debug logging"
 
     monkeypatch.setattr(rules, "RULES", (*rules.RULES, rules.Rule("PLAT999", "t", no_debug)))
-    report = run(fleet, use_cache=True)
+    report = run(warm_fleet, use_cache=True)
     assert report.checked_by_checkov == 0
     assert (f"dev/{ALPHA}", "PLAT999") in checks(report)
 
 
-@pytest.mark.usefixtures("own_cache")
-def test_corrupt_cache_is_ignored(fleet: Path) -> None:
-    run(fleet, use_cache=True)
-    (fleet / ".platform-cache/verify.json").write_text("{not json")
-    assert run(fleet, use_cache=True).ok
-    assert json.loads((fleet / ".platform-cache/verify.json").read_text())["entries"]
+def test_corrupt_cache_is_ignored(warm_fleet: Path) -> None:
+    (warm_fleet / ".platform-cache/verify.json").write_text("{not json")
+    assert run(warm_fleet, use_cache=True).ok
+    assert json.loads((warm_fleet / ".platform-cache/verify.json").read_text())["entries"]
