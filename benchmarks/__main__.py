@@ -1,5 +1,5 @@
 """``uv run python -m benchmarks [--services N] [--history N] [--runs N] [--only ROWS]
-[--json PATH]``.
+[--source PATH] [--json PATH]``.
 
 Exit codes: 0 measured (goals met or not: a missed goal is a figure, not a crash), 2 bad
 arguments, 3 a measured command failed or a tool is missing.
@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fleet import PROJECT_ROOT
 from benchmarks.harness import ROWS, BenchmarkError, run_all
+from platformctl.errors import InputError
+from platformctl.model import load_repo
 
 
 def _positive(text: str) -> int:
@@ -60,6 +63,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ROW[,ROW]",
         help="measure only these rows (and those their goals compare with)",
     )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=PROJECT_ROOT,
+        metavar="PATH",
+        help="the git repository whose charts, environments and services the fleet copies "
+        "(default: this one; a fork names its own)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="make the fleet here and keep it")
     return parser.parse_args(argv)
@@ -96,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep and args.keep.exists():
         print(f"error: {args.keep} exists; name a new folder for --keep", file=sys.stderr)
         return 2
+    try:
+        load_repo(args.source)
+    except InputError as error:
+        print(f"error: --source {args.source}: {error}", file=sys.stderr)
+        return 2
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -103,11 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.keep:
             args.keep.mkdir(parents=True)
-            report = run_all(args.services, args.history, args.runs, args.keep, progress, args.only)
+            report = run_all(
+                args.services, args.history, args.runs, args.keep, progress, args.only, args.source
+            )
         else:
             with tempfile.TemporaryDirectory(prefix="platform-bench-") as scratch:
                 report = run_all(
-                    args.services, args.history, args.runs, Path(scratch), progress, args.only
+                    args.services,
+                    args.history,
+                    args.runs,
+                    Path(scratch),
+                    progress,
+                    args.only,
+                    args.source,
                 )
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""A synthetic fleet: this repository with N services in each environment and a long history.
+"""A synthetic fleet: a repository (this one unless ``source`` names another) with N services
+in each environment and a long history.
 
-The services are copies of this repository's own, in blocks of four (``api-gateway-07``,
+The services are copies of the source's own, in blocks of as many (``api-gateway-07``,
 ``user-service-07``, …) whose references to each other (URLs, network policies, roles, hosts)
 are renamed within the block, so every values file has the shape of a real one. The history is
 a simulation of a team's work, written by one ``git fast-import`` stream instead of thousands of

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from benchmarks.fleet import Fleet, generate
+from benchmarks.fleet import PROJECT_ROOT, Fleet, generate
+from platformctl.gates.config import NETWORK_GATES
+from platformctl.model import Environment, load_repo
 
 PYCACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -209,10 +211,17 @@ class Bench:
         return combined(steps)
 
 
-# A promotion into the second stage asks its registry and Argo CD gates, which cannot be
-# reached here; they are overridden (with the reason recorded, as a user would) and every
-# other step (plan, edit, render, policy gate, commit) runs as it does for a user.
-OFFLINE_GATES = ("--override", "registry", "--override", "argocd", "--reason", "benchmark")
+def offline_gates(target: Environment) -> tuple[str, ...]:
+    """The options of a promotion into ``target``: the gates it declares that ask the network
+    (this repository's second stage: its registry and Argo CD) cannot be reached here, so they
+    are overridden (with the reason recorded, as a user would) and every other step (plan,
+    edit, local gates, render, policy gate, commit) runs as it does for a user."""
+    network = [gate for gate in target.gates.names if gate in NETWORK_GATES]
+    if not network:
+        return ()
+    return (*(part for gate in network for part in ("--override", gate)), "--reason", "benchmark")
+
+
 GOALS = {
     "verify_full": Goal(0.25, of="usual_way", text="≤ ¼ of the usual tools"),
     "verify_unchanged": Goal(1.0, text="≤ 1 s"),
@@ -264,6 +273,7 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
     cache = fleet.root / ".platform-cache"
     stages = fleet.environments
     service = fleet.services[len(fleet.services) // 2]
+    offline = offline_gates(load_repo(fleet.root).environment(stages[1]))
     bench.measure(
         "usual_way",
         "render to files + kubernetes-validate + checkov -d",
@@ -322,11 +332,11 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
     commands = {
         "promote_one": (
             f"platform promote {service} --to {stages[1]}",
-            ("promote", service, "--to", stages[1], *OFFLINE_GATES),
+            ("promote", service, "--to", stages[1], *offline),
         ),
         "promote_all": (
             f"platform promote --all --to {stages[1]} ({len(fleet.services)} services)",
-            ("promote", "--all", "--to", stages[1], *OFFLINE_GATES),
+            ("promote", "--all", "--to", stages[1], *offline),
         ),
         "rollback": (
             f"platform rollback {service} --env {stages[-1]} ({fleet.commits} commits)",
@@ -446,11 +456,12 @@ def run_all(
     workdir: Path,
     progress: Callable[[str], None] = lambda _: None,
     only: Iterable[str] | None = None,
+    source: Path = PROJECT_ROOT,
 ) -> dict[str, object]:
-    """Generate a fleet in ``workdir``, measure everything (or the rows ``only`` names, with
-    those their goals compare with), and return the report."""
+    """Generate a fleet of ``source``'s services in ``workdir``, measure everything (or the
+    rows ``only`` names, with those their goals compare with), and return the report."""
     started = time.perf_counter()
-    fleet = generate(workdir / "fleet", services, history)
+    fleet = generate(workdir / "fleet", services, history, source=source)
     generated = time.perf_counter() - started
     progress(f"fleet: {services} services, {fleet.commits} commits, made in {generated:.1f} s")
     env = {
@@ -469,6 +480,7 @@ def run_all(
     return {
         "machine": machine(),
         "fleet": {
+            "source": str(source),
             "services": len(fleet.services),
             "environments": list(fleet.environments),
             "commits": fleet.commits,

@@ -16,7 +16,7 @@ from benchmarks.__main__ import main
 from benchmarks.fleet import generate
 from platformctl.git import Git
 from platformctl.ledger import history
-from platformctl.model import BASE_DIR, load_repo
+from platformctl.model import ADDONS_DIR, BASE_DIR, ENVIRONMENTS_DIR, PIPELINE_FILE, load_repo
 from platformctl.yamlio import read_mapping
 from tests.conftest import PROJECT_ROOT, edit_yaml, git
 from tests.release.fleet import make_fleet
@@ -39,6 +39,35 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     edit_yaml(origin.values(BASE_DIR, "svc-b"), _peer("ingressFrom", "svc-a"))
     git(origin.root, "commit", "-qam", "svc-a calls svc-b")
     return origin.root
+
+
+@pytest.fixture(scope="module")
+def two_stages(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the harness runs measure over (``--source``): ``source`` with only its first and
+    last stages, the fewest every row needs (a promotion into the second stage, a rollback in
+    the last). The usual way and ``verify_full`` render and check every add-on's upstream chart
+    once per environment, whatever the number of services: each stage less is a third of the
+    run. Its second stage has gates, as a real one does."""
+    root = tmp_path_factory.mktemp("two-stages") / "repo"
+    git(source, "clone", "-q", str(source), str(root))
+    dropped: list[str] = []
+
+    def first_and_last(pipeline: Any) -> None:
+        stages = pipeline["stages"]
+        dropped.extend(stage["name"] for stage in stages[1:-1])
+        del stages[1:-1]
+        # gates that ask the network, unreachable here: the promotions pass only if the harness
+        # overrides them (benchmarks.harness.offline_gates)
+        stages[1]["gates"] = {"registry": {}, "argocd": {}}
+
+    edit_yaml(root / ENVIRONMENTS_DIR / PIPELINE_FILE, first_and_last, sequence_indent=4)
+    for stage in dropped:
+        addons = f"{ENVIRONMENTS_DIR}/{ADDONS_DIR}/{stage}.yaml"
+        git(root, "rm", "-rq", f"{ENVIRONMENTS_DIR}/{stage}", addons)
+    git(root, "commit", "-qam", f"only the first and last stages (not {', '.join(dropped)})")
+    second = load_repo(root).environments[1]
+    assert (len(load_repo(root).environments), second.gates.names) == (2, ("registry", "argocd"))
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +168,23 @@ def test_keep_refuses_an_existing_folder(
     assert "exists" in capsys.readouterr().err
 
 
-def _harness(tmp_path: Path, *arguments: str) -> tuple[subprocess.CompletedProcess[str], Any]:
-    """``python -m benchmarks`` on one whole block of the repository's services (so every peer
-    a network policy names exists), as the README runs it; its output and JSON report."""
+def test_a_source_that_is_not_a_platform_repository_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--source", str(tmp_path)]) == 2
+    assert f"--source {tmp_path}: " in capsys.readouterr().err
+
+
+def _harness(
+    tmp_path: Path, source: Path, *arguments: str
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``python -m benchmarks --source SOURCE`` on one whole block of its services (so every
+    peer a network policy names exists), as the README runs it; its output and JSON report."""
     out = tmp_path / "bench.json"
-    services = str(len(load_repo(PROJECT_ROOT).services))
+    services = str(len(load_repo(source).services))
     command = [sys.executable, "-m", "benchmarks", "--services", services, "--json", str(out)]
     result = subprocess.run(
-        [*command, *arguments],
+        [*command, "--source", str(source), *arguments],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -156,10 +194,10 @@ def _harness(tmp_path: Path, *arguments: str) -> tuple[subprocess.CompletedProce
     return result, json.loads(out.read_text())
 
 
-def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path, two_stages: Path) -> None:
     """The whole harness on a tiny fleet: it must not rot."""
-    result, report = _harness(tmp_path, "--history", "40", "--runs", "1")
-    services = len(load_repo(PROJECT_ROOT).services)
+    result, report = _harness(tmp_path, two_stages, "--history", "40", "--runs", "1")
+    services = len(load_repo(two_stages).services)
     names = [r["name"] for r in report["results"]]
     assert names == [
         "usual_way",
@@ -199,17 +237,22 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     assert (cold["goal"], cold["ratio"], cold["met"]) == (None, {}, None)
     assert report["only"] is None
     assert report["fleet"] == {
+        "source": str(two_stages),
         "services": services,
-        "environments": list(load_repo(PROJECT_ROOT).environment_names),
+        "environments": list(load_repo(two_stages).environment_names),
         "commits": 40,
         "generated_seconds": report["fleet"]["generated_seconds"],
     }
 
 
-def test_only_measures_the_rows_named_and_those_they_compare_with(tmp_path: Path) -> None:
+def test_only_measures_the_rows_named_and_those_they_compare_with(
+    tmp_path: Path, two_stages: Path
+) -> None:
     """The served matrix alone: `status` (its goal's reference) comes with it; the server is
     started, warmed up unmeasured, and stopped."""
-    _, report = _harness(tmp_path, "--history", "10", "--runs", "2", "--only", "serve_matrix_warm")
+    _, report = _harness(
+        tmp_path, two_stages, "--history", "10", "--runs", "2", "--only", "serve_matrix_warm"
+    )
     assert [r["name"] for r in report["results"]] == ["status", "serve_matrix_warm"]
     assert report["only"] == ["serve_matrix_warm", "status"]
     warm = report["results"][1]
