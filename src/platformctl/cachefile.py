@@ -57,8 +57,8 @@ def read_cache(path: Path | None, fingerprint: str) -> dict[str, Any]:
         return {}
     try:
         # orjson reads the stored renders (the twin reads every one of an environment on
-        # each promotion) ~3 times faster; what it refuses (an integer past 64 bits, a lone
-        # surrogate) is a miss, as any unreadable entry is
+        # each promotion) ~3 times faster; a file it refuses is a miss, as any unreadable
+        # one is (what it would read differently is never stored: ``survives_json``)
         data = orjson.loads(path.read_bytes())
     except (OSError, ValueError):
         return {}
@@ -76,16 +76,24 @@ def write_cache(path: Path, fingerprint: str, entries: dict[str, Any]) -> None:
         gitignore = path.parent / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text("*\n")
+        try:
+            # no NaN or infinity: orjson would refuse the whole file
+            text = json.dumps({"fingerprint": fingerprint, "entries": entries}, allow_nan=False)
+        except ValueError:
+            return
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
         with os.fdopen(fd, "w") as handle:
-            json.dump({"fingerprint": fingerprint, "entries": entries}, handle)
+            handle.write(text)
         os.replace(temporary, path)
 
 
 def survives_json(value: Any) -> bool:
-    """Whether ``value`` reads back from JSON equal, so a cache may hold it exactly (no dates,
-    tuples, non-string keys or NaN)."""
+    """Whether ``value`` reads back from a cache file exactly (no dates, tuples, non-string
+    keys, NaN, or integers past 64 bits, which orjson reads as floats). Compared as text: a
+    float read back equals the integer it replaced."""
     try:
-        return bool(json.loads(json.dumps(value)) == value)
+        text = json.dumps(value, allow_nan=False)
+        back = orjson.loads(text)
+        return bool(back == value) and json.dumps(back, allow_nan=False) == text
     except (TypeError, ValueError):
         return False
