@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from benchmarks.fleet import PROJECT_ROOT
 from benchmarks.harness import ROWS, BenchmarkError, run_all
+from platformctl.cachefile import reading_only
 from platformctl.errors import InputError
 from platformctl.model import load_repo
 
@@ -67,7 +69,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--source",
         type=Path,
         default=PROJECT_ROOT,
-        metavar="PATH",
+        metavar="REPO",
         help="the git repository whose charts, environments and services the fleet copies "
         "(default: this one; a fork names its own)",
     )
@@ -102,15 +104,37 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _not_a_source(source: Path) -> str | None:
+    """Why a fleet cannot be made from ``source`` (it is copied from git, and every service
+    needs an image in every stage), else None. Read only: no cache is written there."""
+    inside = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--is-inside-work-tree"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if inside.stdout.strip() != "true":
+        return "not a git working tree"
+    try:
+        with reading_only():
+            repo = load_repo(source)
+            for service in repo.services:
+                for environment in repo.environment_names:
+                    repo.release(service, environment)
+    except InputError as error:
+        return str(error)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.keep and args.keep.exists():
         print(f"error: {args.keep} exists; name a new folder for --keep", file=sys.stderr)
         return 2
-    try:
-        load_repo(args.source)
-    except InputError as error:
-        print(f"error: --source {args.source}: {error}", file=sys.stderr)
+    args.source = args.source.resolve()
+    problem = _not_a_source(args.source)
+    if problem:
+        print(f"error: --source {args.source}: {problem}", file=sys.stderr)
         return 2
 
     def progress(message: str) -> None:

@@ -8,12 +8,13 @@ a simulation of a team's work, written by one ``git fast-import`` stream instead
 ``git commit`` processes:
 
 - CI builds a new image and writes it into dev (a hand edit, no trailers);
-- promotions dev → staging → production, as ``platform promote`` writes them (trailers);
-- rollbacks in staging and production, with the trailers ``platform rollback`` writes;
+- promotions from each stage into the next (dev → staging → production here), as
+  ``platform promote`` writes them (trailers);
+- rollbacks in the stages after the first, with the trailers ``platform rollback`` writes;
 - hand edits of other values (replicas, an environment variable).
 
-It ends with every service newer in dev than in staging, and newer in staging than in
-production, so ``promote --all`` has 100 changes to make.
+It ends with every service newer in each stage than in the next, so ``promote --all`` into
+the second stage has a change for every service.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ are asserted here; the figures are the README's)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -47,7 +48,8 @@ def two_stages(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     last stages, the fewest every row needs (a promotion into the second stage, a rollback in
     the last). The usual way and ``verify_full`` render and check every add-on's upstream chart
     once per environment, whatever the number of services: each stage less is a third of the
-    run. Its second stage has gates, as a real one does."""
+    run. Its second stage keeps only gates that ask the network, which the harness overrides
+    (a freeze or soak gate would make the promotions depend on the clock)."""
     root = tmp_path_factory.mktemp("two-stages") / "repo"
     git(source, "clone", "-q", str(source), str(root))
     dropped: list[str] = []
@@ -169,10 +171,28 @@ def test_keep_refuses_an_existing_folder(
 
 
 def test_a_source_that_is_not_a_platform_repository_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--source", str(tmp_path)]) == 2
-    assert f"--source {tmp_path}: " in capsys.readouterr().err
+    untracked = tmp_path / "untracked"  # the files, outside git: the fleet copies from git
+    shutil.copytree(source, untracked, ignore=shutil.ignore_patterns(".git"))
+    empty = tmp_path / "empty"
+    git(tmp_path, "init", "-q", str(empty))
+    pending = tmp_path / "pending"  # a service without an image in a stage
+    git(tmp_path, "clone", "-q", str(source), str(pending))
+    last = load_repo(source).environment_names[-1]
+    (pending / ENVIRONMENTS_DIR / last / "svc-a.yaml").write_text("replicaCount: 1\n")
+    git(pending, "commit", "-qam", "svc-a: no image in the last stage yet")
+    expected = {
+        tmp_path / "nothing": "not a git working tree",
+        untracked: "not a git working tree",
+        empty: "pipeline.yaml",
+        pending: "no image",
+    }
+    for path, message in expected.items():
+        assert main(["--source", str(path)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: --source {path}: "), error
+        assert message in error, error
 
 
 def _harness(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -376,16 +376,33 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
-    return make_fleet(tmp_path_factory.mktemp("battery") / "fleet", ["alpha", "beta"])
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """The fleet each case copies (``_copy``); at the end, proof that no case wrote through a
+    hard link into the files the copies share with it."""
+    fleet = make_fleet(tmp_path_factory.mktemp("battery") / "fleet", ["alpha", "beta"])
+    before = _shared_files(fleet.root)
+    yield fleet
+    assert _shared_files(fleet.root) == before, "a case wrote into a file the copies share"
+
+
+def _shared_files(root: Path) -> str:
+    digest = hashlib.sha256()
+    for folder in _SHARED:
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+# What no command and no case writes in place (git never rewrites an object): hard links.
+_SHARED = ("charts", ".git/objects")
 
 
 def _copy(template: Path, root: Path) -> None:
-    """``template`` copied to ``root``, but for what no command and no case writes: the charts
-    and git's objects (git never rewrites an object in place) are hard links, which saves
-    copying 22 MB per case. The cases edit values files and git's own files where they are,
-    so those are copies."""
-    shared = [template / "charts", template / ".git" / "objects"]
+    """``template`` copied to ``root``, but for ``_SHARED``: hard links, which saves copying
+    22 MB per case. The cases edit values files and git's own files where they are, so those
+    are copies; a case that changes a chart must replace its file, not write into it."""
+    shared = [template / folder for folder in _SHARED]
 
     def copy(source: str, target: str) -> None:
         if any(Path(source).is_relative_to(folder) for folder in shared):

@@ -171,6 +171,15 @@ def _storage_classes(value: Any) -> Iterator[str]:
             yield from _storage_classes(item)
 
 
+def _storage_class_needs(obj: Obj, spec: Mapping[str, Any]) -> Iterator[Need]:
+    # a CRD's spec is a schema, whose storageClassName is a field's definition, never a
+    # claim, and the largest documents of an environment: not walked
+    if (obj.group, obj.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+        return
+    for name in sorted(set(_storage_classes(spec))):
+        yield Need("health", obj_key("StorageClass", "", name), f"StorageClass {name}")
+
+
 def _rollout_needs(obj: Obj, spec: Mapping[str, Any]) -> Iterator[Need]:
     strategy = spec.get("strategy") or {}
     canary = strategy.get("canary") or {}
@@ -222,11 +231,7 @@ def needs(world: World, obj: Obj) -> Iterator[Need]:
     template = pod_spec(obj)
     if template is not None:
         yield from _pod_needs(obj, template)
-    # a CRD's spec is a schema, whose storageClassName is a field's definition, never a
-    # claim, and the largest documents of an environment: not walked
-    classes = () if obj.kind == "CustomResourceDefinition" else _storage_classes(spec)
-    for name in sorted(set(classes)):
-        yield Need("health", obj_key("StorageClass", "", name), f"StorageClass {name}")
+    yield from _storage_class_needs(obj, spec)
     if obj.kind == "Rollout":
         yield from _rollout_needs(obj, spec)
     elif obj.kind == "Ingress":
