@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.__main__ import main
 from benchmarks.fleet import generate
+from benchmarks.harness import offline_gates
 from platformctl.git import Git
 from platformctl.ledger import history
 from platformctl.model import ADDONS_DIR, BASE_DIR, ENVIRONMENTS_DIR, PIPELINE_FILE, load_repo
@@ -154,6 +155,32 @@ def test_bad_arguments_exit_2(
         main(arguments)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_promotion_overrides_only_the_gates_that_ask_the_network(
+    source: Path, two_stages: Path, tmp_path: Path
+) -> None:
+    """The harness is offline: the second stage's network gates are overridden (with the
+    reason recorded), its own gates (freeze, soak) are not, and no gates means no options."""
+    assert offline_gates(load_repo(source).environments[1]) == ()
+    network = ("--override", "registry", "--override", "argocd", "--reason", "benchmark")
+    assert offline_gates(load_repo(two_stages).environments[1]) == network
+    local = tmp_path / "local"
+    git(tmp_path, "clone", "-q", str(two_stages), str(local))
+
+    def local_gates(pipeline: Any) -> None:
+        pipeline["stages"][1]["gates"].update(
+            soak={"minimum": "1h"},
+            freeze={
+                "timezone": "UTC",
+                "windows": [{"name": "past", "from": "2020-01-01", "until": "2020-01-02"}],
+            },
+        )
+
+    edit_yaml(local / ENVIRONMENTS_DIR / PIPELINE_FILE, local_gates, sequence_indent=4)
+    second = load_repo(local).environments[1]
+    assert {"soak", "freeze", "registry", "argocd"} == set(second.gates.names)
+    assert offline_gates(second) == network
 
 
 def test_an_unknown_row_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
