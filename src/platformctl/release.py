@@ -44,6 +44,7 @@ from platformctl.imagefile import image_of, set_image
 from platformctl.ledger import SET_TRAILER, TRAILERS, iter_history, last_good, parse_trailers
 from platformctl.ledger import first_trailer as _first
 from platformctl.model import (
+    CHARTS_DIR,
     ENVIRONMENTS_DIR,
     Environment,
     Image,
@@ -948,10 +949,20 @@ def replan_on_remote(session: Session, remote: str, remote_branch: str) -> None:
 
 
 def _checkout_aside(git: Git, commit: str, root: Path) -> None:
-    """The environments and charts of ``commit`` in ``root``, sharing the clone's cache."""
-    archive = git.output("archive", "--format=tar", commit, "--", ENVIRONMENTS_DIR, "charts")
+    """The environments and charts of ``commit`` in ``root``, sharing the clone's cache.
+
+    Charts whose tree ``commit`` shares with HEAD are the clone's own (clean under the lock:
+    HEAD's files), linked rather than written out again: 20 MB per rejected push, and the
+    chart digests the clone's cache holds for them stay valid (charts.json is keyed by the
+    real path)."""
+    trees = git.run("rev-parse", f"{commit}:{CHARTS_DIR}", f"HEAD:{CHARTS_DIR}", check=False)
+    same = len(trees.split()) == 2 and len(set(trees.split())) == 1
+    paths = [ENVIRONMENTS_DIR] if same else [ENVIRONMENTS_DIR, CHARTS_DIR]
+    archive = git.output("archive", "--format=tar", commit, "--", *paths)
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
+    if same:
+        (root / CHARTS_DIR).symlink_to(git.root / CHARTS_DIR)
     cache = git.root / CACHE_DIR
     if cache.is_dir():
         (root / CACHE_DIR).symlink_to(cache)

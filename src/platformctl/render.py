@@ -464,13 +464,14 @@ class Renderer:
         if chart not in self._chart_digests:
             signature, newest = _tree_signature(chart)
             known = self._charts_cache()
-            entry = known.get(str(chart))
+            key = str(chart.resolve())  # one entry for a chart however it is reached
+            entry = known.get(key)
             if isinstance(entry, list) and entry[0] == signature:
                 digest = str(entry[1])
             else:
                 digest = tree_digest(chart)
                 if newest < time.time_ns() - RACY_NS:
-                    known[str(chart)] = [signature, digest]
+                    known[key] = [signature, digest]
                     write_cache(
                         cache_dir(self.repo.root) / CHARTS_FILE, _charts_fingerprint(), known
                     )

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from platformctl import render
+from platformctl.git import Git
 from platformctl.imagefile import image_of
+from platformctl.model import load_repo
+from platformctl.release import _checkout_aside
+from platformctl.render import Renderer
 from tests.conftest import PLATFORM_BINARY, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet, remote_holds
 
@@ -139,3 +144,69 @@ def test_a_first_image_is_replanned_on_the_remote_tip(tmp_path: Path) -> None:
     assert stat == ["1", "0", relative]  # the image line, added on the tip's file
     assert git(first.root, "rev-parse", "HEAD").strip() == tip
     assert git(first.root, "status", "--porcelain") == ""
+
+
+def test_a_chart_changed_on_the_remote_is_the_chart_the_replan_verifies(
+    two: tuple[Path, Fleet, Fleet],
+) -> None:
+    """The re-plan checks the tip's charts, not the clone's: a template that breaks on the
+    remote meanwhile refuses the promotion (this clone's own gate passed on its charts)."""
+    remote, first, second = two
+    target = first.stages[1]
+    template = second.root / "charts/service/templates/configmap.yaml"
+    template.write_text(template.read_text() + '\n{{ fail "broken on the remote" }}\n')
+    git(second.root, "commit", "-qam", "chart: broken")
+    git(second.root, "push", "-q", "origin", "main")
+    tip, before = git(remote, "rev-parse", "main"), state(first)
+    refused = platform(first, "promote", "alpha", "--to", target, "--push")
+    assert refused.returncode != 0, refused.stdout
+    assert "broken on the remote" in refused.stderr
+    assert git(remote, "rev-parse", "main") == tip
+    assert state(first) == before
+
+
+def test_the_replan_shares_the_clones_charts_when_the_tip_has_the_same(
+    two: tuple[Path, Fleet, Fleet], tmp_path: Path
+) -> None:
+    """Charts identical on the tip (by tree id) are not written out again: 20 MB per
+    rejected push, and a chart digest that the clone's own cache already holds."""
+    _, first, second = two
+    held = platform(second, "hold", "beta", "--env", first.stages[1], "--reason", "x", "--push")
+    assert held.returncode == 0, held.stderr
+    git(first.root, "fetch", "-q")
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    _checkout_aside(Git(first.root), git(first.root, "rev-parse", "origin/main").strip(), aside)
+    assert (aside / "charts").resolve() == (first.root / "charts").resolve()
+    assert not (aside / "environments").is_symlink()
+    settings = (aside / f"environments/{first.stages[1]}/environment.yaml").read_text()
+    assert "beta" in settings  # the tip's environments, not the clone's
+
+    template = second.root / "charts/service/templates/configmap.yaml"
+    template.write_text(template.read_text() + "\n# changed\n")
+    git(second.root, "commit", "-qam", "chart: changed")
+    git(second.root, "push", "-q", "origin", "main")
+    git(first.root, "fetch", "-q")
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    _checkout_aside(Git(first.root), git(first.root, "rev-parse", "origin/main").strip(), changed)
+    assert not (changed / "charts").is_symlink()
+    assert "# changed" in (changed / "charts/service/templates/configmap.yaml").read_text()
+
+
+def test_a_chart_reached_through_a_link_keeps_its_known_digest(
+    two: tuple[Path, Fleet, Fleet], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """charts.json is keyed by the chart's real path: a re-plan's link to the clone's charts
+    finds the digest the clone's last command stored, without hashing 20 MB again."""
+    _, first, _ = two
+    chart = first.root / "charts/service"
+    monkeypatch.setattr(render, "RACY_NS", 0)  # files of a fresh clone are stored at once
+    known = Renderer(load_repo(first.root)).chart_digest(chart)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    _checkout_aside(Git(first.root), git(first.root, "rev-parse", "HEAD").strip(), aside)
+    hashed: list[Path] = []
+    monkeypatch.setattr(render, "tree_digest", lambda path: hashed.append(path) or "")
+    assert Renderer(load_repo(aside)).chart_digest(aside / "charts/service") == known
+    assert hashed == []
