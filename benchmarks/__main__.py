@@ -1,5 +1,5 @@
 """``uv run python -m benchmarks [--services N] [--history N] [--runs N] [--only ROWS]
-[--source PATH] [--json PATH]``.
+[--source REPO] [--json PATH]``.
 
 Exit codes: 0 measured (goals met or not: a missed goal is a figure, not a crash), 2 bad
 arguments, 3 a measured command failed or a tool is missing.
