@@ -415,17 +415,26 @@ def _copy(template: Path, root: Path) -> None:
 
 def state(root: Path) -> dict[str, str]:
     """Tree (every file's bytes and mode, links' targets; not the git-ignored cache), index,
-    refs and stash."""
+    refs and stash. Of the files shared with the template (hard links, 22 MB) the inode and
+    stat: a write in place moves the mtime, a replacement the inode, and the template's own
+    guard compares their bytes at the end."""
     digest = hashlib.sha256()
+    shared = [root / folder for folder in _SHARED]
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in (".git", ".platform-cache"))
+        linked = any(Path(folder).is_relative_to(top) for top in shared)
         for name in sorted(files):
             path = Path(folder, name)
             digest.update(str(path.relative_to(root)).encode())
+            stat = path.lstat()
             if path.is_symlink():
                 digest.update(os.readlink(path).encode())
+            elif linked:
+                digest.update(
+                    f"{stat.st_mode} {stat.st_ino} {stat.st_size} {stat.st_mtime_ns}".encode()
+                )
             else:
-                digest.update(oct(path.lstat().st_mode).encode() + path.read_bytes())
+                digest.update(oct(stat.st_mode).encode() + path.read_bytes())
     index = root / ".git" / "index"
     return {
         "tree": digest.hexdigest(),
