@@ -157,7 +157,13 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
     argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     try:
         if session is not None and not options.dry_run:
-            preflight(session, repo, plan, publish=options.push or options.pull_request)
+            preflight(
+                session,
+                repo,
+                plan,
+                publish=options.push or options.pull_request,
+                pull_request=options.pull_request,
+            )
         source = repo.environment(plan.source)
         changes = [(change.service, change.after) for change in plan.changes]
         gates = replace(options.gates, set_soak=set_soak(plan))
@@ -191,7 +197,13 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
     argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     actor = actor_of(session.git if session else Git(repo.root))
     try:
-        preflight(session, repo, plan, publish=options.push or options.pull_request)
+        preflight(
+            session,
+            repo,
+            plan,
+            publish=options.push or options.pull_request,
+            pull_request=options.pull_request,
+        )
         return _publish_and_follow(
             session, repo, plan, replace(options, auto_rollback=False), actor, argocd
         )
@@ -214,7 +226,7 @@ def deliver_ungated(
     without a session (a dry run) only the diff it would make."""
     if session is None:
         return _dry(repo, plan)
-    preflight(session, repo, plan, publish=push or pull_request)
+    preflight(session, repo, plan, publish=push or pull_request, pull_request=pull_request)
     texts = plan_texts(repo.root, plan)
     if not plan.empty:
         policy_gate(repo, plan, texts)

@@ -696,11 +696,16 @@ def writing(root: Path) -> Iterator[Session]:
         yield Session(git, branch, pending, git.head())
 
 
-def preflight(session: Session, repo: Repo, plan: Plan, *, publish: bool) -> None:
-    """Before any gate: where the commit will go exists, and every file it changes can be
-    written in place (no symbolic link out of the clone, no read-only file)."""
+def preflight(
+    session: Session, repo: Repo, plan: Plan, *, publish: bool, pull_request: bool = False
+) -> None:
+    """Before any gate: where the commit will go exists (for a pull request, its repository
+    and a token), and every file it changes can be written in place (no symbolic link out of
+    the clone, no read-only file)."""
     if publish:
         session.git.upstream(session.branch)
+    if pull_request and not plan.empty:
+        _github_of(session)
     paths = [change.path for change in plan.changes] + [edit.path for edit in plan.egress]
     if plan.holds:
         paths.append(plan.environment.settings_file)
@@ -1084,6 +1089,13 @@ def pull_request_branch(plan: Plan) -> str:
     return f"platform/{plan.action}/{plan.environment.name}/{services}"
 
 
+def _github_of(session: Session) -> GitHub:
+    """The GitHub repository the branch's remote names, with the token (or the one-line
+    refusal of either)."""
+    remote, _ = session.git.upstream(session.branch)
+    return GitHub(repository_slug(session.git.run("remote", "get-url", remote)))
+
+
 def _publish_pull_request(
     session: Session, outcome: Outcome, texts: Mapping[str, str], actor: str
 ) -> None:
@@ -1098,7 +1110,7 @@ def _publish_pull_request(
 
     git, plan = session.git, outcome.plan
     remote, base = git.upstream(session.branch)
-    github = GitHub(repository_slug(git.run("remote", "get-url", remote)))
+    github = _github_of(session)
     document = review(load_repo(git.root), plan, texts)
     _, commit = build(session, plan, texts, actor)
     target = pull_request_branch(plan)

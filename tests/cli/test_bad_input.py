@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from platformctl import delivery, release
 from platformctl.cli import app
 from platformctl.imagefile import with_image
 from platformctl.model import Image
@@ -474,3 +475,24 @@ def test_bad_input_is_one_line_its_code_and_changes_nothing(
 def test_the_battery_is_at_least_a_hundred_cases() -> None:
     assert len(CASES) >= 100
     assert len({case.name for case in CASES}) == len(CASES)
+
+
+def test_a_pull_request_without_a_token_is_refused_before_any_gate_or_verify(
+    template: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The missing token is known before the gates and the policy gate run (seconds each):
+    it is refused first, as a missing remote is."""
+    root = tmp_path / "clone"
+    _copy(template.root, root)
+    fleet = Fleet(root, template.stages, template.services)
+    with_remote(fleet)
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    asked: list[str] = []
+    monkeypatch.setattr(delivery, "evaluate", lambda *args: asked.append("gates"))
+    monkeypatch.setattr(release, "verify", lambda *args: asked.append("verify"))
+    result = CliRunner().invoke(
+        app, ["--repo", str(root), "promote", "alpha", "--to", fleet.stages[2], "--pull-request"]
+    )
+    assert result.exit_code == 3, result.stderr
+    assert "GitHub token" in result.stderr
+    assert asked == []
