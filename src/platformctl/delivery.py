@@ -148,6 +148,12 @@ def delivery_dict(delivery: Delivery) -> dict[str, Any]:
     }
 
 
+def _preflight(session: Session, repo: Repo, plan: Plan, options: DeliveryOptions) -> None:
+    """Where the commit goes (and a pull request's repository and token), before any gate."""
+    publish = options.push or options.pull_request
+    preflight(session, repo, plan, publish=publish, pull_request=options.pull_request)
+
+
 def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOptions) -> Delivery:
     """Gates of the target, then build, verify and publish (unless refused or a dry run)."""
     options.check()
@@ -157,13 +163,7 @@ def promote(session: Session | None, repo: Repo, plan: Plan, options: DeliveryOp
     argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     try:
         if session is not None and not options.dry_run:
-            preflight(
-                session,
-                repo,
-                plan,
-                publish=options.push or options.pull_request,
-                pull_request=options.pull_request,
-            )
+            _preflight(session, repo, plan, options)
         source = repo.environment(plan.source)
         changes = [(change.service, change.after) for change in plan.changes]
         gates = replace(options.gates, set_soak=set_soak(plan))
@@ -197,13 +197,7 @@ def rollback(session: Session | None, repo: Repo, plan: Plan, options: DeliveryO
     argocd = _argocd_of_target(plan) if options.wait and not plan.empty else None
     actor = actor_of(session.git if session else Git(repo.root))
     try:
-        preflight(
-            session,
-            repo,
-            plan,
-            publish=options.push or options.pull_request,
-            pull_request=options.pull_request,
-        )
+        _preflight(session, repo, plan, options)
         return _publish_and_follow(
             session, repo, plan, replace(options, auto_rollback=False), actor, argocd
         )
