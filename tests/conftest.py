@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from platformctl import launcher
 from platformctl.cachefile import SHARED_CACHE_VARIABLE
 from platformctl.cli import app
 from tests.support.registry import RunningRegistry, start_registry
@@ -147,6 +149,35 @@ def _bytecode_kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
         patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("bytecode")))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _resident_worker(_bytecode_kept: None) -> Iterator[None]:
+    """The ``platform`` processes the tests start run through one resident worker of the
+    session (``platform worker start``, in a runtime folder of its own), as a team that
+    starts one in CI has them: each command skips the 0.16-0.19 s of imports, hundreds of
+    times. So the whole suite is also the worker's proof that a command run through it is the
+    command run in-process. Tests of what a process does take ``in_process``; those of the
+    worker start their own."""
+    # short: a unix socket's path has at most 107 bytes
+    runtime = tempfile.mkdtemp(prefix="pw-")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", runtime)
+        # started by the command, so that it has the command's sys.path, not pytest's
+        worker = [PLATFORM_BINARY, "worker"]
+        subprocess.run(
+            [*worker, "start", "--idle-timeout", "14400"], check=True, stdout=subprocess.DEVNULL
+        )
+        yield
+        subprocess.run([*worker, "stop"], check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``platform`` processes of a test run the CLI themselves, as for a user who started
+    no worker: for the tests of what a process does (exit codes, signals, crashes)."""
+    monkeypatch.setenv(launcher.OFF_VARIABLE, "off")
 
 
 @pytest.fixture(scope="session")

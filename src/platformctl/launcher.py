@@ -38,6 +38,9 @@ LENGTH = struct.Struct("!I")
 REPLY = struct.Struct("!ci")
 STARTED, ENDED, STALE, MISMATCH = b"p", b"x", b"s", b"m"
 STREAMS = ("stdin", "stdout", "stderr")
+# Options that find the user's shell among this process's parents (shellingham), which a
+# worker's child does not have: run here, or they would find none.
+SHELL_DETECTING = ("--show-completion", "--install-completion")
 
 
 def socket_path(environ: Mapping[str, str] = os.environ) -> str:
@@ -167,7 +170,7 @@ def receive_reply(connection: socket.socket) -> tuple[bytes, int] | None:
 def through_worker() -> int | None:
     """The wait status of this command run by the worker, or None when it was not started
     there (so it is run here)."""
-    if os.environ.get(OFF_VARIABLE) == "off":
+    if os.environ.get(OFF_VARIABLE) == "off" or any(a in SHELL_DETECTING for a in sys.argv):
         return None
     try:
         connection = connect(socket_path())

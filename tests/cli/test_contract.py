@@ -16,6 +16,9 @@ from platformctl.cli import app
 from tests.conftest import PLATFORM_BINARY, git
 from tests.release.fleet import image, make_fleet, slow_push
 
+# what the process does (test_worker has the same Ctrl-C through a worker)
+pytestmark = pytest.mark.usefixtures("in_process")
+
 
 def _broken(*_: object, **__: object) -> None:
     raise ZeroDivisionError("division by zero")

@@ -155,6 +155,26 @@ def test_bad_input_is_the_same_through_the_worker(
         assert "Traceback" in result.stderr
 
 
+def test_shell_completion_finds_the_shell_with_a_worker_running(worker: Env) -> None:
+    """``--show-completion`` detects the shell among the process's parents, which only the
+    launcher has: it runs in-process, and prints the same script as with no worker."""
+    before = commands_run(worker)
+    outputs = []
+    for env in (worker, {**worker, launcher.OFF_VARIABLE: "off"}):
+        # `; true`: bash stays the parent (a lone command would be exec'd in its place)
+        shown = subprocess.run(
+            ["bash", "-c", f"'{PLATFORM_BINARY}' --show-completion; true"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "_PLATFORM_COMPLETE" in shown.stdout, shown.stderr
+        outputs.append(shown.stdout)
+    assert outputs[0] == outputs[1]
+    assert commands_run(worker) == before
+
+
 def test_a_terminal_is_a_terminal_through_the_worker(fleet: Fleet, worker: Env) -> None:
     """isatty, and so colour, follow the launcher's streams."""
     outputs = []

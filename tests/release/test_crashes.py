@@ -17,7 +17,10 @@ from platformctl.transaction import JOURNAL_FILE
 from tests.conftest import PLATFORM_BINARY, git
 from tests.release.fleet import Fleet, bare_remote, clone_of, image, make_fleet
 
-pytestmark = pytest.mark.long  # minutes: handed out first
+pytestmark = [
+    pytest.mark.long,  # minutes: handed out first
+    pytest.mark.usefixtures("in_process"),  # a kill of the process that runs the command
+]
 
 STEPS = ("built", "journaled", "moved", "tree-partial", "synced", "pushed")
 SERVICES = ["alpha", "beta"]
