@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import yaml
 
 from platformctl.documents import describe, key_text
@@ -100,8 +101,10 @@ def _crd_index(folder: Path = CRD_DIR) -> dict[tuple[str, str], Path]:
 
 
 def _read_crd(path: Path) -> Any:
-    text = path.read_text()
-    return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
+    """orjson for the vendored JSON: a command that renders reads every CRD (its API versions)."""
+    if path.suffix == ".json":
+        return orjson.loads(path.read_bytes())
+    return yaml.load(path.read_text(), Loader=_Loader)
 
 
 @cache
