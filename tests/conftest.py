@@ -25,6 +25,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_BINARY = str(Path(sys.executable).with_name("platform"))
 
 
+def as_job(command: list[str], *, foreground: bool) -> list[str]:
+    """``command`` with SIGINT as a shell starts it, whatever this process inherited (a suite
+    started as a background job ignores SIGINT, and its children with it): at its default for
+    a terminal's foreground job, ignored for a script's ``command &``. GNU env sets it and
+    execs, so the process keeps env's pid."""
+    disposition = "--default-signal=INT" if foreground else "--ignore-signal=INT"
+    return ["env", disposition, *command]
+
+
 def git(repo: Path, *args: str) -> str:
     result = subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True

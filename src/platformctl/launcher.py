@@ -4,9 +4,11 @@ A worker (``platform worker start``, see ``platformctl.worker``) has already imp
 and its gates, so a command it runs skips the 0.16-0.19 s of imports a new process pays. The
 launcher sends its argv, cwd, environment, umask, how its standard streams are set up, and the
 streams themselves (SCM_RIGHTS), forwards SIGINT/SIGTERM/SIGHUP to the command, and ends as
-the command ended. With no worker, ``PLATFORM_WORKER=off``, a worker of another installation
-or interpreter setup, or anything unexpected before the command started, it runs the CLI in
-this process as before, and says nothing: the output is the same either way.
+the command ended. A signal this process ignores (SIGINT in a script's ``platform ... &``,
+SIGHUP under nohup) is not forwarded, and the command ignores it too, as it would in-process.
+With no worker, ``PLATFORM_WORKER=off``, a worker of another installation or interpreter
+setup, or anything unexpected before the command started, it runs the CLI in this process as
+before, and says nothing: the output is the same either way.
 
 Only the standard library's cheapest modules are imported here: this runs on every command.
 """
@@ -20,7 +22,7 @@ import struct
 import sys
 from collections.abc import Mapping, Sequence
 
-PROTOCOL = b"platformctl-worker/1"
+PROTOCOL = b"platformctl-worker/2"
 OFF_VARIABLE = "PLATFORM_WORKER"
 # Read once, when typer and rich are imported: a worker started with other values would
 # format help and errors differently, so they are part of what must match.
@@ -117,6 +119,15 @@ def streams() -> list[str]:
     return spec
 
 
+def ignored() -> str:
+    """The forwarded signals this process ignores, comma-separated: its command ignores them."""
+    return ",".join(str(int(signum)) for signum in FORWARDED_SIGNALS if _is_ignored(signum))
+
+
+def _is_ignored(signum: int) -> bool:
+    return signal.getsignal(signum) == signal.SIG_IGN
+
+
 def request(kind: bytes, fields: Sequence[str]) -> bytes:
     body = b"\0".join([PROTOCOL, kind, *(os.fsencode(field) for field in fields)])
     return LENGTH.pack(len(body)) + body
@@ -127,7 +138,7 @@ def run_request() -> bytes:
     env = [f"{key}={value}" for key, value in os.environ.items()]
     umask = os.umask(0)
     os.umask(umask)
-    fields = [fingerprint(), interpreter(), os.getcwd(), str(umask), *streams()]
+    fields = [fingerprint(), interpreter(), os.getcwd(), str(umask), ignored(), *streams()]
     return request(b"run", [*fields, str(len(sys.argv)), *sys.argv, *env])
 
 
@@ -201,7 +212,8 @@ def _wait(connection: socket.socket, child: int) -> int:
             return  # it has ended
 
     for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
+        if not _is_ignored(signum):
+            signal.signal(signum, forward)
     try:
         reply = receive_reply(connection)
     except OSError:

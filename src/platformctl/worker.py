@@ -3,9 +3,10 @@
 Like Mercurial's ``chg`` command server: the worker imports the CLI and what the release
 commands and their gates import once, listens on a unix socket, and forks a child per command
 (see ``platformctl.launcher`` for the client). The child takes the launcher's standard streams
-(``dup2`` of the descriptors it sent), cwd, environment and umask, rebuilds ``sys.std*`` as
-Python would have for the launcher, and runs the CLI in-process; the worker sends back its wait
-status. A fork starts from the worker's freshly imported state, never from an earlier command's.
+(``dup2`` of the descriptors it sent), cwd, environment, umask and ignored signals, rebuilds
+``sys.std*`` as Python would have for the launcher, and runs the CLI in-process; the worker
+sends back its wait status. A fork starts from the worker's freshly imported state, never
+from an earlier command's.
 
 Not imported ahead: checkov (the policy gate runs it in its own process) and helm_python,
 whose Go runtime starts threads when it loads, which a fork does not carry over; a child that
@@ -423,6 +424,7 @@ class Command:
     interpreter: str
     cwd: str
     umask: int
+    ignored: tuple[int, ...]
     streams: tuple[tuple[str, str, bool, bool], ...]
     argv: list[str]
     env: dict[str, str]
@@ -431,8 +433,8 @@ class Command:
     @classmethod
     def parse(cls, fields: Sequence[str], fds: list[int]) -> Command:
         """The fields of ``launcher.run_request``."""
-        fingerprint, interpreter, cwd, umask = fields[:4]
-        rest = list(fields[4:])
+        fingerprint, interpreter, cwd, umask, ignored = fields[:5]
+        rest = list(fields[5:])
         streams = []
         for _ in launcher.STREAMS:
             encoding, errors, line_buffering, write_through = rest[:4]
@@ -443,7 +445,10 @@ class Command:
         if len(argv) != count:
             raise ValueError("argv cut short")
         env = dict(variable.split("=", 1) for variable in variables)
-        return cls(fingerprint, interpreter, cwd, int(umask), tuple(streams), argv, env, fds)
+        ignoring = tuple(int(signum) for signum in ignored.split(",") if signum)
+        return cls(
+            fingerprint, interpreter, cwd, int(umask), ignoring, tuple(streams), argv, env, fds
+        )
 
     def close(self) -> None:
         for fd in self.fds:
@@ -461,6 +466,8 @@ class Command:
                     os.close(fd)
             os.chdir(self.cwd)
             os.umask(self.umask)
+            for signum in self.ignored:
+                signal.signal(signum, signal.SIG_IGN)
             os.environ.clear()
             os.environ.update(self.env)
             time.tzset()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from platformctl import status as status_module
 from platformctl.cli import app
-from tests.conftest import PLATFORM_BINARY, git
+from tests.conftest import PLATFORM_BINARY, as_job, git
 from tests.release.fleet import image, make_fleet, slow_push
 
 # what the process does (test_worker has the same Ctrl-C through a worker)
@@ -58,7 +58,11 @@ def test_ctrl_c_during_a_push_exits_130_and_the_next_run_converges(tmp_path: Pat
     start = git(work.root, "rev-parse", "HEAD").strip()
     command = [PLATFORM_BINARY, "promote", "alpha", "--to", fleet.stages[1], "--push"]
     process = subprocess.Popen(
-        command, cwd=work.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        as_job(command, foreground=True),
+        cwd=work.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     push.wait_for_hook(process)
     os.kill(process.pid, signal.SIGINT)

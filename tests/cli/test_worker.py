@@ -20,7 +20,7 @@ import pytest
 
 from platformctl import launcher
 from tests.cli.test_bad_input import state as raw_state
-from tests.conftest import PLATFORM_BINARY, git
+from tests.conftest import PLATFORM_BINARY, as_job, git
 from tests.release.fleet import Fleet, make_fleet, slow_push
 
 Env = dict[str, str]
@@ -207,12 +207,16 @@ def test_a_terminal_is_a_terminal_through_the_worker(fleet: Fleet, worker: Env) 
     assert b"\033[" in outputs[0]  # coloured, as on a terminal
 
 
-def _waiting_push(tmp_path: Path, env: Env) -> tuple[subprocess.Popen[str], Fleet, int]:
-    """A promotion started through the worker, under umask 027, whose push waits on a slow
-    hook of the remote: the launcher, the clone and the worker's child running it."""
+def _waiting_push(
+    tmp_path: Path, env: Env, *, foreground: bool = True
+) -> tuple[subprocess.Popen[str], Fleet, int]:
+    """A promotion started through the worker as a foreground (or background) job, under
+    umask 027, whose push waits on a slow hook of the remote: the launcher, the clone and the
+    worker's child running it."""
     push = slow_push(tmp_path)
     work = push.work
-    promote = f"{PLATFORM_BINARY} promote alpha --to {push.origin.stages[1]} --push"
+    command = [PLATFORM_BINARY, "promote", "alpha", "--to", push.origin.stages[1], "--push"]
+    promote = " ".join(as_job(command, foreground=foreground))
     process = subprocess.Popen(
         ["/bin/sh", "-c", f"umask 027; exec {promote}"],
         cwd=work.root,
@@ -243,6 +247,34 @@ def test_the_command_runs_as_the_launchers_process_and_ctrl_c_exits_130(
     assert process.returncode == 130, stderr
     assert stderr.splitlines() == ["error: interrupted: nothing was left half-done"]
     assert git(work.root, "status", "--porcelain") == ""
+
+
+def test_a_background_jobs_command_ignores_ctrl_c_through_the_worker_as_in_process(
+    tmp_path: Path, worker: Env
+) -> None:
+    """A script's ``platform ... &`` starts with SIGINT ignored, so a Ctrl-C meant for the
+    script does not stop it in-process; through the worker, the launcher does not forward it
+    and the command ignores it as well."""
+    process, _, child = _waiting_push(tmp_path, worker, foreground=False)
+    try:
+        assert signal.SIGINT in _signals(process.pid, "SigIgn")
+        assert signal.SIGINT not in _signals(process.pid, "SigCgt")
+        assert signal.SIGINT in _signals(child, "SigIgn")
+        assert signal.SIGTERM in _signals(process.pid, "SigCgt")  # still forwarded
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def _signals(pid: int, mask: str) -> set[int]:
+    """The signals in ``mask`` (SigIgn: ignored, SigCgt: with a handler) of process ``pid``."""
+    line = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith(f"{mask}:")
+    )
+    bits = int(line.split()[1], 16)
+    return {signum for signum in range(1, 65) if bits >> (signum - 1) & 1}
 
 
 def test_a_killed_launcher_takes_its_command_with_it(tmp_path: Path, worker: Env) -> None:
