@@ -174,12 +174,18 @@ def _resident_worker(_bytecode_kept: None) -> Iterator[None]:
         patch.setenv("XDG_RUNTIME_DIR", runtime)
         # started by the command, so that it has the command's sys.path, not pytest's
         worker = [PLATFORM_BINARY, "worker"]
-        subprocess.run(
-            [*worker, "start", "--idle-timeout", "14400"], check=True, stdout=subprocess.DEVNULL
-        )
+        _must([*worker, "start", "--idle-timeout", "14400"])
         yield
-        subprocess.run([*worker, "stop"], check=True, stdout=subprocess.DEVNULL)
+        _must([*worker, "stop"])
     shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _must(command: list[str]) -> None:
+    """Run ``command``; a failure is the tests' error, with what the command said."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        said = result.stderr.strip()
+        pytest.fail(f"{' '.join(command)} exited {result.returncode}: {said}", pytrace=False)
 
 
 @pytest.fixture
