@@ -391,3 +391,20 @@ def test_bad_worker_input_is_one_line_and_exit_2(
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert state(fleet.root) == before
+
+
+def test_the_suites_commands_run_through_its_resident_worker() -> None:
+    """The worker conftest starts runs the commands tests start: the suite is its proof."""
+    env = dict(os.environ)
+    before = commands_run(env)
+    assert before >= 0
+    assert platform(["--version"], env).returncode == 0
+    assert commands_run(env) == before + 1
+
+
+@pytest.mark.usefixtures("in_process")
+def test_in_process_tests_run_their_commands_without_the_worker() -> None:
+    env = dict(os.environ)
+    before = commands_run(env)
+    assert platform(["--version"], env).returncode == 0
+    assert commands_run(env) == before
