@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from platformctl.cli import app
 from platformctl.cli.examples import EXAMPLES
 from platformctl.model import load_repo
-from tests.conftest import run_platform
+from tests.conftest import PLATFORM_BINARY, run_platform
 
 ROOT = typer.main.get_command(app)
 
@@ -75,10 +76,20 @@ def test_version_is_the_installed_distribution(tmp_path: Path) -> None:
     assert run_platform(tmp_path, "-V").stdout == result.stdout
 
 
-def test_shell_completion_is_available(tmp_path: Path) -> None:
-    result = run_platform(tmp_path, "--show-completion", "bash")
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    """The script ``--show-completion`` prints, loaded into bash, completes as a user's Tab."""
+    script = f"""
+        eval "$('{PLATFORM_BINARY}' --show-completion)"
+        for words in "platform pro" "platform promote --t"; do
+            COMP_WORDS=($words); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+            _platform_completion '{PLATFORM_BINARY}'; echo "${{COMPREPLY[*]}}"
+        done
+    """
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
-    assert "_PLATFORM_COMPLETE" in result.stdout
+    assert result.stdout.splitlines() == ["promote", "--to"], result.stderr
 
 
 @pytest.mark.parametrize(
