@@ -112,23 +112,35 @@ def _resolve(chart: str, value_file: str) -> str:
     return "/".join(parts)
 
 
-def _target_of(repo: Repo, spec: Mapping[str, Any], targets: Mapping[str, Target]) -> Target | None:
-    """The target that renders an Application's source: same chart, and for charts rendered
-    once per values file (the services), the target whose values file the source names."""
-    source = spec.get("source") or {}
-    chart = str(source.get("path") or "")
-    candidates = [t for t in targets.values() if t.chart == chart]
-    files = {_resolve(chart, str(f)) for f in (source.get("helm") or {}).get("valueFiles") or []}
-    releases = [
-        t
-        for t in candidates
-        if t.rendered.release is not None
-        and str(t.rendered.release.values_file.relative_to(repo.root)) in files
-    ]
-    if releases:
-        return releases[0]
-    plain = [t for t in candidates if t.rendered.release is None]
-    return plain[0] if len(plain) == 1 else None
+class _Renderers:
+    """Which target renders an Application's source, indexed once: every Application an
+    ApplicationSet generates asks, and a fleet has one per service."""
+
+    def __init__(self, repo: Repo, targets: Mapping[str, Target]) -> None:
+        # (chart, values file) -> the first such target, with its position among the targets
+        self.releases: dict[tuple[str, str], tuple[int, Target]] = {}
+        self.plain: dict[str, list[Target]] = {}
+        for order, target in enumerate(targets.values()):
+            release = target.rendered.release
+            if release is None:
+                self.plain.setdefault(target.chart, []).append(target)
+            else:
+                key = (target.chart, str(release.values_file.relative_to(repo.root)))
+                self.releases.setdefault(key, (order, target))
+
+    def of(self, spec: Mapping[str, Any]) -> Target | None:
+        """Same chart, and for charts rendered once per values file (the services), the first
+        target whose values file the source names."""
+        source = spec.get("source") or {}
+        chart = str(source.get("path") or "")
+        files = {
+            _resolve(chart, str(f)) for f in (source.get("helm") or {}).get("valueFiles") or []
+        }
+        named = [self.releases[(chart, f)] for f in files if (chart, f) in self.releases]
+        if named:
+            return min(named, key=lambda found: found[0])[1]
+        plain = self.plain.get(chart, [])
+        return plain[0] if len(plain) == 1 else None
 
 
 def build(
@@ -154,6 +166,7 @@ def build(
     for document in gitops.rendered.documents:
         world.add(document, None, gitops_key)
     fields = crd_index.git_file_fields(crds)
+    renderers = _Renderers(repo, targets)
     used: set[str] = set()
     complete = True  # every ApplicationSet's Applications are known
     for appset in gitops.rendered.documents:
@@ -185,7 +198,7 @@ def build(
         for document, made_from in generated:
             name = str(metadata(document).get("name"))
             spec = document.get("spec") or {}
-            target = _target_of(repo, spec, targets)
+            target = renderers.of(spec)
             if target is None or target.rendered.key in used:
                 world.notes.append(
                     (

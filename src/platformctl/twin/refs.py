@@ -174,8 +174,14 @@ class _Network:
         self.world = world
         self.namespaces = _namespace_labels(world)
         self.pods: dict[str, list[Pods]] = {}
+        # (namespace, label, text) -> the pods whose label has that text: those a matchLabels
+        # term with that text can select (a fleet's policies each name a few of many pods)
+        self.labelled: dict[tuple[str, str, str], list[Pods]] = {}
         for pod in workloads(world):
             self.pods.setdefault(pod.namespace, []).append(pod)
+            for label, value in pod.labels.items():
+                if isinstance(value, str):
+                    self.labelled.setdefault((pod.namespace, label, value), []).append(pod)
         self.policies: dict[str, list[Obj]] = {}
         for policy in world.by_kind("NetworkPolicy"):
             self.policies.setdefault(policy.namespace, []).append(policy)
@@ -196,10 +202,22 @@ class _Network:
         found = [
             pod
             for ns in chosen
-            for pod in self.pods.get(ns, [])
+            for pod in self._candidates(ns, selector)
             if selector is None or selects(selector, pod.labels)
         ]
         return found, chosen
+
+    def _candidates(self, namespace: str, selector: Mapping[str, Any] | None) -> list[Pods]:
+        """The pods of ``namespace`` that may match ``selector``, in their order: those with
+        the rarest of its ``matchLabels`` pairs (a text matches only a label of that text),
+        else all."""
+        terms = (selector or {}).get("matchLabels") or {}
+        if not terms or not all(isinstance(value, str) for value in terms.values()):
+            return self.pods.get(namespace, [])
+        return min(
+            (self.labelled.get((namespace, key, value), []) for key, value in terms.items()),
+            key=len,
+        )
 
     def guarding(self, pod: Pods, kind: str) -> list[Obj]:
         """The policies that select ``pod`` for ``kind`` (Ingress or Egress) traffic."""
