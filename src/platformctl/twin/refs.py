@@ -202,12 +202,12 @@ class _Network:
         found = [
             pod
             for ns in chosen
-            for pod in self._candidates(ns, selector)
+            for pod in self.candidates(ns, selector)
             if selector is None or selects(selector, pod.labels)
         ]
         return found, chosen
 
-    def _candidates(self, namespace: str, selector: Mapping[str, Any] | None) -> list[Pods]:
+    def candidates(self, namespace: str, selector: Mapping[str, Any] | None) -> list[Pods]:
         """The pods of ``namespace`` that may match ``selector``, in their order: those with
         the rarest of its ``matchLabels`` pairs (a text matches only a label of that text),
         else all."""
@@ -418,10 +418,9 @@ def network_policies(world: World, stack: StackFacts | None) -> Found:
     network = _Network(world)
     for policy in world.by_kind("NetworkPolicy"):
         spec = policy.document.get("spec") or {}
+        own = spec.get("podSelector") or {}
         selected = [
-            pod
-            for pod in network.pods.get(policy.namespace, [])
-            if selects(spec.get("podSelector") or {}, pod.labels)
+            pod for pod in network.candidates(policy.namespace, own) if selects(own, pod.labels)
         ]
         for direction, key, peers_key in (
             ("Egress", "egress", "to"),

@@ -158,17 +158,22 @@ def _pod_needs(obj: Obj, spec: Mapping[str, Any]) -> Iterator[Need]:
                 )
 
 
-def _storage_classes(value: Any) -> Iterator[str]:
-    """Every ``storageClassName`` in an object (PVCs, claim templates, operators' specs)."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == "storageClassName" and isinstance(item, str) and item:
-                yield item
-            else:
-                yield from _storage_classes(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _storage_classes(item)
+def _storage_classes(value: Any) -> set[str]:
+    """Every ``storageClassName`` in an object (PVCs, claim templates, operators' specs);
+    walked with a stack, as every object of an environment is."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if key == "storageClassName" and isinstance(inner, str) and inner:
+                    found.add(inner)
+                elif isinstance(inner, (dict, list)):
+                    stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(inner for inner in item if isinstance(inner, (dict, list)))
+    return found
 
 
 def _storage_class_needs(obj: Obj, spec: Mapping[str, Any]) -> Iterator[Need]:
@@ -176,7 +181,7 @@ def _storage_class_needs(obj: Obj, spec: Mapping[str, Any]) -> Iterator[Need]:
     # claim, and the largest documents of an environment: not walked
     if (obj.group, obj.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
         return
-    for name in sorted(set(_storage_classes(spec))):
+    for name in sorted(_storage_classes(spec)):
         yield Need("health", obj_key("StorageClass", "", name), f"StorageClass {name}")
 
 
