@@ -703,9 +703,9 @@ def preflight(
     and a token), and every file it changes can be written in place (no symbolic link out of
     the clone, no read-only file)."""
     if publish:
-        session.git.upstream(session.branch)
-    if pull_request and not plan.empty:
-        _github_of(session)
+        remote, _ = session.git.upstream(session.branch)
+        if pull_request and not plan.empty:
+            _github_of(session, remote)
     paths = [change.path for change in plan.changes] + [edit.path for edit in plan.egress]
     if plan.holds:
         paths.append(plan.environment.settings_file)
@@ -1089,10 +1089,9 @@ def pull_request_branch(plan: Plan) -> str:
     return f"platform/{plan.action}/{plan.environment.name}/{services}"
 
 
-def _github_of(session: Session) -> GitHub:
-    """The GitHub repository the branch's remote names, with the token (or the one-line
-    refusal of either)."""
-    remote, _ = session.git.upstream(session.branch)
+def _github_of(session: Session, remote: str) -> GitHub:
+    """The GitHub repository ``remote`` names, with the token (or the one-line refusal of
+    either)."""
     return GitHub(repository_slug(session.git.run("remote", "get-url", remote)))
 
 
@@ -1110,7 +1109,7 @@ def _publish_pull_request(
 
     git, plan = session.git, outcome.plan
     remote, base = git.upstream(session.branch)
-    github = _github_of(session)
+    github = _github_of(session, remote)
     document = review(load_repo(git.root), plan, texts)
     _, commit = build(session, plan, texts, actor)
     target = pull_request_branch(plan)

@@ -124,6 +124,12 @@ def with_remote(fleet: Fleet) -> None:
     git(fleet.root, "remote", "add", "origin", "https://user:s3cret@github.com/acme/platform.git")
 
 
+def released(fleet: Fleet) -> None:
+    """A second release in the last stage (one to roll back), and a GitHub remote."""
+    fleet.set_image(fleet.stages[-1], "alpha", 2)
+    git(fleet.root, "remote", "add", "origin", "https://github.com/acme/platform.git")
+
+
 def held(fleet: Fleet) -> None:
     newer_source(fleet)
     settings(
@@ -251,6 +257,8 @@ CASES = [
     Case("--pull-request without a token", (*PROMOTE_LAST, "--pull-request"), 3, with_remote),
     Case("rollback --push without a remote", (*ROLLBACK, "--to", "1.1.0", "--push"), 3),
     Case("hold --push without a remote", (*HOLD, "incident", "--push"), 3),
+    Case("rollback --pull-request without a token", (*ROLLBACK, "--pull-request"), 3, released),
+    Case("hold --pull-request without a token", (*HOLD, "x", "--pull-request"), 3, with_remote),
     Case("promotion of a held service", PROMOTE_LAST, 1, held),
     Case("rollback with no earlier release", ROLLBACK, 1),
     Case("rollback to a release that never was", (*ROLLBACK, "--to", "9.9.9"), 2),
