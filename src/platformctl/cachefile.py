@@ -82,9 +82,14 @@ def write_cache(path: Path, fingerprint: str, entries: dict[str, Any]) -> None:
         except ValueError:
             return
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(temporary, path)
+        except OSError:
+            # a full disk or a folder turned read-only: no half-written file left behind
+            os.unlink(temporary)
+            raise
 
 
 def survives_json(value: Any) -> bool:

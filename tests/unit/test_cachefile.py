@@ -48,3 +48,13 @@ def test_a_file_the_reader_refuses_is_a_miss(tmp_path: Path) -> None:
     path.write_text('{"fingerprint": "f1", "entries": {"k": 1}}')
     assert read_cache(path, "f2") == {}
     assert read_cache(path, "f1") == {"k": 1}
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """The replace fails (here: a folder holds the cache file's name); the old state stays,
+    with no half-written file beside it."""
+    (tmp_path / "c.json").mkdir()
+    (tmp_path / "c.json" / "kept").write_text("")
+    write_cache(tmp_path / "c.json", "f1", {"k": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", "c.json"]
+    assert read_cache(tmp_path / "c.json", "f1") == {}
