@@ -303,8 +303,11 @@ def _charts_fingerprint() -> str:
 class Renderer:
     """Loads each chart once and renders releases from it (~2-8 ms per release)."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, *, stored: bool = True) -> None:
+        """``stored=False`` (``verify --no-cache``): every render made and every chart hashed
+        again, none read from ``.platform-cache/`` (what is made is still stored)."""
         self.repo = repo
+        self.stored = stored
         self._charts: dict[Path, Any] = {}
         self._chart_digests: dict[Path, str] = {}
         self._applications: dict[str, list[dict[str, Any]]] = {}
@@ -375,7 +378,7 @@ class Renderer:
         """The target's manifests and documents, from ``.platform-cache/renders/`` when a
         render of the same inputs is stored there (see ``_render_key``)."""
         key = self._render_key(job)
-        stored = self._stored_render(key) if key else None
+        stored = self._stored_render(key) if key and self.stored else None
         if stored is None:
             manifests = self._render(job)
             documents = parse_documents(manifests, job.where)
@@ -466,7 +469,7 @@ class Renderer:
             known = self._charts_cache()
             key = str(chart.resolve())  # one entry for a chart however it is reached
             entry = known.get(key)
-            if isinstance(entry, list) and entry[0] == signature:
+            if self.stored and isinstance(entry, list) and entry[0] == signature:
                 digest = str(entry[1])
             else:
                 digest = tree_digest(chart)
@@ -588,7 +591,7 @@ class Renderer:
             return self._applications[memo]
         known = self._applications_cache()
         cacheable = not self._reads_api_versions(job.chart)
-        found = known.get(memo) if cacheable else None
+        found = known.get(memo) if cacheable and self.stored else None
         if not isinstance(found, list):
             found = [
                 document

@@ -292,7 +292,7 @@ class _Gate:
     """One run: the caches, the schema validators and the checkov worker its targets share."""
 
     def __init__(self, repo: Repo, use_cache: bool, progress: Progress | None) -> None:
-        self.renderer = Renderer(repo)
+        self.renderer = Renderer(repo, stored=use_cache)
         self.fingerprint = engine_fingerprint()
         self.rules = rules_fingerprint()
         self.cache = VerdictCache(cache_dir(repo.root) if use_cache else None, self.fingerprint)

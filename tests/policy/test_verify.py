@@ -14,8 +14,8 @@ import pytest
 from platformctl.cachefile import CACHE_DIR, SHARED_CACHE_VARIABLE
 from platformctl.errors import InputError
 from platformctl.model import load_repo
-from platformctl.render import CHARTS_FILE, Renderer
-from platformctl.verify import image_shape, verify
+from platformctl.render import CHARTS_FILE, RENDERS_DIR, Renderer
+from platformctl.verify import CACHE_FILE, image_shape, verify
 from tests.conftest import edit_yaml
 from tests.release.fleet import make_fleet
 
@@ -415,6 +415,22 @@ def test_a_new_project_rule_applies_despite_a_warm_cache(
     report = run(warm_fleet, use_cache=True)
     assert report.checked_by_checkov == 0
     assert (f"dev/{ALPHA}", "PLAT999") in checks(report)
+
+
+def test_no_cache_renders_again_instead_of_reading_stored_renders(warm_fleet: Path) -> None:
+    """--no-cache is the check to run when a cache is in doubt: a stored render that no
+    longer says what the chart renders (edited by hand, a bug) is not read."""
+    for path in (warm_fleet / CACHE_DIR / RENDERS_DIR).glob("*.json"):
+        stored = json.loads(path.read_text())
+        for document in stored["entries"]["documents"]:
+            if document.get("kind") == "Deployment":
+                document["spec"]["template"]["spec"]["hostNetwork"] = True
+        path.write_text(json.dumps(stored))
+    # the verdicts go: each target is checked again, on what the stored render says
+    (warm_fleet / CACHE_DIR / CACHE_FILE).unlink()
+    one = {"environments": [load_repo(warm_fleet).environments[0].name], "services": [ALPHA]}
+    assert not run(warm_fleet, use_cache=True, **one).ok
+    assert run(warm_fleet, use_cache=False, **one).ok
 
 
 def test_corrupt_cache_is_ignored(warm_fleet: Path) -> None:
