@@ -268,6 +268,25 @@ def with_references(names: Iterable[str]) -> frozenset[str]:
     return frozenset(selected)
 
 
+def verified_start(bench: Bench, start: str, snapshot: Path) -> Callable[[int], None]:
+    """Before each run of a release command: the fleet at ``start`` with the caches that
+    ``platform verify`` of it left (as CI leaves them), so each run renders the targets its
+    change made, as the first promotion of a build does. A run that found the previous run's
+    renders stored would measure a promotion no user makes."""
+    cache = bench.fleet.root / ".platform-cache"
+    bench.reset_to(start)(0)
+    bench.platform("verify")
+    shutil.rmtree(snapshot, ignore_errors=True)
+    shutil.copytree(cache, snapshot)
+
+    def prepare(run: int) -> None:
+        bench.reset_to(start)(run)
+        shutil.rmtree(cache)
+        shutil.copytree(snapshot, cache)
+
+    return prepare
+
+
 def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
     """Every measurement, in an order where each leaves the fleet as the next expects."""
     fleet = bench.fleet
@@ -349,20 +368,12 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
     def command(args: tuple[str, ...]) -> Callable[[int], Sample]:
         return lambda _: bench.platform(*args)
 
-    # Each release command runs on the caches of the starting commit as `platform verify` of
-    # it left them (as CI leaves them), so each renders the targets its change made, as the
-    # first promotion of a build does: a run that found the previous run's renders stored
-    # would measure a promotion no user makes.
-    bench.reset_to(start)(0)
-    bench.platform("verify")
-    cache_at_start = scratch / "cache-at-start"
-    shutil.rmtree(cache_at_start, ignore_errors=True)
-    shutil.copytree(cache, cache_at_start)
-
-    def as_at_start(run: int) -> None:
-        bench.reset_to(start)(run)
-        shutil.rmtree(cache)
-        shutil.copytree(cache_at_start, cache)
+    release_rows = [f"{name}{suffix}" for name in commands for suffix in ("", WORKER_SUFFIX)]
+    at_start = (
+        verified_start(bench, start, scratch / "cache-at-start")
+        if any(bench.wanted(row) for row in release_rows)
+        else bench.reset_to(start)
+    )
 
     def release_commands(suffix: str, how: str) -> None:
         for name, (what, args) in commands.items():
@@ -371,7 +382,7 @@ def scenarios(bench: Bench, scratch: Path, runs: int) -> None:
                 f"{what}{how}",
                 command(args),
                 runs=runs,
-                prepare=as_at_start,
+                prepare=at_start,
             )
 
     release_commands("", "")

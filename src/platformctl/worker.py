@@ -451,6 +451,8 @@ class Command:
             raise ValueError("argv cut short")
         env = dict(variable.split("=", 1) for variable in variables)
         ignoring = tuple(int(signum) for signum in ignored.split(",") if signum)
+        if not set(ignoring) <= set(launcher.FORWARDED_SIGNALS):
+            raise ValueError("only a forwarded signal can be ignored")
         return cls(
             fingerprint, interpreter, cwd, int(umask), ignoring, tuple(streams), argv, env, fds
         )

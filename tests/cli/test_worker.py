@@ -11,6 +11,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from platformctl import launcher
+from platformctl.worker import Command
 from tests.cli.test_bad_input import state as raw_state
 from tests.conftest import PLATFORM_BINARY, as_job, git
 from tests.release.fleet import Fleet, make_fleet, slow_push
@@ -264,6 +266,23 @@ def test_a_background_jobs_command_ignores_ctrl_c_through_the_worker_as_in_proce
     finally:
         process.kill()
         process.communicate()
+
+
+def test_a_request_may_only_ask_to_ignore_a_forwarded_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The child ignores what the request lists: never SIGCHLD, SIGKILL or a number of its
+    own choosing (the worker refuses such a request, and the launcher runs in-process)."""
+    for name in launcher.STREAMS:  # the interpreter's own, not pytest's capture
+        monkeypatch.setattr(sys, name, getattr(sys, f"__{name}__"))
+    body = launcher.run_request()[launcher.LENGTH.size :]
+    fields = [os.fsdecode(field) for field in body.split(b"\0")[2:]]  # after protocol, kind
+    expected = tuple(int(signum) for signum in launcher.ignored().split(",") if signum)
+    assert Command.parse(fields, [0, 1, 2]).ignored == expected
+    for bad in (str(int(signal.SIGCHLD)), "9", "2,x"):
+        fields[4] = bad
+        with pytest.raises(ValueError, match=r"forwarded signal|invalid literal"):
+            Command.parse(fields, [0, 1, 2])
 
 
 def _signals(pid: int, mask: str) -> set[int]:
