@@ -137,12 +137,21 @@ def _checkov_in_process() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The fixture repositories share one cache folder per worker, as a CI runner's checkouts
-    may (``$PLATFORM_CACHE_DIR``): most tests verify copies of the same charts and values,
-    and every entry is keyed by content, so each is checked once. Tests of the caches
-    themselves take ``own_cache``. A session started with a cache folder keeps it: the fork
-    test's run of the invariant tests on a copy reuses what its session already checked."""
-    shared = os.environ.get(SHARED_CACHE_VARIABLE) or str(tmp_path_factory.mktemp("shared-cache"))
+    """The fixture repositories share one cache folder, as a CI runner's checkouts may
+    (``$PLATFORM_CACHE_DIR``): most tests verify copies of the same charts and values, and
+    every entry is keyed by content, so each is checked once. The pytest-xdist workers share
+    it too (a third of what one worker renders and checks the other did as well): each file
+    is written whole and atomically, so a worker's write can only drop entries another
+    added, a miss and never a wrong answer. Tests of the caches themselves take
+    ``own_cache``. A session started with a cache folder keeps it: the fork test's run of
+    the invariant tests on a copy reuses what its session already checked."""
+    shared = os.environ.get(SHARED_CACHE_VARIABLE)
+    if not shared:
+        # each worker's base folder is one of the session's
+        base = tmp_path_factory.getbasetemp()
+        session = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        (session / "shared-cache").mkdir(exist_ok=True)
+        shared = str(session / "shared-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SHARED_CACHE_VARIABLE, shared)
         yield

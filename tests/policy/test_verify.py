@@ -14,9 +14,10 @@ import pytest
 from platformctl.cachefile import CACHE_DIR, SHARED_CACHE_VARIABLE
 from platformctl.errors import InputError
 from platformctl.model import load_repo
-from platformctl.render import CHARTS_FILE, RENDERS_DIR, Renderer
+from platformctl.render import ADDONS_TARGET, CHARTS_FILE, RENDERS_DIR, Renderer
 from platformctl.verify import CACHE_FILE, image_shape, verify
-from tests.conftest import edit_yaml
+from tests.chart.test_addons_values import addon_exceptions
+from tests.conftest import edit_yaml, init_repo
 from tests.release.fleet import make_fleet
 
 TODAY = dt.date(2026, 11, 22)
@@ -67,8 +68,16 @@ def checks(report: Any) -> set[tuple[str, str]]:
     return {(f.target, f.check) for f in report.failing}
 
 
-def test_this_repository_is_clean(repo: Path) -> None:
-    report = run(repo, use_cache=False)  # every target checked, as counted below
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A copy of this repository and its gate's report, every target rendered and checked (no
+    cache), once for the tests that read it: a run takes ~10 s."""
+    root = init_repo(tmp_path_factory.mktemp("repository") / "repo")
+    return root, run(root, use_cache=False)
+
+
+def test_this_repository_is_clean(repository: tuple[Path, Any]) -> None:
+    repo, report = repository  # every target checked, as counted below
     assert report.ok, report.failing
     model = load_repo(repo)
     renderer = Renderer(model)
@@ -77,6 +86,21 @@ def test_this_repository_is_clean(repo: Path) -> None:
     assert len(report.targets) == len(model.releases) + 2 * len(model.environments) + upstream
     # all but the Argo CD objects (they have no pods)
     assert report.checked_by_checkov == len(report.targets) - len(model.environments)
+
+
+def test_every_addon_exception_excepts_a_finding_of_its_resource(
+    repository: tuple[Path, Any],
+) -> None:
+    """No add-on exception outlives the finding it was written for (a value that fixed it
+    must take the exception with it); see tests/chart/test_addons_values.py."""
+    _, report = repository
+    unused = addon_exceptions(report.unused_exceptions)
+    assert not unused, [f"{e.check} {e.target}" for e in unused]
+    # each excepted add-on finding is excepted on its own resource
+    for excepted in report.excepted:
+        parts = excepted.finding.target.split("/")
+        if len(parts) == 3 and parts[1] == ADDONS_TARGET:
+            assert excepted.exception.target.endswith(f"/{excepted.finding.resource}")
 
 
 def set_value(path: str, *keys_and_value: Any) -> Callable[[Path], None]:
