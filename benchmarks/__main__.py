@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fleet import PROJECT_ROOT
+from benchmarks.fleet import PROJECT_ROOT, missing_peers
 from benchmarks.harness import ROWS, BenchmarkError, run_all
 from platformctl.cachefile import reading_only
 from platformctl.errors import InputError
@@ -135,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     problem = _not_a_source(args.source)
     if problem:
         print(f"error: --source {args.source}: {problem}", file=sys.stderr)
+        return 2
+    with reading_only():
+        problem = missing_peers(load_repo(args.source), args.services)
+    if problem:
+        print(f"error: --services {args.services}: {problem}", file=sys.stderr)
         return 2
 
     def progress(message: str) -> None:

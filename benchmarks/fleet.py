@@ -81,6 +81,31 @@ def fleet_names(archetypes: tuple[str, ...], count: int) -> list[tuple[str, str,
     ]
 
 
+def missing_peers(repo: Repo, count: int) -> str | None:
+    """Why a fleet of ``count`` copies of ``repo``'s services would name services it does not
+    have (a last block that copies a service whose files name one left out of that block, a
+    peer its network policy or URL names), else None."""
+    archetypes = repo.services
+    copied = count % len(archetypes)
+    if not copied:
+        return None
+    left_out = archetypes[copied:]
+    for archetype in archetypes[:copied]:
+        files = [repo.root / ENVIRONMENTS_DIR / BASE_DIR / f"{archetype}.yaml"]
+        files += [repo.release(archetype, env.name).values_file for env in repo.environments]
+        for path in files:
+            text = path.read_text()
+            for peer in left_out:
+                if re.search(rf"\b{re.escape(peer)}\b", text):
+                    block = count // len(archetypes)
+                    return (
+                        f"{archetype}-{block:02d} would name {peer}-{block:02d}, which a fleet of "
+                        f"{count} does not have; use a multiple of {len(archetypes)} (the "
+                        "source's services)"
+                    )
+    return None
+
+
 def _renamed(text: str, archetypes: tuple[str, ...], block: int) -> str:
     """An archetype's file as the copy in ``block`` has it: peers, modules and hosts renamed."""
     for name in sorted(archetypes, key=len, reverse=True):
@@ -265,6 +290,9 @@ def generate(
     if history < 2:
         raise ValueError("a history needs at least two commits (the files, the last build)")
     repo = load_repo(source)
+    problem = missing_peers(repo, services)
+    if problem:
+        raise ValueError(problem)
     archetypes = repo.services
     release_files = {str(r.values_file.relative_to(source)) for r in repo.releases.values()}
     base_files = {f"{ENVIRONMENTS_DIR}/{BASE_DIR}/{name}.yaml" for name in archetypes}

@@ -140,6 +140,24 @@ def test_fleet_refuses_empty_sizes(tmp_path: Path, services: int, history_length
     assert not (tmp_path / "f").exists()
 
 
+@pytest.mark.parametrize("services", [1, 3])
+def test_a_fleet_whose_last_block_would_name_a_missing_peer_is_refused(
+    tmp_path: Path, source: Path, services: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``source``'s svc-a calls svc-b: a last block of svc-a alone would name a svc-b it does
+    not have (its network policy and its peers' would be broken, and verify would fail)."""
+    block = services // 2
+    with pytest.raises(ValueError, match=f"svc-a-{block:02d} would name svc-b-{block:02d}"):
+        generate(tmp_path / "f", services=services, history=10, source=source)
+    assert not (tmp_path / "f").exists()
+    arguments = ["--services", str(services), "--source", str(source), "--keep", str(tmp_path)]
+    assert main([*arguments[:-1], str(tmp_path / "kept")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert "use a multiple of 2 (the source's services)" in error
+    assert not (tmp_path / "kept").exists()
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
