@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass, field
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -117,15 +118,26 @@ def engine_fingerprint() -> str:
     """Changes whenever a cached verdict could change for the same manifests."""
     digest = hashlib.sha256()
     digest.update(checkov_version().encode())
-    digest.update(version("kubernetes-validate").encode())
     digest.update(json.dumps(sorted(REPLACED_CHECKS)).encode())
+    digest.update(installed_engines())
+    return digest.hexdigest()
+
+
+@cache
+def installed_engines() -> bytes:
+    """What of the engines only a new installation changes: the validator's version, the
+    engines' code and the vendored CRDs. Read once per process (a command asks for the
+    fingerprint several times, ~3 ms each), and by a started worker before it forks: it
+    refuses a request from a changed installation (``launcher.fingerprint``)."""
+    digest = hashlib.sha256()
+    digest.update(version("kubernetes-validate").encode())
     package = Path(__file__).parent
     for name in _ENGINE_SOURCES:
         digest.update((package / name).read_bytes())
     for crd in sorted(CRD_DIR.glob("*_*.*")):
         digest.update(crd.name.encode())
         digest.update(str(crd.stat().st_size).encode())
-    return digest.hexdigest()
+    return digest.digest()
 
 
 def rules_fingerprint() -> str:

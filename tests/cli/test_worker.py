@@ -427,3 +427,24 @@ def test_in_process_tests_run_their_commands_without_the_worker() -> None:
     before = commands_run(env)
     assert platform(["--version"], env).returncode == 0
     assert commands_run(env) == before
+
+
+def test_the_worker_computes_what_only_the_installation_decides_before_it_forks() -> None:
+    """The click command, the CRDs' API versions and the engines' fingerprint are made once by
+    the worker, so its children inherit them instead of each making them again; and making
+    them starts no thread (a fork keeps only the thread that forks)."""
+    program = (
+        "import threading\n"
+        "from platformctl import worker\n"
+        "from platformctl.cli import command\n"
+        "from platformctl.schemas import crd_api_versions\n"
+        "from platformctl.verify import installed_engines\n"
+        "made = (command, crd_api_versions, installed_engines)\n"
+        "before = [f.cache_info().currsize for f in made]\n"
+        "worker._compute_installed()\n"
+        "print(before, [f.cache_info().currsize for f in made], threading.active_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["[0,", "0,", "0]", "[1,", "1,", "1]", "1"]
