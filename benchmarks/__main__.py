@@ -104,9 +104,10 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _not_a_source(source: Path) -> str | None:
-    """Why a fleet cannot be made from ``source`` (it is copied from git, and every service
-    needs an image in every stage), else None. Read only: no cache is written there."""
+def _not_a_source(source: Path, services: int) -> str | None:
+    """Why a fleet of ``services`` cannot be made from ``source`` (it is copied from git,
+    every service needs an image in every stage, and each copy's peers must be copied too),
+    as the error line, else None. Read only: no cache is written there."""
     inside = subprocess.run(
         ["git", "-C", str(source), "rev-parse", "--is-inside-work-tree"],
         capture_output=True,
@@ -114,16 +115,17 @@ def _not_a_source(source: Path) -> str | None:
         check=False,
     )
     if inside.stdout.strip() != "true":
-        return "not a git working tree"
+        return f"--source {source}: not a git working tree"
     try:
         with reading_only():
             repo = load_repo(source)
             for service in repo.services:
                 for environment in repo.environment_names:
                     repo.release(service, environment)
+            missing = missing_peers(repo, services)
     except InputError as error:
-        return str(error)
-    return None
+        return f"--source {source}: {error}"
+    return f"--services {services}: {missing}" if missing else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,14 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.keep} exists; name a new folder for --keep", file=sys.stderr)
         return 2
     args.source = args.source.resolve()
-    problem = _not_a_source(args.source)
+    problem = _not_a_source(args.source, args.services)
     if problem:
-        print(f"error: --source {args.source}: {problem}", file=sys.stderr)
-        return 2
-    with reading_only():
-        problem = missing_peers(load_repo(args.source), args.services)
-    if problem:
-        print(f"error: --services {args.services}: {problem}", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     def progress(message: str) -> None:

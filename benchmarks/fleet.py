@@ -89,7 +89,7 @@ def missing_peers(repo: Repo, count: int) -> str | None:
     copied = count % len(archetypes)
     if not copied:
         return None
-    left_out = archetypes[copied:]
+    left_out, block = archetypes[copied:], count // len(archetypes)
     for archetype in archetypes[:copied]:
         files = [repo.root / ENVIRONMENTS_DIR / BASE_DIR / f"{archetype}.yaml"]
         files += [repo.release(archetype, env.name).values_file for env in repo.environments]
@@ -97,7 +97,6 @@ def missing_peers(repo: Repo, count: int) -> str | None:
             text = path.read_text()
             for peer in left_out:
                 if re.search(rf"\b{re.escape(peer)}\b", text):
-                    block = count // len(archetypes)
                     return (
                         f"{archetype}-{block:02d} would name {peer}-{block:02d}, which a fleet of "
                         f"{count} does not have; use a multiple of {len(archetypes)} (the "

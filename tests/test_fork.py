@@ -98,8 +98,10 @@ def test_a_fork_with_a_new_service_a_new_stage_and_one_sample_dropped_stays_gree
     git(root, "add", "-A")
     git(root, "commit", "-qm", f"fork: {ADDED}, a qa stage, no {DROPPED}")
 
-    # The copy's own tests, on the copy's files and code (they find the root from their path):
-    # among them its whole gate, every target rendered and checked (test_verify.py).
+    verified = run_platform(root, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # The copy's own tests, on the copy's files and code (they find the root from their path).
     # They inherit this session's cache folder (tests/conftest.py _shared_cache): its entries
     # are keyed by content, so only what the fork changed is rendered and checked again. Their
     # temporary folders are this test's: a session under pytest's default base folder deletes,

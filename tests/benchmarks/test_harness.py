@@ -150,8 +150,8 @@ def test_a_fleet_whose_last_block_would_name_a_missing_peer_is_refused(
     with pytest.raises(ValueError, match=f"svc-a-{block:02d} would name svc-b-{block:02d}"):
         generate(tmp_path / "f", services=services, history=10, source=source)
     assert not (tmp_path / "f").exists()
-    arguments = ["--services", str(services), "--source", str(source), "--keep", str(tmp_path)]
-    assert main([*arguments[:-1], str(tmp_path / "kept")]) == 2
+    kept = ["--keep", str(tmp_path / "kept")]
+    assert main(["--services", str(services), "--source", str(source), *kept]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1, error
     assert "use a multiple of 2 (the source's services)" in error

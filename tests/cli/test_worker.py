@@ -434,7 +434,7 @@ def test_the_worker_computes_what_only_the_installation_decides_before_it_forks(
     the worker, so its children inherit them instead of each making them again; and making
     them starts no thread (a fork keeps only the thread that forks)."""
     program = (
-        "import threading\n"
+        "import json, threading\n"
         "from platformctl import worker\n"
         "from platformctl.cli import command\n"
         "from platformctl.schemas import crd_api_versions\n"
@@ -442,9 +442,10 @@ def test_the_worker_computes_what_only_the_installation_decides_before_it_forks(
         "made = (command, crd_api_versions, installed_engines)\n"
         "before = [f.cache_info().currsize for f in made]\n"
         "worker._compute_installed()\n"
-        "print(before, [f.cache_info().currsize for f in made], threading.active_count())\n"
+        "after = [f.cache_info().currsize for f in made]\n"
+        "print(json.dumps([before, after, threading.active_count()]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["[0,", "0,", "0]", "[1,", "1,", "1]", "1"]
+    assert json.loads(result.stdout) == [[0, 0, 0], [1, 1, 1], 1]
