@@ -38,6 +38,7 @@ from platformctl.policy.checkov_engine import (
     CheckovRun,
     check_ids,
     checkov_version,
+    keep_check_ids,
 )
 from platformctl.policy.exceptions import (
     EXPIRED_CHECK,
@@ -341,6 +342,8 @@ class _Gate:
         by_key = {target.rendered.key: target for target in self.checked}
         for key, failures in self.checkov.results().items():
             by_key[key].verdict["checkov"] = [[f.check, f.title, f.resource] for f in failures]
+        if self.checkov.ids is not None:
+            keep_check_ids(self.cache.folder, self.checkov.ids)
         if self.checkov and self.progress:
             self.progress("checkov", len(self.checkov), len(self.checkov))
         findings: dict[str, list[Finding]] = {}

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from platformctl.cachefile import CACHE_DIR
 from platformctl.model import load_repo
 from platformctl.policy import checkov_engine
+from platformctl.policy.checkov_engine import CHECK_IDS_FILE
 from platformctl.render import Renderer
 from tests.conftest import PLATFORM_BINARY
 from tests.policy.test_verify import writable_root
@@ -74,6 +76,23 @@ def test_the_next_process_answers_from_the_cache(repo: Path) -> None:
     assert code == 0
     assert report["cache_hits"] == report["targets"] > 0
     assert report["checked_by_checkov"] == 0
+
+
+@pytest.mark.usefixtures("own_cache")
+def test_a_gate_that_ran_checkov_keeps_its_check_ids(repo: Path) -> None:
+    """checkov's worker has imported its registry: the ids it reports are kept, so a later
+    promotion that explains an unused exception does not import the registry again (the
+    first promotion after CI's `platform verify` paid ~0.1 s in a started worker for it)."""
+    loaded = load_repo(repo)
+    loaded.exceptions_file.unlink(missing_ok=True)  # none unused: none for `_explained` to ask
+    service = loaded.services[0]
+    code, report = verify_json(repo, "--env", "dev", "--service", service, "--no-cache")
+    assert code == 0, report
+    assert not (repo / CACHE_DIR / CHECK_IDS_FILE).exists()  # --no-cache writes nothing
+    code, report = verify_json(repo, "--env", "dev", "--service", service)
+    assert (code, report["checked_by_checkov"]) == (0, 1), report
+    kept = json.loads((repo / CACHE_DIR / CHECK_IDS_FILE).read_text())["entries"]["ids"]
+    assert set(kept) == checkov_engine.check_ids()
 
 
 def _web(policy: bool) -> list[dict[str, object]]:

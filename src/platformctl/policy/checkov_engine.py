@@ -52,12 +52,18 @@ def check_ids(cache: Path | None = None) -> frozenset[str]:
     """Every id checkov's Kubernetes framework can report: its resource checks' registry and
     its graph checks' definitions. Importing the registry costs most of a second, which an
     unused exception would make every promotion pay, so the ids are kept in ``cache`` (a
-    folder) per checkov version and installation."""
-    path = cache / CHECK_IDS_FILE if cache else None
-    fingerprint = f"{checkov_version()}:{_checkov_folder()}"
-    cached = read_cache(path, fingerprint).get("ids")
+    folder) per checkov version and installation, by the first gate that runs checkov or
+    else by the first call."""
+    cached = read_cache(cache / CHECK_IDS_FILE if cache else None, _ids_fingerprint()).get("ids")
     if isinstance(cached, list) and all(isinstance(item, str) for item in cached):
         return frozenset(cached)
+    ids = registry_ids()
+    keep_check_ids(cache, ids)
+    return ids
+
+
+def registry_ids() -> frozenset[str]:
+    """The ids from checkov's own registry (imports it: cheap only where checkov runs)."""
     with contextlib.redirect_stdout(io.StringIO()):
         import checkov.kubernetes.checks.resource  # noqa: F401 (registers every check)
         from checkov.kubernetes.checks import graph_checks
@@ -66,9 +72,21 @@ def check_ids(cache: Path | None = None) -> frozenset[str]:
     ids = {check.id for group in checks for check in group}
     for graph in Path(str(graph_checks.__file__)).parent.glob("*.json"):
         ids.add(json.loads(graph.read_text())["metadata"]["id"])
-    if path is not None:
-        write_cache(path, fingerprint, {"ids": sorted(ids)})
     return frozenset(ids)
+
+
+def keep_check_ids(cache: Path | None, ids: frozenset[str]) -> None:
+    """Keep ``ids`` in ``cache`` (a folder; None: keep nothing) unless kept already."""
+    if cache is None:
+        return
+    path = cache / CHECK_IDS_FILE
+    fingerprint = _ids_fingerprint()
+    if read_cache(path, fingerprint).get("ids") != sorted(ids):
+        write_cache(path, fingerprint, {"ids": sorted(ids)})
+
+
+def _ids_fingerprint() -> str:
+    return f"{checkov_version()}:{_checkov_folder()}"
 
 
 def _checkov_folder() -> str:
@@ -227,6 +245,8 @@ class CheckovRun:
         self._errors: IO[str] | None = None
         self._files: dict[str, str] = {}
         self._rollouts: dict[str, frozenset[str]] = {}
+        # every check id checkov can report, once it ran: it has imported the registry
+        self.ids: frozenset[str] | None = None
 
     def __len__(self) -> int:
         return len(self._files)
@@ -277,6 +297,7 @@ class CheckovRun:
         return results
 
     def _in_process(self) -> list[list[str]]:
+        self.ids = registry_ids()
         return [
             failure for batch in _in_batches(list(self._files)) for failure in check_files(batch)
         ]
@@ -293,12 +314,15 @@ class CheckovRun:
                 f"checkov failed (exit {self._process.returncode}): {last}",
                 hint="run `platform verify --debug`; reinstall with `uv sync` if checkov is broken",
             )
-        failures: list[list[str]] = json.loads(out)
+        reported = json.loads(out)
+        self.ids = frozenset(reported["ids"])
+        failures: list[list[str]] = reported["failures"]
         return failures
 
 
 def _serve() -> None:
-    """The worker: import checkov first, then check the files named on stdin, in batches."""
+    """The worker: import checkov first, then check the files named on stdin, in batches;
+    report the failures and every check id (the registry is imported already)."""
     with contextlib.redirect_stdout(io.StringIO()):
         import checkov.kubernetes.runner  # noqa: F401 (the slow part, done before any input)
     failures: list[list[str]] = []
@@ -308,7 +332,7 @@ def _serve() -> None:
             failures += check_files(closed)
     if batches.current:
         failures += check_files(batches.flush())
-    json.dump(failures, sys.stdout)
+    json.dump({"failures": failures, "ids": sorted(registry_ids())}, sys.stdout)
 
 
 if __name__ == "__main__":
