@@ -22,15 +22,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from platformctl.cachefile import cache_dir, read_cache, write_cache
+from platformctl.image_shapes import blank_image_values, blank_images
 from platformctl.model import Repo
 from platformctl.policy import rules as rule_set
 from platformctl.policy.checkov_engine import (
@@ -70,6 +70,7 @@ from platformctl.schemas import CRD_DIR, SchemaValidator
 from platformctl.stacks import stack_findings
 from platformctl.twin import CHECKS as TWIN_CHECKS
 from platformctl.twin import check_environment
+from platformctl.twin.images import images_unread
 from platformctl.twin.stack import StackFacts, stack_facts
 from platformctl.twin.world import Target
 from platformctl.yamlio import display_path, located, read_mapping
@@ -77,42 +78,16 @@ from platformctl.yamlio import display_path, located, read_mapping
 CACHE_FILE = "verify.json"
 _CRD = "CustomResourceDefinition"
 Progress = Callable[[str, int, int], None]
-_IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[^:/@]+))?(?:@(?P<digest>.+))?$")
 _ENGINE_SOURCES = (
     "schemas.py",
     "verify.py",
+    "image_shapes.py",
     "policy/checkov_engine.py",
     "render.py",
     "bridge.py",
 )
 # Entries kept, most recently used first: a few thousand targets' worth of promotions.
 CACHE_LIMIT = 20_000
-
-
-def image_shape(image: str) -> str:
-    """An image reference with tag and digest values blanked but their presence kept."""
-    match = _IMAGE.match(image)
-    if match is None:
-        return image
-    tag = match["tag"]
-    shape = match["name"]
-    if tag is not None:
-        shape += ":latest" if tag == "latest" else ":<tag>"
-    if match["digest"] is not None:
-        shape += "@<digest>"
-    return shape
-
-
-def _normalized(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _normalized(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalized(item, key) for item in value]
-    if key == "image" and isinstance(value, str):
-        return image_shape(value)
-    if key == "app.kubernetes.io/version":
-        return "<version>"
-    return value
 
 
 def engine_fingerprint() -> str:
@@ -158,7 +133,7 @@ def cache_key(rendered: Rendered, fingerprint: str) -> str:
         [
             fingerprint,
             rendered.environment.kubernetes_version,
-            [_normalized(d) for d in rendered.documents],
+            [blank_images(d) for d in rendered.documents],
         ],
         sort_keys=True,
         separators=(",", ":"),
@@ -432,13 +407,67 @@ def _unmodelled_files(repo: Repo, environment: str) -> list[tuple[str, str]]:
     )
 
 
+def _twin_input(renderer: Renderer, job: Job, fingerprint: str, blank: bool) -> str:
+    """A target's part of its environment's twin key, without rendering it: its render's
+    inputs and, for a release, the values file the ApplicationSet's generator reads (which
+    can differ where the merged values do not); tags and digests blanked if ``blank``."""
+    release = job.release
+    own = release.environment_values if release else None
+    if blank and release is not None:
+        job = replace(job, values=dict(blank_image_values(job.values)))
+        own = blank_image_values(release.environment_values)
+    chart = renderer.chart_digest(job.chart)
+    return _digest([input_key(job, chart, fingerprint, ""), own])
+
+
+class _TwinKeys:
+    """The two keys of an environment's twin findings: the exact inputs of every target, and
+    the same with every release's tag and digest blanked (with the blanked documents a
+    release renders, which show what else a chart makes of its tag). A finding is stored under
+    the blanked key only when the twin modelled it blanked (``twin.images``), so a promotion
+    is answered by the findings of the build before it."""
+
+    def __init__(self, gate: _Gate, every: dict[str, Job], fingerprint: str) -> None:
+        self.gate = gate
+        self.every = every
+        self.fingerprint = fingerprint
+        self.exact_parts = {
+            key: _twin_input(gate.renderer, job, fingerprint, False) for key, job in every.items()
+        }
+        self.outputs = {target.rendered.key: target.output for target in gate.checked}
+
+    def exact(self, shared: list[Any]) -> str:
+        return "twin:" + _digest([*shared, sorted(self.exact_parts.values())])
+
+    def blanked(self, shared: list[Any]) -> str:
+        parts = [
+            [_twin_input(self.gate.renderer, job, self.fingerprint, True), self._output(job)]
+            if job.release is not None
+            else self.exact_parts[key]
+            for key, job in self.every.items()
+        ]
+        return "twin-blanked:" + _digest([*shared, sorted(parts, key=json.dumps)])
+
+    def _output(self, job: Job) -> str:
+        """The release's documents as blanked (their verdict key), kept by its exact inputs."""
+        if job.key in self.outputs:
+            return self.outputs[job.key]
+        kept = "out:" + self.exact_parts[job.key]
+        output = self.gate.cache.get(kept)
+        if not isinstance(output, str):
+            output = cache_key(self.gate.renderer.render(job), self.gate.fingerprint)
+            self.gate.cache.put(kept, output)
+        return output
+
+
 def _twin_findings(
     gate: _Gate, repo: Repo, stacks: dict[str, StackFacts | None], jobs: list[Job]
 ) -> dict[str, list[Finding]]:
     """The twin's findings per target, for each environment verified. The twin needs the whole
     environment, so its findings are keyed on the inputs of every target of it (and the stack
-    facts): when none changed they come from the cache and nothing is rendered; otherwise the
-    targets this run did not render are rendered now."""
+    facts): when none changed, or only tags and digests that nothing reads, they come from the
+    cache and nothing is rendered; otherwise the targets this run did not render are rendered
+    now."""
     renderer = gate.renderer
     rendered = {target.rendered.key: target.rendered for target in gate.checked}
     # the twin's code and the gate's engines (the pinned CRDs it reads included)
@@ -454,27 +483,30 @@ def _twin_findings(
             *(renderer.release_job(release) for release in repo.select([name])),
         ):
             every.setdefault(job.key, job)
-        inputs = sorted(
-            input_key(job, renderer.chart_digest(job.chart), fingerprint, "")
-            for job in every.values()
-        )
-        key = "twin:" + _digest(
-            [fingerprint, stack.as_key() if stack else None, inputs, _unmodelled_files(repo, name)]
-        )
-        entry = gate.cache.get(key)
+        keys = _TwinKeys(gate, every, fingerprint)
+        shared = [fingerprint, stack.as_key() if stack else None, _unmodelled_files(repo, name)]
+        exact = keys.exact(shared)
+        entry = gate.cache.get(exact)
         if entry is None:
-            targets = {
-                job.key: Target(
-                    rendered.get(job.key) or renderer.render(job),
-                    str(job.chart.relative_to(repo.root)),
+            blanked = keys.blanked(shared)
+            entry = gate.cache.get(blanked)
+            if entry is None:
+                targets = {
+                    job.key: Target(
+                        rendered.get(job.key) or renderer.render(job),
+                        str(job.chart.relative_to(repo.root)),
+                    )
+                    for job in every.values()
+                }
+                unread = images_unread(targets)
+                modelled = check_environment(
+                    repo, environment, targets, stack, images_blanked=unread
                 )
-                for job in every.values()
-            }
-            findings = check_environment(repo, environment, targets, stack)
-            gate.cache.put(key, {"findings": [astuple(finding) for finding in findings]})
-        else:
-            findings = [Finding(*item) for item in entry["findings"]]
-        for finding in findings:
+                entry = {"findings": [astuple(finding) for finding in modelled]}
+                if unread:
+                    gate.cache.put(blanked, entry)
+            gate.cache.put(exact, entry)
+        for finding in (Finding(*item) for item in entry["findings"]):
             found.setdefault(finding.target, []).append(finding)
     return found
 

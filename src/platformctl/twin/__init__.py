@@ -20,6 +20,7 @@ from platformctl.twin.build import build
 from platformctl.twin.crds import Crds
 from platformctl.twin.deletion import crd_deletions
 from platformctl.twin.drift import perpetual_diffs
+from platformctl.twin.images import blanked
 from platformctl.twin.pss import declared_levels, pod_security
 from platformctl.twin.refs import hosts, names, network_policies
 from platformctl.twin.stack import StackFacts
@@ -48,10 +49,16 @@ def check_environment(
     stack: StackFacts | None,
     bootstrap: Bootstrap | None = None,
     pinned: Crds | None = None,
+    *,
+    images_blanked: bool = False,
 ) -> list[Finding]:
     """Every finding of the twin for one environment, on the targets that hold the resource
-    (``bootstrap`` and ``pinned`` CRDs from the model and ``crds/`` unless given)."""
-    world = build(repo, environment, targets, bootstrap, pinned)
+    (``bootstrap`` and ``pinned`` CRDs from the model and ``crds/`` unless given); with
+    ``images_blanked``, of releases and values files whose tags and digests it is not given
+    (``twin.images``: only where nothing decides on them)."""
+    if images_blanked:
+        targets = blanked(targets)
+    world = build(repo, environment, targets, bootstrap, pinned, images_blanked=images_blanked)
     found: Iterable[tuple[Obj, str, str]]
     findings = [
         Finding(target, "PLAT019", resource, message, ENGINE)
