@@ -449,14 +449,13 @@ class _TwinKeys:
         return "twin-blanked:" + _digest([*shared, sorted(parts, key=json.dumps)])
 
     def _output(self, job: Job) -> str:
-        """The release's documents as blanked (their verdict key), kept by its exact inputs."""
-        if job.key in self.outputs:
-            return self.outputs[job.key]
+        """The release's documents as blanked (their verdict key), kept by its exact inputs
+        for the runs that do not render it."""
         kept = "out:" + self.exact_parts[job.key]
-        output = self.gate.cache.get(kept)
+        output = self.outputs.get(job.key) or self.gate.cache.get(kept)
         if not isinstance(output, str):
             output = cache_key(self.gate.renderer.render(job), self.gate.fingerprint)
-            self.gate.cache.put(kept, output)
+        self.gate.cache.put(kept, output)
         return output
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from platformctl.cachefile import CACHE_DIR, SHARED_CACHE_VARIABLE
 from platformctl.errors import InputError
+from platformctl.image_shapes import image_shape
 from platformctl.model import load_repo
 from platformctl.render import ADDONS_TARGET, CHARTS_FILE, RENDERS_DIR, Renderer
-from platformctl.image_shapes import image_shape
 from platformctl.verify import CACHE_FILE, verify
 from tests.chart.test_addons_values import addon_exceptions
 from tests.conftest import edit_yaml, init_repo

@@ -125,12 +125,14 @@ def test_an_applicationset_that_selects_on_the_tag_is_modelled_with_the_tag(
 ) -> None:
     """An ApplicationSet whose selector reads tags decides on each one: the twin models it
     with the tags, and sees the release it stops deploying."""
-    replace_in_gitops = stacked / "charts/gitops/templates/applicationset.yaml"
-    text = replace_in_gitops.read_text()
-    old = "          - key: image.repository\n            operator: Exists\n"
-    assert old in text
-    excluded = old + "          - key: image.tag\n            operator: NotIn\n            values: [9.9.9]\n"
-    replace_in_gitops.write_text(text.replace(old, excluded))
+    template = stacked / "charts/gitops/templates/applicationset.yaml"
+    text = template.read_text()
+    exists = "          - key: image.repository\n            operator: Exists\n"
+    assert exists in text
+    not_in = (
+        "          - key: image.tag\n            operator: NotIn\n            values: [9.9.9]\n"
+    )
+    template.write_text(text.replace(exists, exists + not_in))
     first = run(stacked)
     assert not [f for f in twin_findings(first) if f[1] == "PLAT019"]
     key = load_repo(stacked).select(["production"])[0].key
