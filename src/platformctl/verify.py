@@ -15,6 +15,11 @@ replaced by project rules). So a promotion, which changes only tag and digest, h
 and does not pay checkov's start-up; the project rules, which do read the actual image, run
 every time. Anything else that changes the rendered output (a value, a template) or the
 engines (checkov's version, the schemas, this code) changes the key.
+
+The twin of each environment is keyed on the inputs of all its targets, and also on them with
+every release's tag and digest blanked (``_TwinKeys``), under which it is kept only when it
+modelled the environment blind to them (``twin.images``): a promotion is answered by the twin
+of the build before it.
 """
 
 from __future__ import annotations
@@ -441,22 +446,23 @@ class _TwinKeys:
 
     def blanked(self, shared: list[Any]) -> str:
         parts = [
-            [_twin_input(self.gate.renderer, job, self.fingerprint, True), self._output(job)]
-            if job.release is not None
-            else self.exact_parts[key]
+            self._blanked_part(key, job) if job.release is not None else self.exact_parts[key]
             for key, job in self.every.items()
         ]
         return "twin-blanked:" + _digest([*shared, sorted(parts, key=json.dumps)])
 
-    def _output(self, job: Job) -> str:
-        """The release's documents as blanked (their verdict key), kept by its exact inputs
-        for the runs that do not render it."""
-        kept = "out:" + self.exact_parts[job.key]
-        output = self.outputs.get(job.key) or self.gate.cache.get(kept)
-        if not isinstance(output, str):
-            output = cache_key(self.gate.renderer.render(job), self.gate.fingerprint)
-        self.gate.cache.put(kept, output)
-        return output
+    def _blanked_part(self, key: str, job: Job) -> list[str]:
+        """A release's blanked inputs and its documents as blanked (their verdict key), kept
+        by its exact inputs: a promotion computes them for its own release only."""
+        kept = "blanked:" + self.exact_parts[key]
+        part = self.gate.cache.get(kept)
+        if key in self.outputs or not isinstance(part, list):
+            output = self.outputs.get(key) or cache_key(
+                self.gate.renderer.render(job), self.gate.fingerprint
+            )
+            part = [_twin_input(self.gate.renderer, job, self.fingerprint, True), output]
+        self.gate.cache.put(kept, part)
+        return [str(item) for item in part]
 
 
 def _twin_findings(

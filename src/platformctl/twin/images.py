@@ -58,10 +58,12 @@ def blanked(targets: Mapping[str, Target]) -> dict[str, Target]:
 
 
 def _blanked(rendered: Rendered) -> Rendered:
+    """The documents blanked, and no manifest text (the twin reads documents only: the text
+    still holds the tags)."""
     return Rendered(
         environment=rendered.environment,
         name=rendered.name,
-        manifests=rendered.manifests,
+        manifests={},
         documents=tuple(blank_images(document) for document in rendered.documents),
         release=rendered.release,
     )
