@@ -4,7 +4,8 @@ A promotion changes a release's tag and digest and nothing else. What reads only
 shape (its repository; whether it has a tag, and whether that is ``latest``; whether it has a
 digest) decides the same for every build of it, so the gate keys such verdicts on documents
 and values with tag and digest blanked: checkov's image checks (see ``verify``) and the twin
-of each environment's sync, which is given only the blanked documents and values.
+of each environment's sync, which is given the releases' documents, values files and images
+blanked where nothing in the environment decides on a tag (``twin.images``).
 """
 
 from __future__ import annotations

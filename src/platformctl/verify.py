@@ -440,6 +440,7 @@ class _TwinKeys:
             key: _twin_input(gate.renderer, job, fingerprint, False) for key, job in every.items()
         }
         self.outputs = {target.rendered.key: target.output for target in gate.checked}
+        self.rendered = {target.rendered.key: target.rendered for target in gate.checked}
 
     def exact(self, shared: list[Any]) -> str:
         return "twin:" + _digest([*shared, sorted(self.exact_parts.values())])
@@ -451,15 +452,19 @@ class _TwinKeys:
         ]
         return "twin-blanked:" + _digest([*shared, sorted(parts, key=json.dumps)])
 
+    def render(self, job: Job) -> Rendered:
+        """Each target rendered at most once per run (a stored render is a file read)."""
+        if job.key not in self.rendered:
+            self.rendered[job.key] = self.gate.renderer.render(job)
+        return self.rendered[job.key]
+
     def _blanked_part(self, key: str, job: Job) -> list[str]:
         """A release's blanked inputs and its documents as blanked (their verdict key), kept
         by its exact inputs: a promotion computes them for its own release only."""
         kept = "blanked:" + self.exact_parts[key]
         part = self.gate.cache.get(kept)
         if key in self.outputs or not isinstance(part, list):
-            output = self.outputs.get(key) or cache_key(
-                self.gate.renderer.render(job), self.gate.fingerprint
-            )
+            output = self.outputs.get(key) or cache_key(self.render(job), self.gate.fingerprint)
             part = [_twin_input(self.gate.renderer, job, self.fingerprint, True), output]
         self.gate.cache.put(kept, part)
         return [str(item) for item in part]
@@ -470,11 +475,10 @@ def _twin_findings(
 ) -> dict[str, list[Finding]]:
     """The twin's findings per target, for each environment verified. The twin needs the whole
     environment, so its findings are keyed on the inputs of every target of it (and the stack
-    facts): when none changed, or only tags and digests that nothing reads, they come from the
-    cache and nothing is rendered; otherwise the targets this run did not render are rendered
-    now."""
+    facts): when none changed, nothing is rendered; when only tags and digests that nothing
+    reads changed, only the releases whose blanked documents are not kept yet (a promotion's
+    own) are; otherwise every target this run did not render is rendered now."""
     renderer = gate.renderer
-    rendered = {target.rendered.key: target.rendered for target in gate.checked}
     # the twin's code and the gate's engines (the pinned CRDs it reads included)
     fingerprint = _twin_fingerprint() + gate.fingerprint
     found: dict[str, list[Finding]] = {}
@@ -493,14 +497,12 @@ def _twin_findings(
         exact = keys.exact(shared)
         entry = gate.cache.get(exact)
         if entry is None:
-            blanked = keys.blanked(shared)
-            entry = gate.cache.get(blanked)
+            # --no-cache: nothing to answer from, so nothing to key
+            blanked = keys.blanked(shared) if gate.cache.folder else None
+            entry = gate.cache.get(blanked) if blanked else None
             if entry is None:
                 targets = {
-                    job.key: Target(
-                        rendered.get(job.key) or renderer.render(job),
-                        str(job.chart.relative_to(repo.root)),
-                    )
+                    job.key: Target(keys.render(job), str(job.chart.relative_to(repo.root)))
                     for job in every.values()
                 }
                 unread = images_unread(targets)
@@ -508,7 +510,7 @@ def _twin_findings(
                     repo, environment, targets, stack, images_blanked=unread
                 )
                 entry = {"findings": [astuple(finding) for finding in modelled]}
-                if unread:
+                if unread and blanked:
                     gate.cache.put(blanked, entry)
             gate.cache.put(exact, entry)
         for finding in (Finding(*item) for item in entry["findings"]):

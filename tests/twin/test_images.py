@@ -10,7 +10,7 @@ import pytest
 
 from platformctl.image_shapes import VERSION_LABEL
 from platformctl.model import load_repo
-from platformctl.render import Rendered
+from platformctl.render import GITOPS_TARGET, Rendered
 from platformctl.twin import check_environment
 from platformctl.twin.images import images_unread
 from platformctl.twin.stack import stack_facts
@@ -90,5 +90,13 @@ def test_what_decides_on_a_tag_or_a_digest_is_found(
     stacked: Path, document: dict[str, Any], unread: bool
 ) -> None:
     environment = load_repo(stacked).environment("dev")
-    rendered = Rendered(environment, "extra", {}, (document,))
-    assert images_unread({rendered.key: Target(rendered, "charts/extra")}) is unread
+    rendered = Rendered(environment, GITOPS_TARGET, {}, (document,))
+    assert images_unread({rendered.key: Target(rendered, "charts/gitops")}) is unread
+
+
+def test_an_applicationset_the_twin_does_not_generate_from_is_not_read(stacked: Path) -> None:
+    """Only the Argo CD objects' ApplicationSets make the twin's Applications (an add-on's is
+    one more object), and those are keyed exactly."""
+    environment = load_repo(stacked).environment("dev")
+    rendered = Rendered(environment, "addons", {}, (READ["a template that reads the tag"],))
+    assert images_unread({rendered.key: Target(rendered, "charts/addons")})

@@ -10,17 +10,23 @@ the build before it. What Argo CD itself could decide on, though, is read there 
 - a selector may name the version label, which the service chart copies from the tag.
 
 Either one makes the twin model the environment with the real tags (``images_unread`` is
-False), keyed on them as before.
+False), keyed on them as before. Conservatively: a template that names ``image`` at all
+other than ``image.repository``, and the version label anywhere but an object's own
+``labels`` (an annotation too), count as read. Files the generator reads that are no
+release's (a values file with no image line yet, a stray copy) are read as they are, and
+keyed exactly.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
-from platformctl.image_shapes import VERSION_LABEL, blank_images
-from platformctl.render import Rendered
+from platformctl.image_shapes import VERSION_LABEL, blank_image_values, blank_images
+from platformctl.model import Image, Release
+from platformctl.render import GITOPS_TARGET, Rendered
 from platformctl.twin.world import Target
 
 _BLANKED_PARAMS = ("image.tag", "image.digest")
@@ -33,14 +39,18 @@ _WHOLE = re.compile(r"(?<![\w\"'.\])])[.$](?![\w.])")
 
 
 def images_unread(targets: Mapping[str, Target]) -> bool:
-    """Whether no ApplicationSet reads a tag or digest value and no selector names the
-    version label, in any target of the environment."""
+    """Whether no ApplicationSet the twin generates from (the Argo CD objects') reads a tag or
+    digest value and no selector of any target names the version label. Both are what the
+    blanked key shows of them: the Argo CD objects are keyed exactly, and blanking keeps every
+    key and every match expression."""
     for target in targets.values():
+        generates = target.rendered.name == GITOPS_TARGET
         for document in target.rendered.documents:
             kind = document.get("kind")
             if kind == "CustomResourceDefinition":
                 continue  # a schema, not a selector (and ~1 MB each)
-            if kind == "ApplicationSet" and _reads_image_params(document.get("spec") or {}):
+            generated = generates and kind == "ApplicationSet"
+            if generated and _reads_image_params(document.get("spec") or {}):
                 return False
             if _names_version_label(document):
                 return False
@@ -58,14 +68,31 @@ def blanked(targets: Mapping[str, Target]) -> dict[str, Target]:
 
 
 def _blanked(rendered: Rendered) -> Rendered:
-    """The documents blanked, and no manifest text (the twin reads documents only: the text
-    still holds the tags)."""
+    """The documents blanked, no manifest text (the twin reads documents only: the text
+    still holds the tags) and the release's image and values blanked."""
+    release = rendered.release
     return Rendered(
         environment=rendered.environment,
         name=rendered.name,
         manifests={},
         documents=tuple(blank_images(document) for document in rendered.documents),
-        release=rendered.release,
+        release=None if release is None else _blanked_release(release),
+    )
+
+
+def _blanked_release(release: Release) -> Release:
+    """The release with a stand-in build of the same shape: a valid tag (``latest`` kept) and
+    digest, and its values files' tag and digest blanked."""
+    image = release.image
+    return replace(
+        release,
+        image=Image(
+            image.repository,
+            None if image.tag is None else "latest" if image.tag == "latest" else "blanked",
+            None if image.digest is None else "sha256:" + "0" * 64,
+        ),
+        base_values=blank_image_values(release.base_values),
+        environment_values=blank_image_values(release.environment_values),
     )
 
 
