@@ -149,6 +149,9 @@ class Bench:
         sets each run up outside the timing. None if the row is not selected."""
         if not self.wanted(name):
             return None
+        # what the fleet's making and the rows before wrote is on disk first: the kernel's
+        # writeback of it slowed the next short commands 3-fold (the floor's first samples)
+        os.sync()
         if runs > 1:
             if prepare:
                 prepare(runs)
