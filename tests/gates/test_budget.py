@@ -59,6 +59,21 @@ def _configure(fleet: Fleet) -> int:
 class World:
     template: Fleet
     prometheus: RunningPrometheus
+    rules: Path
+
+
+def _kept_by_the_addons(root: Path, environment: str) -> str:
+    """How long the add-ons have the environment's Prometheus keep samples."""
+
+    def retention(path: Path) -> Any:
+        values = yaml.safe_load(path.read_text()) or {}
+        stack = ((values.get("addons") or {}).get("kube-prometheus-stack") or {}).get("values")
+        return (((stack or {}).get("prometheus") or {}).get("prometheusSpec") or {}).get(
+            "retention"
+        )
+
+    kept = retention(root / f"environments/addons/{environment}.yaml")
+    return str(kept or retention(root / "charts/addons/values.yaml"))
 
 
 def _rule_file(fleet: Fleet, path: Path) -> Path:
@@ -97,7 +112,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     workload = Workload(namespace)
     for service, errors in TRAFFIC.items():
         workload.set(service, per_second=50.0, error_ratio=errors, latency=0.05)
-    with start_prometheus(folder / "prometheus", workload, [rules]) as running:
+    kept = _kept_by_the_addons(template.root, TARGET)
+    with start_prometheus(folder / "prometheus", workload, [rules], kept) as running:
         api = Prometheus(Endpoint(running.url))
 
         def scraped() -> bool:
@@ -111,7 +127,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         burning = f'alertname=~"ErrorBudgetBurn.+", service="{BURNING}"'
         firing = f'count(ALERTS{{alertstate="firing", {burning}}})'
         _until(lambda: api.value(firing) == burn_rates, f"{BURNING}'s burn-rate alerts firing")
-        yield World(template, running)
+        yield World(template, running, rules)
 
 
 def _declare(root: Path, gate: Any) -> None:
@@ -239,6 +255,21 @@ def test_an_unreachable_prometheus_fails_closed_as_an_environment_problem(
     assert "Prometheus at http://127.0.0.1:" in result.stderr
     assert "unreachable" in result.stderr
     assert "--override budget" in result.stderr
+
+
+def test_a_prometheus_that_keeps_less_than_the_budget_window_is_refused(
+    world: World, tmp_path: Path, cli: Cli
+) -> None:
+    """A range query over the chart's 30d on a Prometheus that keeps 15d (its default) covers
+    15d: the budget left would be of half the window, and read as the whole."""
+    workload = world.prometheus.workload
+    with start_prometheus(tmp_path / "short", workload, [world.rules], "15d") as short:
+        fleet = _fleet(world, tmp_path, short.url)
+        rows = _gate_rows(_promote(fleet, cli, CALM, 1).output)
+    assert any(
+        "failed" in row and "keeps 15d of samples, less than the 30d budget window" in row
+        for row in rows
+    ), rows
 
 
 def test_rollbacks_and_holds_are_not_held_back_by_a_burning_target(

@@ -98,10 +98,14 @@ class RunningPrometheus:
 
 @contextmanager
 def prometheus_scraping(
-    folder: Path, scrape_configs: list[dict[str, Any]], rule_files: Sequence[Path] = ()
+    folder: Path,
+    scrape_configs: list[dict[str, Any]],
+    rule_files: Sequence[Path] = (),
+    retention: str | None = None,
 ) -> Iterator[str]:
     """A real Prometheus on a loopback port, scraping every ``SCRAPE_SECONDS`` and evaluating
-    ``rule_files`` every second; yields its URL."""
+    ``rule_files`` every second, keeping samples for ``retention`` (its own default, 15d,
+    unless given); yields its URL."""
     binary = require("prometheus", "prometheus")
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -118,6 +122,7 @@ def prometheus_scraping(
         f"--storage.tsdb.path={folder / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
+        *([f"--storage.tsdb.retention.time={retention}"] if retention else []),
     ]
     url = f"http://127.0.0.1:{port}"
     with running(command, f"{url}/-/ready", folder / "prometheus.log"):
@@ -126,7 +131,7 @@ def prometheus_scraping(
 
 @contextmanager
 def start_prometheus(
-    folder: Path, workload: Workload, rule_files: Sequence[Path] = ()
+    folder: Path, workload: Workload, rule_files: Sequence[Path] = (), retention: str | None = None
 ) -> Iterator[RunningPrometheus]:
     def metrics(request: Request) -> tuple[int, str]:
         return (200, workload.exposition()) if request.path == "/metrics" else (404, "")
@@ -137,5 +142,5 @@ def start_prometheus(
             "honor_labels": True,
             "static_configs": [{"targets": [target.removeprefix("http://")]}],
         }
-        with prometheus_scraping(folder, [services], rule_files) as url:
+        with prometheus_scraping(folder, [services], rule_files, retention) as url:
             yield RunningPrometheus(url, workload)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from string import Template
 from typing import Any
 
-from platformctl.gates.config import DEFAULT_OBJECTIVES, BudgetGate
+from platformctl.gates.config import DEFAULT_OBJECTIVES, BudgetGate, parse_duration
 from platformctl.gates.results import GateResult, Verdict
 from platformctl.model import Environment, Release, Repo, merge_values
 from platformctl.prometheus import Prometheus
@@ -100,6 +101,16 @@ def check_budget(
         measured = f"{release.service} renders {missing} in {env}: nothing to ask"
         return [result(Verdict.failed, measured)]
     results = [result(*_alerts(prometheus, budget.alerts, env, now))]
+    kept = retention(prometheus)
+    if kept is not None and kept[1] < parse_duration(budget.window):
+        measured = (
+            f"{env}'s Prometheus keeps {kept[0]} of samples, less than the {budget.window} "
+            f"budget window: the budget left would be of {kept[0]} only (raise "
+            "kube-prometheus-stack's prometheus.prometheusSpec.retention in the add-ons, or "
+            "shorten alerts.budgetWindow)"
+        )
+        results.append(result(Verdict.failed, measured))
+        return results
     ratio = prometheus.value(error_ratio_query(release, budget.window), at=now)
     if ratio is None:
         results.append(result(Verdict.failed, f"no requests in {env} over {budget.window}"))
@@ -116,6 +127,27 @@ def check_budget(
         )
     )
     return results
+
+
+_PROMETHEUS_DURATION = re.compile(r"(?:[0-9]+(?:ms|y|w|d|h|m|s))+")
+_PROMETHEUS_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def retention(prometheus: Prometheus) -> tuple[str, dt.timedelta] | None:
+    """How long the Prometheus keeps samples, as it says (``storageRetention`` of its runtime
+    information: ``15d``, ``30d or 50GiB``); None when only a size limits it. A range query
+    over a longer window quietly covers only what is kept."""
+    body = prometheus.api.call("GET", "/api/v1/status/runtimeinfo")
+    data = (body.get("data") if isinstance(body, dict) else None) or {}
+    for part in str(data.get("storageRetention") or "").split(" or "):
+        text = part.strip()
+        if _PROMETHEUS_DURATION.fullmatch(text):
+            seconds = sum(
+                int(number) * (0.001 if unit == "ms" else _PROMETHEUS_UNITS[unit])
+                for number, unit in re.findall(r"([0-9]+)(ms|y|w|d|h|m|s)", text)
+            )
+            return text, dt.timedelta(seconds=seconds)
+    return None
 
 
 def _alerts(
