@@ -106,12 +106,14 @@ def engine_fingerprint() -> str:
 
 @cache
 def installed_engines() -> bytes:
-    """What of the engines only a new installation changes: the validator's version, the
-    engines' code and the vendored CRDs. Read once per process (a command asks for the
+    """What of the engines only a new installation changes: the validator's, the Helm SDK's
+    and the YAML library's versions (a render, and so every verdict, can change with the last
+    two), the engines' code and the vendored CRDs. Read once per process (a command asks for the
     fingerprint several times, ~3 ms each), and by a started worker before it forks: it
     refuses a request from a changed installation (``launcher.fingerprint``)."""
     digest = hashlib.sha256()
-    digest.update(version("kubernetes-validate").encode())
+    for engine in ("kubernetes-validate", "helm-python-sdk", "PyYAML"):
+        digest.update(f"{engine} {version(engine)}\0".encode())
     package = Path(__file__).parent
     for name in _ENGINE_SOURCES:
         digest.update((package / name).read_bytes())

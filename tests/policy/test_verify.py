@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from platformctl import verify as verify_module
 from platformctl.cachefile import CACHE_DIR, SHARED_CACHE_VARIABLE
 from platformctl.errors import InputError
 from platformctl.image_shapes import image_shape
@@ -463,3 +464,23 @@ def test_corrupt_cache_is_ignored(warm_fleet: Path) -> None:
     (warm_fleet / ".platform-cache/verify.json").write_text("{not json")
     assert run(warm_fleet, use_cache=True).ok
     assert json.loads((warm_fleet / ".platform-cache/verify.json").read_text())["entries"]
+
+
+@pytest.mark.parametrize("engine", ["helm-python-sdk", "PyYAML"])
+def test_a_new_renderer_asks_every_verdict_again(
+    monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    """A new Helm SDK (or the YAML library that parses its output) can render the same inputs
+    differently, so nothing keyed on inputs alone may answer for it: the engines' fingerprint,
+    which every verdict and the twin are keyed on, changes with their versions, as the stored
+    renders' does."""
+    before = verify_module.engine_fingerprint()
+    installed = verify_module.version
+    monkeypatch.setattr(
+        verify_module, "version", lambda name: "0.0.0-new" if name == engine else installed(name)
+    )
+    verify_module.installed_engines.cache_clear()
+    try:
+        assert verify_module.engine_fingerprint() != before
+    finally:
+        verify_module.installed_engines.cache_clear()
