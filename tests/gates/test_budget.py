@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from platformctl.gates.budget import budget_of, check_budget, error_ratio_query
+from platformctl.gates.budget import budget_of, check_budget, error_ratio_query, retention
 from platformctl.gates.config import BudgetGate
 from platformctl.gates.results import Verdict, parse_trailer
 from platformctl.model import Endpoint, load_repo
@@ -30,7 +30,12 @@ from tests.cli.test_bad_input import state
 from tests.conftest import edit_yaml, git
 from tests.release.fleet import Fleet, make_fleet
 from tests.support.components import free_port
-from tests.support.prometheus import RunningPrometheus, Workload, start_prometheus
+from tests.support.prometheus import (
+    RunningPrometheus,
+    Workload,
+    prometheus_scraping,
+    start_prometheus,
+)
 
 Cli = Callable[..., Any]
 CALM, BURNING, SPENT = "calm", "burning", "spent"
@@ -270,6 +275,29 @@ def test_a_prometheus_that_keeps_less_than_the_budget_window_is_refused(
         "failed" in row and "keeps 15d of samples, less than the 30d budget window" in row
         for row in rows
     ), rows
+
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "kept"),
+    [
+        ((), ("15d", 15 * DAY)),  # Prometheus's default
+        (("--storage.tsdb.retention.time=1y2w",), ("379d", 379 * DAY)),
+        (
+            ("--storage.tsdb.retention.time=30d", "--storage.tsdb.retention.size=1GB"),
+            ("30d", 30 * DAY),
+        ),
+        (("--storage.tsdb.retention.size=1GB",), None),  # a size alone: no time limit
+    ],
+    ids=["default", "years and weeks", "time or size", "size alone"],
+)
+def test_the_retention_is_the_one_prometheus_applies(
+    tmp_path: Path, flags: tuple[str, ...], kept: tuple[str, dt.timedelta] | None
+) -> None:
+    with prometheus_scraping(tmp_path, [], flags=flags) as url:
+        assert retention(Prometheus(Endpoint(url))) == kept
 
 
 def test_rollbacks_and_holds_are_not_held_back_by_a_burning_target(

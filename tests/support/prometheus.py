@@ -101,11 +101,10 @@ def prometheus_scraping(
     folder: Path,
     scrape_configs: list[dict[str, Any]],
     rule_files: Sequence[Path] = (),
-    retention: str | None = None,
+    flags: Sequence[str] = (),
 ) -> Iterator[str]:
     """A real Prometheus on a loopback port, scraping every ``SCRAPE_SECONDS`` and evaluating
-    ``rule_files`` every second, keeping samples for ``retention`` (its own default, 15d,
-    unless given); yields its URL."""
+    ``rule_files`` every second, with ``flags`` besides (its retention, say); yields its URL."""
     binary = require("prometheus", "prometheus")
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -122,7 +121,7 @@ def prometheus_scraping(
         f"--storage.tsdb.path={folder / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
-        *([f"--storage.tsdb.retention.time={retention}"] if retention else []),
+        *flags,
     ]
     url = f"http://127.0.0.1:{port}"
     with running(command, f"{url}/-/ready", folder / "prometheus.log"):
@@ -133,6 +132,9 @@ def prometheus_scraping(
 def start_prometheus(
     folder: Path, workload: Workload, rule_files: Sequence[Path] = (), retention: str | None = None
 ) -> Iterator[RunningPrometheus]:
+    """Prometheus scraping ``workload``, keeping samples for ``retention`` (its own default,
+    15d, unless given)."""
+
     def metrics(request: Request) -> tuple[int, str]:
         return (200, workload.exposition()) if request.path == "/metrics" else (404, "")
 
@@ -142,5 +144,6 @@ def start_prometheus(
             "honor_labels": True,
             "static_configs": [{"targets": [target.removeprefix("http://")]}],
         }
-        with prometheus_scraping(folder, [services], rule_files, retention) as url:
+        kept = [f"--storage.tsdb.retention.time={retention}"] if retention else []
+        with prometheus_scraping(folder, [services], rule_files, kept) as url:
             yield RunningPrometheus(url, workload)
