@@ -193,11 +193,18 @@ def through_worker() -> int | None:
     with connection:
         try:
             sent = socket.send_fds(connection, [message], [0, 1, 2])
-            connection.sendall(message[sent:])
+            if sent < len(message):
+                # never an empty send: once the worker has it all, the command may have run
+                # and ended, and a send to its closed connection fails (it ran twice so)
+                connection.sendall(message[sent:])
+        except OSError:
+            return None  # the worker has not all of it: it runs nothing
+        try:
             reply = receive_reply(connection)
         except OSError:
-            return None
+            reply = None
         if reply is None or reply[0] != STARTED:
+            # the worker starts a command only once it has told us (``worker.Server._run``)
             return None
         return _wait(connection, reply[1])
 

@@ -386,16 +386,29 @@ class Server:
             command.close()
             return
         self.commands += 1
+        # The child starts the command only once the launcher has been told it started: a
+        # launcher that was not told runs the command itself, so it must never run here too.
+        go, told = os.pipe()
         pid = os.fork()
         if pid == 0:
-            self._into_child(connection)
-            command.run()
+            try:
+                os.close(told)
+                self._into_child(connection)
+            except BaseException:
+                os._exit(70)
+            command.run(go)
+        os.close(go)
         command.close()
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)
         self.running[pid] = connection
-        with contextlib.suppress(OSError):
+        try:
             connection.sendall(launcher.REPLY.pack(launcher.STARTED, pid))
+            os.write(told, b"g")
+        except OSError:
+            pass  # no go-ahead: the child ends without running it
+        finally:
+            os.close(told)
         connection.setblocking(False)
         self.selector.register(connection, selectors.EVENT_READ, pid)
 
@@ -471,10 +484,15 @@ class Command:
         for fd in self.fds:
             os.close(fd)
 
-    def run(self) -> NoReturn:
-        """In the forked child: become the launcher's process, run the CLI, exit as it did."""
+    def run(self, go: int) -> NoReturn:
+        """In the forked child: once the worker has told the launcher (a byte on ``go``),
+        become the launcher's process, run the CLI, exit as it did."""
         code = 70
         try:
+            started = os.read(go, 1) == b"g"
+            os.close(go)
+            if not started:
+                os._exit(code)  # the launcher was not told: it runs the command itself
             os.setpgid(0, 0)
             for target, fd in enumerate(self.fds):
                 os.dup2(fd, target)

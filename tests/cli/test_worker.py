@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,8 @@ from tests.release.fleet import Fleet, make_fleet, slow_push
 Env = dict[str, str]
 # Fixed commit dates: the same promotion made twice makes the same commit, so the two runs'
 # outputs (which name the commit) can be compared byte for byte.
+# enough runs that a command run twice 2.5 % of the time shows (0.975**200: 0.6 %)
+RUNS_ONCE = 200
 DATES = {"GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z"}
 
 
@@ -121,6 +125,17 @@ def test_a_promotion_is_the_same_through_the_worker(fleet: Fleet, worker: Env) -
         git(fleet.root, "log", "-1", "--format=%an %aI")
         == "Worker Test 2026-01-02T03:04:05+00:00\n"
     )
+
+
+def test_a_command_runs_once_however_fast_it_ends(worker: Env) -> None:
+    """A command that ended before the launcher's last send returned (`--version`, a shell
+    completion) ran a second time in-process: the launcher took the broken pipe of its empty
+    last send for a worker that had not started it (5 of 200 `--version`s printed twice; a
+    promotion, slower, needed the launcher to stall between two system calls)."""
+    before = commands_run(worker)
+    printed = Counter(platform(["--version"], worker).stdout for _ in range(RUNS_ONCE))
+    assert printed == Counter({f"platform {version('platformctl')}\n": RUNS_ONCE})
+    assert commands_run(worker) == before + RUNS_ONCE
 
 
 def test_a_refused_gate_is_the_same_through_the_worker(fleet: Fleet, worker: Env) -> None:
