@@ -135,6 +135,9 @@ def test_rsa_keys_are_not_cosign_keys(repo: Path) -> None:
 def test_durations_round_trip_to_what_people_write() -> None:
     assert parse_duration("1h30m") == dt.timedelta(minutes=90)
     assert parse_duration("2d") == dt.timedelta(days=2)
+    # and Prometheus's units, in which it reports a retention
+    assert parse_duration("1y2w") == dt.timedelta(days=379)
+    assert parse_duration("1m500ms") == dt.timedelta(seconds=60.5)
     assert format_duration(dt.timedelta(days=2, hours=3, minutes=4)) == "2d3h"
     assert format_duration(dt.timedelta(seconds=42)) == "42s"
     assert format_duration(dt.timedelta(minutes=-5)) == "-5m"

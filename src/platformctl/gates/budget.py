@@ -88,9 +88,11 @@ def check_budget(
     gate: BudgetGate,
     release: Release,
     now: dt.datetime,
+    kept: Callable[[], tuple[str, dt.timedelta] | None] | None = None,
 ) -> list[GateResult]:
     """Two results for ``release`` (the service as it runs in the target now): its burn-rate
-    alerts, and the share of its error budget left over the window."""
+    alerts, and the share of its error budget left over the window. ``kept``: the target's
+    retention, asked once for all its services (else of ``prometheus`` here)."""
     env = release.environment.name
 
     def result(verdict: Verdict, measured: str) -> GateResult:
@@ -101,11 +103,11 @@ def check_budget(
         measured = f"{release.service} renders {missing} in {env}: nothing to ask"
         return [result(Verdict.failed, measured)]
     results = [result(*_alerts(prometheus, budget.alerts, env, now))]
-    kept = retention(prometheus)
-    if kept is not None and kept[1] < parse_duration(budget.window):
+    retained = kept() if kept else retention(prometheus)
+    if retained is not None and retained[1] < parse_duration(budget.window):
         measured = (
-            f"{env}'s Prometheus keeps {kept[0]} of samples, less than the {budget.window} "
-            f"budget window: the budget left would be of {kept[0]} only (raise "
+            f"{env}'s Prometheus keeps {retained[0]} of samples, less than the {budget.window} "
+            f"budget window: the budget left would be of {retained[0]} only (raise "
             "kube-prometheus-stack's prometheus.prometheusSpec.retention in the add-ons, or "
             "shorten alerts.budgetWindow)"
         )
@@ -129,8 +131,7 @@ def check_budget(
     return results
 
 
-_PROMETHEUS_DURATION = re.compile(r"(?:[0-9]+(?:ms|y|w|d|h|m|s))+")
-_PROMETHEUS_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PROMETHEUS_DURATION = re.compile(r"(?:[0-9]+(?:ms|[ywdhms]))+")
 
 
 def retention(prometheus: Prometheus) -> tuple[str, dt.timedelta] | None:
@@ -142,11 +143,7 @@ def retention(prometheus: Prometheus) -> tuple[str, dt.timedelta] | None:
     for part in str(data.get("storageRetention") or "").split(" or "):
         text = part.strip()
         if _PROMETHEUS_DURATION.fullmatch(text):
-            seconds = sum(
-                int(number) * (0.001 if unit == "ms" else _PROMETHEUS_UNITS[unit])
-                for number, unit in re.findall(r"([0-9]+)(ms|y|w|d|h|m|s)", text)
-            )
-            return text, dt.timedelta(seconds=seconds)
+            return text, parse_duration(text)
     return None
 
 
@@ -206,6 +203,15 @@ class TargetBudgets:
         self.client = client  # made on first use: a missing token fails this gate only
         self.renderer = Renderer(repo)
         self.rendering = threading.Lock()  # services run in threads; the renderer caches charts
+        self.asking = threading.Lock()
+        self.kept: list[tuple[str, dt.timedelta] | None] = []  # the retention, once asked
+
+    def retention(self) -> tuple[str, dt.timedelta] | None:
+        """The target's retention, asked of its Prometheus once for every service."""
+        with self.asking:
+            if not self.kept:
+                self.kept.append(retention(self.client()))
+        return self.kept[0]
 
     def check(self, service: str, gate: BudgetGate, now: dt.datetime) -> list[GateResult]:
         running = self.repo.releases.get((service, self.target.name))
@@ -214,4 +220,4 @@ class TargetBudgets:
             return [GateResult("budget", service, Verdict.passed, measured)]
         with self.rendering:
             budget = budget_of(self.renderer, running)
-        return check_budget(self.client(), budget, gate, running, now)
+        return check_budget(self.client(), budget, gate, running, now, self.retention)

@@ -26,8 +26,9 @@ _PEM_BEGIN, _PEM_END = "-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----"
 _P256_SPKI_HEADER = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + b"\x04"
 GATE_ORDER = ("freeze", "soak", "registry", "signature", "argocd", "slo", "budget")
 NETWORK_GATES = frozenset({"registry", "signature", "argocd", "slo", "budget"})
-_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# Prometheus's units too (a retention it reports: ``1y``, ``2w``, ``500ms``)
+_DURATION_PART = re.compile(r"([0-9]+)(ms|[ywdhms])")
+_UNIT_SECONDS = {"y": 31_536_000, "w": 604_800, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 1e-3}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_SLO_WINDOW = dt.timedelta(hours=1)
 _SELECTOR = 'namespace="${namespace}", service="${service}"'

@@ -54,11 +54,11 @@ def check_environment(
 ) -> list[Finding]:
     """Every finding of the twin for one environment, on the targets that hold the resource
     (``bootstrap`` and ``pinned`` CRDs from the model and ``crds/`` unless given); with
-    ``images_blanked``, of releases and values files whose tags and digests it is not given
-    (``twin.images``: only where nothing decides on them)."""
+    ``images_blanked``, of a model and targets whose releases' tags and digests it is not
+    given (``twin.images``: only where nothing decides on them)."""
     if images_blanked:
-        targets = blanked(targets)
-    world = build(repo, environment, targets, bootstrap, pinned, images_blanked=images_blanked)
+        repo, targets = blanked(repo, targets)
+    world = build(repo, environment, targets, bootstrap, pinned)
     found: Iterable[tuple[Obj, str, str]]
     findings = [
         Finding(target, "PLAT019", resource, message, ENGINE)

@@ -149,12 +149,9 @@ def build(
     targets: Mapping[str, Target],
     bootstrap: Bootstrap | None = None,
     pinned: crd_index.Crds | None = None,
-    *,
-    images_blanked: bool = False,
 ) -> World:
     """The environment's World from its rendered targets (keyed as the gate keys them), the
-    bootstrap (from the model unless given) and the pinned CRDs (``crds/`` unless given);
-    the generators read values files with tags and digests blanked if ``images_blanked``."""
+    bootstrap (from the model unless given) and the pinned CRDs (``crds/`` unless given)."""
     bootstrap = bootstrap or bootstrap_of(repo, environment)
     world = World(environment, bootstrap)
     every = [d for t in targets.values() for d in t.rendered.documents]
@@ -180,9 +177,7 @@ def build(
         try:
             generated = [
                 (fill_template(template, params), made_from)
-                for params, made_from in generate(
-                    repo, environment, bootstrap, appset, fields, images_blanked=images_blanked
-                )
+                for params, made_from in generate(repo, environment, bootstrap, appset, fields)
             ]
         except Unmodelled as error:
             world.notes.append((gitops_key, resource, f"the twin cannot model {error}"))

@@ -25,8 +25,8 @@ from dataclasses import replace
 from typing import Any
 
 from platformctl.image_shapes import VERSION_LABEL, blank_image_values, blank_images
-from platformctl.model import Image, Release
-from platformctl.render import GITOPS_TARGET, Rendered
+from platformctl.model import Image, Release, Repo
+from platformctl.render import GITOPS_TARGET
 from platformctl.twin.world import Target
 
 _BLANKED_PARAMS = ("image.tag", "image.digest")
@@ -57,27 +57,25 @@ def images_unread(targets: Mapping[str, Target]) -> bool:
     return True
 
 
-def blanked(targets: Mapping[str, Target]) -> dict[str, Target]:
-    """The targets with each release's documents blanked (add-ons deploy no build of ours)."""
-    return {
-        key: target
-        if target.rendered.release is None
-        else Target(_blanked(target.rendered), target.chart)
-        for key, target in targets.items()
-    }
-
-
-def _blanked(rendered: Rendered) -> Rendered:
-    """The documents blanked, no manifest text (the twin reads documents only: the text
-    still holds the tags) and the release's image and values blanked."""
-    release = rendered.release
-    return Rendered(
-        environment=rendered.environment,
-        name=rendered.name,
-        manifests={},
-        documents=tuple(blank_images(document) for document in rendered.documents),
-        release=None if release is None else _blanked_release(release),
-    )
+def blanked(repo: Repo, targets: Mapping[str, Target]) -> tuple[Repo, dict[str, Target]]:
+    """The model with every release's build blanked (what the generators read of the values
+    files), and the targets with each release's documents blanked too (add-ons deploy no
+    build of ours)."""
+    releases = {key: _blanked_release(release) for key, release in repo.releases.items()}
+    views: dict[str, Target] = {}
+    for key, target in targets.items():
+        rendered, release = target.rendered, target.rendered.release
+        if release is not None:
+            # no manifest text: the twin reads documents only, and the text holds the tags
+            rendered = replace(
+                rendered,
+                manifests={},
+                documents=tuple(blank_images(document) for document in rendered.documents),
+                release=releases.get((release.service, release.environment.name))
+                or _blanked_release(release),
+            )
+        views[key] = Target(rendered, target.chart)
+    return replace(repo, releases=releases), views
 
 
 def _blanked_release(release: Release) -> Release:

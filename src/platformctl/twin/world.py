@@ -26,7 +26,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from platformctl.errors import InputError
-from platformctl.image_shapes import blank_image_values
 from platformctl.model import Environment, Repo
 from platformctl.render import Rendered
 from platformctl.twin.bootstrap import Bootstrap
@@ -577,8 +576,6 @@ def generate(
     bootstrap: Bootstrap,
     appset: Mapping[str, Any],
     file_fields: frozenset[str],
-    *,
-    images_blanked: bool = False,
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """The parameter sets an ApplicationSet's generators make, each with what made it.
 
@@ -586,14 +583,11 @@ def generate(
     model's: a file without an image line or a stray copy is an Application too unless a
     selector leaves it out. ``file_fields`` are the fields the deployed ApplicationSet CRD
     knows on a git files entry: the API server prunes any other (``exclude`` before Argo CD
-    3.1), so it does nothing. With ``images_blanked`` the release files' tags and digests
-    are blanked (``twin.images``).
+    3.1), so it does nothing.
     """
     spec = appset.get("spec") or {}
     known = {
-        str(r.values_file.relative_to(repo.root)): (
-            blank_image_values(r.environment_values) if images_blanked else r.environment_values
-        )
+        str(r.values_file.relative_to(repo.root)): r.environment_values
         for r in repo.select([environment.name])
     }
     for generator in spec.get("generators") or []:
